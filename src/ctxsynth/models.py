@@ -1,0 +1,61 @@
+"""The embedded default model: SmolLM2-135M-Instruct, shipped as a GGUF file on PyPI.
+
+transformers dequantises the GGUF on load (slow, needs `gguf`); we do that once and keep the result
+as safetensors under the user's cache directory, which later loads in about a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from ctxsynth import assets
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_NAME = "smollm2-135m-instruct"
+EMBEDDED_ALIASES = {EMBEDDED_NAME, "smollm2", "SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct"}
+
+
+def cache_root() -> Path:
+    base = os.environ.get("CTXSYNTH_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ctxsynth"
+    )
+    return Path(base)
+
+
+def is_embedded(name: str) -> bool:
+    return name in EMBEDDED_ALIASES
+
+
+def embedded_model_dir() -> Path:
+    """A transformers model folder (safetensors + tokenizer) for the embedded model, made once."""
+    target = cache_root() / "models" / EMBEDDED_NAME
+    if (target / "model.safetensors").exists() and (target / "tokenizer.json").exists():
+        return target
+    gguf = assets.smollm2_gguf()
+    log.info("converting %s to safetensors under %s (once)", gguf.name, target)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # the dequantised weights are plain tensors: forget the GGUF quantizer so save_pretrained
+    # writes an ordinary checkpoint that loads without `gguf`
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+    return target
+
+
+def resolve_model_path(name: str) -> str:
+    """The embedded aliases map to the cached folder; anything else passes through."""
+    return str(embedded_model_dir()) if is_embedded(name) else name

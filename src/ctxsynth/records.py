@@ -1,0 +1,83 @@
+"""Record types, one per stage, as plain JSON-serialisable dataclasses.
+
+Provenance is never dropped: every record carries enough to answer "where did this come from and
+where is its evidence" from the file alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass
+class Seed:
+    """A human instruction-answer pair; `answer` may be a list of accepted strings."""
+
+    id: str
+    task: str
+    instruction: str
+    answer: str | list[str]
+    context: str | None = None  # the original human context, kept for baselines
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def answers(self) -> list[str]:
+        return list(self.answer) if isinstance(self.answer, list) else [self.answer]
+
+
+@dataclass
+class Attempt:
+    """One generation attempt for a seed, kept whether it passed or failed."""
+
+    attempt: int
+    sampling_seed: int
+    text: str | None
+    finish_reason: str | None
+    usage: dict[str, int]
+    cached: bool
+    error: str | None = None
+    verdicts: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None  # first failed check, None when the attempt passed
+
+
+@dataclass
+class Synthesized:
+    """A seed plus its synthetic context, the generation provenance and verification verdicts."""
+
+    id: str
+    task: str
+    seed: Seed
+    context: str
+    provenance: dict[str, Any]
+    verdicts: dict[str, Any]
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+@dataclass
+class Rejected:
+    """A dropped record with its stage and reason; written to <stage>/rejected/."""
+
+    id: str
+    stage: str
+    reason: str
+    detail: str
+    record: dict[str, Any]
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    return dataclasses.asdict(obj)
+
+
+def seed_from_dict(d: dict[str, Any]) -> Seed:
+    return Seed(**d)
+
+
+def synthesized_from_dict(d: dict[str, Any]) -> Synthesized:
+    d = dict(d)
+    d["seed"] = Seed(**d["seed"])
+    d["attempts"] = [Attempt(**a) for a in d.get("attempts", [])]
+    return Synthesized(**d)

