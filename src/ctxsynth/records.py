@@ -81,3 +81,49 @@ def synthesized_from_dict(d: dict[str, Any]) -> Synthesized:
     d["seed"] = Seed(**d["seed"])
     d["attempts"] = [Attempt(**a) for a in d.get("attempts", [])]
     return Synthesized(**d)
+
+
+@dataclass
+class Sample:
+    """An assembled long-context training sample: chat messages plus where the evidence landed.
+
+    `gold_char_span` is [start, end) of the gold document inside messages[0]["content"];
+    `gold_token_span` is [start, end) in tokens of the fully rendered chat (template applied) with the
+    target tokenizer; `gold_depth` = gold_token_span start / total tokens of the prompt part (0..1).
+    """
+
+    id: str
+    task: str
+    seed_id: str
+    messages: list[dict[str, str]]  # [user, assistant]; the assistant turn is the human answer
+    answer: str | list[str]
+    template: str
+    gold_index: int  # slot of the gold document among the documents (0-based)
+    gold_indices: list[int]  # all gold slots (multi-document synthesis has several)
+    gold_depth: float
+    gold_char_span: list[int]
+    gold_token_span: list[int]
+    n_documents: int
+    distractor_ids: list[str]
+    distractor_strategy: str
+    separator: str
+    tokens: dict[str, Any]  # total, target, prompt, answer, per_document (list), template_overhead
+    tokenizer: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EvalItem:
+    """One evaluation prompt with its references; produced by NIAH and built-in eval-set builders.
+
+    `metric` names a pure function in ctxsynth.eval.metrics: "all_substring" (NIAH: every answer must
+    appear), "qa_f1", "rouge_l", "classification", "retrieval", "code_sim".
+    """
+
+    id: str
+    task: str
+    prompt: str  # the user message (chat template applied by the evaluator)
+    answers: list[str]
+    metric: str
+    max_new_tokens: int = 64
+    meta: dict[str, Any] = field(default_factory=dict)  # length, depth, variant, dataset, ...
