@@ -7,6 +7,7 @@ cached: a rerun tries them again.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -75,32 +76,37 @@ class CachedBackend(Backend):
         identity = self.inner.identity()
         keys = [request_key(identity, r) for r in requests]
         results: list[ChatResult | None] = [None] * len(requests)
-        misses: list[int] = []
+        waiting: dict[str, list[int]] = {}  # key -> positions; identical requests are sent once
         for i, key in enumerate(keys):
+            if key in waiting:
+                waiting[key].append(i)
+                continue
             hit = self.cache.get(key)
             if hit is None:
-                misses.append(i)
+                waiting[key] = [i]
             else:
                 results[i] = hit
                 if on_result:
                     on_result(i, hit)
-        if misses:
-            log.info("cache: %d hits, %d requests to send", len(requests) - len(misses), len(misses))
+        if waiting:
+            sent = list(waiting)
+            log.info("cache: %d hits, %d requests to send", len(requests) - len(sent), len(sent))
 
             def store(j: int, result: ChatResult) -> None:
-                i = misses[j]
+                positions = waiting[sent[j]]
+                if results[positions[0]] is not None:  # already stored through the callback
+                    return
                 if result.ok:
-                    self.cache.put(keys[i], identity, result)
-                results[i] = result
-                if on_result:
-                    on_result(i, result)
+                    self.cache.put(sent[j], identity, result)
+                for n, i in enumerate(positions):
+                    results[i] = result if n == 0 else dataclasses.replace(result)
+                    if on_result:
+                        on_result(i, results[i])  # type: ignore[arg-type]
 
-            returned = self.inner.generate([requests[i] for i in misses], on_result=store)
+            returned = self.inner.generate([requests[waiting[k][0]] for k in sent], on_result=store)
             for j, result in enumerate(returned):  # backends that do not call back still get cached
-                if results[misses[j]] is None:
-                    store(j, result)
-        lost = ChatResult(None, None, error="backend returned no result")
-        return [r if r is not None else lost for r in results]
+                store(j, result)
+        return [r if r is not None else ChatResult(None, None, error="backend returned no result") for r in results]
 
     def close(self) -> None:
         self.inner.close()

@@ -1,0 +1,177 @@
+"""The `ctxsynth` command: a thin map from verbs to library calls.
+
+Only this module configures logging handlers and draws progress bars.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from ctxsynth import __version__
+from ctxsynth import config as cfg
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Long-context instruction-tuning data by context synthesis.")
+console = Console(stderr=True)
+
+ConfigArg = Annotated[Path, typer.Argument(help="Run config (YAML).", exists=False)]
+Overrides = Annotated[Optional[list[str]], typer.Argument(help="Overrides like synth.target_words=500.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+
+
+class RateColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        return Text(f"{task.speed:.2f}/s" if task.speed else "-/s")
+
+
+class RichProgress:
+    """Implements ctxsynth.progress.Progress with a rich bar (rate, ETA)."""
+
+    def __init__(self) -> None:
+        self._bar = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            RateColumn(), TimeElapsedColumn(), TextColumn("eta"),
+            TimeRemainingColumn(), console=console, transient=False,
+        )
+        self._task = None
+
+    def start(self, description: str, total: int) -> None:
+        self._bar.start()
+        self._task = self._bar.add_task(description, total=total or None)
+
+    def advance(self, n: int = 1) -> None:
+        if self._task is not None:
+            self._bar.advance(self._task, n)
+
+    def add_total(self, n: int) -> None:
+        if self._task is not None:
+            task = self._bar.tasks[self._task]
+            self._bar.update(self._task, total=(task.total or 0) + n)
+
+    def finish(self) -> None:
+        self._bar.stop()
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False, show_time=False)], force=True,
+    )
+    for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _load_run(config: Path, overrides: list[str] | None):
+    from ctxsynth.runner import Run, RunConfig
+
+    run_config = cfg.load(RunConfig, config, overrides or [])
+    return Run(run_config, base_dir=Path.cwd())
+
+
+def _fail(error: Exception) -> None:
+    console.print(f"[red]error:[/red] {error}")
+    raise typer.Exit(2)
+
+
+def _guard(fn):
+    """Turn user-facing errors into one red line and exit code 2 instead of a traceback."""
+    from ctxsynth.registry import RegistryError
+
+    try:
+        return fn()
+    except (cfg.ConfigError, RegistryError, FileNotFoundError, ValueError) as e:
+        _fail(e)
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.command()
+def validate(config: ConfigArg, overrides: Overrides = None) -> None:
+    """Check a run config (types, unknown keys, names) without calling any model."""
+    _setup_logging(False)
+    from ctxsynth.runner import validate_run
+
+    run = _guard(lambda: _load_run(config, overrides))
+    problems = _guard(lambda: validate_run(run))
+    for p in problems or []:
+        console.print(f"[yellow]warning:[/yellow] {p}")
+    console.print(f"[green]ok[/green] {config}: run {run.config.name!r} -> {run.dir}")
+
+
+def _stage_command(stage: str):
+    def command(config: ConfigArg, overrides: Overrides = None, force: Annotated[bool, typer.Option(
+        help="Redo the stage even if it is complete.")] = False, overwrite: Annotated[bool, typer.Option(
+        help="Discard outputs made with a different config (the request cache is kept).")] = False,
+        verbose: Verbose = False) -> None:
+        _setup_logging(verbose)
+        from ctxsynth.runner import run_stage
+
+        run = _guard(lambda: _load_run(config, overrides))
+        _guard(lambda: run.prepare(overwrite=overwrite))
+        _guard(lambda: run_stage(run, stage, RichProgress(), force=force))
+        console.print(f"{stage}: done -> {run.stage_dir(stage)}")
+
+    command.__doc__ = f"Run the {stage} stage of a run config (skipped when complete)."
+    return command
+
+
+for _stage in ("seeds", "synthesize", "assemble", "export"):
+    app.command(name=_stage)(_stage_command(_stage))
+
+
+@app.command()
+def run(config: ConfigArg, overrides: Overrides = None, overwrite: Annotated[bool, typer.Option(
+        help="Discard outputs made with a different config (the request cache is kept).")] = False,
+        verbose: Verbose = False) -> None:
+    """Run every stage of a config in order, skipping the complete ones; print a summary."""
+    _setup_logging(verbose)
+    from ctxsynth.runner import run_all
+    from ctxsynth.summary import print_summary, write_summary
+
+    run_ = _guard(lambda: _load_run(config, overrides))
+    _guard(lambda: run_.prepare(overwrite=overwrite))
+    _guard(lambda: run_all(run_, RichProgress))
+    summary = write_summary(run_.dir)
+    print_summary(summary, Console())
+
+
+@app.command()
+def ls() -> None:
+    """List the registered backends, seed sources, synthesis tasks and stages."""
+    from ctxsynth.llm import BACKENDS
+    from ctxsynth.runner import STAGES
+    from ctxsynth.seeds import SEED_SOURCES
+    from ctxsynth.synth.tasks import SYNTHESIS_TASKS
+
+    for title, names in (("backends", BACKENDS.names()), ("seed sources", SEED_SOURCES.names()),
+                         ("synthesis tasks", SYNTHESIS_TASKS.names()), ("stages", list(STAGES))):
+        typer.echo(f"{title}: {', '.join(names)}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/yellow]: finished requests are cached; rerun the same command to resume")
+        sys.exit(130)

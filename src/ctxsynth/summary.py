@@ -1,0 +1,110 @@
+"""The end-of-run summary: verdict counts, context word lengths, throughput, and a plain verdict.
+
+Written as runs/<name>/summary.json and summary.md and printed by `ctxsynth run`; the full dataset
+card with plots is the report stage.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from ctxsynth.io import atomic_write_text, read_shards
+
+
+def _word_stats(lengths: list[int]) -> dict[str, Any]:
+    if not lengths:
+        return {"n": 0}
+    qs = statistics.quantiles(lengths, n=4) if len(lengths) > 1 else [lengths[0]] * 3
+    return {"n": len(lengths), "min": min(lengths), "p25": round(qs[0]), "median": round(qs[1]),
+            "p75": round(qs[2]), "max": max(lengths), "mean": round(statistics.fmean(lengths), 1)}
+
+
+def build_summary(run_dir: Path) -> dict[str, Any]:
+    kept = list(read_shards(run_dir / "synth"))
+    rejected = list(read_shards(run_dir / "synth" / "rejected"))
+    seeds_rejected = list(read_shards(run_dir / "seeds" / "rejected"))
+    verdicts: dict[str, int] = {"passed": len(kept)}
+    for r in rejected:
+        verdicts[r["reason"]] = verdicts.get(r["reason"], 0) + 1
+    attempt_reasons: dict[str, int] = {}
+    for rec in kept + [r["record"] for r in rejected]:
+        for a in rec.get("attempts", []):
+            key = a.get("reason") or "passed"
+            attempt_reasons[key] = attempt_reasons.get(key, 0) + 1
+    done = run_dir / "_state" / "synthesize" / "DONE"
+    stats = json.loads(done.read_text()) if done.exists() else {}
+    usage = stats.get("usage", {})
+    seconds = stats.get("seconds", 0.0)
+    n = len(kept) + len(rejected)
+    target = kept[0]["provenance"]["target_words"] if kept else (
+        rejected[0]["record"]["provenance"]["target_words"] if rejected else None)
+    model = (kept or [r["record"] for r in rejected] or [{"provenance": {}}])[0]["provenance"].get("model")
+    return {
+        "run": str(run_dir), "model": model, "seeds": n, "seeds_rejected": len(seeds_rejected),
+        "verdicts": verdicts, "attempt_verdicts": attempt_reasons, "target_words": target,
+        "context_words": _word_stats([len(r["context"].split()) for r in kept]),
+        "throughput": {
+            "seconds": round(seconds, 1),
+            "requests_sent": usage.get("requests_sent", 0), "requests_cached": usage.get("requests_cached", 0),
+            "completion_tokens": usage.get("completion_tokens", 0),
+            "completion_tokens_per_s": round(usage.get("completion_tokens", 0) / seconds, 1) if seconds else None,
+            "seeds_per_min": round(60 * n / seconds, 2) if seconds else None,
+        },
+        "pass_rate": round(len(kept) / n, 3) if n else 0.0,
+    }
+
+
+def verdict_text(summary: dict[str, Any]) -> str:
+    rate = summary["pass_rate"]
+    failures = {k: v for k, v in summary["verdicts"].items() if k != "passed"}
+    top = max(failures, key=failures.get) if failures else None
+    if summary["seeds"] == 0:
+        return "No seeds reached synthesis."
+    text = f"{summary['verdicts']['passed']} of {summary['seeds']} contexts passed verification ({rate:.0%})."
+    if rate < 0.5:
+        text += (f" Most failed (chiefly {top!r}): the generator {summary['model']!r} is too weak for usable data;"
+                 " this is expected of the 135M embedded model. Use a stronger generator (llm.backend=openai).")
+    elif top:
+        text += f" The commonest failure was {top!r}."
+    return text
+
+
+def to_markdown(summary: dict[str, Any]) -> str:
+    lines = [f"# Synthesis summary: {summary['run']}", "", verdict_text(summary), "", "| verdict | seeds |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in summary["verdicts"].items()]
+    w = summary["context_words"]
+    lines += ["", f"Context words (kept; target {summary['target_words']}): " + ", ".join(f"{k} {v}" for k, v in w.items())]
+    t = summary["throughput"]
+    lines += ["", "Throughput: " + ", ".join(f"{k} {v}" for k, v in t.items()), ""]
+    return "\n".join(lines)
+
+
+def write_summary(run_dir: Path) -> dict[str, Any]:
+    summary = build_summary(run_dir)
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(run_dir / "summary.md", to_markdown(summary))
+    return summary
+
+
+def print_summary(summary: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"ctxsynth run: {summary['run']}")
+    table.add_column("verdict")
+    table.add_column("seeds", justify="right")
+    for key, value in summary["verdicts"].items():
+        table.add_row(key, str(value))
+    console.print(table)
+    w = summary["context_words"]
+    if w.get("n"):
+        console.print(f"context words (target {summary['target_words']}): min {w['min']}, median {w['median']}, "
+                      f"mean {w['mean']}, max {w['max']}")
+    t = summary["throughput"]
+    console.print(f"throughput: {t['seeds_per_min']} seeds/min, {t['completion_tokens_per_s']} generated tokens/s "
+                  f"({t['requests_sent']} requests sent, {t['requests_cached']} from cache, {t['seconds']} s)")
+    console.print(verdict_text(summary))
+    console.print(f"output: {summary['run']}/synth (kept), {summary['run']}/synth/rejected (with reasons), "
+                  f"{summary['run']}/summary.md")

@@ -1,0 +1,104 @@
+"""Synthesis tasks: prompt(seed) -> messages and parse(text) -> fields, with prompt text in files.
+
+A prompt file has a `[system]` and a `[user]` section with str.format placeholders; '#' lines are
+comments. The prompt file's hash is recorded as provenance, and since the rendered messages are
+part of the request-cache key, editing a prompt file invalidates exactly the affected requests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ctxsynth.llm.base import Message
+from ctxsynth.records import Seed
+from ctxsynth.registry import Registry
+
+PROMPT_DIR = Path(__file__).parent / "prompts"
+_SECTION = re.compile(r"^\[(system|user)\]\s*$", re.MULTILINE)
+_CONTEXT_LABEL = re.compile(r"\**\s*context\s*\**\s*:\s*\**", re.IGNORECASE)
+
+
+class ParseError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    system: str
+    user: str
+    sha256: str
+
+    @classmethod
+    def from_file(cls, path: Path) -> PromptTemplate:
+        raw = Path(path).read_text(encoding="utf-8")
+        text = "\n".join(line for line in raw.splitlines() if not line.startswith("#"))
+        parts = _SECTION.split(text)
+        sections = dict(zip(parts[1::2], (p.strip() for p in parts[2::2]), strict=False))
+        if "user" not in sections:
+            raise ValueError(f"prompt file {path} needs a [user] section (and optionally [system])")
+        return cls(sections.get("system", ""), sections["user"], hashlib.sha256(raw.encode()).hexdigest()[:16])
+
+    def render(self, **values: Any) -> list[Message]:
+        messages = [{"role": "system", "content": _fill(self.system, values)}] if self.system else []
+        messages.append({"role": "user", "content": _fill(self.user, values)})
+        return messages
+
+
+def _fill(template: str, values: dict[str, Any]) -> str:
+    # unwrap hard line breaks inside paragraphs so the model sees natural prose
+    paragraphs = [" ".join(p.split()) for p in template.split("\n\n")]
+    return "\n\n".join(p.format(**values) for p in paragraphs)
+
+
+@lru_cache(maxsize=4)
+def load_genres(path: str | None = None) -> dict[str, Any]:
+    return yaml.safe_load(Path(path or PROMPT_DIR / "genres.yaml").read_text(encoding="utf-8"))
+
+
+def genre_for(task: str, override: str = "auto") -> dict[str, str]:
+    table = load_genres()
+    name = table["tasks"].get(task) if override == "auto" else override
+    if override != "auto" and override not in table["genres"]:
+        known = ", ".join(sorted(table["genres"]))
+        raise ValueError(f"unknown genre {override!r}; known: {known} (or 'auto')")
+    return table["genres"].get(name, table["default"]) if name else table["default"]
+
+
+class ContextSynthesis:
+    """The paper's task: write the missing background document for an instruction-answer pair."""
+
+    name = "context"
+
+    def __init__(self, target_words: int = 2000, genre: str = "auto", prompt_file: str | None = None) -> None:
+        self.target_words = target_words
+        self.genre = genre
+        self.template = PromptTemplate.from_file(Path(prompt_file) if prompt_file else PROMPT_DIR / "context_synthesis.txt")
+        genre_for("", genre)  # validate the override early
+
+    def prompt(self, seed: Seed) -> list[Message]:
+        g = genre_for(seed.task, self.genre)
+        return self.template.render(
+            genre=g["genre"], genre_detail=g["detail"], instruction=seed.instruction.strip(),
+            answer=seed.answers[0].strip(), target_words=self.target_words,
+        )
+
+    def parse(self, text: str) -> str:
+        """The text after the first "Context:" label; ParseError when there is no label or no text."""
+        match = _CONTEXT_LABEL.search(text)
+        if match is None:
+            raise ParseError('no "Context:" label in the reply')
+        body = text[match.end():].strip()
+        if not body:
+            raise ParseError('nothing after the "Context:" label')
+        return body
+
+
+SYNTHESIS_TASKS = Registry("synthesis task")
+SYNTHESIS_TASKS.register("context", ContextSynthesis)
