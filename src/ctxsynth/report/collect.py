@@ -1,0 +1,186 @@
+"""Read a run directory into a small summary: counts, lengths, usage, rejections, verdicts.
+
+Only the few fields the report needs are kept per record (never whole contexts), so a large run
+summarises in bounded memory. Every section is optional: a partial run (say seeds and synth only)
+gives a summary with empty sample fields, and the card and plots skip what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ctxsynth.io import Markers, read_shards
+
+log = logging.getLogger(__name__)
+
+STAGE_ORDER = ("seeds", "filter", "synth", "verify", "assemble", "export", "train", "eval")
+PASS_KEYS = ("ok", "pass", "passed", "keep", "kept", "supported")
+
+
+@dataclass
+class StageInfo:
+    name: str
+    done: bool
+    tracked: bool  # has completion markers; stages run outside the runner (or not yet) have none
+    shards_done: int
+    n_in: int
+    n_out: int
+    seconds: float
+
+
+@dataclass
+class Usage:
+    calls: int = 0
+    cached_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
+class SampleRow:
+    task: str
+    total: int | None
+    target: int | None
+    gold_depth: float | None
+    strategy: str
+    n_documents: int
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    name: str
+    config: dict[str, Any]
+    stages: list[StageInfo] = field(default_factory=list)
+    seed_tasks: Counter[str] = field(default_factory=Counter)
+    synth_tasks: Counter[str] = field(default_factory=Counter)
+    context_words: list[int] = field(default_factory=list)
+    context_words_by_task: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    finish_reasons: Counter[str] = field(default_factory=Counter)
+    usage: dict[str, Usage] = field(default_factory=lambda: defaultdict(Usage))
+    verdicts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    attempt_reasons: Counter[str] = field(default_factory=Counter)
+    rejections: Counter[tuple[str, str]] = field(default_factory=Counter)
+    samples: list[SampleRow] = field(default_factory=list)
+    exports: dict[str, dict[str, Any]] = field(default_factory=dict)
+    target_words: int | None = None
+
+    def stage(self, name: str) -> StageInfo | None:
+        return next((s for s in self.stages if s.name == name), None)
+
+
+def _find_key(tree: Any, keys: tuple[str, ...]) -> Any:
+    """The first value under any of `keys`, searched depth-first through nested mappings."""
+    if isinstance(tree, dict):
+        for key in keys:
+            if key in tree and not isinstance(tree[key], dict):
+                return tree[key]
+        for value in tree.values():
+            found = _find_key(value, keys)
+            if found is not None:
+                return found
+    return None
+
+
+def verdict_outcome(value: Any) -> str | None:
+    """Map one verification verdict to a label: pass, fail, a verdict string, or None (a score)."""
+    if isinstance(value, bool):
+        return "pass" if value else "fail"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        for key in PASS_KEYS:
+            if isinstance(value.get(key), bool):
+                return "pass" if value[key] else "fail"
+        for key in ("verdict", "label", "status"):
+            if isinstance(value.get(key), str):
+                return value[key]
+    return None
+
+
+def _stage_infos(run_dir: Path) -> list[StageInfo]:
+    state = run_dir / "_state"
+    names = [n for n in STAGE_ORDER if (state / n).is_dir() or (run_dir / n).is_dir()]
+    extra = sorted(p.name for p in state.iterdir() if p.is_dir() and p.name not in STAGE_ORDER) if state.is_dir() else []
+    infos = []
+    for name in names + extra:
+        markers = Markers(state, name)
+        stats = markers.shard_stats()
+        infos.append(StageInfo(name, markers.stage_done(), markers.dir.is_dir(), len(stats), sum(s.get("n_in", 0) for s in stats),
+                               sum(s.get("n_out", 0) for s in stats),
+                               round(sum(s.get("seconds", 0.0) for s in stats), 1)))
+    return infos
+
+
+def _add_generation(summary: RunSummary, record: dict[str, Any]) -> None:
+    """Count generator usage and per-attempt failure reasons of a Synthesized dict."""
+    provenance = record.get("provenance") or {}
+    usage = summary.usage[str(provenance.get("model", "unknown"))]
+    attempts = record.get("attempts") or []
+    calls = attempts or [{"usage": provenance.get("usage") or {}, "cached": provenance.get("cached", False)}]
+    for attempt in calls:
+        u = attempt.get("usage") or {}
+        usage.calls += 1
+        usage.cached_calls += bool(attempt.get("cached"))
+        usage.prompt_tokens += int(u.get("prompt_tokens", 0))
+        usage.completion_tokens += int(u.get("completion_tokens", 0))
+        if attempt.get("reason"):
+            summary.attempt_reasons[str(attempt["reason"])] += 1
+    for check, value in (record.get("verdicts") or {}).items():
+        outcome = verdict_outcome(value)
+        if outcome is not None:
+            summary.verdicts[(check, outcome)] += 1
+
+
+def _add_synth(summary: RunSummary, record: dict[str, Any]) -> None:
+    task = str(record.get("task", "unknown"))
+    summary.synth_tasks[task] += 1
+    words = len(str(record.get("context", "")).split())
+    summary.context_words.append(words)
+    summary.context_words_by_task[task].append(words)
+    summary.finish_reasons[str((record.get("provenance") or {}).get("finish_reason"))] += 1
+    _add_generation(summary, record)
+
+
+def _rejected(run_dir: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    for folder in sorted(run_dir.glob("*/rejected")):
+        for record in read_shards(folder):
+            yield folder.parent.name, record
+
+
+def _sample_row(d: dict[str, Any]) -> SampleRow:
+    tokens = d.get("tokens") or {}
+    return SampleRow(task=str(d.get("task", "unknown")), total=tokens.get("total"), target=tokens.get("target"),
+                     gold_depth=d.get("gold_depth"), strategy=str(d.get("distractor_strategy", "unknown")),
+                     n_documents=int(d.get("n_documents", 0)))
+
+
+def collect(run_dir: Path) -> RunSummary:
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.yaml"
+    config = (yaml.safe_load(config_path.read_text()) or {}) if config_path.exists() else {}
+    summary = RunSummary(run_dir=run_dir, name=run_dir.name, config=config, stages=_stage_infos(run_dir))
+    for seed in read_shards(run_dir / "seeds"):
+        summary.seed_tasks[str(seed.get("task", "unknown"))] += 1
+    for record in read_shards(run_dir / "synth"):
+        _add_synth(summary, record)
+    for stage, rejected in _rejected(run_dir):
+        summary.rejections[(str(rejected.get("stage") or stage), str(rejected.get("reason", "unknown")))] += 1
+        if "provenance" in (rejected.get("record") or {}):
+            _add_generation(summary, rejected["record"])
+    summary.samples = [_sample_row(d) for d in read_shards(run_dir / "assemble")]
+    for manifest in sorted((run_dir / "export").glob("*/manifest.json")):
+        summary.exports[manifest.parent.name] = json.loads(manifest.read_text())
+    words = _find_key(config, ("target_words",))
+    summary.target_words = int(words) if isinstance(words, int | float) else None
+    log.debug("collected %s: %d seeds, %d synthesized, %d samples", run_dir, sum(summary.seed_tasks.values()),
+              len(summary.context_words), len(summary.samples))
+    return summary
