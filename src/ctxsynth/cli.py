@@ -175,3 +175,7 @@ def main() -> None:
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]: finished requests are cached; rerun the same command to resume")
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

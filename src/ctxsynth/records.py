@@ -38,7 +38,6 @@ class Attempt:
     text: str | None
     finish_reason: str | None
     usage: dict[str, int]
-    cached: bool
     error: str | None = None
     verdicts: dict[str, Any] = field(default_factory=dict)
     reason: str | None = None  # first failed check, None when the attempt passed

@@ -51,7 +51,7 @@ def _attempt(result: Any, attempt: int, seed_value: int, task: ContextSynthesis,
     )
     record = Attempt(
         attempt=attempt, sampling_seed=seed_value, text=result.text, finish_reason=result.finish_reason,
-        usage=dict(result.usage), cached=result.cached, error=result.error, verdicts=verdicts, reason=reason,
+        usage=dict(result.usage), error=result.error, verdicts=verdicts, reason=reason,
     )
     return record, parsed
 
