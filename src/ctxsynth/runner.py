@@ -4,7 +4,7 @@
 
 Each stage writes shard files atomically and a completion marker per shard, then a DONE marker;
 `run_all` skips finished stages and finished shards, and the request cache (cache.sqlite) makes a
-half-finished shard cheap to redo. Stage bodies live with their packages; this module wires them.
+half-finished shard cheap to redo. Stage bodies are in ctxsynth.stages.
 """
 
 from __future__ import annotations
@@ -16,18 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from ctxsynth import config as cfg
-from ctxsynth.io import (
-    Markers,
-    atomic_write_text,
-    read_jsonl,
-    shard_files,
-    shard_name,
-    split_even,
-    write_jsonl,
-)
-from ctxsynth.llm.base import SamplingParams
-from ctxsynth.progress import NullProgress, Progress
-from ctxsynth.records import seed_from_dict, to_dict
+from ctxsynth.assemble.config import AssembleConfig
+from ctxsynth.io import Markers, atomic_write_text, read_jsonl, shard_name
+from ctxsynth.progress import Progress
+from ctxsynth.records import seed_from_dict
 from ctxsynth.seeds import SeedsConfig
 from ctxsynth.synth.stage import SynthConfig
 from ctxsynth.verify.checks import VerifyConfig
@@ -48,6 +40,20 @@ class LLMConfig:
 
 
 @dataclass
+class ExportConfig:
+    formats: list[str] = field(default_factory=lambda: ["trl_messages", "trl_prompt_completion", "context_free"])
+    mix_path: str | None = None  # a general SFT file (JSONL of messages or sharegpt) to mix in
+    mix_ratio: float = 0.0  # general records per long sample
+    dataset_name: str = "ctxsynth"  # LLaMA-Factory dataset_info.json entry
+
+
+@dataclass
+class ReportConfig:
+    # USD per million tokens by model, e.g. {"gpt-4o-mini": {"input_per_mtok": 0.15, "output_per_mtok": 0.6}}
+    prices: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+@dataclass
 class RunConfig:
     name: str
     out_dir: str = "runs"
@@ -58,6 +64,9 @@ class RunConfig:
     llm: LLMConfig = field(default_factory=LLMConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
+    assemble: AssembleConfig = field(default_factory=AssembleConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.stages if s not in STAGES]
@@ -109,92 +118,6 @@ class Run:
         return [seed_from_dict(d) for d in read_jsonl(path)]
 
 
-def run_seeds(run: Run, progress: Progress | None = None) -> dict[str, Any]:
-    from ctxsynth.records import Rejected
-    from ctxsynth.seeds import read_seeds
-
-    progress = progress or NullProgress()
-    markers = run.markers("seeds")
-    seeds, rejected = [], []
-    progress.start("seeds", run.config.seeds.limit or 0)
-    for item in read_seeds(run.config.seeds, base_dir=run.base_dir):
-        (rejected if isinstance(item, Rejected) else seeds).append(item)
-        progress.advance()
-    progress.finish()
-    out = run.stage_dir("seeds")
-    for i, (start, stop) in enumerate(split_even(len(seeds), run.config.shards)):
-        write_jsonl(out / shard_name(i), (to_dict(s) for s in seeds[start:stop]))
-    write_jsonl(out / "rejected" / shard_name(0), (to_dict(r) for r in rejected))
-    stats: dict[str, Any] = {"n_in": len(seeds) + len(rejected), "n_out": len(seeds)}
-    for r in rejected:
-        stats[f"dropped_{r.reason}"] = stats.get(f"dropped_{r.reason}", 0) + 1
-    markers.mark_stage(stats)
-    log.info("seeds: %d kept, %d rejected", len(seeds), len(rejected))
-    return stats
-
-
-def build_backend(run: Run):
-    from ctxsynth.llm import BACKENDS
-    from ctxsynth.llm.cache import CachedBackend, RequestCache
-
-    llm = run.config.llm
-    backend_cls = BACKENDS.get(llm.backend)
-    try:
-        inner = backend_cls(model=llm.model, **llm.options)
-    except TypeError as e:
-        raise cfg.ConfigError(f"llm.options for backend {llm.backend!r}: {e}") from None
-    return CachedBackend(inner, RequestCache(run.dir / "cache.sqlite"))
-
-
-def sampling_params(llm: LLMConfig) -> SamplingParams:
-    return SamplingParams(temperature=llm.temperature, top_p=llm.top_p, max_tokens=llm.max_tokens)
-
-
-def run_synthesize(run: Run, progress: Progress | None = None) -> dict[str, Any]:
-    from ctxsynth.synth.stage import synthesize_shard
-    from ctxsynth.synth.tasks import SYNTHESIS_TASKS
-
-    progress = progress or NullProgress()
-    markers = run.markers("synthesize")
-    sc = run.config.synth
-    task = SYNTHESIS_TASKS.get(sc.task)(target_words=sc.target_words, genre=sc.genre, prompt_file=sc.prompt_file)
-    todo = [i for i in range(len(shard_files(run.stage_dir("seeds")))) if not markers.shard_done(i)]
-    shards = {i: run.seeds_for_shard(i) for i in todo}
-    progress.start("synthesize", sum(len(s) for s in shards.values()))
-    backend = build_backend(run) if todo else None
-    try:
-        for i in todo:
-            result = synthesize_shard(shards[i], task, backend, sampling_params(run.config.llm), sc,
-                                      run.config.verify, run.config.seed, progress)
-            out = run.stage_dir("synthesize")
-            write_jsonl(out / shard_name(i), (to_dict(r) for r in result.kept))
-            write_jsonl(out / "rejected" / shard_name(i), (to_dict(r) for r in result.rejected))
-            markers.mark_shard(i, result.stats)
-    finally:
-        progress.finish()
-        if backend is not None:
-            backend.close()
-    summary = merge_stats(markers.shard_stats())
-    markers.mark_stage(summary)
-    return summary
-
-
-def merge_stats(stats: list[dict[str, Any]]) -> dict[str, Any]:
-    total: dict[str, Any] = {}
-    for s in stats:
-        for key, value in s.items():
-            if isinstance(value, dict):
-                sub = total.setdefault(key, {})
-                for k, v in value.items():
-                    sub[k] = sub.get(k, 0) + v
-            elif isinstance(value, (int, float)):
-                total[key] = total.get(key, 0) + value
-    return total
-
-
-STAGE_FUNCTIONS = {"seeds": run_seeds, "synthesize": run_synthesize}
-
-
 def run_stage(run: Run, stage: str, progress: Progress | None = None, force: bool = False) -> dict[str, Any] | None:
     """Run one stage unless it is complete (force reruns it from scratch)."""
     markers = run.markers(stage)
@@ -204,8 +127,8 @@ def run_stage(run: Run, stage: str, progress: Progress | None = None, force: boo
     if markers.stage_done():
         log.info("%s: already complete, skipped", stage)
         return None
-    if stage not in STAGE_FUNCTIONS:
-        raise NotImplementedError(f"stage {stage!r} is not available in this version")
+    from ctxsynth.stages import STAGE_FUNCTIONS
+
     return STAGE_FUNCTIONS[stage](run, progress)
 
 
@@ -222,10 +145,13 @@ def validate_run(run: Run) -> list[str]:
     import inspect
     import os
 
+    from ctxsynth.export import FORMATS
     from ctxsynth.llm import BACKENDS
     from ctxsynth.synth.tasks import SYNTHESIS_TASKS
 
     c = run.config
+    for fmt in c.export.formats:
+        FORMATS.get(fmt)
     warnings: list[str] = []
     backend_cls = BACKENDS.get(c.llm.backend)
     params = inspect.signature(backend_cls.__init__).parameters
@@ -236,9 +162,6 @@ def validate_run(run: Run) -> list[str]:
             raise cfg.ConfigError(f"llm.options: {unknown} not accepted by backend {c.llm.backend!r}; it takes: {known}")
     SYNTHESIS_TASKS.get(c.synth.task)(target_words=c.synth.target_words, genre=c.synth.genre,
                                        prompt_file=c.synth.prompt_file)
-    for stage in c.stages:
-        if stage not in STAGE_FUNCTIONS:
-            warnings.append(f"stage {stage!r} is not available in this version and will stop the run")
     if c.llm.backend == "openai":
         env = c.llm.options.get("api_key_env", "OPENAI_API_KEY")
         base = str(c.llm.options.get("base_url") or "")
