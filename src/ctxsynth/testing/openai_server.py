@@ -1,0 +1,283 @@
+"""A real OpenAI-compatible chat-completions server for tests, docs and benchmarks.
+
+HTTP backends are tested against a real server rather than a patched client, so the whole path
+(sockets, status codes, headers, JSON) is exercised. `OpenAIServer` listens on 127.0.0.1 (port 0
+picks a free port), answers `POST /v1/chat/completions` with a responder callable and
+`GET /v1/models`, and can inject faults: 429 with Retry-After, 5xx, stalls, malformed JSON,
+truncated replies and dropped connections. It counts every hit, per request fingerprint too, so
+a test can assert that nothing was lost or sent twice, and records the peak number of requests in
+flight. Run `python -m ctxsynth.testing.openai_server --port 8000` for an echo server by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from ctxsynth.testing.scripting import (
+    Fault,
+    FaultRule,
+    Hit,
+    HitRecord,
+    Reply,
+    Responder,
+    echo_responder,
+    request_fingerprint,
+)
+
+log = logging.getLogger(__name__)
+
+
+Headers = tuple[tuple[str, str], ...]
+CHAT_ROUTES = frozenset({"/v1/chat/completions", "/chat/completions"})
+
+
+def _completion_body(model: str, reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
+    prompt_words = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+    usage = reply.usage or {
+        "prompt_tokens": prompt_words,
+        "completion_tokens": len(reply.text.split()),
+        "total_tokens": prompt_words + len(reply.text.split()),
+    }
+    return {
+        "id": f"chatcmpl-{request_fingerprint(body)}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text},
+                     "finish_reason": reply.finish_reason}],
+        "usage": usage,
+    }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        log.debug("openai test server: " + format, *args)
+
+    def _send_json(self, status: int, payload: Any, headers: Headers = ()) -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        if self.path.split("?")[0].rstrip("/") in ("/v1/models", "/models"):
+            model = {"id": self.server.app.model, "object": "model", "created": 0, "owned_by": "ctxsynth"}
+            self._send_json(200, {"object": "list", "data": [model]})
+        else:
+            self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path.split("?")[0].rstrip("/") not in CHAT_ROUTES:
+            self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+            return
+        try:
+            body = json.loads(raw)
+            if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+                raise ValueError("body must be an object with a 'messages' list")
+        except ValueError as exc:
+            self._send_json(400, {"error": {"message": f"bad request: {exc}", "type": "invalid_request_error"}})
+            return
+        app = self.server.app
+        hit, in_flight = app._arrive(body)
+        outcome, status, payload, headers = "responder_error", 500, b"{}", ()
+        try:
+            outcome, status, payload, headers = self._answer(app, hit)
+        finally:  # recorded before the bytes go out: a client holding its reply finds the record
+            app._leave(HitRecord(hit.key, hit.n, hit.total, in_flight, outcome,
+                                 self.headers.get("Authorization", "")))
+        try:
+            if status is None:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+            else:
+                self._send_json(status, payload, headers)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (its timeout) before the answer was written
+
+    def _answer(self, app: OpenAIServer, hit: Hit) -> tuple[str, int | None, dict[str, Any] | bytes, Headers]:
+        """Decide the response: (outcome, status or None to drop the connection, body, headers)."""
+        fault = app._fault_for(hit)
+        kind = fault.kind if fault is not None else "ok"
+        if app.latency_s:
+            app._stopping.wait(app.latency_s)
+        if fault is not None and kind == "status":
+            error = {"error": {"message": fault.message, "type": "injected", "code": fault.status}}
+            return f"http_{fault.status}", fault.status, error, fault.headers
+        if kind == "drop":
+            return "drop", None, b"", ()
+        if kind == "malformed":
+            return "malformed", 200, b'{"id": "chatcmpl-broken", "choices": [{"message": {"content": "he', ()
+        if fault is not None and kind == "stall":
+            app._stopping.wait(fault.seconds)
+        try:
+            reply = app._respond(hit.body)
+        except Exception as exc:  # a broken responder is a 500, not a dead connection
+            log.exception("openai test server: responder failed")
+            return "responder_error", 500, {"error": {"message": f"responder failed: {exc!r}", "type": "server"}}, ()
+        if kind == "truncated":
+            reply = Reply(reply.text[: len(reply.text) // 2], "length", reply.usage)
+        return kind, 200, _completion_body(app.model, reply, hit.body), ()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    app: OpenAIServer
+
+
+@dataclass
+class _Injection:
+    fault: Fault
+    times: int
+    match: Callable[[dict[str, Any]], bool] | None
+
+
+@dataclass
+class _Counters:
+    total: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    by_key: Counter[str] = field(default_factory=Counter)
+    records: dict[int, HitRecord] = field(default_factory=dict)
+
+
+class OpenAIServer:
+    """Context manager: `with OpenAIServer(responder) as srv: OpenAIBackend(m, base_url=srv.url)`."""
+
+    def __init__(
+        self,
+        responder: Responder = echo_responder,
+        *,
+        fault_rule: FaultRule | None = None,
+        latency_s: float = 0.0,
+        model: str = "test-model",
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.responder = responder
+        self.fault_rule = fault_rule
+        self.latency_s = latency_s
+        self.model = model
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._injections: list[_Injection] = []
+        self._counters = _Counters()
+        self._httpd = _Server((host, port), _Handler)
+        self._httpd.app = self
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL to hand to an OpenAI client (ends in /v1)."""
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def start(self) -> OpenAIServer:
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="openai-test-server", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stopping.set()  # wakes stalled and slow handlers
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> OpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def inject(self, fault: Fault, times: int = 1, match: Callable[[dict[str, Any]], bool] | None = None) -> None:
+        """Give `fault` to the next `times` requests (those whose body satisfies `match`, if given).
+        Injections are used in the order they were added, before `fault_rule` is asked."""
+        with self._lock:
+            self._injections.append(_Injection(fault, times, match))
+
+    @property
+    def hits(self) -> int:
+        """Chat-completion requests received (every attempt counts)."""
+        with self._lock:
+            return self._counters.total
+
+    def hits_by_key(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counters.by_key)
+
+    @property
+    def max_in_flight(self) -> int:
+        with self._lock:
+            return self._counters.max_in_flight
+
+    def records(self) -> list[HitRecord]:
+        """One record per finished hit, in arrival order."""
+        with self._lock:
+            return [self._counters.records[t] for t in sorted(self._counters.records)]
+
+    def _arrive(self, body: dict[str, Any]) -> tuple[Hit, int]:
+        key = request_fingerprint(body)
+        with self._lock:
+            c = self._counters
+            c.total += 1
+            c.by_key[key] += 1
+            c.in_flight += 1
+            c.max_in_flight = max(c.max_in_flight, c.in_flight)
+            return Hit(key, c.by_key[key], c.total, body), c.in_flight
+
+    def _leave(self, record: HitRecord) -> None:
+        with self._lock:
+            self._counters.in_flight -= 1
+            self._counters.records[record.total] = record
+
+    def _fault_for(self, hit: Hit) -> Fault | None:
+        with self._lock:
+            for inj in self._injections:
+                if inj.times > 0 and (inj.match is None or inj.match(hit.body)):
+                    inj.times -= 1
+                    return inj.fault
+        return self.fault_rule(hit) if self.fault_rule else None
+
+    def _respond(self, body: dict[str, Any]) -> Reply:
+        reply = self.responder(body)
+        return reply if isinstance(reply, Reply) else Reply(str(reply))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the echo responder until Ctrl-C (for trying a client by hand)."""
+    parser = argparse.ArgumentParser(description="OpenAI-compatible echo server for manual testing")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds to wait before each reply")
+    parser.add_argument("--model", default="test-model")
+    args = parser.parse_args(argv)
+    server = OpenAIServer(latency_s=args.latency, model=args.model, host=args.host, port=args.port)
+    print(f"serving {server.url} (Ctrl-C stops)", flush=True)  # noqa: T201 - this is the CLI
+    try:
+        server._httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server._httpd.server_close()
+
+
+if __name__ == "__main__":
+    main()

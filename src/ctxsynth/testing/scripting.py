@@ -1,0 +1,105 @@
+"""What a test scripts on `OpenAIServer`: replies, faults, and the records of what arrived.
+
+Kept apart from the HTTP plumbing so responders and fault rules can be written (and read) without
+it. A request is identified by `request_fingerprint`: its messages plus sampling parameters, so
+"how many times was this exact request sent?" is one dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+SAMPLING_FIELDS = ("model", "temperature", "top_p", "max_tokens", "max_completion_tokens", "seed")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a responder returns when plain text is not enough."""
+
+    text: str
+    finish_reason: str = "stop"
+    usage: dict[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected failure; build it with the class methods."""
+
+    kind: str  # "status" | "stall" | "malformed" | "truncated" | "drop"
+    status: int = 500
+    headers: tuple[tuple[str, str], ...] = ()
+    seconds: float = 0.0
+    message: str = "injected fault"
+
+    @classmethod
+    def rate_limit(cls, retry_after: str | float | None = None, retry_after_ms: float | None = None) -> Fault:
+        headers = []
+        if retry_after is not None:
+            headers.append(("Retry-After", str(retry_after)))
+        if retry_after_ms is not None:
+            headers.append(("retry-after-ms", str(retry_after_ms)))
+        return cls("status", 429, tuple(headers), message="rate limited")
+
+    @classmethod
+    def http_error(cls, status: int = 500, message: str = "injected server error") -> Fault:
+        return cls("status", status, message=message)
+
+    @classmethod
+    def stall(cls, seconds: float) -> Fault:
+        """Say nothing for `seconds` (longer than the client's timeout), then answer normally."""
+        return cls("stall", seconds=seconds)
+
+    @classmethod
+    def malformed(cls) -> Fault:
+        """Status 200 with a JSON body cut in the middle."""
+        return cls("malformed")
+
+    @classmethod
+    def truncated(cls) -> Fault:
+        """A valid reply whose text is cut in half, with finish_reason "length"."""
+        return cls("truncated")
+
+    @classmethod
+    def drop(cls) -> Fault:
+        """Close the connection without sending any response."""
+        return cls("drop")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A request as a fault rule sees it."""
+
+    key: str  # request_fingerprint(body)
+    n: int  # how many times this key has arrived, this hit included (1 = first attempt)
+    total: int  # global arrival index, 1-based
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class HitRecord:
+    key: str
+    n: int
+    total: int
+    in_flight: int  # requests in flight when this one arrived, itself included
+    outcome: str  # "ok", "truncated", "stall", "malformed", "drop", "http_<status>", "responder_error"
+    authorization: str  # the Authorization header as received
+
+
+Responder = Callable[[dict[str, Any]], "str | Reply"]
+FaultRule = Callable[[Hit], "Fault | None"]
+
+def request_fingerprint(body: dict[str, Any]) -> str:
+    """Stable key of a request: its messages plus sampling parameters."""
+    payload = {"messages": body.get("messages"), **{k: body.get(k) for k in SAMPLING_FIELDS}}
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def echo_responder(body: dict[str, Any]) -> Reply:
+    """Default responder: echoes the last user message."""
+    users = [m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user"]
+    return Reply(f"echo: {users[-1] if users else ''}")
