@@ -21,6 +21,10 @@ class Tokenizer(Protocol):
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]: ...
 
+    def offsets_batch(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        """Per text, the [start, end) character span of each token (one entry per token)."""
+        ...
+
     def render_chat(self, messages: Sequence[dict[str, str]], add_generation_prompt: bool = False) -> str:
         """The text a trainer sees for these messages (chat template applied), or plain joined text
         for tokenizers without a template."""
@@ -47,6 +51,12 @@ class HFTokenizer:
             return [e.ids for e in self._fast.encode_batch(list(texts), add_special_tokens=False)]
         return [self.encode(t) for t in texts]
 
+    def offsets_batch(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        if self._fast is not None:
+            return [list(e.offsets) for e in self._fast.encode_batch(list(texts), add_special_tokens=False)]
+        out = self.hf(list(texts), add_special_tokens=False, return_offsets_mapping=True)  # needs a fast tokenizer
+        return [list(map(tuple, o)) for o in out["offset_mapping"]]
+
     def decode(self, ids: Sequence[int]) -> str:
         return self.hf.decode(list(ids), skip_special_tokens=False)
 
@@ -70,6 +80,13 @@ class TiktokenTokenizer:
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         return self.enc.encode_ordinary_batch(list(texts))
+
+    def offsets_batch(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        out = []
+        for text, ids in zip(texts, self.encode_batch(texts)):
+            _, starts = self.enc.decode_with_offsets(ids)
+            out.append(list(zip(starts, [*starts[1:], len(text)])))
+        return out
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.enc.decode(list(ids))

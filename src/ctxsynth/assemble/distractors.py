@@ -1,0 +1,115 @@
+"""Distractor strategies: each yields candidate documents for one sample, best first.
+
+Random strategies (same task, any task, external corpus) shuffle with the sample's own generator.
+Retrieval strategies (MiniLM embeddings, BM25) rank the pool by closeness to the gold document, so
+distractors share its topic; the leak check in the assembler then drops any candidate that contains
+the answer, which leaves hard negatives: close in topic, different answer. Indexes are built once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from ctxsynth.assemble.documents import Doc
+
+log = logging.getLogger(__name__)
+
+_QUERY_WORDS = 256
+_BM25_TOP = 256
+
+
+class CandidateSource(Protocol):
+    def candidates(self, gold: Doc, rng: random.Random) -> Iterator[Doc]: ...
+
+
+class RandomSource:
+    """Uniformly shuffled documents, of the gold's task only (paper) or of any task/corpus."""
+
+    def __init__(self, docs: Sequence[Doc], same_task: bool) -> None:
+        self.docs = list(docs)
+        self.same_task = same_task
+        self.by_task: dict[str, list[Doc]] = {}
+        for doc in self.docs:
+            self.by_task.setdefault(doc.task, []).append(doc)
+
+    def candidates(self, gold: Doc, rng: random.Random) -> Iterator[Doc]:
+        docs = self.by_task.get(gold.task, []) if self.same_task else self.docs
+        order = list(range(len(docs)))
+        rng.shuffle(order)
+        return (docs[i] for i in order if docs[i].id != gold.id)
+
+
+class EmbeddingSource:
+    """Pool documents ranked by cosine similarity of sentence embeddings to the gold document."""
+
+    def __init__(self, docs: Sequence[Doc], model_dir: Path) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.docs = list(docs)
+        self.model = SentenceTransformer(str(model_dir), device="cpu")
+        self.row = {doc.id: i for i, doc in enumerate(self.docs)}
+        self.matrix = self._embed([doc.text for doc in self.docs])
+        log.info("embedded %d pool documents with %s", len(self.docs), model_dir)
+
+    def _embed(self, texts: list[str]):  # noqa: ANN202 (numpy array)
+        heads = [" ".join(t.split()[:_QUERY_WORDS]) for t in texts]
+        return self.model.encode(heads, batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
+                                 show_progress_bar=False)
+
+    def candidates(self, gold: Doc, rng: random.Random) -> Iterator[Doc]:
+        import numpy as np
+
+        row = self.row.get(gold.id)
+        vector = self.matrix[row] if row is not None and self.docs[row].text == gold.text else self._embed([gold.text])[0]
+        # rounding makes the ranking immune to last-bit BLAS differences between processes
+        scores = np.round(self.matrix @ vector, 4)
+        order = np.lexsort((np.arange(len(scores)), -scores))
+        return (self.docs[i] for i in order.tolist() if self.docs[i].id != gold.id)
+
+
+class BM25Source:
+    """Pool documents ranked by BM25 (bm25s) against the gold document's first words; the rest shuffled."""
+
+    def __init__(self, docs: Sequence[Doc]) -> None:
+        import bm25s
+
+        self.docs = list(docs)
+        self.bm25s = bm25s
+        self.retriever = bm25s.BM25()
+        corpus = bm25s.tokenize([d.text for d in self.docs], stopwords="en", show_progress=False)
+        self.retriever.index(corpus, show_progress=False)
+
+    def candidates(self, gold: Doc, rng: random.Random) -> Iterator[Doc]:
+        query = " ".join(gold.text.split()[:_QUERY_WORDS])
+        tokens = self.bm25s.tokenize([query], stopwords="en", return_ids=False, show_progress=False)
+        known = [[t for t in tokens[0] if t in self.retriever.vocab_dict]]
+        ranked: list[int] = []
+        if known[0]:
+            k = min(_BM25_TOP, len(self.docs))
+            results, scores = self.retriever.retrieve(known, k=k, show_progress=False, n_threads=1)
+            ranked = [int(i) for i, s in zip(results[0], scores[0]) if s > 0]
+        seen = set(ranked)
+        rest = [i for i in range(len(self.docs)) if i not in seen]
+        rng.shuffle(rest)
+        return (self.docs[i] for i in ranked + rest if self.docs[i].id != gold.id)
+
+
+def build_source(strategy: str, pool: Sequence[Doc], corpus: Sequence[Doc], model_dir: Path | None) -> CandidateSource:
+    """The candidate source of a strategy name (validated by AssembleConfig)."""
+    if strategy == "same_task":
+        return RandomSource(pool, same_task=True)
+    if strategy == "any_task":
+        return RandomSource(pool, same_task=False)
+    if strategy.startswith("corpus:"):
+        return RandomSource(corpus, same_task=False)
+    if strategy == "embedding":
+        from ctxsynth import assets
+
+        return EmbeddingSource(pool, model_dir or assets.minilm_dir())
+    if strategy == "bm25":
+        return BM25Source(pool)
+    raise ValueError(f"unknown distractor strategy {strategy!r}")
