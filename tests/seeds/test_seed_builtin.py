@@ -7,6 +7,7 @@ import json
 import pytest
 
 from ctxsynth import assets
+from ctxsynth.eval.partition import hotpotqa_is_heldout, squad_is_heldout
 from ctxsynth.records import Seed
 from ctxsynth.registry import RegistryError
 from ctxsynth.seeds import SEED_SOURCES, SeedsConfig, paul_graham_text, read_seeds, wiki_extracts
@@ -25,22 +26,23 @@ def hotpotqa() -> list[Seed]:
     return list(read_seeds(SeedsConfig(source="hotpotqa")))  # type: ignore[arg-type]
 
 
-def test_squad_gives_every_answerable_dev_question_and_no_impossible_one(squad: list[Seed]) -> None:
+def test_squad_gives_every_answerable_seed_partition_question_and_no_impossible_one(squad: list[Seed]) -> None:
     raw = json.loads(assets.ruler_json("squad.json").read_text())
-    questions = [qa for article in raw["data"] for p in article["paragraphs"] for qa in p["qas"]]
-    impossible = {qa["id"] for qa in questions if qa["is_impossible"]}
-    assert len(squad) == 5928 == len(questions) - len(impossible)
-    assert not impossible & {s.id for s in squad}
+    questions = [(a["title"], qa) for a in raw["data"] for p in a["paragraphs"] for qa in p["qas"]]
+    impossible = {qa["id"] for _, qa in questions if qa["is_impossible"]}
+    held_out = {qa["id"] for title, qa in questions if squad_is_heldout(title)}
+    assert len(squad) == 1997 == len({qa["id"] for _, qa in questions} - impossible - held_out)
+    assert not (impossible | held_out) & {s.id for s in squad}
     assert len({s.id for s in squad}) == len(squad)
 
 
-def test_squad_first_seed_is_the_normandy_question_with_its_paragraph(squad: list[Seed]) -> None:
-    first = squad[0]
-    assert first.instruction == "In what country is Normandy located?"
-    assert first.answer == ["France"]  # four identical annotations collapse to one
-    assert first.context is not None and first.context.startswith("The Normans (Norman: Nourmands")
+def test_squad_first_seed_is_the_first_seed_partition_question_with_its_paragraph(squad: list[Seed]) -> None:
+    first = squad[0]  # "Normans", the file's first article, is held out for evaluation
+    assert first.instruction.startswith("What branch of theoretical computer science deals with")
+    assert first.answer == ["Computational complexity theory"]  # identical annotations collapse to one
+    assert first.context is not None and first.context.startswith("Computational complexity theory is a branch")
     assert first.task == "single_doc_qa"
-    assert first.meta["dataset"] == "squad_v2" and first.meta["title"] == "Normans"
+    assert first.meta["dataset"] == "squad_v2" and first.meta["title"] == "Computational_complexity_theory"
 
 
 def test_squad_answers_are_unique_non_empty_spans_of_the_context(squad: list[Seed]) -> None:
@@ -55,7 +57,8 @@ def test_squad_answers_are_unique_non_empty_spans_of_the_context(squad: list[See
 
 
 def test_hotpotqa_counts_content_and_supporting_context(hotpotqa: list[Seed]) -> None:
-    assert len(hotpotqa) == 7405 == len({s.id for s in hotpotqa})
+    assert len(hotpotqa) == 3721 == len({s.id for s in hotpotqa})  # the seed half of 7,405
+    assert not any(hotpotqa_is_heldout(s.id) for s in hotpotqa)
     first = hotpotqa[0]
     assert first.instruction == "Were Scott Derrickson and Ed Wood of the same nationality?"
     assert first.answer == "yes" and first.task == "multi_doc_qa"
@@ -91,7 +94,8 @@ def test_files_are_parsed_once_and_edits_to_a_seed_do_not_leak(squad: list[Seed]
     first.answer.append("edited")  # type: ignore[union-attr]
     (again,) = read_seeds(SeedsConfig(source="squad", limit=1))
     assert _load_json.cache_info().misses == misses
-    assert again.meta["title"] == "Normans" and again.answer == ["France"]
+    assert again.meta["title"] == "Computational_complexity_theory"
+    assert again.answer == ["Computational complexity theory"]
 
 
 def test_unknown_source_name_suggests_the_closest() -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ctxsynth import assets
+from ctxsynth.eval.partition import hotpotqa_is_heldout, squad_is_heldout
 from ctxsynth.records import Seed
 from ctxsynth.seeds.config import SeedsConfig
 from ctxsynth.seeds.sources import Candidate, Location
@@ -43,15 +44,17 @@ def _asset_json(name: str) -> Any:
 
 
 def squad_source(config: SeedsConfig, base_dir: Path | None = None) -> Iterator[Candidate]:
-    """Answerable SQuAD v2 dev questions in file order (article, paragraph, question)."""
+    """Answerable SQuAD v2 dev questions in file order (article, paragraph, question), from the seed
+    partition only: articles that ctxsynth.eval.partition holds out for evaluation are skipped."""
     data = _asset_json("squad.json")
     task = config.task or SQUAD_TASK
     number = 0
     for article in data["data"]:
+        held_out = squad_is_heldout(article["title"])  # evaluation-only article: never a seed
         for paragraph in article["paragraphs"]:
             for qa in paragraph["qas"]:
                 number += 1  # counts every question, so `line` is the question's index in the file
-                if qa.get("is_impossible", False):
+                if held_out or qa.get("is_impossible", False):
                     continue
                 where = Location("squad.json", number, "question")
                 yield Candidate(_squad_seed(qa, paragraph["context"], article["title"], task, where), where)
@@ -74,9 +77,12 @@ def _squad_seed(qa: dict[str, Any], context: str, title: str, task: str, where: 
 
 
 def hotpotqa_source(config: SeedsConfig, base_dir: Path | None = None) -> Iterator[Candidate]:
-    """HotpotQA dev-distractor questions in file order."""
+    """HotpotQA dev-distractor questions in file order, from the seed partition only (see
+    ctxsynth.eval.partition: held-out question ids feed the built-in evaluation set)."""
     task = config.task or HOTPOTQA_TASK
     for number, item in enumerate(_asset_json("hotpotqa.json"), start=1):
+        if hotpotqa_is_heldout(item["_id"]):  # evaluation-only question: never a seed
+            continue
         where = Location("hotpotqa.json", number, "record")
         yield Candidate(_hotpotqa_seed(item, task, where), where)
 

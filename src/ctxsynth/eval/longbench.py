@@ -1,0 +1,181 @@
+"""LongBench v1 as data: per-task prompt templates, metrics and output budgets, and a JSONL loader.
+
+Templates live in templates/longbench.yaml (our own wording; placeholders {context} and {input}) and
+a user file in the same layout overrides them per task. Loading turns each LongBench record
+(input, context, answers, all_classes, length, dataset, _id) into an `EvalItem` whose `metric` names
+a function of ctxsynth.eval.metrics, so the runner needs no task-specific code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ctxsynth.records import EvalItem
+
+log = logging.getLogger(__name__)
+
+TEMPLATES_FILE = Path(__file__).with_name("templates") / "longbench.yaml"
+
+# The paper's 8 English tasks (PAPER.md section 5) and its three categories.
+PAPER_CATEGORIES: dict[str, tuple[str, ...]] = {
+    "single-doc": ("narrativeqa", "qasper"),
+    "multi-doc": ("hotpotqa", "2wikimqa", "musique"),
+    "summarization": ("gov_report", "qmsum", "multi_news"),
+}
+PAPER_TASKS: tuple[str, ...] = tuple(t for tasks in PAPER_CATEGORIES.values() for t in tasks)
+
+# LongBench-E length buckets over the record's `length` field (words for English data).
+LENGTH_BUCKETS: tuple[tuple[str, int, float], ...] = (
+    ("0-4k", 0, 4000),
+    ("4-8k", 4000, 8000),
+    ("8k+", 8000, float("inf")),
+)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """How one LongBench task is prompted and scored."""
+
+    name: str
+    template: str
+    metric: str
+    max_new_tokens: int
+    category: str
+    first_line: bool = False  # few-shot tasks: score only the first line of the prediction
+
+    def render(self, context: str, question: str) -> str:
+        return self.template.format_map({"context": context, "input": question})
+
+
+def _spec(name: str, entry: Mapping[str, Any]) -> TaskSpec:
+    unknown = set(entry) - {"template", "metric", "max_new_tokens", "category", "first_line"}
+    if unknown:
+        raise ValueError(f"task {name!r}: unknown keys {sorted(unknown)}")
+    return TaskSpec(
+        name=name,
+        template=str(entry["template"]),
+        metric=str(entry["metric"]),
+        max_new_tokens=int(entry["max_new_tokens"]),
+        category=str(entry.get("category", "other")),
+        first_line=bool(entry.get("first_line", False)),
+    )
+
+
+def load_task_specs(override: Path | None = None, base_file: Path = TEMPLATES_FILE) -> dict[str, TaskSpec]:
+    """The task table of `base_file`, with entries of `override` (a YAML file) replacing or adding tasks.
+
+    An override entry may be a bare string (a new template for a known task) or a mapping with any
+    of template, metric, max_new_tokens, category, first_line.
+    """
+    base = yaml.safe_load(Path(base_file).read_text(encoding="utf-8"))
+    specs = {name: _spec(name, entry) for name, entry in base.items()}
+    if override is None:
+        return specs
+    user = yaml.safe_load(Path(override).read_text(encoding="utf-8")) or {}
+    for name, entry in user.items():
+        if isinstance(entry, str):
+            entry = {"template": entry}
+        if name in specs:
+            known = specs[name]
+            merged = {
+                "template": known.template, "metric": known.metric, "max_new_tokens": known.max_new_tokens,
+                "category": known.category, "first_line": known.first_line, **entry,
+            }
+            specs[name] = _spec(name, merged)
+        else:
+            specs[name] = _spec(name, entry)
+    for spec in specs.values():
+        if "{context}" not in spec.template:
+            raise ValueError(f"template of task {spec.name!r} lacks the {{context}} placeholder")
+    return specs
+
+
+def task_name(dataset: str, specs: Mapping[str, TaskSpec]) -> str:
+    """LongBench-E records name their dataset like 'qasper_e'; both spellings map to one task."""
+    if dataset in specs:
+        return dataset
+    if dataset.endswith("_e") and dataset[:-2] in specs:
+        return dataset[:-2]
+    raise KeyError(f"no template for LongBench dataset {dataset!r}; known: {', '.join(sorted(specs))}")
+
+
+def record_to_item(record: Mapping[str, Any], spec: TaskSpec, source: str = "") -> EvalItem:
+    answers = record["answers"]
+    answers = [answers] if isinstance(answers, str) else [str(a) for a in answers]
+    meta = {
+        "dataset": record.get("dataset", spec.name),
+        "category": spec.category,
+        "length": record.get("length"),
+        "all_classes": record.get("all_classes"),
+        "first_line": spec.first_line,
+        "source": source,
+    }
+    return EvalItem(
+        id=str(record["_id"]),
+        task=spec.name,
+        prompt=spec.render(record["context"], record.get("input") or ""),
+        answers=answers,
+        metric=spec.metric,
+        max_new_tokens=spec.max_new_tokens,
+        meta=meta,
+    )
+
+
+def _files(paths: Iterable[Path]) -> list[Path]:
+    out: list[Path] = []
+    for path in map(Path, paths):
+        out.extend(sorted(path.glob("*.jsonl")) if path.is_dir() else [path])
+    return out
+
+
+def load_longbench(
+    paths: Iterable[Path],
+    *,
+    tasks: Iterable[str] | None = None,
+    templates: Path | None = None,
+    limit: int | None = None,
+) -> list[EvalItem]:
+    """Read LongBench v1 JSONL files (or folders of them) into EvalItems.
+
+    `tasks` keeps only those tasks; `limit` keeps the first N records of each task (file order).
+    """
+    specs = load_task_specs(templates)
+    wanted = set(tasks) if tasks is not None else None
+    items: list[EvalItem] = []
+    per_task: dict[str, int] = {}
+    for path in _files(paths):
+        with open(path, encoding="utf-8") as f:
+            for line_no, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                record = json.loads(line)
+                dataset = record.get("dataset") or path.stem
+                try:
+                    name = task_name(dataset, specs)
+                except KeyError as err:
+                    raise ValueError(f"{path}:{line_no}: {err.args[0]}") from None
+                if wanted is not None and name not in wanted:
+                    continue
+                if limit is not None and per_task.get(name, 0) >= limit:
+                    continue
+                per_task[name] = per_task.get(name, 0) + 1
+                items.append(record_to_item(record, specs[name], source=path.name))
+    log.info("loaded %d LongBench items: %s", len(items), per_task)
+    return items
+
+
+def length_bucket(length: float | int | None) -> str | None:
+    """LongBench-E bucket name of a record length, or None when the record has no length."""
+    if length is None:
+        return None
+    for name, low, high in LENGTH_BUCKETS:
+        if low <= length < high:
+            return name
+    return None

@@ -1,0 +1,134 @@
+"""Run evaluation items through a backend and write the results of one run.
+
+Greedy decoding (temperature 0), the user prompt sent as one chat message (the backend applies the
+model's chat template), each prompt first fitted to the model window exactly in tokens
+(ctxsynth.eval.truncation). Batching and concurrency belong to the backend; pass a
+`CachedBackend` (or `cache=`) and a rerun only sends what is missing.
+
+A run folder holds predictions.jsonl (one row per item: id, prediction, references, score, prompt
+token count, truncated tokens, ...), scores.json (ctxsynth.eval.scores.summarize plus run facts),
+scores.md (the markdown tables) and plots/niah_<variant>.png when the items form a NIAH grid.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ctxsynth import io
+from ctxsynth.eval import metrics, plots, scores, tables
+from ctxsynth.eval.truncation import FittedPrompt, Truncation, fit_prompt
+from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, SamplingParams
+from ctxsynth.llm.cache import CachedBackend, RequestCache
+from ctxsynth.records import EvalItem
+from ctxsynth.tokenize import Tokenizer, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+def _fit_all(items: Sequence[EvalItem], tokenizer: Tokenizer | None, max_model_len: int | None,
+             truncation: Truncation) -> list[FittedPrompt | None]:
+    if tokenizer is None:
+        if max_model_len is not None and truncation != "none":
+            raise ValueError("truncation to max_model_len needs the model's tokenizer")
+        return [None] * len(items)
+    return [fit_prompt(item.prompt, tokenizer, max_model_len=max_model_len,
+                       max_new_tokens=item.max_new_tokens, truncation=truncation) for item in items]
+
+
+def _prediction_row(item: EvalItem, fitted: FittedPrompt | None, result: ChatResult) -> dict[str, Any]:
+    text = result.text or ""
+    scored = text.lstrip("\n").split("\n")[0] if item.meta.get("first_line") else text
+    return {
+        "id": item.id,
+        "task": item.task,
+        "metric": item.metric,
+        "prediction": text,
+        "references": list(item.answers),
+        "score": metrics.score(item.metric, scored, item.answers, item.meta) if result.ok else 0.0,
+        "prompt_tokens": fitted.prompt_tokens if fitted else result.usage.get("prompt_tokens"),
+        "truncated_tokens": fitted.truncated_tokens if fitted else 0,
+        "backend_prompt_tokens": result.usage.get("prompt_tokens"),  # as the backend counted them
+        "completion_tokens": result.usage.get("completion_tokens"),
+        "finish_reason": result.finish_reason,
+        "error": result.error,
+        "cached": result.cached,
+        "meta": item.meta,
+    }
+
+
+def _run_facts(backend: Backend, tokenizer: Tokenizer | None, max_model_len: int | None,
+               truncation: str, rows: Sequence[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    return {
+        "backend": backend.identity(),
+        "tokenizer": tokenizer.name if tokenizer else None,
+        "max_model_len": max_model_len,
+        "truncation": truncation,
+        "decoding": "greedy (temperature 0)",
+        "wall_seconds": round(seconds, 2),
+        "n_errors": sum(1 for r in rows if r["error"]),
+        "n_truncated": sum(1 for r in rows if r["truncated_tokens"]),
+        "n_cached": sum(1 for r in rows if r["cached"]),
+        "heldout": sorted({str(r["meta"]["heldout"]) for r in rows if r["meta"].get("heldout")}),
+    }
+
+
+def write_run(out_dir: Path, rows: Sequence[dict[str, Any]], run: dict[str, Any], name: str) -> dict[str, Any]:
+    """Write predictions, scores and tables (and NIAH heatmaps) of one run; returns the scores."""
+    summary = scores.summarize(rows)
+    summary["run"] = {"name": name, **run}
+    io.write_jsonl(out_dir / "predictions.jsonl", rows)
+    io.atomic_write_text(out_dir / "scores.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    text = tables.markdown({name: summary}, title=f"Evaluation: {name}")
+    for note in summary["run"]["heldout"]:
+        text += f"\nHeld-out: {note}\n"
+    io.atomic_write_text(out_dir / "scores.md", text)
+    if summary.get("niah"):
+        plots.run_plots(summary["niah"], out_dir / "plots", name)
+    return summary
+
+
+def evaluate(
+    items: Sequence[EvalItem],
+    backend: Backend,
+    *,
+    tokenizer: Tokenizer | str | None,
+    max_model_len: int | None,
+    truncation: Truncation = "middle",
+    out_dir: Path,
+    name: str | None = None,
+    system_prompt: str | None = None,
+    cache: Path | None = None,
+) -> dict[str, Any]:
+    """Generate greedily for every item, score, and write the run folder; returns scores.json's dict.
+
+    `tokenizer` (the model's, or a spec for load_tokenizer) is needed to count and truncate prompts;
+    without it prompts are sent as they are. `system_prompt`, when set, is sent before every user
+    message (it is not counted by the truncation, so leave room for it in max_model_len). `cache`
+    (an SQLite path) puts the request cache under the backend here.
+    """
+    if cache is not None:
+        backend = CachedBackend(backend, RequestCache(Path(cache)))
+    tok = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
+    out_dir = Path(out_dir)
+    started = time.monotonic()
+    fitted = _fit_all(items, tok, max_model_len, truncation)
+    requests = []
+    for item, fit in zip(items, fitted, strict=True):
+        messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+        messages.append({"role": "user", "content": fit.prompt if fit else item.prompt})
+        params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=item.max_new_tokens, seed=0)
+        requests.append(ChatRequest(messages=messages, params=params, id=item.id))
+    n_cut = sum(1 for f in fitted if f and f.truncated_tokens)
+    log.info("evaluating %d items (%d truncated) with %s", len(items), n_cut, backend.identity())
+    results = backend.generate(requests)
+    rows = [_prediction_row(item, fit, res) for item, fit, res in zip(items, fitted, results, strict=True)]
+    for row in rows:
+        if row["error"]:
+            log.warning("item %s failed: %s", row["id"], row["error"])
+    run = _run_facts(backend, tok, max_model_len, truncation, rows, time.monotonic() - started)
+    return write_run(out_dir, rows, run, name or out_dir.name)

@@ -1,0 +1,76 @@
+"""Fit an evaluation prompt into a model's window, exactly in tokens of the model's tokenizer.
+
+The budget is counted on the rendered chat (the model's template applied to the user message, plus
+the generation prompt) so that rendered prompt + max_new_tokens <= max_model_len holds for what the
+backend actually sends. Middle truncation (LongBench's choice) keeps the head and the tail of the
+prompt, where instructions and questions live; "left" drops the beginning and keeps the end.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from ctxsynth.tokenize import Tokenizer
+
+log = logging.getLogger(__name__)
+
+Truncation = Literal["middle", "left", "none"]
+MAX_ROUNDS = 16
+
+
+@dataclass(frozen=True)
+class FittedPrompt:
+    prompt: str  # the user message to send
+    prompt_tokens: int  # tokens of the rendered chat prompt
+    truncated_tokens: int  # tokens of the user message removed (0 when it fitted)
+
+
+def rendered_length(tokenizer: Tokenizer, prompt: str) -> int:
+    """Tokens of the chat-rendered user message with the generation prompt."""
+    text = tokenizer.render_chat([{"role": "user", "content": prompt}], add_generation_prompt=True)
+    return len(tokenizer.encode(text))
+
+
+def _cut(tokenizer: Tokenizer, ids: list[int], keep: int, mode: Truncation) -> str:
+    if mode == "left":
+        return tokenizer.decode(ids[len(ids) - keep:]) if keep > 0 else ""
+    head = (keep + 1) // 2
+    tail = keep - head
+    return tokenizer.decode(ids[:head]) + (tokenizer.decode(ids[len(ids) - tail:]) if tail > 0 else "")
+
+
+def fit_prompt(
+    prompt: str,
+    tokenizer: Tokenizer,
+    *,
+    max_model_len: int | None,
+    max_new_tokens: int,
+    truncation: Truncation = "middle",
+) -> FittedPrompt:
+    """Truncate `prompt` so its rendered chat plus `max_new_tokens` fits `max_model_len`.
+
+    Decoding a token slice and encoding it again can merge tokens at the cut, so the cut is
+    re-measured and tightened until the rendered prompt fits; the result is never over budget.
+    """
+    total = rendered_length(tokenizer, prompt)
+    if max_model_len is None or truncation == "none" or total + max_new_tokens <= max_model_len:
+        return FittedPrompt(prompt, total, 0)
+    if truncation not in ("middle", "left"):
+        raise ValueError(f"truncation must be 'middle', 'left' or 'none', not {truncation!r}")
+    budget = max_model_len - max_new_tokens
+    ids = tokenizer.encode(prompt)
+    keep = len(ids) - (total - budget)
+    for _ in range(MAX_ROUNDS):
+        if keep <= 0:
+            break
+        text = _cut(tokenizer, ids, keep, truncation)
+        length = rendered_length(tokenizer, text)
+        if length <= budget:
+            return FittedPrompt(text, length, len(ids) - keep)
+        keep -= length - budget
+    raise ValueError(
+        f"cannot fit the prompt into max_model_len={max_model_len} with max_new_tokens={max_new_tokens}: "
+        "the chat template alone leaves no room"
+    )
