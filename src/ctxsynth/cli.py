@@ -136,7 +136,7 @@ def _stage_command(stage: str):
     return command
 
 
-for _stage in ("seeds", "synthesize", "assemble", "export"):
+for _stage in ("seeds", "synthesize", "assemble", "export", "report"):
     app.command(name=_stage)(_stage_command(_stage))
 
 
@@ -154,6 +154,31 @@ def run(config: ConfigArg, overrides: Overrides = None, overwrite: Annotated[boo
     _guard(lambda: run_all(run_, RichProgress))
     summary = write_summary(run_.dir)
     print_summary(summary, Console())
+
+
+@app.command(name="eval")
+def eval_(config: ConfigArg, overrides: Overrides = None, verbose: Verbose = False) -> None:
+    """Evaluate a model on NIAH test sets, LongBench-format files and the offline built-in sets."""
+    _setup_logging(verbose)
+    from ctxsynth.eval.job import EvalConfig, run_eval
+    from ctxsynth.eval.tables import markdown
+
+    eval_config = _guard(lambda: cfg.load(EvalConfig, config, overrides or []))
+    scores = _guard(lambda: run_eval(eval_config))
+    typer.echo(markdown({eval_config.name: scores}, title=f"Evaluation: {eval_config.name}"))
+
+
+@app.command()
+def compare(runs: Annotated[list[Path], typer.Argument(help="Evaluation run folders (the first is the baseline).")],
+            out: Annotated[Optional[Path], typer.Option(help="Write comparison.md and plots here.")] = None) -> None:
+    """Side-by-side tables (and, with --out, plots) of several evaluation runs."""
+    _setup_logging(False)
+    from ctxsynth.eval.compare import compare as compare_runs
+
+    result = _guard(lambda: compare_runs(runs, out_dir=out))
+    typer.echo(result.markdown)
+    for plot in result.plots:
+        console.print(f"plot: {plot}")
 
 
 @app.command()

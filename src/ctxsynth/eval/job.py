@@ -1,0 +1,108 @@
+"""`ctxsynth eval CONFIG`: one YAML names the model, the evaluation sets and the window.
+
+Sets: NIAH test files written by `ctxsynth niah` (JSONL of EvalItem), LongBench v1 JSONL files or
+folders the user provides, and the offline built-ins (held-out HotpotQA multi-doc QA, SQuAD padded
+to chosen lengths). Results go to <out_dir>/<name>/: predictions.jsonl, scores.json, scores.md, plots.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ctxsynth.io import read_jsonl
+from ctxsynth.records import EvalItem
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelConfig:
+    backend: str = "transformers"
+    model: str = "smollm2-135m-instruct"
+    options: dict[str, Any] = field(default_factory=dict)  # backend keyword arguments
+    tokenizer: str | None = "smollm2"  # to count and truncate prompts; None sends prompts as they are
+    max_model_len: int | None = 8192
+    truncation: str = "middle"  # middle | left | none
+    system_prompt: str | None = None
+
+
+@dataclass
+class BuiltinSets:
+    hotpotqa: int = 0  # held-out HotpotQA dev-distractor questions (real 10-paragraph contexts)
+    squad: int = 0  # held-out SQuAD questions, each padded to every length x depth below
+    squad_lengths: list[int] = field(default_factory=lambda: [2048, 4096])
+    squad_depths: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0])
+    squad_filler: str = "essays"  # essays | wiki
+
+
+@dataclass
+class EvalConfig:
+    name: str
+    out_dir: str = "runs/eval"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    niah: list[str] = field(default_factory=list)  # NIAH test JSONL files or folders
+    longbench: list[str] = field(default_factory=list)  # LongBench v1 JSONL files or folders
+    longbench_tasks: list[str] | None = None
+    longbench_templates: str | None = None  # your template file (e.g. the official prompts)
+    limit_per_task: int | None = None
+    builtin: BuiltinSets = field(default_factory=BuiltinSets)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.model.truncation not in ("middle", "left", "none"):
+            raise ValueError(f"model.truncation must be middle, left or none, not {self.model.truncation!r}")
+
+
+def _niah_items(paths: list[str], base: Path) -> list[EvalItem]:
+    items = []
+    for p in paths:
+        path = Path(p) if Path(p).is_absolute() else base / p
+        files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+        if not files or not all(f.exists() for f in files):
+            raise FileNotFoundError(f"NIAH test set {path}: no such file or no .jsonl files in the folder")
+        for f in files:
+            items.extend(EvalItem(**d) for d in read_jsonl(f))
+    return items
+
+
+def collect_items(config: EvalConfig, base: Path) -> list[EvalItem]:
+    from ctxsynth.eval import builtin, longbench
+
+    items = _niah_items(config.niah, base)
+    if config.longbench:
+        paths = [Path(p) if Path(p).is_absolute() else base / p for p in config.longbench]
+        templates = Path(config.longbench_templates) if config.longbench_templates else None
+        items += longbench.load_longbench(paths, tasks=config.longbench_tasks, templates=templates,
+                                          limit=config.limit_per_task)
+    b = config.builtin
+    if b.hotpotqa:
+        items += builtin.hotpotqa_items(b.hotpotqa, seed=config.seed)
+    if b.squad:
+        from ctxsynth.tokenize import load_tokenizer
+
+        tok = load_tokenizer(config.model.tokenizer or "smollm2")
+        items += builtin.squad_items(b.squad, lengths=b.squad_lengths, depths=b.squad_depths, tokenizer=tok,
+                                     filler=b.squad_filler, seed=config.seed)  # type: ignore[arg-type]
+    if not items:
+        raise ValueError("the eval config names no evaluation set: set niah, longbench or builtin.*")
+    return items
+
+
+def run_eval(config: EvalConfig, base: Path | None = None) -> dict[str, Any]:
+    from ctxsynth.eval.runner import evaluate
+    from ctxsynth.llm import BACKENDS
+
+    base = Path(base or Path.cwd())
+    out = (Path(config.out_dir) if Path(config.out_dir).is_absolute() else base / config.out_dir) / config.name
+    items = collect_items(config, base)
+    m = config.model
+    backend = BACKENDS.get(m.backend)(model=m.model, **m.options)
+    try:
+        return evaluate(items, backend, tokenizer=m.tokenizer, max_model_len=m.max_model_len,
+                        truncation=m.truncation, out_dir=out, name=config.name, system_prompt=m.system_prompt,
+                        cache=out / "cache.sqlite")  # type: ignore[arg-type]
+    finally:
+        backend.close()

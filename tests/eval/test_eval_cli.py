@@ -1,0 +1,47 @@
+"""`ctxsynth eval` and `ctxsynth compare` end to end: an eval config naming the held-out HotpotQA
+built-in set, a model behind the local OpenAI-protocol server, result files and a comparison."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from ctxsynth.cli import app
+from ctxsynth.eval.builtin import hotpotqa_items
+from ctxsynth.testing.openai_server import OpenAIServer
+from ctxsynth.testing.scripting import Reply
+
+
+def test_eval_and_compare_commands_write_scores_and_tables(tmp_path: Path) -> None:
+    items = hotpotqa_items(3, seed=0)
+    oracle = {item.prompt.split("Question:")[-1].strip()[:80]: item.answers[0] for item in items}
+
+    def responder(body: dict) -> Reply:
+        prompt = body["messages"][-1]["content"]
+        for key, answer in oracle.items():
+            if key in prompt:
+                return Reply(answer)
+        return Reply("I do not know")
+
+    runner = CliRunner()
+    with OpenAIServer(responder) as server:
+        for name, opts in (("oracle", {"base_url": server.url}), ("guess", {"base_url": server.url + "/x"})):
+            config = {"name": name, "out_dir": str(tmp_path / "eval"), "builtin": {"hotpotqa": 3},
+                      "model": {"backend": "openai", "model": "m", "options": {**opts, "max_retries": 0},
+                                "tokenizer": "smollm2", "max_model_len": 4096}}
+            path = tmp_path / f"{name}.yaml"
+            path.write_text(yaml.safe_dump(config))
+            result = runner.invoke(app, ["eval", str(path)])
+            assert result.exit_code == 0, result.output
+    scores = json.loads((tmp_path / "eval" / "oracle" / "scores.json").read_text())
+    assert scores["tasks"]["builtin_hotpotqa"]["score"] == 100.0
+    rows = [json.loads(line) for line in (tmp_path / "eval" / "oracle" / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(r["prompt_tokens"] <= 4096 for r in rows)
+    compared = runner.invoke(app, ["compare", str(tmp_path / "eval" / "oracle"), str(tmp_path / "eval" / "guess"),
+                                   "--out", str(tmp_path / "cmp")])
+    assert compared.exit_code == 0, compared.output
+    assert "oracle" in compared.output and "guess" in compared.output
+    assert (tmp_path / "cmp" / "comparison.md").exists()
