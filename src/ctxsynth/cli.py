@@ -156,6 +156,23 @@ def run(config: ConfigArg, overrides: Overrides = None, overwrite: Annotated[boo
     print_summary(summary, Console())
 
 
+@app.command()
+def niah(config: ConfigArg, overrides: Overrides = None,
+         out: Annotated[Optional[Path], typer.Option(help="Output folder (default runs/niah/<config name>).")] = None,
+         verbose: Verbose = False) -> None:
+    """Build needle-in-a-haystack training data and/or test grids (the paper's pilot study)."""
+    _setup_logging(verbose)
+    from ctxsynth.niah import NiahConfig, build_niah
+
+    niah_config = _guard(lambda: cfg.load(NiahConfig, config, overrides or []))
+    out_dir = out or Path("runs") / "niah" / config.stem
+    summary = _guard(lambda: build_niah(niah_config, out_dir))
+    train, test = summary.get("train") or {}, summary.get("test") or {}
+    n_test = sum(v.get("items", 0) for v in test.values())
+    console.print(f"niah: {train.get('samples', 0)} training samples, {n_test} test items "
+                  f"-> {out_dir} (summary.json)")
+
+
 @app.command(name="eval")
 def eval_(config: ConfigArg, overrides: Overrides = None, verbose: Verbose = False) -> None:
     """Evaluate a model on NIAH test sets, LongBench-format files and the offline built-in sets."""
