@@ -54,6 +54,9 @@ class Synthesized:
     provenance: dict[str, Any]
     verdicts: dict[str, Any]
     attempts: list[Attempt] = field(default_factory=list)
+    # multi-document synthesis: the generated documents (context = them joined by blank lines);
+    # empty for single-document tasks, and left out of their files so old records load unchanged
+    documents: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -147,7 +147,7 @@ def validate_run(run: Run) -> list[str]:
 
     from ctxsynth.export import FORMATS
     from ctxsynth.llm import BACKENDS
-    from ctxsynth.synth.tasks import SYNTHESIS_TASKS
+    from ctxsynth.synth.tasks import build_task
 
     c = run.config
     for fmt in c.export.formats:
@@ -160,14 +160,13 @@ def validate_run(run: Run) -> list[str]:
         if unknown:
             known = ", ".join(p for p in params if p not in ("self", "model"))
             raise cfg.ConfigError(f"llm.options: {unknown} not accepted by backend {c.llm.backend!r}; it takes: {known}")
-    SYNTHESIS_TASKS.get(c.synth.task)(target_words=c.synth.target_words, genre=c.synth.genre,
-                                       prompt_file=c.synth.prompt_file)
+    build_task(c.synth, c.seed)  # unknown task names, prompt files and genres fail here
     if c.llm.backend == "openai":
         env = c.llm.options.get("api_key_env", "OPENAI_API_KEY")
         base = str(c.llm.options.get("base_url") or "")
         if not os.environ.get(env) and "127.0.0.1" not in base and "localhost" not in base:
             warnings.append(f"environment variable {env} is not set: requests to {base or 'api.openai.com'} will fail")
-    if c.llm.max_tokens < c.synth.target_words * 1.4:
+    if c.synth.task in ("context", "multidoc") and c.llm.max_tokens < c.synth.target_words * 1.4:
         warnings.append(
             f"llm.max_tokens={c.llm.max_tokens} may truncate documents of {c.synth.target_words} words "
             f"(about {int(c.synth.target_words * 1.4)} tokens)"

@@ -62,13 +62,13 @@ def sampling_params(llm: LLMConfig) -> SamplingParams:
 
 
 def run_synthesize(run: Run, progress: Progress | None = None) -> dict[str, Any]:
-    from ctxsynth.synth.stage import synthesize_shard
-    from ctxsynth.synth.tasks import SYNTHESIS_TASKS
+    from ctxsynth.synth.stage import synthesize_shard, synthesized_to_dict
+    from ctxsynth.synth.tasks import build_task
 
     progress = progress or NullProgress()
     markers = run.markers("synthesize")
     sc = run.config.synth
-    task = SYNTHESIS_TASKS.get(sc.task)(target_words=sc.target_words, genre=sc.genre, prompt_file=sc.prompt_file)
+    task = build_task(sc, run.config.seed)
     todo = [i for i in range(len(shard_files(run.stage_dir("seeds")))) if not markers.shard_done(i)]
     shards = {i: run.seeds_for_shard(i) for i in todo}
     progress.start("synthesize", sum(len(s) for s in shards.values()))
@@ -78,7 +78,7 @@ def run_synthesize(run: Run, progress: Progress | None = None) -> dict[str, Any]
             result = synthesize_shard(shards[i], task, backend, sampling_params(run.config.llm), sc,
                                       run.config.verify, run.config.seed, progress)
             out = run.stage_dir("synthesize")
-            write_jsonl(out / shard_name(i), (to_dict(r) for r in result.kept))
+            write_jsonl(out / shard_name(i), (synthesized_to_dict(r) for r in result.kept))
             write_jsonl(out / "rejected" / shard_name(i), (to_dict(r) for r in result.rejected))
             markers.mark_shard(i, result.stats)
     finally:

@@ -26,8 +26,8 @@ def _seed(i: int) -> Seed:
 def _synth(i: int, ok: bool = True) -> Synthesized:
     seed = _seed(i)
     usage = {"prompt_tokens": 300, "completion_tokens": 800}
-    attempts = [Attempt(0, 1, "I cannot help.", "stop", usage, cached=False, reason="refusal")] if i % 4 == 0 else []
-    attempts.append(Attempt(len(attempts), 2, "Context: ...", "stop", usage, cached=i % 3 == 0,
+    attempts = [Attempt(0, 1, "I cannot help.", "stop", usage, reason="refusal")] if i % 4 == 0 else []
+    attempts.append(Attempt(len(attempts), 2, "Context: ...", "stop", usage,
                             reason=None if ok else "answer_not_supported"))
     words = 400 + 50 * i
     return Synthesized(
@@ -68,8 +68,9 @@ def build_run(root: Path, assembled: bool = True) -> Path:
                 for i in range(8, 12)]
     _shard(run / "synth" / "rejected", rejected)
     state = run / "_state"
-    for stage, n_in, n_out in (("seeds", 12, 12), ("synth", 12, 8)):
-        Markers(state, stage).mark_shard(0, {"n_in": n_in, "n_out": n_out, "seconds": 1.5})
+    for stage, n_in, n_out in (("seeds", 12, 12), ("synthesize", 12, 8)):
+        Markers(state, stage).mark_shard(0, {"n_in": n_in, "n_out": n_out, "seconds": 1.5,
+                                             "usage": {"requests_cached": 3, "requests_sent": 9}})
         Markers(state, stage).mark_stage({})
     if assembled:
         samples = [_sample(i) for i in range(8)]

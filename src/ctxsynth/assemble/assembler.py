@@ -1,5 +1,8 @@
 """The assembly stage: a verified synthetic context + distractors -> one chat training sample.
 
+A record of multi-document synthesis brings several gold documents (`Synthesized.documents`): they
+are indexed one by one (ids "<record id>#<k>"), placed apart among the distractors (position.py),
+and every span is recorded; other records' documents serve as distractors one by one as well.
 Each pool document is tokenized once when the Assembler is built; a sample's length is planned from
 those counts and then measured exactly (budget.py) with the tokenizer and chat template the trainer
 uses, so a token target is never exceeded. Every random choice draws from a generator seeded by
@@ -42,7 +45,7 @@ class Assembler:
         self.templates = TemplateSet(config.template)
         self.joiner = joiner(config.separator)
         unique = {r.id: r for r in sorted(pool, key=lambda r: r.id)}
-        self.pool = index_documents(self.tokenizer, [(r.id, r.task, r.context) for r in unique.values()])
+        self.pool = index_documents(self.tokenizer, [item for r in unique.values() for item in _pool_items(r)])
         self.by_id = {doc.id: doc for doc in self.pool}
         corpus: list[Doc] = []
         if config.distractors.startswith("corpus:"):
@@ -79,13 +82,15 @@ class Assembler:
                 return "full"
         return "fast"
 
-    def _layout(self, head: str, docs: Sequence[Doc], slot: int, tail: str, answer: str) -> Layout:
+    def _layout(self, head: str, docs: Sequence[Doc], slot: int, tail: str, answer: str,
+                slots: tuple[int, ...] = ()) -> Layout:
         sep = self.config.separator
         between = tail + self.frame.between
         return Layout(
             head=self.frame.before_user + head, docs=list(docs),
             prefixes=[document_prefix(sep, i) for i in range(len(docs))], joiner=self.joiner,
             tail=between + answer + self.frame.after_answer, answer_offset=len(between), gold_slot=slot,
+            gold_slots=slots if len(slots) > 1 else (),
         )
 
     def _trimmer(self, tolerance: int) -> Trimmer:
@@ -96,10 +101,18 @@ class Assembler:
         counter = fast_count if self.count_method == "fast" else full_count
         return counter(self.tokenizer, layout)
 
-    def _gold(self, record: Synthesized) -> Doc:
-        doc = self.by_id.get(record.id)
-        if doc is not None and doc.text == record.context.strip():
-            return doc
+    def _golds(self, record: Synthesized) -> list[Doc]:
+        """The record's gold document(s), from the pool index when the text is unchanged."""
+        items = _pool_items(record)
+        docs = [self.by_id.get(doc_id) for doc_id, _, _ in items]
+        if all(d is not None and d.text == text.strip() for d, (_, _, text) in zip(docs, items, strict=True)):
+            return docs  # type: ignore[return-value]
+        return index_documents(self.tokenizer, items)
+
+    def _query(self, record: Synthesized, golds: list[Doc]) -> Doc:
+        """What distractor strategies rank against: the gold, or all gold documents together."""
+        if len(golds) == 1:
+            return golds[0]
         return index_documents(self.tokenizer, [(record.id, record.task, record.context)])[0]
 
     def _target(self, rng: random.Random) -> int | None:
@@ -114,22 +127,23 @@ class Assembler:
         """One sample for `record`, or a rejection with its reason."""
         cfg = self.config
         rng = rng_for(self.run_seed, "assemble", record.id)
-        gold = self._gold(record)
+        golds = self._golds(record)
         template = self.templates.for_task(record.task)
         head, tail = template.split(record.seed.instruction)
         answer = record.seed.answers[0]
         target = self._target(rng)
-        screen = selection.Screen(gold, record.seed.answers, cfg.leak_exempt, cfg.near_duplicate_threshold,
-                                  enabled=cfg.leak_check)
-        candidates = self.source.candidates(gold, rng)
+        screen = selection.Screen(golds[0], record.seed.answers, cfg.leak_exempt, cfg.near_duplicate_threshold,
+                                  enabled=cfg.leak_check, others=golds if len(golds) > 1 else ())
+        candidates = self.source.candidates(self._query(record, golds), rng)
         budget = None if target is None else target - cfg.reserve_tokens
         if budget is None:
-            chosen = selection.by_count(candidates, screen, cfg.n_documents - 1)
+            need = max(cfg.n_documents - len(golds), 0)
+            chosen = selection.by_count(candidates, screen, need)
             if chosen.exhausted:
-                return self._reject(record, "too_few_distractors",
-                                    f"{len(chosen.docs)} clean distractors, need {cfg.n_documents - 1}")
+                return self._reject(record, "too_few_distractors", f"{len(chosen.docs)} clean distractors, need {need}")
         else:
-            alone = self.count(self._layout(head, [gold], 0, tail, answer))
+            slots = tuple(range(len(golds)))
+            alone = self.count(self._layout(head, golds, 0, tail, answer, slots))
             if alone.total > budget:
                 return self._reject(record, "gold_exceeds_budget", f"{alone.total} tokens > budget {budget}")
             tolerance = int(cfg.fill_tolerance * target)
@@ -139,24 +153,31 @@ class Assembler:
         order = list(chosen.docs)
         rng.shuffle(order)
         trim = self._trimmer(int(cfg.fill_tolerance * target)) if cfg.trim_to_fill and target else None
-        layout, count = self._fit(head, tail, answer, gold, order, chosen, depth, rng, budget, trim)
+        layout, count = self._fit(head, tail, answer, golds, order, chosen, depth, rng, budget, trim)
         if budget is not None and chosen.exhausted and budget - count.total > int(cfg.fill_tolerance * target):
             return self._reject(record, "pool_exhausted",
                                 f"{count.total} of {budget} tokens after {chosen.scanned} candidates")
         return self._sample(record, template.name, layout, count, target, budget, depth, chosen, screen)
 
-    def _fit(
-        self, head: str, tail: str, answer: str, gold: Doc, order: list[Doc], chosen: selection.Selection,
-        depth: float | None, rng: random.Random, budget: int | None, trim: Trimmer | None,
-    ) -> tuple[Layout, Count]:
-        """Place the gold, count exactly, and drop (or re-trim) distractors until within budget."""
+    def _gaps(self, head: str, tail: str, golds: list[Doc], order: list[Doc], depth: float | None,
+              rng: random.Random) -> list[int]:
+        """Where each gold goes among the distractors (one gap per gold, non-decreasing)."""
+        if len(golds) > 1:
+            return position.spread_gaps(depth, rng, len(order), len(golds))
         head_cost = len(self.tokenizer.encode(self.frame.before_user + head))
         tail_cost = len(self.tokenizer.encode(tail))
-        slot = position.choose_slot(depth, rng, [d.n_tokens + self.separator_cost for d in order],
-                                    head_cost, gold.n_tokens, tail_cost)
+        return [position.choose_slot(depth, rng, [d.n_tokens + self.separator_cost for d in order],
+                                     head_cost, golds[0].n_tokens, tail_cost)]
+
+    def _fit(
+        self, head: str, tail: str, answer: str, golds: list[Doc], order: list[Doc], chosen: selection.Selection,
+        depth: float | None, rng: random.Random, budget: int | None, trim: Trimmer | None,
+    ) -> tuple[Layout, Count]:
+        """Place the gold(s), count exactly, and drop (or re-trim) distractors until within budget."""
+        gaps = self._gaps(head, tail, golds, order, depth, rng)
         for _ in range(_MAX_CORRECTIONS):
-            docs = [*order[:slot], gold, *order[slot:]]
-            layout = self._layout(head, docs, slot, tail, answer)
+            docs, slots = _merge(order, golds, gaps)
+            layout = self._layout(head, docs, slots[0], tail, answer, slots)
             count = self.count(layout)
             if budget is None or count.total <= budget or not order:
                 return layout, count
@@ -171,7 +192,7 @@ class Assembler:
                 chosen.trimmed = cut.id
             else:
                 order.pop(index)
-                slot -= 1 if index < slot else 0
+                gaps = [g - 1 if index < g else g for g in gaps]
             self.stats["budget_corrections"] += 1
         raise RuntimeError(f"could not fit the budget {budget} after {_MAX_CORRECTIONS} corrections")
 
@@ -189,11 +210,12 @@ class Assembler:
         gold_start, gold_end = layout.gold_chars()
         offset = len(self.frame.before_user)
         per_document = [d.n_tokens for d in layout.docs]
-        distractors = [d for i, d in enumerate(layout.docs) if i != layout.gold_slot]
+        golds = layout.golds()
+        distractors = [d for i, d in enumerate(layout.docs) if i not in golds]
         self.stats.update(samples=1, leaks_skipped=screen.leaks, near_duplicates_skipped=screen.near_duplicates)
         return Sample(
             id=record.id, task=record.task, seed_id=record.seed.id, messages=messages, answer=record.seed.answer,
-            template=template, gold_index=layout.gold_slot, gold_indices=[layout.gold_slot],
+            template=template, gold_index=layout.gold_slot, gold_indices=list(golds),
             gold_depth=round(count.gold_span[0] / max(count.prompt, 1), 6),
             gold_char_span=[gold_start - offset, gold_end - offset], gold_token_span=list(count.gold_span),
             n_documents=len(layout.docs), distractor_ids=[d.id for d in distractors],
@@ -210,9 +232,42 @@ class Assembler:
                 "near_duplicates_skipped": screen.near_duplicates, "leak_check_answer": screen.checks_answer,
                 "candidates_scanned": chosen.scanned, "trimmed_distractor": chosen.trimmed,
                 "fill_gap": None if budget is None else budget - count.total, "count_method": self.count_method,
+                **(_gold_spans(layout, count, offset) if len(golds) > 1 else {}),
             },
         )
 
     def _reject(self, record: Synthesized, reason: str, detail: str) -> Rejected:
         self.stats[f"dropped_{reason}"] += 1
         return Rejected(id=record.id, stage="assemble", reason=reason, detail=detail, record=to_dict(record))
+
+
+def _pool_items(record: Synthesized) -> list[tuple[str, str, str]]:
+    """(id, task, text) of a record's document(s): one per generated document when it has several."""
+    if record.documents:
+        return [(f"{record.id}#{k}", record.task, text) for k, text in enumerate(record.documents, 1)]
+    return [(record.id, record.task, record.context)]
+
+
+def _merge(order: list[Doc], golds: list[Doc], gaps: list[int]) -> tuple[list[Doc], tuple[int, ...]]:
+    """Distractors with gold k inserted before order[gaps[k]]; returns the documents and gold slots."""
+    docs: list[Doc] = []
+    slots = []
+    k = 0
+    for i in range(len(order) + 1):
+        while k < len(golds) and gaps[k] == i:
+            slots.append(len(docs))
+            docs.append(golds[k])
+            k += 1
+        if i < len(order):
+            docs.append(order[i])
+    return docs, tuple(slots)
+
+
+def _gold_spans(layout: Layout, count: Count, offset: int) -> dict[str, list]:
+    """Every gold's character span (in the user message), token span and depth, in slot order."""
+    chars = [layout.gold_chars(slot) for slot in layout.golds()]
+    return {
+        "gold_char_spans": [[start - offset, end - offset] for start, end in chars],
+        "gold_token_spans": [list(span) for span in count.gold_spans],
+        "gold_depths": [round(span[0] / max(count.prompt, 1), 6) for span in count.gold_spans],
+    }

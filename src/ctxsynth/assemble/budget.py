@@ -48,6 +48,10 @@ class Layout:
     tail: str  # template tail + chat turn switch + answer + chat end
     answer_offset: int  # where the answer starts inside `tail`
     gold_slot: int
+    gold_slots: tuple[int, ...] = ()  # every gold slot when there are several (multi-document samples)
+
+    def golds(self) -> tuple[int, ...]:
+        return self.gold_slots or (self.gold_slot,)
 
     def pieces(self) -> list[str]:
         out = [self.head]
@@ -59,12 +63,13 @@ class Layout:
     def render(self) -> str:
         return "".join(self.pieces())
 
-    def gold_chars(self) -> tuple[int, int]:
-        """[start, end) of the gold document in the rendered text."""
+    def gold_chars(self, slot: int | None = None) -> tuple[int, int]:
+        """[start, end) of the gold document (or of the document in `slot`) in the rendered text."""
+        slot = self.gold_slot if slot is None else slot
         start = len(self.head)
         for i, doc in enumerate(self.docs):
             start += len(self.joiner if i else "") + len(self.prefixes[i])
-            if i == self.gold_slot:
+            if i == slot:
                 return start, start + len(doc.text)
             start += len(doc.text)
         raise IndexError("gold_slot outside the layout")
@@ -77,6 +82,7 @@ class Count:
     total: int
     prompt: int  # tokens before the assistant's content
     gold_span: tuple[int, int]
+    gold_spans: tuple[tuple[int, int], ...] = ()  # one span per gold slot, in slot order
 
 
 def _before(offsets: Sequence[tuple[int, int]], char: int) -> int:
@@ -92,9 +98,13 @@ def full_count(tokenizer: Tokenizer, layout: Layout) -> Count:
     """Counts from one tokenization of the whole render (the reference)."""
     text = layout.render()
     offsets = tokenizer.offsets_batch([text])[0]
-    gold_start, gold_end = layout.gold_chars()
+    spans = []
+    for slot in layout.golds():
+        gold_start, gold_end = layout.gold_chars(slot)
+        spans.append((_before(offsets, gold_start), _starting_before(offsets, gold_end)))
     answer = len(text) - len(layout.tail) + layout.answer_offset
-    return Count(len(offsets), _before(offsets, answer), (_before(offsets, gold_start), _starting_before(offsets, gold_end)))
+    first = spans[layout.golds().index(layout.gold_slot)]
+    return Count(len(offsets), _before(offsets, answer), first, tuple(spans))
 
 
 def fast_count(tokenizer: Tokenizer, layout: Layout) -> Count:
@@ -103,13 +113,14 @@ def fast_count(tokenizer: Tokenizer, layout: Layout) -> Count:
     middles_before: list[int] = []
     marks: dict[str, tuple[int, int]] = {}
     current: list[str] = [layout.head]
+    golds = layout.golds()
     length, middles = len(layout.head), 0
     for i, doc in enumerate(layout.docs):
         lead = (layout.joiner if i else "") + layout.prefixes[i]
         current.append(lead)
         length += len(lead)
-        if i == layout.gold_slot:
-            marks["gold_start"] = (len(strings), length)
+        if i in golds:
+            marks[f"gold_start_{i}"] = (len(strings), length)
         if doc.has_cuts:
             current.append(doc.head)
             strings.append("".join(current))
@@ -119,8 +130,8 @@ def fast_count(tokenizer: Tokenizer, layout: Layout) -> Count:
         else:
             current.append(doc.text)
             length += len(doc.text)
-        if i == layout.gold_slot:
-            marks["gold_end"] = (len(strings), length)
+        if i in golds:
+            marks[f"gold_end_{i}"] = (len(strings), length)
     marks["answer"] = (len(strings), length + layout.answer_offset)
     current.append(layout.tail)
     strings.append("".join(current))
@@ -137,4 +148,5 @@ def fast_count(tokenizer: Tokenizer, layout: Layout) -> Count:
         return bases[index] + counter(offsets[index], char)
 
     total = running + middles
-    return Count(total, at("answer", False), (at("gold_start", False), at("gold_end", True)))
+    spans = tuple((at(f"gold_start_{i}", False), at(f"gold_end_{i}", True)) for i in golds)
+    return Count(total, at("answer", False), spans[golds.index(layout.gold_slot)], spans)

@@ -3,6 +3,8 @@
 Depth targets come from a fixed value, a grid cell picked by hashing the sample id (balanced across
 samples in expectation, and independent of shard layout, unlike a running counter), or a
 Beta(c, c) draw that favours the middle. Depth = tokens before the gold / tokens of the prompt.
+Several gold documents (multi-document synthesis) are spread apart instead: distinct gaps between
+distractors, so no two golds touch while there are distractors enough to separate them.
 """
 
 from __future__ import annotations
@@ -42,3 +44,19 @@ def choose_slot(
         if slot < len(costs):
             start += costs[slot]
     return best
+
+
+def spread_gaps(depth: float | None, rng: random.Random, n_distractors: int, n_golds: int) -> list[int]:
+    """Insertion gaps (0..n_distractors, non-decreasing) for n_golds gold documents kept in order.
+
+    Uniform mode draws distinct gaps at random; a depth mode spreads the golds evenly from the start
+    to the end of the context (a multi-hop sample has no single depth). Gaps repeat only when there
+    are fewer distractors than needed to separate every pair of golds."""
+    places = n_distractors + 1
+    if n_golds <= places:
+        if depth is None:
+            return sorted(rng.sample(range(places), n_golds))
+        if n_golds == 1:
+            return [round(depth * n_distractors)]
+        return [round(j * n_distractors / (n_golds - 1)) for j in range(n_golds)]
+    return sorted(j * places // n_golds for j in range(n_golds))

@@ -20,13 +20,15 @@ _SCAN_FLOOR = 256  # candidates examined at least before giving up on closing th
 
 @dataclass
 class Screen:
-    """The leak check: no answer inside a distractor, no near-duplicate of the gold."""
+    """The leak check: no answer inside a distractor, no near-duplicate of any gold document, and
+    never one of the gold record's own documents (multi-document samples have several golds)."""
 
     gold: Doc
     answers: Sequence[str]
     exempt: Sequence[str]
     threshold: float
     enabled: bool = True
+    others: Sequence[Doc] = ()  # further gold documents of the same sample
     leaks: int = 0
     near_duplicates: int = 0
     needles: list[str] = field(init=False)
@@ -41,14 +43,17 @@ class Screen:
         return self.enabled and bool(self.needles)
 
     def accept(self, doc: Doc) -> bool:
+        if any(doc.id == g.id for g in self.others):
+            return False  # the sample's own gold documents are placed as golds, never as distractors
         if not self.enabled:
             return True
         if any(doc.contains(n) for n in self.needles):
             self.leaks += 1
             return False
-        if doc.text == self.gold.text or (self.threshold < 1.0 and jaccard(doc, self.gold) >= self.threshold):
-            self.near_duplicates += 1
-            return False
+        for gold in (self.gold, *self.others):
+            if doc.text == gold.text or (self.threshold < 1.0 and jaccard(doc, gold) >= self.threshold):
+                self.near_duplicates += 1
+                return False
         return True
 
 

@@ -21,7 +21,7 @@ from ctxsynth.io import Markers, read_shards
 
 log = logging.getLogger(__name__)
 
-STAGE_ORDER = ("seeds", "filter", "synth", "verify", "assemble", "export", "train", "eval")
+STAGE_ORDER = ("seeds", "filter", "synthesize", "assemble", "export", "report")  # ctxsynth.runner.STAGES + filter
 PASS_KEYS = ("ok", "pass", "passed", "keep", "kept", "supported")
 
 
@@ -125,11 +125,10 @@ def _add_generation(summary: RunSummary, record: dict[str, Any]) -> None:
     provenance = record.get("provenance") or {}
     usage = summary.usage[str(provenance.get("model", "unknown"))]
     attempts = record.get("attempts") or []
-    calls = attempts or [{"usage": provenance.get("usage") or {}, "cached": provenance.get("cached", False)}]
+    calls = attempts or [{"usage": provenance.get("usage") or {}}]
     for attempt in calls:
         u = attempt.get("usage") or {}
         usage.calls += 1
-        usage.cached_calls += bool(attempt.get("cached"))
         usage.prompt_tokens += int(u.get("prompt_tokens", 0))
         usage.completion_tokens += int(u.get("completion_tokens", 0))
         if attempt.get("reason"):
@@ -148,6 +147,14 @@ def _add_synth(summary: RunSummary, record: dict[str, Any]) -> None:
     summary.context_words_by_task[task].append(words)
     summary.finish_reasons[str((record.get("provenance") or {}).get("finish_reason"))] += 1
     _add_generation(summary, record)
+
+
+def _add_cache_hits(summary: RunSummary, run_dir: Path) -> None:
+    """Cache hits are a property of the run, not of a record: they come from the synthesis shard stats."""
+    stats = Markers(run_dir / "_state", "synthesize").shard_stats()
+    hits = sum(int((s.get("usage") or {}).get("requests_cached", 0)) for s in stats)
+    if hits and len(summary.usage) == 1:  # one generator per run
+        next(iter(summary.usage.values())).cached_calls = hits
 
 
 def _rejected(run_dir: Path) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -176,6 +183,7 @@ def collect(run_dir: Path) -> RunSummary:
         summary.rejections[(str(rejected.get("stage") or stage), str(rejected.get("reason", "unknown")))] += 1
         if "provenance" in (rejected.get("record") or {}):
             _add_generation(summary, rejected["record"])
+    _add_cache_hits(summary, run_dir)
     summary.samples = [_sample_row(d) for d in read_shards(run_dir / "assemble")]
     for manifest in sorted((run_dir / "export").glob("*/manifest.json")):
         summary.exports[manifest.parent.name] = json.loads(manifest.read_text())

@@ -2,7 +2,9 @@
 
 All first attempts of a shard go to the backend as one batch (the openai backend runs them
 concurrently, the transformers backend batches them), then the failures as the next batch, up to
-`max_attempts`. Every attempt is recorded on the output record, pass or fail.
+`max_attempts`. Every attempt is recorded on the output record, pass or fail. The checks every task
+shares (request failed, truncated, parse failure) run here; the task's own `verify` runs after them,
+and its `build` turns the kept fields into the output record.
 """
 
 from __future__ import annotations
@@ -12,23 +14,17 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ctxsynth.llm.base import Backend, ChatRequest, SamplingParams
+from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, SamplingParams
 from ctxsynth.progress import NullProgress, Progress
 from ctxsynth.records import Attempt, Rejected, Seed, Synthesized, to_dict
 from ctxsynth.rng import derive_seed
-from ctxsynth.synth.tasks import ContextSynthesis, ParseError
-from ctxsynth.verify.checks import VerifyConfig, verify_context
+from ctxsynth.synth.config import SynthConfig
+from ctxsynth.synth.tasks import ParseError, SynthesisTask
+from ctxsynth.verify.checks import VerifyConfig
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class SynthConfig:
-    task: str = "context"  # synthesis task (registry name)
-    target_words: int = 2000  # the paper's N
-    genre: str = "auto"  # auto = by seed task (synth/prompts/genres.yaml), or a genre name
-    prompt_file: str | None = None  # your own prompt file ([system]/[user] sections)
-    max_attempts: int = 3  # generations per seed before it is rejected
+__all__ = ["ShardResult", "SynthConfig", "synthesize_shard", "synthesized_to_dict"]
 
 
 @dataclass
@@ -38,17 +34,38 @@ class ShardResult:
     stats: dict[str, Any]
 
 
-def _attempt(result: Any, attempt: int, seed_value: int, task: ContextSynthesis, seed: Seed,
-             target_words: int, verify: VerifyConfig) -> tuple[Attempt, str | None]:
+def synthesized_to_dict(record: Synthesized) -> dict[str, Any]:
+    """The record as written to synth/; `documents` only when there are some, so single-document
+    records keep the exact bytes they had before the field existed."""
+    data = to_dict(record)
+    if not data.get("documents"):
+        data.pop("documents", None)
+    return data
+
+
+def gate(result: ChatResult, parsed: Any, parse_error: str | None) -> tuple[str | None, dict[str, Any]] | None:
+    """The shared checks: (reason, verdicts) when the reply cannot be used, else None."""
+    if result.error is not None:
+        return "request_failed", {"error": result.error}
+    verdicts: dict[str, Any] = {"finish_reason": result.finish_reason}
+    if result.finish_reason == "length":
+        return "truncated", verdicts
+    if parse_error is not None or parsed is None:
+        verdicts["parse_error"] = parse_error
+        return "parse_failure", verdicts
+    return None
+
+
+def _attempt(result: ChatResult, attempt: int, seed_value: int, task: SynthesisTask, seed: Seed,
+             verify: VerifyConfig) -> tuple[Attempt, Any]:
     parsed, parse_error = None, None
     if result.ok and result.finish_reason != "length":
         try:
             parsed = task.parse(result.text)
         except ParseError as e:
             parse_error = str(e)
-    reason, verdicts = verify_context(
-        parsed, result.finish_reason, seed.answers, target_words, verify, error=result.error, parse_error=parse_error
-    )
+    failed = gate(result, parsed, parse_error)
+    reason, verdicts = failed if failed is not None else task.verify(seed, parsed, result.finish_reason, verify)
     record = Attempt(
         attempt=attempt, sampling_seed=seed_value, text=result.text, finish_reason=result.finish_reason,
         usage=dict(result.usage), error=result.error, verdicts=verdicts, reason=reason,
@@ -57,14 +74,17 @@ def _attempt(result: Any, attempt: int, seed_value: int, task: ContextSynthesis,
 
 
 def synthesize_shard(
-    seeds: list[Seed], task: ContextSynthesis, backend: Backend, sampling: SamplingParams, config: SynthConfig,
+    seeds: list[Seed], task: SynthesisTask, backend: Backend, sampling: SamplingParams, config: SynthConfig,
     verify: VerifyConfig, run_seed: int, progress: Progress | None = None,
 ) -> ShardResult:
     progress = progress or NullProgress()
     started = time.perf_counter()
+    unusable = {s.id: reason for s in seeds if (reason := task.unusable(s)) is not None}
     attempts: dict[str, list[Attempt]] = {s.id: [] for s in seeds}
-    passed: dict[str, str] = {}
-    pending = list(seeds)
+    passed: dict[str, Any] = {}
+    pending = [s for s in seeds if s.id not in unusable]
+    if unusable:
+        progress.advance(len(unusable))
     usage = {"prompt_tokens": 0, "completion_tokens": 0, "requests_sent": 0, "requests_cached": 0}
     for attempt in range(1, config.max_attempts + 1):
         if not pending:
@@ -81,38 +101,57 @@ def synthesize_shard(
             usage["requests_cached" if result.cached else "requests_sent"] += 1
             for key in ("prompt_tokens", "completion_tokens"):
                 usage[key] += int(result.usage.get(key, 0))
-            record, parsed = _attempt(result, attempt, seed_value, task, seed, config.target_words, verify)
+            record, parsed = _attempt(result, attempt, seed_value, task, seed, verify)
             attempts[seed.id].append(record)
             if record.reason is None and parsed is not None:
-                passed[seed.id] = parsed
+                passed[seed.id] = (parsed, record.verdicts)
             else:
                 still.append(seed)
         pending = still
-    return _collect(seeds, attempts, passed, task, backend, sampling, config, usage, time.perf_counter() - started)
+    shard = _collect(seeds, attempts, passed, task, backend, sampling, config, usage, time.perf_counter() - started)
+    for seed in seeds:
+        if seed.id in unusable:
+            _reject_unusable(shard, seed, unusable[seed.id], task)
+    return shard
 
 
-def _collect(seeds: list[Seed], attempts: dict[str, list[Attempt]], passed: dict[str, str], task: ContextSynthesis,
+def _provenance(task: SynthesisTask, backend: Backend, sampling: SamplingParams, config: SynthConfig,
+                tries: list[Attempt]) -> dict[str, Any]:
+    final = tries[-1]
+    return {
+        "task": task.name, "backend": backend.name, "model": backend.model,
+        "prompt_sha256": task.template.sha256, "sampling": {**sampling.to_dict(), "seed": final.sampling_seed},
+        "target_words": config.target_words, "finish_reason": final.finish_reason,
+        "usage": {k: sum(int(a.usage.get(k, 0)) for a in tries) for k in ("prompt_tokens", "completion_tokens")},
+        "attempts": len(tries),
+    }
+
+
+def _collect(seeds: list[Seed], attempts: dict[str, list[Attempt]], passed: dict[str, Any], task: SynthesisTask,
              backend: Backend, sampling: SamplingParams, config: SynthConfig, usage: dict[str, int],
              seconds: float) -> ShardResult:
     kept, rejected = [], []
     stats: dict[str, Any] = {"n_in": len(seeds), "n_out": 0, "seconds": round(seconds, 3), "usage": usage}
     for seed in seeds:
         tries = attempts[seed.id]
-        final = tries[-1]
-        provenance = {
-            "task": task.name, "backend": backend.name, "model": backend.model,
-            "prompt_sha256": task.template.sha256, "sampling": {**sampling.to_dict(), "seed": final.sampling_seed},
-            "target_words": config.target_words, "finish_reason": final.finish_reason,
-            "usage": {k: sum(int(a.usage.get(k, 0)) for a in tries) for k in ("prompt_tokens", "completion_tokens")},
-            "attempts": len(tries),
-        }
+        if not tries:
+            continue  # unusable seeds are rejected by the caller
+        provenance = _provenance(task, backend, sampling, config, tries)
         if seed.id in passed:
-            kept.append(Synthesized(seed.id, seed.task, seed, passed[seed.id], provenance, final.verdicts, tries))
+            fields, verdicts = passed[seed.id]
+            kept.append(task.build(seed, fields, provenance, verdicts, tries))
             stats["n_out"] += 1
         else:
-            reason = final.reason or "unknown"
+            reason = tries[-1].reason or "unknown"
             detail = f"{len(tries)} attempt(s) failed; last: {reason}"
             record = {"seed": to_dict(seed), "provenance": provenance, "attempts": [to_dict(a) for a in tries]}
             rejected.append(Rejected(seed.id, "synthesize", reason, detail, record))
             stats[f"dropped_{reason}"] = stats.get(f"dropped_{reason}", 0) + 1
     return ShardResult(kept, rejected, stats)
+
+
+def _reject_unusable(shard: ShardResult, seed: Seed, reason: str, task: SynthesisTask) -> None:
+    """A seed the task cannot use at all (no document, ...): rejected without a request."""
+    detail = f"task {task.name!r} cannot use this seed: {reason}"
+    shard.rejected.append(Rejected(seed.id, "synthesize", reason, detail, {"seed": to_dict(seed)}))
+    shard.stats[f"dropped_{reason}"] = shard.stats.get(f"dropped_{reason}", 0) + 1

@@ -1,4 +1,10 @@
-"""Synthesis tasks: prompt(seed) -> messages and parse(text) -> fields, with prompt text in files.
+"""Synthesis tasks: prompt(seed) -> messages, parse(text) -> fields, verify -> named reason, build.
+
+The stage (stage.py) owns the loop and the checks every task shares (request failed, truncated,
+parse failure); a task owns the rest: what to ask, how to read the reply, which content checks
+apply (each failure a named reason) and how the kept fields become a `Synthesized` record. Tasks:
+"context" (the paper's, here), "instruction" (the instruction-synthesis baseline, instruction.py)
+and "multidoc" (evidence split over several documents, multidoc.py).
 
 A prompt file has a `[system]` and a `[user]` section with str.format placeholders; '#' lines are
 comments. The prompt file's hash is recorded as provenance, and since the rendered messages are
@@ -12,13 +18,15 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
 from ctxsynth.llm.base import Message
-from ctxsynth.records import Seed
+from ctxsynth.records import Attempt, Seed, Synthesized
 from ctxsynth.registry import Registry
+from ctxsynth.synth.config import SynthConfig
+from ctxsynth.verify.checks import REASONS, VerifyConfig, verify_context
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
 _SECTION = re.compile(r"^\[(system|user)\]\s*$", re.MULTILINE)
@@ -71,16 +79,53 @@ def genre_for(task: str, override: str = "auto") -> dict[str, str]:
     return table["genres"].get(name, table["default"]) if name else table["default"]
 
 
+class SynthesisTask(Protocol):
+    """What the synthesize stage needs from a task.
+
+    `unusable` answers before any request (a reason, or None); `verify` runs after a successful
+    parse and returns (first failed reason or None, verdicts); `reasons` lists every reason the
+    task can give, in check order, for documentation and reports.
+    """
+
+    name: str
+    template: PromptTemplate
+    reasons: tuple[str, ...]
+
+    def unusable(self, seed: Seed) -> str | None: ...
+
+    def prompt(self, seed: Seed) -> list[Message]: ...
+
+    def parse(self, text: str) -> Any: ...
+
+    def verify(self, seed: Seed, fields: Any, finish_reason: str | None,
+               config: VerifyConfig) -> tuple[str | None, dict[str, Any]]: ...
+
+    def build(self, seed: Seed, fields: Any, provenance: dict[str, Any], verdicts: dict[str, Any],
+              attempts: list[Attempt]) -> Synthesized: ...
+
+
+def prompt_path(prompt_file: str | None, default: str) -> Path:
+    return Path(prompt_file) if prompt_file else PROMPT_DIR / default
+
+
 class ContextSynthesis:
     """The paper's task: write the missing background document for an instruction-answer pair."""
 
     name = "context"
+    reasons = REASONS
+
+    @classmethod
+    def from_config(cls, config: SynthConfig, run_seed: int = 0) -> ContextSynthesis:
+        return cls(target_words=config.target_words, genre=config.genre, prompt_file=config.prompt_file)
 
     def __init__(self, target_words: int = 2000, genre: str = "auto", prompt_file: str | None = None) -> None:
         self.target_words = target_words
         self.genre = genre
-        self.template = PromptTemplate.from_file(Path(prompt_file) if prompt_file else PROMPT_DIR / "context_synthesis.txt")
+        self.template = PromptTemplate.from_file(prompt_path(prompt_file, "context_synthesis.txt"))
         genre_for("", genre)  # validate the override early
+
+    def unusable(self, seed: Seed) -> str | None:
+        return None
 
     def prompt(self, seed: Seed) -> list[Message]:
         g = genre_for(seed.task, self.genre)
@@ -99,6 +144,21 @@ class ContextSynthesis:
             raise ParseError('nothing after the "Context:" label')
         return body
 
+    def verify(self, seed: Seed, fields: str, finish_reason: str | None,
+               config: VerifyConfig) -> tuple[str | None, dict[str, Any]]:
+        return verify_context(fields, finish_reason, seed.answers, self.target_words, config)
+
+    def build(self, seed: Seed, fields: str, provenance: dict[str, Any], verdicts: dict[str, Any],
+              attempts: list[Attempt]) -> Synthesized:
+        return Synthesized(seed.id, seed.task, seed, fields, provenance, verdicts, attempts)
+
 
 SYNTHESIS_TASKS = Registry("synthesis task")
 SYNTHESIS_TASKS.register("context", ContextSynthesis)
+SYNTHESIS_TASKS.register("instruction", "ctxsynth.synth.instruction:InstructionSynthesis")
+SYNTHESIS_TASKS.register("multidoc", "ctxsynth.synth.multidoc:MultiDocSynthesis")
+
+
+def build_task(config: SynthConfig, run_seed: int = 0) -> SynthesisTask:
+    """The configured task, built from the whole synth config (each task reads its own options)."""
+    return SYNTHESIS_TASKS.get(config.task).from_config(config, run_seed)
