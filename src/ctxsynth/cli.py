@@ -173,6 +173,20 @@ def niah(config: ConfigArg, overrides: Overrides = None,
                   f"-> {out_dir} (summary.json)")
 
 
+@app.command()
+def train(config: ConfigArg, overrides: Overrides = None, verbose: Verbose = False) -> None:
+    """Fine-tune a causal LM on exported data (TRL + PEFT; packing without cross-attention, answer-only loss).
+    Several GPUs: `accelerate launch --config_file configs/accelerate/fsdp.yaml -m ctxsynth.cli train CONFIG`."""
+    _setup_logging(verbose)
+    from ctxsynth.train import TrainConfig
+    from ctxsynth.train.recipe import train as run_training
+
+    train_config = _guard(lambda: TrainConfig.from_yaml(config, overrides or []))
+    summary = _guard(lambda: run_training(train_config))
+    console.print(f"train: {summary.get('global_step')} steps, loss {summary.get('train_loss')}, "
+                  f"model -> {summary.get('final_dir')}, loss curve -> {summary.get('loss_curve')}")
+
+
 @app.command(name="eval")
 def eval_(config: ConfigArg, overrides: Overrides = None, verbose: Verbose = False) -> None:
     """Evaluate a model on NIAH test sets, LongBench-format files and the offline built-in sets."""

@@ -1,0 +1,143 @@
+"""Training rows: chat samples -> token ids with answer-only labels -> bin-packed sequences.
+
+Labels cover exactly the assistant's answer tokens plus the token that closes its turn; every other
+position is -100. The prompt is rendered with the chat template's generation prompt and the rest of
+the conversation is tokenized after it, so the boundary never falls inside a merged BPE token.
+
+Packing is best-fit decreasing over sample lengths (length-aware: few, nearly full packs). A pack
+keeps each sample's length (`seq_lengths`); the collator turns it into position_ids that restart
+at 0 per sample, which is what keeps the samples of one pack from attending to each other.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class TokenizedSample:
+    input_ids: list[int]
+    labels: list[int]
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def read_messages(paths: Sequence[str | Path], limit: int | None = None) -> list[list[dict[str, str]]]:
+    """Read {"messages": [...]} rows from JSONL files (plain or .gz), in file order."""
+    import gzip
+
+    rows: list[list[dict[str, str]]] = []
+    for path in paths:
+        opener = gzip.open if str(path).endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8") as f:
+            for line_no, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                row = json.loads(line)
+                messages = row.get("messages")
+                if not messages or messages[-1].get("role") != "assistant":
+                    raise ValueError(f"{path}:{line_no}: expected 'messages' ending with an assistant turn")
+                rows.append(messages)
+                if limit is not None and len(rows) >= limit:
+                    return rows
+    return rows
+
+
+def end_of_turn_id(tokenizer: Any, token: str | None = None) -> int:
+    """The id of the token that ends an assistant turn (the eos token unless named)."""
+    name = token or tokenizer.eos_token
+    if name is None:
+        raise ValueError("the tokenizer has no eos token: set end_of_turn_token in the config")
+    token_id = tokenizer.convert_tokens_to_ids(name)
+    if token_id is None or token_id == tokenizer.unk_token_id:
+        raise ValueError(f"end-of-turn token {name!r} is not in the vocabulary")
+    return int(token_id)
+
+
+def tokenize_chat(messages: Sequence[dict[str, str]], tokenizer: Any, eot_id: int) -> TokenizedSample:
+    """Token ids of the whole conversation; labels on the last assistant turn and its end-of-turn token."""
+    prompt = tokenizer.apply_chat_template(list(messages[:-1]), tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(list(messages), tokenize=False)
+    if not full.startswith(prompt):
+        raise ValueError("the chat template does not render the prompt as a prefix of the conversation")
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(full[len(prompt) :], add_special_tokens=False)["input_ids"]
+    if eot_id in answer_ids:
+        answer_ids = answer_ids[: answer_ids.index(eot_id) + 1]  # drop what follows the turn (a newline)
+    else:
+        answer_ids = answer_ids + [eot_id]  # templates that end turns with nothing
+    return TokenizedSample(
+        input_ids=prompt_ids + answer_ids,
+        labels=[IGNORE_INDEX] * len(prompt_ids) + answer_ids,
+    )
+
+
+def tokenize_all(
+    conversations: Iterable[Sequence[dict[str, str]]], tokenizer: Any, eot_id: int, max_length: int
+) -> tuple[list[TokenizedSample], int]:
+    """Tokenize every conversation; those longer than max_length are dropped and counted."""
+    kept: list[TokenizedSample] = []
+    dropped = 0
+    for messages in conversations:
+        sample = tokenize_chat(messages, tokenizer, eot_id)
+        if len(sample) > max_length:
+            dropped += 1
+            continue
+        kept.append(sample)
+    if dropped:
+        log.warning("dropped %d samples longer than max_length=%d tokens", dropped, max_length)
+    return kept, dropped
+
+
+def pack_best_fit(lengths: Sequence[int], capacity: int) -> list[list[int]]:
+    """Best-fit decreasing bin packing: indices grouped into bins of total length <= capacity.
+
+    Longest first; each goes into the fullest bin that still has room (found by bisection over the
+    bins' free space), else opens a new bin. Ties are broken by index, so the result is deterministic.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    bins: list[list[int]] = []
+    free_keys: list[tuple[int, int]] = []  # (free space, bin index), sorted
+    for i in order:
+        size = lengths[i]
+        if size > capacity:
+            raise ValueError(f"item {i} of length {size} exceeds the capacity {capacity}")
+        pos = bisect.bisect_left(free_keys, (size, -1))
+        if pos < len(free_keys):
+            free, b = free_keys.pop(pos)
+        else:
+            free, b = capacity, len(bins)
+            bins.append([])
+        bins[b].append(i)
+        bisect.insort(free_keys, (free - size, b))
+    return bins
+
+
+def build_rows(samples: Sequence[TokenizedSample], max_length: int, packing: bool, seed: int) -> list[dict[str, list[int]]]:
+    """Dataset rows {input_ids, labels, seq_lengths}: packs (shuffled) or single samples."""
+    groups = pack_best_fit([len(s) for s in samples], max_length) if packing else [[i] for i in range(len(samples))]
+    random.Random(seed).shuffle(groups)
+    rows = []
+    for group in groups:
+        row: dict[str, list[int]] = {"input_ids": [], "labels": [], "seq_lengths": []}
+        for i in group:
+            row["input_ids"].extend(samples[i].input_ids)
+            row["labels"].extend(samples[i].labels)
+            row["seq_lengths"].append(len(samples[i]))
+        rows.append(row)
+    if rows:
+        fill = sum(len(r["input_ids"]) for r in rows) / (len(rows) * max_length)
+        log.info("%d samples -> %d rows (packing=%s, fill %.1f%% of %d)", len(samples), len(rows), packing, 100 * fill, max_length)
+    return rows
