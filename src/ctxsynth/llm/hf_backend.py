@@ -1,0 +1,312 @@
+"""The `transformers` backend: a local Hugging Face causal LM on CPU or GPU, batched generation.
+
+It serves the embedded default (SmolLM2-135M-Instruct) and any local model folder. Sampling is
+reproducible per request, whatever else shares its batch and however the run is sharded: instead
+of the library's sampler, which draws from one global random stream for the whole batch, each row
+adds Gumbel noise drawn from its own generator, seeded from (request seed, decoding step), to the
+temperature-scaled, nucleus-filtered logits and takes the argmax. The Gumbel-max trick makes that
+argmax a sample from the softmax, so this is ordinary temperature/top-p sampling. Temperature 0 is
+plain greedy decoding. The noise is drawn on the model's device (mt19937 on the CPU, Philox on
+CUDA): a seed gives the same text on the same kind of device, not across kinds (nor do the
+logits agree bit for bit across devices or dtypes).
+Logit processors that the model's own generation_config.json asks for (a repetition penalty, say)
+still apply, before ours; its sampling defaults (temperature, top-k, top-p) do not.
+
+Batch invariance holds up to floating point: a padded row's logits differ from the same row run
+alone by ~1e-5 (other matrix shapes, other summation orders), which can flip a near-tie.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, ResultCallback, request_key
+from ctxsynth.models import resolve_model_path
+
+try:
+    import torch
+    from transformers import LogitsProcessor, StoppingCriteria
+except ImportError as exc:  # checked when the module is imported through the registry
+    raise ImportError(
+        "the 'transformers' backend needs torch and transformers: pip install torch 'ctxsynth[local]'"
+    ) from exc
+
+log = logging.getLogger(__name__)
+
+_MASK63 = (1 << 63) - 1
+
+
+def step_seed(seed: int, step: int) -> int:
+    """A well-mixed 63-bit generator seed for one (request seed, decoding step) pair (splitmix64)."""
+    z = (seed * 0x9E3779B97F4A7C15 + step + 1) & ((1 << 64) - 1)
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & ((1 << 64) - 1)
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & ((1 << 64) - 1)
+    return (z ^ (z >> 31)) & _MASK63
+
+
+def request_seed(request: ChatRequest) -> int:
+    """The request's sampling seed; without one, a seed derived from its content (still per request)."""
+    if request.params.seed is not None:
+        return int(request.params.seed)
+    return int(request_key({}, request)[:15], 16)
+
+
+class RowGumbelSampler(LogitsProcessor):
+    """Turns greedy decoding into per-row seeded sampling: temperature, top-p, then Gumbel noise.
+
+    Row i at step t gets noise from a generator seeded with step_seed(seeds[i], t), so its tokens
+    depend only on its own prompt, parameters and seed, never on the other rows of the batch.
+    """
+
+    def __init__(self, seeds: Sequence[int], temperatures: Sequence[float], top_ps: Sequence[float],
+                 prompt_width: int) -> None:
+        self.seeds = list(seeds)
+        self.temperatures = torch.tensor(temperatures, dtype=torch.float32)
+        self.top_ps = torch.tensor(top_ps, dtype=torch.float32)
+        self.prompt_width = prompt_width
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        step = input_ids.shape[1] - self.prompt_width
+        rows = [r for r, t in enumerate(self.temperatures.tolist()) if t > 0]
+        if not rows:
+            return scores
+        out = scores.float().clone()
+        index = torch.tensor(rows, device=out.device)
+        picked = out.index_select(0, index) / self.temperatures[rows].to(out.device)[:, None]
+        picked = _nucleus(picked, self.top_ps[rows].to(out.device))
+        seeds = [step_seed(self.seeds[r], step) for r in rows]
+        uniform = torch.stack([_uniform(out.shape[1], seed, out.device) for seed in seeds])
+        uniform = uniform.clamp_(min=1e-20, max=1.0 - 2.0**-24)
+        out[index] = picked - torch.log(-torch.log(uniform))
+        return out
+
+
+def _uniform(size: int, seed: int, device: torch.device) -> torch.Tensor:
+    """`size` uniform floats in [0, 1) from a fresh generator on `device` (no host-to-device copy)."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return torch.rand(size, generator=generator, device=device)
+
+
+def _nucleus(logits: torch.Tensor, top_ps: torch.Tensor, shortlist: int = 1024) -> torch.Tensor:
+    """Keep, per row, the smallest set of top tokens whose probability reaches top_p (always >= 1).
+
+    The nucleus is searched among the `shortlist` best tokens first (a top-k is far cheaper than a
+    full sort); only when those do not reach top_p is the whole vocabulary sorted. Same result.
+    """
+    rows = (top_ps < 1.0).nonzero().flatten()
+    if rows.numel() == 0:
+        return logits
+    sub, ps = logits[rows], top_ps[rows]
+    k = min(shortlist, sub.shape[-1])
+    values, order = sub.topk(k, dim=-1)
+    probs = torch.exp(values - torch.logsumexp(sub, dim=-1, keepdim=True))
+    cumulative = torch.cumsum(probs, dim=-1)
+    if k < sub.shape[-1] and not bool((cumulative[:, -1] >= ps).all()):
+        return _nucleus(logits, top_ps, shortlist=sub.shape[-1])
+    drop_ranked = (cumulative - probs) >= ps[:, None]  # mass strictly above each token reaches top_p
+    drop_ranked[:, 0] = False
+    drop = torch.ones_like(sub, dtype=torch.bool).scatter(-1, order, drop_ranked)
+    out = logits.clone()
+    out[rows] = sub.masked_fill(drop, float("-inf"))
+    return out
+
+
+class RowTokenBudget(StoppingCriteria):
+    """Stops each row after its own max_tokens (the batch runs until every row is done)."""
+
+    def __init__(self, budgets: Sequence[int], prompt_width: int) -> None:
+        self.budgets = torch.tensor(budgets, dtype=torch.long)
+        self.prompt_width = prompt_width
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        generated = input_ids.shape[1] - self.prompt_width
+        return (self.budgets <= generated).to(input_ids.device)
+
+
+class TransformersBackend(Backend):
+    """Batched chat generation with a local transformers model (loaded on first use)."""
+
+    name = "transformers"
+
+    def __init__(self, model: str = "smollm2-135m-instruct", device: str = "auto", dtype: str = "auto",
+                 batch_size: int = 8, max_input_tokens: int | None = None) -> None:
+        super().__init__(model)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.path = Path(resolve_model_path(model))
+        if not (self.path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"model {model!r}: {self.path} is not a local transformers folder with config.json "
+                "(hub downloads are not attempted; give a local folder or 'smollm2-135m-instruct')"
+            )
+        self.device = _pick_device(device)
+        self.dtype = _pick_dtype(dtype, self.device)
+        self.batch_size = batch_size
+        self.max_input_tokens = max_input_tokens
+        self._model: Any = None
+        self._tokenizer: Any = None
+
+    def identity(self) -> dict[str, Any]:
+        config = hashlib.sha256((self.path / "config.json").read_bytes()).hexdigest()[:16]
+        return {"backend": self.name, "model": self.path.name, "config_sha256": config,
+                "weights": _weights_fingerprint(self.path), "dtype": str(self.dtype).removeprefix("torch.")}
+
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        log.info("loading %s on %s (%s, %d CPU threads)", self.path, self.device, self.dtype,
+                 torch.get_num_threads())
+        self._tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(str(self.path), dtype=self.dtype, local_files_only=True)
+        self._model = model.to(self.device).eval()
+        if not getattr(self._tokenizer, "chat_template", None):
+            log.warning("%s has no chat template: messages are joined as plain text", self.path.name)
+
+    def generate(self, requests: Sequence[ChatRequest], on_result: ResultCallback | None = None) -> list[ChatResult]:
+        if not requests:
+            return []
+        self._load()
+        results: list[ChatResult | None] = [None] * len(requests)
+
+        def finish(i: int, result: ChatResult) -> None:
+            results[i] = result
+            if on_result:
+                on_result(i, result)
+
+        prompts: dict[int, list[int]] = {}
+        for i, request in enumerate(requests):
+            try:
+                prompts[i] = self._encode(request)
+            except Exception as exc:  # a bad request fails alone
+                finish(i, ChatResult(None, None, error=f"prompt: {type(exc).__name__}: {exc}"))
+        order = sorted(prompts, key=lambda i: (len(prompts[i]), i))
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start:start + self.batch_size]
+            for i, result in zip(batch, self._run_isolated(requests, prompts, batch), strict=True):
+                finish(i, result)
+        return [r if r is not None else ChatResult(None, None, error="no result") for r in results]
+
+    def encode_prompt(self, request: ChatRequest) -> list[int]:
+        """The token ids the model reads for this request (chat template applied, generation prompt
+        added); raises ValueError when the prompt is over the input limit."""
+        self._load()
+        return self._encode(request)
+
+    def _encode(self, request: ChatRequest) -> list[int]:
+        messages = [dict(m) for m in request.messages]
+        if request.params.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {request.params.max_tokens}")
+        if getattr(self._tokenizer, "chat_template", None):
+            text = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        else:
+            text = "\n\n".join(m["content"] for m in messages)
+        ids = list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+        limit = self.max_input_tokens or getattr(self._model.config, "max_position_embeddings", None)
+        if limit is not None and len(ids) > limit:
+            raise ValueError(f"prompt has {len(ids)} tokens, more than the limit of {limit}")
+        return ids
+
+    def _run_isolated(self, requests: Sequence[ChatRequest], prompts: dict[int, list[int]],
+                      batch: list[int]) -> list[ChatResult]:
+        """Generate one batch; if it fails, retry its requests one by one so only the bad ones fail."""
+        try:
+            return self._generate_batch([requests[i] for i in batch], [prompts[i] for i in batch])
+        except Exception as exc:
+            log.warning("batch of %d failed (%s: %s)", len(batch), type(exc).__name__, exc)
+            if len(batch) == 1:
+                return [ChatResult(None, None, error=f"generation: {type(exc).__name__}: {exc}")]
+        return [self._run_isolated(requests, prompts, [i])[0] for i in batch]
+
+    def _generate_batch(self, requests: Sequence[ChatRequest], prompts: Sequence[list[int]]) -> list[ChatResult]:
+        """Left-padded generation of one batch; one result per request, in the given order."""
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+        width = max(len(p) for p in prompts)
+        pad_id = self._pad_id()
+        input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, ids in enumerate(prompts):
+            input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
+            attention[row, width - len(ids):] = 1
+        params = [r.params for r in requests]
+        budgets = [p.max_tokens for p in params]
+        sampler = RowGumbelSampler([request_seed(r) for r in requests], [p.temperature for p in params],
+                                   [p.top_p for p in params], width)
+        config = GenerationConfig(max_new_tokens=max(budgets), do_sample=False, num_beams=1,
+                                  eos_token_id=self._eos_ids(), pad_token_id=pad_id)
+        with torch.inference_mode():
+            out = self._model.generate(
+                input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
+                generation_config=config, logits_processor=LogitsProcessorList([sampler]),
+                stopping_criteria=StoppingCriteriaList([RowTokenBudget(budgets, width)]),
+            )
+        generated = out[:, width:].cpu().tolist()
+        rows = zip(generated, budgets, prompts, strict=True)
+        return [self._decode(tokens, budget, len(ids)) for tokens, budget, ids in rows]
+
+    def _decode(self, tokens: list[int], budget: int, prompt_tokens: int) -> ChatResult:
+        eos = set(self._eos_ids())
+        tokens = tokens[:budget]
+        stop = next((k for k, t in enumerate(tokens) if t in eos), None)
+        kept = tokens if stop is None else tokens[:stop]
+        text = self._tokenizer.decode(kept, skip_special_tokens=True)
+        used = len(tokens) if stop is None else stop + 1  # the end token counts as generated
+        return ChatResult(text=text, finish_reason="length" if stop is None else "stop",
+                          usage={"prompt_tokens": prompt_tokens, "completion_tokens": used})
+
+    def _eos_ids(self) -> list[int]:
+        ids = self._model.generation_config.eos_token_id
+        ids = [ids] if isinstance(ids, int) else list(ids or [])
+        if self._tokenizer.eos_token_id is not None and self._tokenizer.eos_token_id not in ids:
+            ids.append(self._tokenizer.eos_token_id)
+        return ids
+
+    def _pad_id(self) -> int:
+        if self._tokenizer.pad_token_id is not None:
+            return int(self._tokenizer.pad_token_id)
+        return self._eos_ids()[0]
+
+    def close(self) -> None:
+        self._model = None
+        self._tokenizer = None
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+
+def _pick_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _pick_dtype(dtype: str, device: str) -> torch.dtype:
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    known = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in known:
+        raise ValueError(f"dtype {dtype!r}: use one of auto, {', '.join(known)}")
+    return known[dtype]
+
+
+def _weights_fingerprint(path: Path) -> str:
+    """Cheap content fingerprint of the weight files: names, sizes and their first MiB (header + data).
+
+    A fine-tuned checkpoint keeps config.json unchanged, so the config hash alone would let two
+    different models share cache entries.
+    """
+    digest = hashlib.sha256()
+    for file in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
+        digest.update(json.dumps([file.name, file.stat().st_size]).encode())
+        with file.open("rb") as f:
+            digest.update(f.read(1 << 20))
+    return digest.hexdigest()[:16]

@@ -1,0 +1,140 @@
+"""The `transformers` backend on the real embedded model (SmolLM2-135M-Instruct, CPU).
+
+Protects: request-order results and callbacks, per-request seeded sampling that does not depend on
+what else is in the batch, greedy determinism, finish reasons and usage counts, failures that stay
+with their own requests, and a cache identity that does not depend on the machine's paths.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from ctxsynth.llm import BACKENDS
+from ctxsynth.llm.base import ChatRequest, ChatResult, SamplingParams
+from ctxsynth.llm.hf_backend import RowGumbelSampler, TransformersBackend
+from ctxsynth.models import embedded_model_dir
+from ctxsynth.tokenize import load_tokenizer
+
+
+def ask(text: str, seed: int | None = 0, temperature: float = 1.0, max_tokens: int = 12) -> ChatRequest:
+    return ChatRequest([{"role": "user", "content": text}],
+                       SamplingParams(temperature=temperature, top_p=0.95, max_tokens=max_tokens, seed=seed))
+
+
+@pytest.fixture(scope="module")
+def backend() -> TransformersBackend:
+    return TransformersBackend("smollm2-135m-instruct", device="cpu", batch_size=4)
+
+
+def test_two_requests_come_back_in_order_with_callbacks_and_usage(backend: TransformersBackend) -> None:
+    long_first = ask("Describe in detail how a steam engine turns heat into motion, step by step.", max_tokens=8)
+    short = ask("Name a colour.", max_tokens=8)
+    seen: list[int] = []
+    results = backend.generate([long_first, short], on_result=lambda i, r: seen.append(i))
+    assert sorted(seen) == [0, 1]
+    assert all(r.ok and r.text for r in results)
+    prompt_lens = [len(backend.encode_prompt(r)) for r in (long_first, short)]
+    assert [r.usage["prompt_tokens"] for r in results] == prompt_lens
+    assert prompt_lens[0] > prompt_lens[1]  # sorted by length internally, yet returned in request order
+    for r in results:
+        assert 1 <= r.usage["completion_tokens"] <= 8
+
+
+def test_seeded_sample_is_the_same_alone_and_inside_a_padded_batch(backend: TransformersBackend) -> None:
+    lighthouse = "Write one sentence about a lighthouse keeper."
+    jupiter = "List four facts about the planet Jupiter and its many moons, briefly."
+    alone = backend.generate([ask(lighthouse, seed=42)])[0]
+    batched = backend.generate([ask("Hi", seed=1), ask(lighthouse, seed=42), ask(jupiter, seed=2),
+                                ask(lighthouse, seed=43)])
+    assert alone.ok and batched[1].text == alone.text
+    assert batched[1].usage == alone.usage
+    assert batched[3].text != alone.text  # another seed, another sample
+
+
+def test_greedy_ignores_the_seed_and_repeats_itself(backend: TransformersBackend) -> None:
+    prompt = "What is the capital of France?"
+    runs = backend.generate([ask(prompt, seed=s, temperature=0.0, max_tokens=10) for s in (1, 99, None)])
+    assert runs[0].text == runs[1].text == runs[2].text
+    assert "Paris" in (runs[0].text or "")
+
+
+def test_finish_reason_length_and_stop_with_token_counts(backend: TransformersBackend) -> None:
+    cut, done = backend.generate([
+        ask("Write a long essay about the history of Rome.", temperature=0.0, max_tokens=4),
+        ask("What is the capital of France?", temperature=0.0, max_tokens=12),
+    ])
+    assert cut.finish_reason == "length" and cut.usage["completion_tokens"] == 4
+    assert done.finish_reason == "stop"
+    text_tokens = len(load_tokenizer("smollm2").encode(done.text or ""))
+    assert done.usage["completion_tokens"] == text_tokens + 1  # the end-of-turn token counts
+
+
+class FaultyBackend(TransformersBackend):
+    """Fault injection: any batch holding a request whose text contains BOOM raises, like an OOM would."""
+
+    def _generate_batch(self, requests, prompts) -> list[ChatResult]:  # type: ignore[no-untyped-def]
+        if any("BOOM" in r.messages[-1]["content"] for r in requests):
+            raise RuntimeError("injected failure")
+        return super()._generate_batch(requests, prompts)
+
+
+def test_a_failing_batch_only_fails_its_bad_request(backend: TransformersBackend) -> None:
+    faulty = FaultyBackend(device="cpu", batch_size=3)
+    faulty._model, faulty._tokenizer = backend._model, backend._tokenizer  # share the loaded weights
+    good = [ask("Say hello.", max_tokens=4, seed=5), ask("Say goodbye now.", max_tokens=4, seed=6)]
+    results = faulty.generate([good[0], ask("BOOM please", max_tokens=4), good[1]])
+    assert [r.ok for r in results] == [True, False, True]
+    assert "injected failure" in (results[1].error or "")
+    assert [r.text for r in results[::2]] == [r.text for r in backend.generate(good)]
+
+
+def test_a_prompt_over_the_input_limit_fails_alone(backend: TransformersBackend) -> None:
+    limited = TransformersBackend(device="cpu", max_input_tokens=40)
+    limited._model, limited._tokenizer = backend._model, backend._tokenizer
+    results = limited.generate([ask("Hi", max_tokens=2), ask("word " * 60, max_tokens=2)])
+    assert results[0].ok
+    assert not results[1].ok and "more than the limit of 40" in (results[1].error or "")
+
+
+def test_identity_is_portable_and_tracks_the_config(tmp_path: Path) -> None:
+    source = embedded_model_dir()
+    copy = tmp_path / "elsewhere" / source.name
+    copy.mkdir(parents=True)
+    for f in source.iterdir():
+        (copy / f.name).symlink_to(f)
+    original = TransformersBackend(device="cpu").identity()
+    assert TransformersBackend(str(copy), device="cpu").identity() == original
+    assert str(tmp_path) not in str(original) and str(source.parent) not in str(original)
+    (copy / "config.json").unlink()
+    shutil.copy(source / "config.json", copy / "config.json")
+    with (copy / "config.json").open("a") as f:
+        f.write("\n")
+    assert TransformersBackend(str(copy), device="cpu").identity()["config_sha256"] != original["config_sha256"]
+
+
+def test_registry_and_a_missing_folder_error() -> None:
+    assert BACKENDS.get("transformers") is TransformersBackend
+    with pytest.raises(FileNotFoundError, match="hub downloads are not attempted"):
+        TransformersBackend("/no/such/model")
+
+
+def test_gumbel_max_sampling_matches_the_softmax() -> None:
+    """Over many seeds, the argmax of noisy logits picks each token with its softmax probability."""
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    counts = torch.zeros(4)
+    for seed in range(4000):
+        counts[int(RowGumbelSampler([seed], [1.0], [1.0], 0)(torch.zeros(1, 0), logits).argmax())] += 1
+    assert torch.allclose(counts / 4000, torch.tensor([0.5, 0.3, 0.15, 0.05]), atol=0.03)
+
+
+def test_sampler_rows_are_independent_and_top_p_and_greedy_rows_hold() -> None:
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]] * 3))
+    both = RowGumbelSampler([7, 8, 9], [1.0, 1.0, 0.0], [1.0, 0.6, 1.0], 0)(torch.zeros(3, 5), logits)
+    single = RowGumbelSampler([7], [1.0], [1.0], 0)(torch.zeros(1, 5), logits[:1])
+    assert torch.equal(both[0], single[0])
+    assert torch.isinf(both[1, 2:]).all() and torch.isfinite(both[1, :2]).all()  # 0.5 + 0.3 reach 0.6
+    assert torch.equal(both[2], logits[2])
