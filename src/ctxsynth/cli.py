@@ -36,8 +36,12 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")
 
 
 class RateColumn(ProgressColumn):
+    """Items per minute over the whole task (work arrives in batches, so a windowed rate jumps)."""
+
     def render(self, task) -> Text:
-        return Text(f"{task.speed:.2f}/s" if task.speed else "-/s")
+        if not task.elapsed or not task.completed:
+            return Text("-/min")
+        return Text(f"{60 * task.completed / task.elapsed:.1f}/min")
 
 
 class RichProgress:

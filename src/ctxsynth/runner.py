@@ -17,6 +17,7 @@ from typing import Any
 
 from ctxsynth import config as cfg
 from ctxsynth.assemble.config import AssembleConfig
+from ctxsynth.filters.config import FiltersConfig
 from ctxsynth.io import Markers, atomic_write_text, read_jsonl, shard_name
 from ctxsynth.progress import Progress
 from ctxsynth.records import seed_from_dict
@@ -26,7 +27,7 @@ from ctxsynth.verify.checks import VerifyConfig
 
 log = logging.getLogger(__name__)
 
-STAGES = ("seeds", "synthesize", "assemble", "export", "report")
+STAGES = ("seeds", "filter", "synthesize", "assemble", "export", "report")
 
 
 @dataclass
@@ -61,6 +62,7 @@ class RunConfig:
     shards: int = 1
     stages: list[str] = field(default_factory=lambda: list(STAGES))
     seeds: SeedsConfig = field(default_factory=SeedsConfig)
+    filters: FiltersConfig = field(default_factory=FiltersConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
@@ -113,9 +115,12 @@ class Run:
             shutil.rmtree(self.stage_dir(stage), ignore_errors=True)
         shutil.rmtree(self.state, ignore_errors=True)
 
+    def synthesis_input(self) -> Path:
+        """Seeds as synthesis reads them: filtered when the run has a filter stage."""
+        return self.stage_dir("filter" if "filter" in self.config.stages else "seeds")
+
     def seeds_for_shard(self, index: int) -> list:
-        path = self.stage_dir("seeds") / shard_name(index)
-        return [seed_from_dict(d) for d in read_jsonl(path)]
+        return [seed_from_dict(d) for d in read_jsonl(self.synthesis_input() / shard_name(index))]
 
 
 def run_stage(run: Run, stage: str, progress: Progress | None = None, force: bool = False) -> dict[str, Any] | None:

@@ -44,6 +44,28 @@ def run_seeds(run: Run, progress: Progress | None = None) -> dict[str, Any]:
     return stats
 
 
+def run_filter(run: Run, progress: Progress | None = None) -> dict[str, Any]:
+    """Drop seeds that do not need a context, are ill-posed, duplicated or contaminated (ctxsynth.filters).
+
+    Filters see all seeds at once (dedup is global); the survivors are re-sharded like the seeds."""
+    from ctxsynth.filters import apply_filters
+    from ctxsynth.records import seed_from_dict
+
+    progress = progress or NullProgress()
+    seeds = [seed_from_dict(d) for d in read_shards(run.stage_dir("seeds"))]
+    progress.start("filter", len(seeds))
+    out = run.stage_dir("filter")
+    kept, rejected, stats = apply_filters(seeds, run.config.filters, run.config.seed, cache_dir=run.dir)
+    progress.advance(len(seeds))
+    progress.finish()
+    for i, (start, stop) in enumerate(split_even(len(kept), run.config.shards)):
+        write_jsonl(out / shard_name(i), (to_dict(s) for s in kept[start:stop]))
+    write_jsonl(out / "rejected" / shard_name(0), (to_dict(r) for r in rejected))
+    summary = {"n_in": len(seeds), "n_out": len(kept), **{k: v for k, v in stats.items() if k not in ("in", "kept")}}
+    run.markers("filter").mark_stage(summary)
+    return summary
+
+
 def build_backend(run: Run):
     from ctxsynth.llm import BACKENDS
     from ctxsynth.llm.cache import CachedBackend, RequestCache
@@ -69,7 +91,7 @@ def run_synthesize(run: Run, progress: Progress | None = None) -> dict[str, Any]
     markers = run.markers("synthesize")
     sc = run.config.synth
     task = build_task(sc, run.config.seed)
-    todo = [i for i in range(len(shard_files(run.stage_dir("seeds")))) if not markers.shard_done(i)]
+    todo = [i for i in range(len(shard_files(run.synthesis_input()))) if not markers.shard_done(i)]
     shards = {i: run.seeds_for_shard(i) for i in todo}
     progress.start("synthesize", sum(len(s) for s in shards.values()))
     backend = build_backend(run) if todo else None
@@ -178,6 +200,6 @@ def run_report(run: Run, progress: Progress | None = None) -> dict[str, Any]:
 
 
 STAGE_FUNCTIONS = {
-    "seeds": run_seeds, "synthesize": run_synthesize, "assemble": run_assemble, "export": run_export,
+    "seeds": run_seeds, "filter": run_filter, "synthesize": run_synthesize, "assemble": run_assemble, "export": run_export,
     "report": run_report,
 }

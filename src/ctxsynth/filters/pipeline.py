@@ -1,0 +1,130 @@
+"""`apply_filters`: the filter stage between seeds and synthesis, as one library call.
+
+Filters run cheapest first, each on the survivors of the one before: well-formedness, dedup,
+decontamination, closed-book probe, judge, context reliance. Every drop becomes a `Rejected`
+record (stage "filter") with its reason and detail; every count becomes a stat (`dropped_<reason>`);
+kept seeds carry each filter's measured scores under `meta["filters"][<filter>]`.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ctxsynth.filters.backends import build_backend
+from ctxsynth.filters.closed_book import ClosedBookFilter
+from ctxsynth.filters.config import FiltersConfig
+from ctxsynth.filters.decontam import DecontamFilter
+from ctxsynth.filters.dedup import find_duplicates
+from ctxsynth.filters.judge import JudgeFilter, JudgeItem
+from ctxsynth.filters.reliance import RelianceFilter, build_scorer
+from ctxsynth.filters.verdict import Verdict
+from ctxsynth.filters.wellformed import WellFormedFilter
+from ctxsynth.llm.base import Backend
+from ctxsynth.records import Rejected, Seed, to_dict
+
+log = logging.getLogger(__name__)
+STAGE = "filter"
+Check = Callable[[list[Seed]], list[Verdict]]
+
+
+def _dedup_checks(config: FiltersConfig) -> list[tuple[str, Check]]:
+    c = config.dedup
+    checks: list[tuple[str, Check]] = []
+    if c.seeds:
+        checks.append(("dedup", lambda s: find_duplicates(
+            [x.id for x in s], [f"{x.instruction} || {' | '.join(x.answers)}" for x in s],
+            threshold=c.threshold, num_perm=c.num_perm, shingle_chars=c.shingle_chars)))
+    if c.contexts:
+        checks.append(("dedup_context", lambda s: find_duplicates(
+            [x.id for x in s], [x.context for x in s], threshold=c.threshold, num_perm=c.num_perm,
+            shingle_words=c.shingle_words, label="_context")))
+    return checks
+
+
+def _model_checks(config: FiltersConfig, run_seed: int, backend: Backend | None,
+                  cache_dir: Path | None) -> list[tuple[str, Check]]:
+    checks: list[tuple[str, Check]] = []
+    llm_cache = cache_dir / "cache.sqlite" if cache_dir else None
+    if config.closed_book.enabled:
+        probe = ClosedBookFilter(config.closed_book, backend or build_backend(config.closed_book.llm, llm_cache), run_seed)
+        checks.append(("closed_book", probe.check))
+    if config.judge.enabled:
+        judge = JudgeFilter(config.judge, backend or build_backend(config.judge.llm, llm_cache), run_seed)
+        checks.append(("judge", lambda s: judge.check(
+            [JudgeItem(x.id, x.context, x.instruction, x.answers[0]) if x.context else None for x in s])))
+    if config.reliance.enabled:
+        scorer = build_scorer(config.reliance, cache_dir / "scores.sqlite" if cache_dir else None)
+        checks.append(("reliance", RelianceFilter(config.reliance, scorer).check))
+    return checks
+
+
+def build_checks(config: FiltersConfig, run_seed: int, backend: Backend | None = None,
+                 cache_dir: Path | None = None) -> list[tuple[str, Check]]:
+    """The enabled filters, in the order they run, as (name, batch check) pairs."""
+    checks: list[tuple[str, Check]] = []
+    if config.wellformed.enabled:
+        checks.append(("wellformed", WellFormedFilter(config.wellformed).check))
+    if config.dedup.enabled:
+        checks.extend(_dedup_checks(config))
+    if config.decontam.enabled and config.decontam.eval_files:
+        decontam = DecontamFilter(config.decontam)
+        checks.append(("decontam", lambda s: decontam.check_texts(
+            [{"instruction": x.instruction, "answer": x.answers[0] if x.answers else "", "context": x.context}
+             for x in s])))
+    return checks + _model_checks(config, run_seed, backend, cache_dir)
+
+
+def _mark(seed: Seed, name: str, verdict: Verdict) -> Seed:
+    marks = dict(seed.meta.get("filters", {}))
+    marks[name] = {**verdict.scores, **({"detail": verdict.detail} if verdict.detail else {})}
+    return replace(seed, meta={**seed.meta, "filters": marks})
+
+
+def apply_filters(seeds: list[Seed], config: FiltersConfig, run_seed: int, *, backend: Backend | None = None,
+                  cache_dir: Path | None = None) -> tuple[list[Seed], list[Rejected], dict[str, Any]]:
+    """Run the enabled filters; returns (kept seeds in input order, rejected records, stats).
+
+    backend: the chat backend for the closed-book probe and the judge (the runner's cached one);
+    None builds each section's `llm`. cache_dir: where cache.sqlite (LLM requests, when building
+    the backend here) and scores.sqlite (reliance scores) live; None caches nothing.
+    """
+    kept = list(seeds)
+    rejected: list[Rejected] = []
+    stats: dict[str, Any] = {"in": len(seeds)}
+    reasons: Counter[str] = Counter()
+    for name, check in build_checks(config, run_seed, backend, cache_dir):
+        start = time.perf_counter()
+        verdicts = check(kept) if kept else []
+        survivors = []
+        for seed, verdict in zip(kept, verdicts, strict=True):
+            marked = _mark(seed, name, verdict)
+            if verdict.keep:
+                survivors.append(marked)
+            else:
+                reasons[verdict.reason or "unknown"] += 1
+                rejected.append(Rejected(seed.id, STAGE, verdict.reason or "unknown", verdict.detail, to_dict(marked)))
+        stats[f"seconds_{name}"] = round(time.perf_counter() - start, 3)
+        stats[f"dropped_by_{name}"] = len(kept) - len(survivors)
+        log.info("filter %s: %d in, %d dropped", name, len(kept), len(kept) - len(survivors))
+        kept = survivors
+    stats.update({f"dropped_{r}": n for r, n in sorted(reasons.items())})
+    stats["kept"] = len(kept)
+    stats.update(reliance_summary(kept))
+    return kept, rejected, stats
+
+
+def reliance_summary(seeds: Sequence[Seed]) -> dict[str, Any]:
+    values = [s.meta["filters"]["reliance"]["reliance"] for s in seeds
+              if "reliance" in s.meta.get("filters", {}).get("reliance", {})]
+    if not values:
+        return {}
+    q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+    return {"reliance_n": len(values), "reliance_mean": round(statistics.fmean(values), 4),
+            "reliance_q1": round(q[0], 4), "reliance_median": round(q[1], 4), "reliance_q3": round(q[2], 4)}

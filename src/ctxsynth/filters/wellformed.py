@@ -1,0 +1,54 @@
+"""Ill-posed seed checks: pairs no context can make well-posed, dropped before any model runs.
+
+Reasons: "empty_answer", "unanswerable_answer" (the answer says there is none: SQuAD v2 style),
+"instruction_too_short" (empty or a couple of words), "answer_in_instruction" (the answer is the
+instruction's own words, so the instruction gives it away; choice questions such as
+"Which is older, A or B?" are exempt by default, since naming the options is their form).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from ctxsynth.eval.metrics import contains_normalized, normalize_answer
+from ctxsynth.filters.config import WellFormedConfig
+from ctxsynth.filters.verdict import Verdict
+from ctxsynth.records import Seed
+
+_CHOICE = re.compile(r"\b(or|between|whether|which of|who of)\b", re.IGNORECASE)
+YES_NO = frozenset({"yes", "no"})
+
+
+def is_yes_no(answers: Sequence[str]) -> bool:
+    return bool(answers) and all(normalize_answer(a) in YES_NO for a in answers)
+
+
+class WellFormedFilter:
+    name = "wellformed"
+
+    def __init__(self, config: WellFormedConfig) -> None:
+        self.config = config
+        self._unanswerable = {normalize_answer(p) for p in config.unanswerable_phrases}
+
+    def check(self, seeds: Sequence[Seed]) -> list[Verdict]:
+        return [self.check_one(s) for s in seeds]
+
+    def check_one(self, seed: Seed) -> Verdict:
+        answers = [a for a in seed.answers if isinstance(a, str)]
+        normalized = [normalize_answer(a) for a in answers]
+        if not any(normalized):
+            return Verdict.drop("empty_answer", "no non-empty answer")
+        hit = next((a for a, n in zip(answers, normalized, strict=True) if n in self._unanswerable), None)
+        if hit is not None:
+            return Verdict.drop("unanswerable_answer", f"answer {hit!r} says there is no answer")
+        words = len(normalize_answer(seed.instruction).split())
+        if words < self.config.min_instruction_words:
+            return Verdict.drop("instruction_too_short", f"{words} words < {self.config.min_instruction_words}",
+                                instruction_words=words)
+        if self.config.answer_in_instruction and not is_yes_no(answers):
+            copied = [a for a in answers if contains_normalized(seed.instruction, a)]
+            choice = self.config.allow_choice_questions and bool(_CHOICE.search(seed.instruction))
+            if copied and len(copied) == len([n for n in normalized if n]) and not choice:
+                return Verdict.drop("answer_in_instruction", f"answer {copied[0]!r} appears in the instruction")
+        return Verdict.kept(instruction_words=words)

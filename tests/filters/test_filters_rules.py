@@ -1,0 +1,111 @@
+"""Rule-based filters (well-formedness, dedup, decontamination) and the Verdict contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ctxsynth.filters import FiltersConfig, Verdict, apply_filters
+from ctxsynth.filters.config import DecontamConfig, WellFormedConfig
+from ctxsynth.filters.decontam import DecontamFilter
+from ctxsynth.filters.dedup import find_duplicates
+from ctxsynth.filters.wellformed import WellFormedFilter
+from ctxsynth.records import Seed
+from ctxsynth.seeds import SeedsConfig, paul_graham_text, read_seeds
+
+
+def _seed(i: str, instruction: str, answer: str | list[str], context: str | None = None) -> Seed:
+    return Seed(id=i, task="qa", instruction=instruction, answer=answer, context=context)
+
+
+@pytest.fixture(scope="module")
+def real_seeds() -> list[Seed]:
+    return [s for src in ("squad", "hotpotqa")
+            for s in read_seeds(SeedsConfig(source=src, limit=60, sample_seed=3)) if isinstance(s, Seed)]
+
+
+def test_verdict_has_a_reason_exactly_when_it_drops() -> None:
+    with pytest.raises(ValueError):
+        Verdict(keep=True, reason="x")
+    with pytest.raises(ValueError):
+        Verdict(keep=False)
+    assert Verdict.drop("r", "d", a=1).scores == {"a": 1}
+
+
+@pytest.mark.parametrize(("instruction", "answer", "reason"), [
+    ("Who wrote the report on the dam?", "unanswerable", "unanswerable_answer"),
+    ("Who wrote the report on the dam?", ["", " "], "empty_answer"),
+    ("Why?", "because", "instruction_too_short"),
+    ("   ", "Paris", "instruction_too_short"),
+    ("Was the capital Paris during the war?", "Paris", "answer_in_instruction"),
+])
+def test_wellformed_drops_ill_posed_seeds_with_their_reason(instruction: str, answer: str, reason: str) -> None:
+    verdict = WellFormedFilter(WellFormedConfig()).check_one(_seed("a", instruction, answer))
+    assert not verdict.keep and verdict.reason == reason
+
+
+def test_wellformed_keeps_choice_questions_yes_no_and_real_seeds(real_seeds: list[Seed]) -> None:
+    f = WellFormedFilter(WellFormedConfig())
+    assert f.check_one(_seed("c", "Which is older, the Louvre or the Prado?", "the Louvre")).keep
+    assert f.check_one(_seed("y", "Is the Prado in Madrid?", "yes")).keep
+    assert f.check_one(_seed("w", "Which of Jonny Craig and Pete Doherty has been in more bands?", "Jonny Craig")).keep
+    for seed, verdict in zip(real_seeds, f.check(real_seeds), strict=True):  # built-ins hold answerable pairs
+        assert verdict.keep or verdict.reason == "answer_in_instruction", (seed.instruction, verdict)
+
+
+def test_dedup_finds_planted_duplicates_and_nothing_else_in_real_seeds(real_seeds: list[Seed]) -> None:
+    texts = [f"{s.instruction} || {' | '.join(s.answers)}" for s in real_seeds]
+    ids = [s.id for s in real_seeds]
+    clean = find_duplicates(ids, texts, threshold=0.85, num_perm=128, shingle_chars=5)
+    assert all(v.keep for v in clean)
+    planted_exact = texts[4].upper() + "!"  # case and punctuation only
+    near = max(range(len(texts)), key=lambda i: len(texts[i]))  # the longest: a typo barely changes it
+    cut = texts[near].index(" ", 20) - 2  # a letter inside a word
+    planted_near = texts[near][:cut] + "#" + texts[near][cut + 1 :]
+    verdicts = find_duplicates([*ids, "dup1", "dup2"], [*texts, planted_exact, planted_near],
+                               threshold=0.8, num_perm=128, shingle_chars=5)
+    dropped = {ids_: v for ids_, v in zip([*ids, "dup1", "dup2"], verdicts, strict=True) if not v.keep}
+    assert set(dropped) == {"dup1", "dup2"}
+    assert dropped["dup1"].reason == "duplicate_exact" and dropped["dup1"].scores["duplicate_of"] == ids[4]
+    assert dropped["dup2"].reason == "duplicate_near" and dropped["dup2"].scores["duplicate_of"] == ids[near]
+
+
+def _eval_files(tmp_path: Path, planted: Seed, planted_ctx: Seed) -> list[str]:
+    essay = paul_graham_text().split()
+    longbench = tmp_path / "longbench.jsonl"
+    rows = [{"_id": f"lb{i}", "input": f"What does the author say in part {i}?", "answers": ["x"],
+             "context": " ".join(essay[i * 400 : (i + 1) * 400]), "dataset": "narrativeqa"} for i in range(20)]
+    rows.append({"_id": "lb-planted", "input": planted.instruction, "answers": planted.answers,
+                 "context": "An unrelated paragraph about nothing in particular.", "dataset": "hotpotqa"})
+    longbench.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    items = tmp_path / "items.jsonl"
+    item = {"id": "item-ctx", "task": "qa", "prompt": f"Read this.\n\n{planted_ctx.context}\n\nQuestion: ?",
+            "answers": ["y"], "metric": "qa_f1"}
+    items.write_text(json.dumps(item) + "\n", encoding="utf-8")
+    return [str(longbench), str(items)]
+
+
+def test_decontam_flags_planted_overlap_with_eval_ids_and_nothing_else(tmp_path: Path, real_seeds: list[Seed]) -> None:
+    planted_q, planted_ctx = real_seeds[0], real_seeds[1]
+    files = _eval_files(tmp_path, planted_q, planted_ctx)
+    f = DecontamFilter(DecontamConfig(eval_files=files))
+    verdicts = f.check_texts([{"instruction": s.instruction, "context": s.context} for s in real_seeds])
+    dropped = {s.id: v for s, v in zip(real_seeds, verdicts, strict=True) if not v.keep}
+    assert set(dropped) == {planted_q.id, planted_ctx.id}
+    assert dropped[planted_q.id].scores["eval_id"] == "lb-planted"
+    assert dropped[planted_ctx.id].scores["eval_id"] == "item-ctx"
+    assert all(v.reason == "contaminated" for v in dropped.values())
+
+
+def test_apply_filters_writes_every_drop_as_rejected_with_stats(real_seeds: list[Seed]) -> None:
+    config = FiltersConfig()
+    config.closed_book.enabled = config.reliance.enabled = False
+    seeds = [*real_seeds[:10], _seed("bad", "Why?", "x"), _seed("twin", real_seeds[2].instruction, real_seeds[2].answer)]
+    kept, rejected, stats = apply_filters(seeds, config, run_seed=0)
+    assert [s.id for s in kept] == [s.id for s in real_seeds[:10]]
+    assert {(r.id, r.reason) for r in rejected} == {("bad", "instruction_too_short"), ("twin", "duplicate_exact")}
+    assert stats["in"] == 12 and stats["kept"] == 10
+    assert stats["dropped_instruction_too_short"] == 1 and stats["dropped_duplicate_exact"] == 1
+    assert "wellformed" in kept[0].meta["filters"]
