@@ -63,6 +63,7 @@ class RunSummary:
     seed_tasks: Counter[str] = field(default_factory=Counter)
     synth_tasks: Counter[str] = field(default_factory=Counter)
     context_words: list[int] = field(default_factory=list)
+    reliance: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # source -> scores
     context_words_by_task: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     finish_reasons: Counter[str] = field(default_factory=Counter)
     usage: dict[str, Usage] = field(default_factory=lambda: defaultdict(Usage))
@@ -149,6 +150,20 @@ def _add_synth(summary: RunSummary, record: dict[str, Any]) -> None:
     _add_generation(summary, record)
 
 
+def _add_reliance(summary: RunSummary, run_dir: Path) -> None:
+    """Context-reliance scores: of seeds with their human context (filter stage, kept and dropped) and
+    of synthetic contexts (verdicts["reliance"], written by ctxsynth.filters.score_synthesized)."""
+    filtered = list(read_shards(run_dir / "filter")) + [r.get("record") or {} for r in read_shards(run_dir / "filter" / "rejected")]
+    for seed in filtered:
+        score = ((seed.get("meta") or {}).get("filters") or {}).get("reliance", {}).get("reliance")
+        if isinstance(score, int | float):
+            summary.reliance["seeds (human context)"].append(float(score))
+    for record in read_shards(run_dir / "synth"):
+        score = ((record.get("verdicts") or {}).get("reliance") or {}).get("reliance")
+        if isinstance(score, int | float):
+            summary.reliance["synthetic contexts"].append(float(score))
+
+
 def _add_cache_hits(summary: RunSummary, run_dir: Path) -> None:
     """Cache hits are a property of the run, not of a record: they come from the synthesis shard stats."""
     stats = Markers(run_dir / "_state", "synthesize").shard_stats()
@@ -183,6 +198,7 @@ def collect(run_dir: Path) -> RunSummary:
         summary.rejections[(str(rejected.get("stage") or stage), str(rejected.get("reason", "unknown")))] += 1
         if "provenance" in (rejected.get("record") or {}):
             _add_generation(summary, rejected["record"])
+    _add_reliance(summary, run_dir)
     _add_cache_hits(summary, run_dir)
     summary.samples = [_sample_row(d) for d in read_shards(run_dir / "assemble")]
     for manifest in sorted((run_dir / "export").glob("*/manifest.json")):

@@ -151,6 +151,19 @@ def verdicts(s: RunSummary, prices: dict | None = None) -> bytes | None:
     return _barh(counts, "Verification verdicts (kept and rejected records)", "records", color=outcome_color)
 
 
+def reliance(s: RunSummary, prices: dict | None = None) -> bytes | None:
+    if not any(s.reliance.values()):
+        return None
+    fig, ax = _figure()
+    for (label, scores), color in zip(s.reliance.items(), (BLUE, RED), strict=False):
+        ax.hist(scores, bins=30, alpha=0.6, color=color, edgecolor="white", label=f"{label} (n={len(scores)})")
+    ax.axvline(0.0, color=GREY, linestyle=":")
+    ax.legend(fontsize=8)
+    ax.set(xlabel="context reliance (answer log-prob with - without context, nats/token)", ylabel="records",
+           title="Context reliance")
+    return _png(fig)
+
+
 PLOTS: list[tuple[str, str, Callable[..., bytes | None], str]] = [
     ("token_lengths.png", "Token length vs target", token_lengths,
      "Left: sample lengths against their targets. Right: each sample's tokens as a share of its target; "
@@ -164,4 +177,7 @@ PLOTS: list[tuple[str, str, Callable[..., bytes | None], str]] = [
     ("context_words.png", "Synthesized context length", context_words,
      "Words per synthesized context against the requested length."),
     ("verdicts.png", "Verification verdicts", verdicts, "Outcome of each verification check."),
+    ("reliance.png", "Context reliance", reliance,
+     "How much the context raises the answer's log-probability under the scoring model; near or below 0 means "
+     "the answer does not depend on the context (see docs/filters.md for what this score can and cannot tell)."),
 ]
