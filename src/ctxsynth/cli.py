@@ -199,7 +199,7 @@ def eval_(config: ConfigArg, overrides: Overrides = None, verbose: Verbose = Fal
     from ctxsynth.eval.tables import markdown
 
     eval_config = _guard(lambda: cfg.load(EvalConfig, config, overrides or []))
-    scores = _guard(lambda: run_eval(eval_config))
+    scores = _guard(lambda: run_eval(eval_config, progress=RichProgress()))
     typer.echo(markdown({eval_config.name: scores}, title=f"Evaluation: {eval_config.name}"))
 
 

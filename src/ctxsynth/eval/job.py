@@ -91,7 +91,7 @@ def collect_items(config: EvalConfig, base: Path) -> list[EvalItem]:
     return items
 
 
-def run_eval(config: EvalConfig, base: Path | None = None) -> dict[str, Any]:
+def run_eval(config: EvalConfig, base: Path | None = None, progress: Any = None) -> dict[str, Any]:
     from ctxsynth.eval.runner import evaluate
     from ctxsynth.llm import BACKENDS
 
@@ -103,6 +103,6 @@ def run_eval(config: EvalConfig, base: Path | None = None) -> dict[str, Any]:
     try:
         return evaluate(items, backend, tokenizer=m.tokenizer, max_model_len=m.max_model_len,
                         truncation=m.truncation, out_dir=out, name=config.name, system_prompt=m.system_prompt,
-                        cache=out / "cache.sqlite")  # type: ignore[arg-type]
+                        cache=out / "cache.sqlite", progress=progress)  # type: ignore[arg-type]
     finally:
         backend.close()

@@ -24,6 +24,7 @@ from ctxsynth.eval import metrics, plots, scores, tables
 from ctxsynth.eval.truncation import FittedPrompt, Truncation, fit_prompt
 from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, SamplingParams
 from ctxsynth.llm.cache import CachedBackend, RequestCache
+from ctxsynth.progress import NullProgress, Progress
 from ctxsynth.records import EvalItem
 from ctxsynth.tokenize import Tokenizer, load_tokenizer
 
@@ -103,6 +104,7 @@ def evaluate(
     name: str | None = None,
     system_prompt: str | None = None,
     cache: Path | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Generate greedily for every item, score, and write the run folder; returns scores.json's dict.
 
@@ -125,7 +127,12 @@ def evaluate(
         requests.append(ChatRequest(messages=messages, params=params, id=item.id))
     n_cut = sum(1 for f in fitted if f and f.truncated_tokens)
     log.info("evaluating %d items (%d truncated) with %s", len(items), n_cut, backend.identity())
-    results = backend.generate(requests)
+    progress = progress or NullProgress()
+    progress.start(f"eval {name or out_dir.name}", len(requests))
+    try:
+        results = backend.generate(requests, on_result=lambda i, r: progress.advance())
+    finally:
+        progress.finish()
     rows = [_prediction_row(item, fit, res) for item, fit, res in zip(items, fitted, results, strict=True)]
     for row in rows:
         if row["error"]:
