@@ -77,6 +77,8 @@ def test_parse_keeps_text_after_first_context_label() -> None:
         task.parse("no label here")
     with pytest.raises(ParseError):
         task.parse("Context:   ")
+    with pytest.raises(ParseError, match="echoes the prompt"):
+        task.parse("Context: [MISSING]\n\nQuestion: Who?\n\nAnswer: Ann")
 
 
 def test_prompt_names_genre_target_and_pair() -> None:

@@ -142,6 +142,8 @@ class ContextSynthesis:
         body = text[match.end():].strip()
         if not body:
             raise ParseError('nothing after the "Context:" label')
+        if body.startswith("[MISSING]"):  # the model echoed the prompt's placeholder instead of writing
+            raise ParseError('the reply echoes the prompt ("Context: [MISSING]")')
         return body
 
     def verify(self, seed: Seed, fields: str, finish_reason: str | None,
