@@ -170,7 +170,7 @@ def niah(config: ConfigArg, overrides: Overrides = None,
 
     niah_config = _guard(lambda: cfg.load(NiahConfig, config, overrides or []))
     out_dir = out or Path("runs") / "niah" / config.stem
-    summary = _guard(lambda: build_niah(niah_config, out_dir))
+    summary = _guard(lambda: build_niah(niah_config, out_dir, RichProgress()))
     train, test = summary.get("train") or {}, summary.get("test") or {}
     n_test = sum(v.get("items", 0) for v in test.values())
     console.print(f"niah: {train.get('samples', 0)} training samples, {n_test} test items "

@@ -22,6 +22,7 @@ from ctxsynth.niah.config import NiahConfig
 from ctxsynth.niah.fit import Fitted, Fitter
 from ctxsynth.niah.haystack import load_source
 from ctxsynth.niah.needles import NeedlePlan, make_plan
+from ctxsynth.progress import NullProgress, Progress
 from ctxsynth.records import EvalItem, Sample, to_dict
 from ctxsynth.rng import rng_for
 from ctxsynth.tokenize import load_tokenizer
@@ -84,7 +85,7 @@ def _sample(config: NiahConfig, record_id: str, variant: str, plan: NeedlePlan, 
     )
 
 
-def build_train_samples(config: NiahConfig, fitter: Fitter) -> list[Sample]:
+def build_train_samples(config: NiahConfig, fitter: Fitter, progress: Progress | None = None) -> list[Sample]:
     """`samples_per_variant` samples for each variant, lengths and depths cycled (see TrainSpec)."""
     spec = config.train
     if spec is None:
@@ -97,11 +98,14 @@ def build_train_samples(config: NiahConfig, fitter: Fitter) -> list[Sample]:
             record_id = f"niah-train-{variant}-{i:05d}"
             plan, fitted = _example(config, fitter, "train", record_id, variant, length, depth)
             samples.append(_sample(config, record_id, variant, plan, fitted))
+            if progress is not None:
+                progress.advance()
         log.info("built %d %s training samples", spec.samples_per_variant, variant)
     return samples
 
 
-def build_test_items(config: NiahConfig, fitter: Fitter, variant: str) -> list[EvalItem]:
+def build_test_items(config: NiahConfig, fitter: Fitter, variant: str,
+                     progress: Progress | None = None) -> list[EvalItem]:
     """The length x depth x samples_per_cell grid of one variant (one length for needle_only)."""
     spec = config.test
     if spec is None:
@@ -121,6 +125,8 @@ def build_test_items(config: NiahConfig, fitter: Fitter, variant: str) -> list[E
                 items.append(EvalItem(id=record_id, task=f"niah_{variant}", prompt=fitted.user,
                                       answers=list(plan.answers), metric="all_substring",
                                       max_new_tokens=spec.max_new_tokens, meta=meta))
+                if progress is not None:
+                    progress.advance()
     return items
 
 
@@ -142,16 +148,26 @@ def _export(config: NiahConfig, samples: list[Sample], out_dir: Path) -> dict[st
                           config_hash=config_hash(config), tokenizer_name=config.tokenizer)
 
 
-def build_niah(config: NiahConfig, out_dir: Path) -> dict[str, Any]:
+def _total(config: NiahConfig) -> int:
+    n = config.train.samples_per_variant * len(config.variants) if config.train is not None else 0
+    if config.test is not None:
+        lengths = 1 if config.composition == "needle_only" else len(config.test.lengths)
+        n += lengths * len(config.test.depths) * config.test.samples_per_cell * len(config.variants)
+    return n
+
+
+def build_niah(config: NiahConfig, out_dir: Path, progress: Progress | None = None) -> dict[str, Any]:
     """Write the training samples and/or test sets of `config` under `out_dir`; return the summary."""
     out_dir = Path(out_dir)
+    progress = progress or NullProgress()
+    progress.start("niah", _total(config))
     began = time.perf_counter()
     fitter = _fitter(config)
     summary: dict[str, Any] = {"config_hash": config_hash(config), "tokenizer": config.tokenizer,
                                "composition": config.composition, "variants": list(config.variants)}
     if config.train is not None:
         t0 = time.perf_counter()
-        samples = build_train_samples(config, fitter)
+        samples = build_train_samples(config, fitter, progress)
         path = out_dir / "train" / shard_name(0)
         write_jsonl(path, (to_dict(s) for s in samples))
         summary["train"] = {"path": str(path), "samples": len(samples),
@@ -163,12 +179,13 @@ def build_niah(config: NiahConfig, out_dir: Path) -> dict[str, Any]:
         summary["test"] = {}
         for variant in config.variants:
             t0 = time.perf_counter()
-            items = build_test_items(config, fitter, variant)
+            items = build_test_items(config, fitter, variant, progress)
             path = out_dir / "test" / f"{variant}.jsonl"
             write_jsonl(path, (to_dict(i) for i in items))
             summary["test"][variant] = {"path": str(path), "items": len(items),
                                         "tokens": _token_stats([i.meta["tokens"]["total"] for i in items]),
                                         "seconds": round(time.perf_counter() - t0, 2)}
+    progress.finish()
     summary["seconds"] = round(time.perf_counter() - began, 2)
     atomic_write_text(out_dir / "summary.json", dumps(summary) + "\n")
     log.info("NIAH build done in %.1f s: %s", summary["seconds"], out_dir)
