@@ -129,7 +129,17 @@ def test_run_directory_refuses_a_different_config(tmp_path: Path) -> None:
     data = config_dict(tmp_path, "http://127.0.0.1:9/v1", 1, "r")
     Run(cfg.from_dict(RunConfig, data)).prepare()
     data["synth"]["target_words"] = 81
-    with pytest.raises(cfg.ConfigError, match="different config"):
+    with pytest.raises(cfg.ConfigError, match=r"different config.*changed: synth.target_words\)"):
         Run(cfg.from_dict(RunConfig, data)).prepare()
     Run(cfg.from_dict(RunConfig, data)).prepare(overwrite=True)
     assert "target_words: 81" in (tmp_path / "runs" / "r" / "config.yaml").read_text()
+
+
+def test_options_added_by_a_newer_version_do_not_orphan_a_run_directory(tmp_path: Path) -> None:
+    write_seeds(tmp_path / "seeds.jsonl", 2)
+    run = Run(cfg.from_dict(RunConfig, config_dict(tmp_path, "http://127.0.0.1:9/v1", 1, "r")))
+    run.prepare()
+    saved = yaml.safe_load((run.dir / "config.yaml").read_text())
+    del saved["filters"], saved["assemble"]["leak_check"]  # as written by an older ctxsynth
+    (run.dir / "config.yaml").write_text(yaml.safe_dump(saved))
+    Run(run.config).prepare()  # same settings: resumes

@@ -80,6 +80,22 @@ class RunConfig:
             raise ValueError(f"name {self.name!r} must be a non-empty folder name")
 
 
+def config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ. Keys the old config lacks are not changes: they are options
+    added by a newer ctxsynth, at their defaults, so an upgrade does not orphan a run directory."""
+    changes = []
+    for key, value in new.items():
+        if key not in old:
+            continue
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(old[key], dict):
+            changes += config_changes(old[key], value, path + ".")
+        elif value != old[key]:
+            changes.append(path)
+    changes += [f"{prefix}{key}" for key in old if key not in new]
+    return changes
+
+
 class Run:
     """A run directory and its config; `base_dir` resolves relative paths in the config."""
 
@@ -100,10 +116,12 @@ class Run:
         """Create the run directory and save the resolved config; refuse to mix two configs in one run."""
         saved = self.dir / "config.yaml"
         text = cfg.dump_yaml(self.config)
-        if saved.exists() and saved.read_text(encoding="utf-8") != text:
+        changed = config_changes(cfg.load_yaml(saved), cfg.to_dict(self.config)) if saved.exists() else []
+        if changed:
             if not overwrite:
+                shown = ", ".join(changed[:8]) + (", ..." if len(changed) > 8 else "")
                 raise cfg.ConfigError(
-                    f"{self.dir} holds a run made with a different config ({saved}); "
+                    f"{self.dir} holds a run made with a different config ({saved}; changed: {shown}); "
                     "choose another name, or pass --overwrite to discard its outputs (the request cache is kept)"
                 )
             self.clear_outputs()
