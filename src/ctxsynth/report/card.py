@@ -44,6 +44,15 @@ def _length_line(s: RunSummary) -> str:
     return line
 
 
+def _attempt_line(s: RunSummary) -> str:
+    calls = sum(u.calls for u in s.usage.values())
+    failed = sum(s.attempt_reasons.values())
+    if not calls:
+        return "-"
+    top = ", ".join(f"{r} {n}" for r, n in s.attempt_reasons.most_common(3))
+    return f"{calls - failed:,}/{calls:,}" + (f" (failures: {top})" if top else "")
+
+
 def _generator_line(s: RunSummary, prices: dict | None) -> str:
     used = {m: u for m, u in s.usage.items() if u.calls}
     if not used:
@@ -72,8 +81,6 @@ def headline(s: RunSummary, prices: dict | None, n_caveats: int) -> list[str]:
     words = f"mean {_mean(s.context_words)}, median {statistics.median(s.context_words):,.0f}" if s.context_words else "-"
     if s.target_words and s.context_words:
         words += f" (requested {s.target_words:,})"
-    judged = [(o, n) for (_, o), n in s.verdicts.items() if o in ("pass", "fail")]
-    passed = sum(n for o, n in judged if o == "pass")
     rows = [
         ("Samples", f"{n_samples:,}" if s.samples else "not assembled yet"),
         ("Seeds -> synthesized -> samples", f"{n_seeds:,} -> {n_synth:,} -> {n_samples:,}"),
@@ -82,7 +89,7 @@ def headline(s: RunSummary, prices: dict | None, n_caveats: int) -> list[str]:
         ("Gold depth", f"mean {statistics.fmean(depths):.2f}, range {min(depths):.2f}-{max(depths):.2f}" if depths else "-"),
         ("Words per synthesized context", words),
         ("Generator", _generator_line(s, prices)),
-        ("Verification checks passed", f"{passed:,}/{sum(n for _, n in judged):,}" if judged else "-"),
+        ("Generation attempts passing verification", _attempt_line(s)),
         ("Rejected", _rejection_line(s)),
         ("Exports", ", ".join(sorted(s.exports)) or "-"),
         ("Caveats", f"**{n_caveats}**, see the end of this card" if n_caveats else "none"),
