@@ -106,5 +106,6 @@ def print_summary(summary: dict[str, Any], console: Any) -> None:
     console.print(f"throughput: {t['seeds_per_min']} seeds/min, {t['completion_tokens_per_s']} generated tokens/s "
                   f"({t['requests_sent']} requests sent, {t['requests_cached']} from cache, {t['seconds']} s)")
     console.print(verdict_text(summary))
+    card = Path(summary["run"]) / "report" / "README.md"
     console.print(f"output: {summary['run']}/synth (kept), {summary['run']}/synth/rejected (with reasons), "
-                  f"{summary['run']}/summary.md")
+                  f"{summary['run']}/summary.md" + (f", dataset card {card}" if card.exists() else ""))
