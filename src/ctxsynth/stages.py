@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ctxsynth import config as cfg
-from ctxsynth.io import read_shards, shard_files, shard_name, split_even, write_jsonl
+from ctxsynth.io import read_jsonl, read_shards, shard_files, shard_name, split_even, write_jsonl
 from ctxsynth.llm.base import SamplingParams
 from ctxsynth.progress import NullProgress, Progress
 from ctxsynth.records import Rejected, synthesized_from_dict, to_dict
@@ -125,9 +125,6 @@ def merge_stats(stats: list[dict[str, Any]]) -> dict[str, Any]:
     return total
 
 
-
-
-
 def run_assemble(run: Run, progress: Progress | None = None) -> dict[str, Any]:
     """Gold context + distractors -> samples at the configured budget; the pool is every kept context."""
     from ctxsynth.assemble import Assembler
@@ -139,7 +136,7 @@ def run_assemble(run: Run, progress: Progress | None = None) -> dict[str, Any]:
     shards = shard_files(synth_dir)
     todo = [i for i in range(len(shards)) if not markers.shard_done(i)]
     assembler = Assembler(run.config.assemble, pool, run.config.seed) if todo and pool else None
-    by_shard = {i: [synthesized_from_dict(d) for d in read_shards_file(shards[i])] for i in todo}
+    by_shard = {i: [synthesized_from_dict(d) for d in read_jsonl(shards[i])] for i in todo}
     progress.start("assemble", sum(len(v) for v in by_shard.values()))
     out = run.stage_dir("assemble")
     for i in todo:
@@ -163,12 +160,6 @@ def run_assemble(run: Run, progress: Progress | None = None) -> dict[str, Any]:
         summary["assembler"] = dict(assembler.stats)
     markers.mark_stage(summary)
     return summary
-
-
-def read_shards_file(path: Path) -> list[dict[str, Any]]:
-    from ctxsynth.io import read_jsonl
-
-    return list(read_jsonl(path))
 
 
 def run_export(run: Run, progress: Progress | None = None) -> dict[str, Any]:
