@@ -58,3 +58,11 @@ def test_ls_lists_registries() -> None:
     result = CliRunner().invoke(app, ["ls"])
     assert result.exit_code == 0
     assert "transformers" in result.output and "squad" in result.output and "synthesize" in result.output
+
+
+def test_every_stage_has_its_own_verb() -> None:
+    from ctxsynth.runner import STAGES
+
+    result = CliRunner().invoke(app, ["--help"])
+    for stage in STAGES:
+        assert f" {stage} " in result.output, stage

@@ -140,7 +140,7 @@ def _stage_command(stage: str):
     return command
 
 
-for _stage in ("seeds", "synthesize", "assemble", "export", "report"):
+for _stage in ("seeds", "filter", "synthesize", "assemble", "export", "report"):
     app.command(name=_stage)(_stage_command(_stage))
 
 
