@@ -6,6 +6,8 @@ as safetensors under the user's cache directory, which later loads in about a se
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -54,6 +56,20 @@ def embedded_model_dir() -> Path:
         shutil.rmtree(target)
     tmp.rename(target)
     return target
+
+
+def weights_fingerprint(path: Path) -> str:
+    """Cheap content fingerprint of a model folder's weight files: names, sizes and their first MiB.
+
+    A fine-tuned checkpoint keeps config.json unchanged, so caches keyed on the config alone would
+    let two different models share entries; this tells them apart without hashing gigabytes.
+    """
+    digest = hashlib.sha256()
+    for file in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
+        digest.update(json.dumps([file.name, file.stat().st_size]).encode())
+        with file.open("rb") as f:
+            digest.update(f.read(1 << 20))
+    return digest.hexdigest()[:16]
 
 
 def resolve_model_path(name: str) -> str:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ctxsynth.models import resolve_model_path
+from ctxsynth.models import resolve_model_path, weights_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +65,9 @@ class ScoreCache:
 
 
 def model_fingerprint(path: Path) -> str:
-    """Config hash plus names, sizes and first MiB of the weight files (fine-tunes differ there)."""
-    digest = hashlib.sha256((path / "config.json").read_bytes())
-    for file in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
-        digest.update(json.dumps([file.name, file.stat().st_size]).encode())
-        with file.open("rb") as f:
-            digest.update(f.read(1 << 20))
-    return digest.hexdigest()[:16]
+    """Config hash plus the weights' fingerprint (fine-tunes differ only there)."""
+    config = hashlib.sha256((path / "config.json").read_bytes()).hexdigest()[:16]
+    return f"{config}-{weights_fingerprint(path)}"
 
 
 def pick_dtype(dtype: str, device: str) -> str:

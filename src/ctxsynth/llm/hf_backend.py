@@ -19,14 +19,13 @@ alone by ~1e-5 (other matrix shapes, other summation orders), which can flip a n
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, ResultCallback, request_key
-from ctxsynth.models import resolve_model_path
+from ctxsynth.models import resolve_model_path, weights_fingerprint
 
 try:
     import torch
@@ -155,7 +154,7 @@ class TransformersBackend(Backend):
     def identity(self) -> dict[str, Any]:
         config = hashlib.sha256((self.path / "config.json").read_bytes()).hexdigest()[:16]
         return {"backend": self.name, "model": self.path.name, "config_sha256": config,
-                "weights": _weights_fingerprint(self.path), "dtype": str(self.dtype).removeprefix("torch.")}
+                "weights": weights_fingerprint(self.path), "dtype": str(self.dtype).removeprefix("torch.")}
 
     def _load(self) -> None:
         if self._model is not None:
@@ -298,15 +297,3 @@ def _pick_dtype(dtype: str, device: str) -> torch.dtype:
     return known[dtype]
 
 
-def _weights_fingerprint(path: Path) -> str:
-    """Cheap content fingerprint of the weight files: names, sizes and their first MiB (header + data).
-
-    A fine-tuned checkpoint keeps config.json unchanged, so the config hash alone would let two
-    different models share cache entries.
-    """
-    digest = hashlib.sha256()
-    for file in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
-        digest.update(json.dumps([file.name, file.stat().st_size]).encode())
-        with file.open("rb") as f:
-            digest.update(f.read(1 << 20))
-    return digest.hexdigest()[:16]
