@@ -74,8 +74,10 @@ def test_length_is_within_budget_and_close_to_it(essay_build: tuple[list, list])
         assert t["target"] - 4 <= t["total"] <= t["target"]
         assert len(tok.encode(tok.render_chat(s["messages"]))) == t["total"]
         assert t["prompt"] + t["answer"] == t["total"]
-    for i in items:
-        assert i["meta"]["length"] - 4 <= i["meta"]["tokens"]["total"] <= i["meta"]["length"]
+    for i in items:  # test lengths leave max_new_tokens of generation room inside the window
+        window = i["meta"]["length"] - i["max_new_tokens"]
+        assert window - 4 <= i["meta"]["tokens"]["total"] <= window
+        assert i["meta"]["tokens"]["prompt"] + i["max_new_tokens"] <= i["meta"]["length"]
 
 
 def test_depth_is_recorded_and_matches_needle_position(essay_build: tuple[list, list]) -> None:

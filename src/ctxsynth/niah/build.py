@@ -116,7 +116,8 @@ def build_test_items(config: NiahConfig, fitter: Fitter, variant: str,
         for depth in spec.depths:
             for j in range(spec.samples_per_cell):
                 record_id = f"niah-test-{variant}-{length}-{round(depth * 100):03d}-{j:04d}"
-                plan, fitted = _example(config, fitter, "test", record_id, variant, length, depth)
+                target = length - spec.max_new_tokens if spec.reserve_generation and length else length
+                plan, fitted = _example(config, fitter, "test", record_id, variant, target, depth)
                 meta = {
                     "variant": variant, "length": length, "depth": depth, "needle_format": config.value_format,
                     "key_format": config.key_format, "composition": config.composition,

@@ -54,6 +54,11 @@ class TestSpec:
     depths: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
     samples_per_cell: int = 20
     max_new_tokens: int = 128
+    # True: a length is the model window an item needs, i.e. prompt + max_new_tokens of generation
+    # (the rendered chat with the gold answer is fitted to length - max_new_tokens), so a model whose
+    # window is the length runs every item untruncated. False: lengths count the rendered chat with
+    # the gold answer, as training samples do.
+    reserve_generation: bool = True
 
     def __post_init__(self) -> None:
         if self.samples_per_cell < 1 or self.max_new_tokens < 1:
