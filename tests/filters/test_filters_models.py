@@ -45,15 +45,17 @@ def test_closed_book_drops_known_answers_and_keeps_unknown_or_rambling(monkeypat
              _seed("ham", "Who wrote Hamlet?", ["Shakespeare", "William Shakespeare"]),
              _seed("vaduz", "In what year did the committee first meet in Vaduz?", "1712"),
              _seed("yn", "Is the capital of France Paris?", "yes"),
+             _seed("pick", "Who is older, Anna Vell or Ben Stoke?", "Ben Stoke"),
              _seed("obscure", "Which clerk signed the 1712 minutes?", "Johann Ospelt")]
     with OpenAIServer(_probe_responder) as server:
         verdicts = ClosedBookFilter(ClosedBookConfig(), _backend(server, monkeypatch)).check(seeds)
-        assert server.hits == 4  # the yes/no seed is not probed
+        assert server.hits == 4  # the yes/no seed and the choice between named options are not probed
     by_id = {s.id: v for s, v in zip(seeds, verdicts, strict=True)}
     assert by_id["fr"].reason == "answerable_closed_book" and by_id["fr"].scores["exact"]
     assert by_id["ham"].reason == "answerable_closed_book"
     assert by_id["vaduz"].keep  # the answer is buried in a long guess: not knowledge
     assert by_id["yn"].keep and by_id["yn"].scores["probed"] is False
+    assert by_id["pick"].keep and by_id["pick"].scores["probed"] is False
     assert by_id["obscure"].keep and by_id["obscure"].scores["f1"] == 0.0
 
 

@@ -20,7 +20,7 @@ from ctxsynth.eval.metrics import best_qa_f1, contains_normalized, normalize_ans
 from ctxsynth.filters.backends import params
 from ctxsynth.filters.config import ClosedBookConfig
 from ctxsynth.filters.verdict import Verdict
-from ctxsynth.filters.wellformed import is_yes_no
+from ctxsynth.filters.wellformed import is_choice_among_given, is_yes_no
 from ctxsynth.llm.base import Backend, ChatRequest
 from ctxsynth.records import Seed
 from ctxsynth.rng import derive_seed
@@ -60,13 +60,18 @@ class ClosedBookFilter:
         self.prompt = PromptTemplate.from_file(Path(config.prompt_file or PROMPTS / "closed_book.txt"))
         self.match_prompt = PromptTemplate.from_file(PROMPTS / "answer_match.txt")
 
+    def _guessable(self, seed: Seed) -> bool:
+        """Answers a model can guess without knowledge: the probe would measure luck, not memory."""
+        return ((self.config.skip_yes_no and is_yes_no(seed.answers))
+                or (self.config.skip_given_choice and is_choice_among_given(seed.instruction, seed.answers)))
+
     def check(self, seeds: Sequence[Seed]) -> list[Verdict]:
-        probed = [i for i, s in enumerate(seeds) if not (self.config.skip_yes_no and is_yes_no(s.answers))]
+        probed = [i for i, s in enumerate(seeds) if not self._guessable(s)]
         requests = [ChatRequest(self.prompt.render(instruction=seeds[i].instruction),
                                 params(self.config.llm, derive_seed(self.run_seed, "closed_book", seeds[i].id)),
                                 id=seeds[i].id) for i in probed]
         results = self.backend.generate(requests)
-        verdicts = [Verdict.kept("yes/no answer: not probed", probed=False) for _ in seeds]
+        verdicts = [Verdict.kept("yes/no or given-choice answer: not probed", probed=False) for _ in seeds]
         judged: list[tuple[int, str]] = []
         for i, result in zip(probed, results, strict=True):
             if not result.ok:

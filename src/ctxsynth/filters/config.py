@@ -44,6 +44,7 @@ class ClosedBookConfig:
     f1_threshold: float = 0.8  # token F1 at or above this is a match
     contains_max_extra_words: int = 4  # "answer inside the prediction" counts with at most this many extra words
     skip_yes_no: bool = True  # a yes/no guess is right half the time: the probe says nothing there
+    skip_given_choice: bool = True  # "Who is older, A or B?": picking one of the named options is a guess too
     llm_judge: bool = False  # also ask the model whether prediction and reference agree
     prompt_file: str | None = None
 

@@ -20,6 +20,12 @@ _CHOICE = re.compile(r"\b(or|between|whether|which of|who of)\b", re.IGNORECASE)
 YES_NO = frozenset({"yes", "no"})
 
 
+def is_choice_among_given(instruction: str, answers: Sequence[str]) -> bool:
+    """A choice question whose options are spelled out ("Who is older, A or B?" -> "B"): a model can
+    pick one without knowing anything, like yes/no."""
+    return bool(_CHOICE.search(instruction)) and any(contains_normalized(instruction, a) for a in answers if a.strip())
+
+
 def is_yes_no(answers: Sequence[str]) -> bool:
     return bool(answers) and all(normalize_answer(a) in YES_NO for a in answers)
 
