@@ -23,7 +23,7 @@ def test_train_command_runs_saves_and_scores_niah_at_checkpoints(tmp_path: Path,
         "model": str(tiny_model_dir), "output_dir": str(tmp_path / "out"),
         "data": {"train_files": [str(tmp_path / "niah" / "export" / "trl_messages" / "data.jsonl")], "max_length": 1024},
         "lora": {"enabled": False}, "max_steps": 2, "save_steps": 2, "bf16": False, "gradient_checkpointing": False,
-        "niah": {"enabled": True, "lengths": [256], "depths": [0.5], "samples_per_cell": 1},
+        "niah": {"enabled": True, "lengths": [512], "depths": [0.5], "samples_per_cell": 1},
     }
     path = tmp_path / "train.yaml"
     path.write_text(yaml.safe_dump(config))
