@@ -26,6 +26,15 @@ def _pyplot() -> Any:
     return plt
 
 
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    log.info("wrote %s", path)
+    return path
+
+
 def _matrix(grid: Grid) -> list[list[float]]:
     return [[math.nan if v is None else float(v) for v in row] for row in grid["scores"]]
 
@@ -46,12 +55,7 @@ def _draw_heatmap(values: list[list[float]], grid: Grid, title: str, path: Path,
             if not math.isnan(v):
                 ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=8)
     fig.colorbar(image, ax=ax, label=label)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    log.info("wrote %s", path)
-    return path
+    return _save(fig, path)
 
 
 def heatmap(grid: Grid, path: Path, title: str) -> Path:
@@ -108,12 +112,7 @@ def length_curves(runs: Mapping[str, Mapping[str, Grid]], path: Path, title: str
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    log.info("wrote %s", path)
-    return path
+    return _save(fig, path)
 
 
 def run_plots(niah: Mapping[str, Grid], folder: Path, run_name: str) -> list[Path]:
