@@ -131,12 +131,11 @@ def run_assemble(run: Run, progress: Progress | None = None) -> dict[str, Any]:
 
     progress = progress or NullProgress()
     markers = run.markers("assemble")
-    synth_dir = run.stage_dir("synthesize")
-    pool = [synthesized_from_dict(d) for d in read_shards(synth_dir)]
-    shards = shard_files(synth_dir)
+    shards = [[synthesized_from_dict(d) for d in read_jsonl(path)] for path in shard_files(run.stage_dir("synthesize"))]
+    pool = [record for shard in shards for record in shard]  # distractors come from every shard
     todo = [i for i in range(len(shards)) if not markers.shard_done(i)]
     assembler = Assembler(run.config.assemble, pool, run.config.seed) if todo and pool else None
-    by_shard = {i: [synthesized_from_dict(d) for d in read_jsonl(shards[i])] for i in todo}
+    by_shard = {i: shards[i] for i in todo}
     progress.start("assemble", sum(len(v) for v in by_shard.values()))
     out = run.stage_dir("assemble")
     for i in todo:
