@@ -14,7 +14,6 @@ causal mask for "sdpa", "eager" and "flex_attention".
 
 from __future__ import annotations
 
-import functools
 import inspect
 import logging
 from typing import Any
@@ -55,12 +54,14 @@ def _per_document_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: to
 def _cuda_varlen(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, max_len: int | None, scale: float | None
 ) -> torch.Tensor:
-    """Causal varlen flash attention; adapts to the keyword names of the installed torch."""
-    from torch.nn.attention.varlen import varlen_attn
+    """Causal varlen flash attention; adapts to the keyword names of the installed torch.
 
-    params = _varlen_params()
+    Traceable by torch.compile: the kernel is a custom op, the signature is read once outside the
+    traced code, and max_len stays symbolic (no int() of it, which would recompile per pack)."""
+    varlen_attn, params = _varlen_kernel()
     cu = cu.to(device=q.device, dtype=torch.int32)
-    max_len = int(max_len or int((cu[1:] - cu[:-1]).max()))
+    if max_len is None:
+        max_len = int((cu[1:] - cu[:-1]).max())
     kw: dict[str, Any] = {"scale": scale}
     if "window_size" in params:
         kw["window_size"] = (-1, 0)
@@ -75,11 +76,17 @@ def _cuda_varlen(
     return varlen_attn(q, k, v, cu, cu, max_len, max_len, **kw)
 
 
-@functools.lru_cache(maxsize=1)
-def _varlen_params() -> frozenset[str]:
-    from torch.nn.attention.varlen import varlen_attn
+_VARLEN: tuple[Any, frozenset[str]] | None = None
 
-    return frozenset(inspect.signature(varlen_attn).parameters)
+
+def _varlen_kernel() -> tuple[Any, frozenset[str]]:
+    """torch's varlen_attn and its keyword names, looked up once (register() does it eagerly)."""
+    global _VARLEN
+    if _VARLEN is None:
+        from torch.nn.attention.varlen import varlen_attn
+
+        _VARLEN = (varlen_attn, frozenset(inspect.signature(varlen_attn).parameters))
+    return _VARLEN
 
 
 def varlen_attention_forward(
@@ -102,6 +109,11 @@ def varlen_attention_forward(
         raise ValueError("ctxsynth_varlen expects one flattened row per batch (use PackedCollator)")
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (T, H, D)
     if q.is_cuda:
+        # flash kernels take fp16/bf16 only; with fp32 master weights under autocast, rotary
+        # embeddings leave q and k in fp32: run the kernel in the autocast (else bf16) dtype
+        half = q.dtype if q.dtype in (torch.float16, torch.bfloat16) else (
+            torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else torch.bfloat16)
+        q, k, v = q.to(half), k.to(half), v.to(half)
         out = _cuda_varlen(q, k, v, cu, kwargs.get("max_length_q"), scaling)
     else:
         out = _per_document_sdpa(q, k, v, cu, scaling)
@@ -121,6 +133,8 @@ def register() -> str:
 
         AttentionInterface.register(VARLEN, varlen_attention_forward)
         AttentionMaskInterface.register(VARLEN, _no_mask)
+        if varlen_available():
+            _varlen_kernel()  # outside any compiled region
         _registered = True
     return VARLEN
 
