@@ -33,3 +33,9 @@ def test_train_command_runs_saves_and_scores_niah_at_checkpoints(tmp_path: Path,
     assert (tmp_path / "out" / "final" / "config.json").exists()
     niah = json.loads((tmp_path / "out" / "checkpoint-2" / "niah.json").read_text())
     assert niah["step"] == 2 and 0.0 <= niah["niah/mean"] <= 100.0
+    # the run's record: summary (counts, steps, device) and every logged step, beside the loss curve
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["global_step"] == 2 and summary["device"] == "cpu" and summary["compile"] is False
+    history = json.loads((tmp_path / "out" / "log_history.json").read_text())
+    assert [e["step"] for e in history if "loss" in e] == [1, 2]
+    assert any("niah/mean" in e for e in history)

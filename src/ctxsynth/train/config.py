@@ -69,6 +69,10 @@ class TrainConfig:
     loss_normalization: LossNorm = "sequence"
     # "auto": varlen flash kernel on CUDA when torch has it, else sdpa with a position_ids document mask
     attn_implementation: str = "auto"
+    # regional torch.compile: each decoder layer compiled (one graph shared by all layers, dynamic in
+    # the pack length), fusing norms, rotary, SwiGLU and residual adds. Costs a minute or so of
+    # compilation at the first steps; pays off on GPUs for long runs (docs/results/train_throughput.md)
+    compile: bool = False
     # the token that closes an assistant turn; None = the tokenizer's eos token
     end_of_turn_token: str | None = None
     # passed into the model config: e.g. {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 8192}

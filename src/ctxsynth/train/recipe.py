@@ -6,6 +6,7 @@ with configs/accelerate/*.yaml for FSDP or DeepSpeed ZeRO-3 on several GPUs (doc
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -125,12 +126,35 @@ def build_trainer(
 
             niah_fn = partial(evaluate_niah, tokenizer_spec=config.tokenizer or config.model)
         callbacks.append(NiahCallback(niah_fn, config.niah))
-    return PackedSFTTrainer(
+    trainer = PackedSFTTrainer(
         model=model if model is not None else load_model(config), args=sft_args(config),
         train_dataset=Dataset.from_list(list(rows)), processing_class=tokenizer, data_collator=PackedCollator(),
         peft_config=peft_config(config), callbacks=callbacks, loss_normalization=config.loss_normalization,
         record_batches=record_batches,
     )
+    if config.compile:
+        compile_layers(trainer.model)
+    return trainer
+
+
+def decoder_layers(model: Any) -> Any:
+    """The decoder layers of a (possibly PEFT-wrapped) causal LM: model.model.layers for Llama-likes."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = getattr(base, "model", None)
+    layers = getattr(inner, "layers", None)
+    if layers is None:
+        raise ValueError(f"compile: cannot find the decoder layers of {type(base).__name__} (expected .model.layers)")
+    return layers
+
+
+def compile_layers(model: Any) -> int:
+    """Regional compilation: compile every decoder layer (not the whole model: the loss, the LM head
+    and the data-dependent sample boundaries stay eager, and identical layers share one graph)."""
+    layers = decoder_layers(model)
+    for layer in layers:
+        layer.compile(dynamic=True)
+    log.info("compiled %d decoder layers (dynamic shapes)", len(layers))
+    return len(layers)
 
 
 def resume_point(config: TrainConfig) -> str | None:
@@ -162,9 +186,14 @@ def train(config: TrainConfig, *, niah_fn: NiahEvaluate | None = None) -> dict[s
     final = out / "final"
     trainer.save_model(str(final))
     curve = write_loss_curve(trainer.state.log_history, out / "loss_curve.png") if trainer.is_world_process_zero() else None
-    return {
+    summary = {
         **counts, "global_step": trainer.state.global_step, "train_loss": result.training_loss,
         "seconds": round(time.time() - start, 2), "final_dir": str(final), "loss_curve": str(curve) if curve else None,
         "lora": config.lora.enabled, "attn_implementation": trainer.model.config._attn_implementation,
-        "loss_normalization": config.loss_normalization,
+        "loss_normalization": config.loss_normalization, "compile": config.compile,
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
     }
+    if trainer.is_world_process_zero():  # the run's record: what was trained, and every logged step
+        (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        (out / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
+    return summary
