@@ -192,13 +192,22 @@ def train(config: ConfigArg, overrides: Overrides = None, verbose: Verbose = Fal
 
 
 @app.command(name="eval")
-def eval_(config: ConfigArg, overrides: Overrides = None, verbose: Verbose = False) -> None:
+def eval_(config: ConfigArg, overrides: Overrides = None, verbose: Verbose = False,
+          write_items: Annotated[Optional[Path], typer.Option(
+              "--write-items", help="Write the config's evaluation items to this JSONL file and stop (no model "
+              "runs): freezes the built-in sets for a machine without the asset packages (read back with items:).")] = None,
+          ) -> None:
     """Evaluate a model on NIAH test sets, LongBench-format files and the offline built-in sets."""
     _setup_logging(verbose)
     from ctxsynth.eval.job import EvalConfig, run_eval
+    from ctxsynth.eval.job import write_items as write_eval_items
     from ctxsynth.eval.tables import markdown
 
     eval_config = _guard(lambda: cfg.load(EvalConfig, config, overrides or []))
+    if write_items is not None:
+        n = _guard(lambda: write_eval_items(eval_config, write_items))
+        console.print(f"eval: wrote {n} items -> {write_items}")
+        return
     scores = _guard(lambda: run_eval(eval_config, progress=RichProgress()))
     typer.echo(markdown({eval_config.name: scores}, title=f"Evaluation: {eval_config.name}"))
 

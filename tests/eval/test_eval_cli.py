@@ -45,3 +45,26 @@ def test_eval_and_compare_commands_write_scores_and_tables(tmp_path: Path) -> No
     assert compared.exit_code == 0, compared.output
     assert "oracle" in compared.output and "guess" in compared.output
     assert (tmp_path / "cmp" / "comparison.md").exists()
+
+
+def test_write_items_freezes_a_builtin_set_that_items_reads_back_unchanged(tmp_path: Path) -> None:
+    """--write-items writes the exact items the config would evaluate; `items:` evaluates that file
+    on a machine without the asset packages and gets the same prompts (checked here by identity)."""
+    from ctxsynth.eval.job import EvalConfig, collect_items
+
+    config = {"name": "frozen", "out_dir": str(tmp_path / "eval"), "builtin": {"hotpotqa": 4}}
+    path = tmp_path / "builtin.yaml"
+    path.write_text(yaml.safe_dump(config))
+    frozen = tmp_path / "items" / "hotpotqa.jsonl.gz"
+    result = CliRunner().invoke(app, ["eval", str(path), "--write-items", str(frozen)])
+    assert result.exit_code == 0, result.output
+    assert "wrote 4 items" in result.output and not (tmp_path / "eval").exists()  # no model ran
+    read_back = collect_items(EvalConfig(name="x", items=[str(frozen)]), tmp_path)
+    assert read_back == hotpotqa_items(4, seed=0)
+
+
+def test_missing_items_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"name": "x", "items": [str(tmp_path / "nope.jsonl")]}))
+    result = CliRunner().invoke(app, ["eval", str(path)])
+    assert result.exit_code != 0 and "evaluation item file" in result.output and "nope.jsonl" in result.output

@@ -44,6 +44,8 @@ class EvalConfig:
     out_dir: str = "runs/eval"
     model: ModelConfig = field(default_factory=ModelConfig)
     niah: list[str] = field(default_factory=list)  # NIAH test JSONL files or folders
+    # any EvalItem JSONL files or folders, e.g. a built-in set frozen with `ctxsynth eval --write-items`
+    items: list[str] = field(default_factory=list)
     longbench: list[str] = field(default_factory=list)  # LongBench v1 JSONL files or folders
     longbench_tasks: list[str] | None = None
     longbench_templates: str | None = None  # your template file (e.g. the official prompts)
@@ -56,13 +58,13 @@ class EvalConfig:
             raise ValueError(f"model.truncation must be middle, left or none, not {self.model.truncation!r}")
 
 
-def _niah_items(paths: list[str], base: Path) -> list[EvalItem]:
+def _item_files(paths: list[str], base: Path, what: str = "NIAH test set") -> list[EvalItem]:
     items = []
     for p in paths:
         path = Path(p) if Path(p).is_absolute() else base / p
         files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
         if not files or not all(f.exists() for f in files):
-            raise FileNotFoundError(f"NIAH test set {path}: no such file or no .jsonl files in the folder")
+            raise FileNotFoundError(f"{what} {path}: no such file or no .jsonl files in the folder")
         for f in files:
             items.extend(EvalItem(**d) for d in read_jsonl(f))
     return items
@@ -71,7 +73,7 @@ def _niah_items(paths: list[str], base: Path) -> list[EvalItem]:
 def collect_items(config: EvalConfig, base: Path) -> list[EvalItem]:
     from ctxsynth.eval import builtin, longbench
 
-    items = _niah_items(config.niah, base)
+    items = _item_files(config.niah, base) + _item_files(config.items, base, what="evaluation item file")
     if config.longbench:
         paths = [Path(p) if Path(p).is_absolute() else base / p for p in config.longbench]
         templates = Path(config.longbench_templates) if config.longbench_templates else None
@@ -87,8 +89,19 @@ def collect_items(config: EvalConfig, base: Path) -> list[EvalItem]:
         items += builtin.squad_items(b.squad, lengths=b.squad_lengths, depths=b.squad_depths, tokenizer=tok,
                                      filler=b.squad_filler, seed=config.seed)  # type: ignore[arg-type]
     if not items:
-        raise ValueError("the eval config names no evaluation set: set niah, longbench or builtin.*")
+        raise ValueError("the eval config names no evaluation set: set niah, items, longbench or builtin.*")
     return items
+
+
+def write_items(config: EvalConfig, path: Path, base: Path | None = None) -> int:
+    """Write the config's evaluation items as EvalItem JSONL (no model runs): a frozen copy of the
+    built-in sets for a machine without the asset packages, or an eval set to decontaminate against."""
+    from ctxsynth.io import write_jsonl
+    from ctxsynth.records import to_dict
+
+    items = collect_items(config, Path(base or Path.cwd()))
+    write_jsonl(path, (to_dict(item) for item in items))
+    return len(items)
 
 
 def run_eval(config: EvalConfig, base: Path | None = None, progress: Any = None) -> dict[str, Any]:
