@@ -32,6 +32,9 @@ from typing import Any
 CEILING_TFLOPS = 780.0  # bf16 dense matmul measured on this workplace's H200 (issue 6, KINDS.md)
 PACK = int(os.environ.get("BENCH_PACK", 32768))
 DEVICE = os.environ.get("BENCH_DEVICE", "cuda")
+# ctxsynth's pack budget (default PACK): its best-fit packs come out fuller than TRL's, so a lower
+# budget is how it matches TRL's peak memory at the same documents (see docs/results)
+CTX_PACK = int(os.environ.get("BENCH_CTX_PACK", PACK))
 SHAPES: dict[str, dict[str, Any]] = {
     "1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
                num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=True, lora=False),
@@ -96,7 +99,8 @@ def lora_config() -> Any:
                       target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
 
 
-def build_trainer(system: str, shape: str, attn: str, docs: list[tuple[list[int], int]], steps: int, tokenizer: Any) -> Any:
+def build_trainer(system: str, shape: str, attn: str, docs: list[tuple[list[int], int]], steps: int, tokenizer: Any,
+                  compile_layers: bool = False) -> Any:
     from datasets import Dataset
 
     lora = SHAPES[shape]["lora"]
@@ -114,10 +118,11 @@ def build_trainer(system: str, shape: str, attn: str, docs: list[tuple[list[int]
     from ctxsynth.train.data import IGNORE_INDEX, TokenizedSample, build_rows
 
     config = TrainConfig(output_dir="/tmp/bench_ctx", max_steps=steps, learning_rate=1e-5, save_steps=10**6,
-                         logging_steps=1000, attn_implementation=attn, loss_normalization="sequence")
+                         logging_steps=1000, attn_implementation=attn, loss_normalization="sequence",
+                         compile=compile_layers)
     config.lora.enabled = lora
     samples = [TokenizedSample(ids, [IGNORE_INDEX] * (len(ids) - a) + ids[-a:]) for ids, a in docs]
-    rows = build_rows(samples, PACK, packing=True, seed=0)
+    rows = build_rows(samples, CTX_PACK, packing=True, seed=0)
     from ctxsynth.train import attention
 
     return ctx_build_trainer(config, model=build_model(shape, attention.resolve(attn)), tokenizer=tokenizer, rows=rows)
@@ -127,14 +132,18 @@ def worker(a: argparse.Namespace) -> dict[str, Any]:
     import torch
     from transformers import AutoTokenizer, TrainerCallback
 
-    tokenizer = AutoTokenizer.from_pretrained(a.tokenizer)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from ctxsynth.models import resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(a.tokenizer))
     docs = make_docs(make_packs(a.warmup + a.steps + 2))
     if DEVICE == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    trainer = build_trainer(a.system, a.shape, a.attn, docs, a.warmup + a.steps, tokenizer)
-    if a.compile:
-        for layer in trainer.model.get_base_model().model.layers if hasattr(trainer.model, "get_base_model") else trainer.model.model.layers:
-            layer.compile()
+    trainer = build_trainer(a.system, a.shape, a.attn, docs, a.warmup + a.steps, tokenizer, compile_layers=a.compile)
+    if a.compile and a.system == "trl":  # the same regional compilation, for a like-for-like check
+        from ctxsynth.train.recipe import compile_layers
+
+        compile_layers(trainer.model)
     recorder = StepRecorder(trainer.data_collator)
     trainer.data_collator = recorder
     stamps: list[float] = []
@@ -161,6 +170,7 @@ def worker(a: argparse.Namespace) -> dict[str, Any]:
     tokens = sum(t for t, _ in timed)
     flops = k * n_params * tokens + 12 * s["num_hidden_layers"] * s["hidden_size"] * sum(q for _, q in timed)
     return {"shape": a.shape, "system": a.system, "attn": a.attn, "compile": a.compile, "steps": a.steps,
+            "pack_budget": CTX_PACK if a.system == "ctxsynth" else PACK,
             "tokens_per_s": tokens / seconds, "tflops": flops / seconds / 1e12,
             "mfu": flops / seconds / 1e12 / CEILING_TFLOPS,
             "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if DEVICE == "cuda" else 0.0,
@@ -211,6 +221,8 @@ def main() -> None:
                    help="shape:system:attention[:compile]")
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--steps-8b", type=int, default=3)
+    p.add_argument("--warmup-8b", type=int, default=2)
     p.add_argument("--tokenizer", default=os.environ.get("BENCH_TOKENIZER", "smollm2"))
     p.add_argument("--timeout", type=int, default=300)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -224,9 +236,9 @@ def main() -> None:
     results = []
     for run in a.runs:
         shape, system, attn, *rest = run.split(":")
-        steps = a.steps if shape == "1b" else max(3, a.steps // 2)
+        steps, warmup = (a.steps_8b, a.warmup_8b) if shape == "8b" else (a.steps, a.warmup)
         cmd = [sys.executable, __file__, "--worker", "--shape", shape, "--system", system, "--attn", attn,
-               "--steps", str(steps), "--warmup", str(a.warmup if shape == "1b" else 2), "--tokenizer", a.tokenizer]
+               "--steps", str(steps), "--warmup", str(warmup), "--tokenizer", a.tokenizer]
         cmd += ["--compile"] if rest else []
         t0 = time.time()
         try:
