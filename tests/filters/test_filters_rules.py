@@ -109,3 +109,27 @@ def test_apply_filters_writes_every_drop_as_rejected_with_stats(real_seeds: list
     assert stats["in"] == 12 and stats["kept"] == 10
     assert stats["dropped_instruction_too_short"] == 1 and stats["dropped_duplicate_exact"] == 1
     assert "wellformed" in kept[0].meta["filters"]
+
+
+def test_decontam_reads_builtin_eval_sets_frozen_by_eval_write_items(tmp_path: Path, real_seeds: list[Seed]) -> None:
+    """The way to decontaminate against ctxsynth's own evaluation sets: `ctxsynth eval CONFIG
+    --write-items FILE.jsonl.gz`, then name that file. A seed built on a held-out HotpotQA item's
+    paragraphs is dropped with that item's id; the real seeds (the other half of the split) are kept."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from ctxsynth.cli import app
+    from ctxsynth.eval.builtin import hotpotqa_items
+
+    config = tmp_path / "eval.yaml"
+    config.write_text(yaml.safe_dump({"name": "x", "builtin": {"hotpotqa": 5}}))
+    frozen = tmp_path / "heldout.jsonl.gz"
+    assert CliRunner().invoke(app, ["eval", str(config), "--write-items", str(frozen)]).exit_code == 0
+    item = hotpotqa_items(5, seed=0)[2]
+    leaked = _seed("leak", "Which paragraph is this?", "x")
+    leaked.context = item.prompt.split("\n\n", 2)[1][:2000]
+    seeds = [*real_seeds[:20], leaked]
+    verdicts = DecontamFilter(DecontamConfig(eval_files=[str(frozen)])).check_texts(
+        [{"instruction": s.instruction, "context": s.context} for s in seeds])
+    dropped = {s.id: v.scores["eval_id"] for s, v in zip(seeds, verdicts, strict=True) if not v.keep}
+    assert dropped == {"leak": item.id}

@@ -21,6 +21,7 @@ from pathlib import Path
 from ctxsynth.eval.metrics import normalize_answer
 from ctxsynth.filters.config import DecontamConfig
 from ctxsynth.filters.verdict import Verdict
+from ctxsynth.io import open_text
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class NgramIndex:
 
     def add_files(self, paths: Iterable[str | Path]) -> None:
         for path in paths:
-            with open(path, encoding="utf-8") as f:
+            with open_text(Path(path)) as f:  # .jsonl or .jsonl.gz (what `ctxsynth eval --write-items` writes)
                 for line_no, line in enumerate(f, 1):
                     if line.strip():
                         try:
