@@ -138,3 +138,36 @@ def test_sampler_rows_are_independent_and_top_p_and_greedy_rows_hold() -> None:
     assert torch.equal(both[0], single[0])
     assert torch.isinf(both[1, 2:]).all() and torch.isfinite(both[1, :2]).all()  # 0.5 + 0.3 reach 0.6
     assert torch.equal(both[2], logits[2])
+
+
+class SmallMemoryBackend(TransformersBackend):
+    """Fault injection: a batch of more than `fits` rows raises torch.OutOfMemoryError, as CUDA does."""
+
+    fits = 2
+    seen: list[int]
+
+    def _generate_batch(self, requests, prompts) -> list[ChatResult]:  # type: ignore[no-untyped-def]
+        self.seen.append(len(requests))
+        if len(requests) > self.fits:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return super()._generate_batch(requests, prompts)
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_every_result(backend: TransformersBackend) -> None:
+    """An OOM batch is split in halves until it fits; the batch size stays lowered for later batches
+    (no OOM on every batch), and the texts equal an unconstrained run's (per-request seeds)."""
+    small = SmallMemoryBackend(device="cpu", batch_size=5)
+    small._model, small._tokenizer, small.seen = backend._model, backend._tokenizer, []
+    asks = [ask(f"Count to {n}.", max_tokens=4, seed=n) for n in range(7)]
+    results = small.generate(asks)
+    assert all(r.ok for r in results)
+    assert [r.text for r in results] == [r.text for r in backend.generate(asks)]
+    assert small.batch_size == 2
+    assert small.seen == [5, 3, 2, 1, 2, 2]  # 5 -> 3 -> 2 + 1, then 2, 2 with the lowered size
+
+
+def test_out_of_memory_with_one_row_fails_that_request_alone(backend: TransformersBackend) -> None:
+    small = SmallMemoryBackend(device="cpu", batch_size=2)
+    small._model, small._tokenizer, small.seen, small.fits = backend._model, backend._tokenizer, [], 0
+    results = small.generate([ask("Hi", max_tokens=2)])
+    assert not results[0].ok and "out of memory with batch 1" in (results[0].error or "")

@@ -187,10 +187,12 @@ class TransformersBackend(Backend):
             except Exception as exc:  # a bad request fails alone
                 finish(i, ChatResult(None, None, error=f"prompt: {type(exc).__name__}: {exc}"))
         order = sorted(prompts, key=lambda i: (len(prompts[i]), i))
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start:start + self.batch_size]
+        start = 0
+        while start < len(order):
+            batch = order[start:start + self.batch_size]  # batch_size can shrink on out-of-memory
             for i, result in zip(batch, self._run_isolated(requests, prompts, batch), strict=True):
                 finish(i, result)
+            start += len(batch)
         return [r if r is not None else ChatResult(None, None, error="no result") for r in results]
 
     def encode_prompt(self, request: ChatRequest) -> list[int]:
@@ -215,9 +217,21 @@ class TransformersBackend(Backend):
 
     def _run_isolated(self, requests: Sequence[ChatRequest], prompts: dict[int, list[int]],
                       batch: list[int]) -> list[ChatResult]:
-        """Generate one batch; if it fails, retry its requests one by one so only the bad ones fail."""
+        """Generate one batch. Out of memory: halve it (and the batch size from then on) until it
+        fits. Any other failure: retry its requests one by one so only the bad ones fail. Results
+        do not depend on the split (per-request seeds, see the module docstring)."""
         try:
             return self._generate_batch([requests[i] for i in batch], [prompts[i] for i in batch])
+        except torch.OutOfMemoryError as exc:
+            if self.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+            if len(batch) == 1:
+                return [ChatResult(None, None, error=f"generation: out of memory with batch 1: {exc}")]
+            half = (len(batch) + 1) // 2
+            if half < self.batch_size:
+                log.warning("out of memory with a batch of %d: batch_size %d -> %d", len(batch), self.batch_size, half)
+                self.batch_size = half
+            return self._run_isolated(requests, prompts, batch[:half]) + self._run_isolated(requests, prompts, batch[half:])
         except Exception as exc:
             log.warning("batch of %d failed (%s: %s)", len(batch), type(exc).__name__, exc)
             if len(batch) == 1:
