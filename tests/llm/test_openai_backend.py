@@ -285,3 +285,26 @@ def test_server_lists_its_model_and_turns_a_broken_responder_into_a_500() -> Non
         assert [m.id for m in client.models.list()] == ["served-model"]
         [result] = make_backend(server, max_retries=1).generate(make_requests(1))
     assert result.error == "http_500_exhausted" and result.attempts == 2
+
+
+def test_openai_base_url_from_the_environment_is_used_and_counts_as_local(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without base_url the client falls back to OPENAI_BASE_URL; the key check must follow it, so a
+    local server named only there needs no key (before, this raised MissingAPIKeyError)."""
+    monkeypatch.delenv("CTXSYNTH_ABSENT_KEY", raising=False)
+    with OpenAIServer() as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        backend = OpenAIBackend("test-model", api_key_env="CTXSYNTH_ABSENT_KEY", timeout_s=5.0, max_retries=0)
+        [result] = backend.generate(make_requests(1))
+        [record] = server.records()
+    assert result.ok and record.authorization == f"Bearer {PLACEHOLDER_KEY}"
+
+
+def test_max_completion_tokens_field_carries_the_budget_instead_of_max_tokens() -> None:
+    bodies: list[dict] = []
+    with OpenAIServer(lambda body: bodies.append(body) or "ok") as server:
+        make_backend(server, max_tokens_field="max_completion_tokens").generate(make_requests(1))
+        make_backend(server).generate(make_requests(1, prefix="plain"))
+    assert bodies[0]["max_completion_tokens"] == 32 and "max_tokens" not in bodies[0]
+    assert bodies[1]["max_tokens"] == 32 and "max_completion_tokens" not in bodies[1]
+    with pytest.raises(ValueError, match="max_completion_tokens"):
+        OpenAIBackend("m", max_tokens_field="max_new_tokens")

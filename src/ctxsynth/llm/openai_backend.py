@@ -133,11 +133,14 @@ def _is_local(base_url: str | None) -> bool:
 class OpenAIBackend(Backend):
     """Chat completions from an OpenAI-compatible endpoint; see the module docstring.
 
-    base_url: the endpoint up to /v1 (None: api.openai.com); api_key_env: the variable holding the
+    base_url: the endpoint up to /v1 (None: OPENAI_BASE_URL if set, as the client does, else
+    api.openai.com); api_key_env: the variable holding the
     key; max_concurrency: requests in flight at most (the adaptive limit never exceeds it);
     timeout_s: per attempt; max_retries: retries after the first attempt; backoff_base_s and
     backoff_max_s: the jittered exponential backoff; extra_body: fields merged into every request
-    body (e.g. vLLM's top_k), part of the cache identity.
+    body (e.g. vLLM's top_k), part of the cache identity; max_tokens_field: the body field that
+    carries the reply budget, "max_tokens" (most servers) or "max_completion_tokens" (OpenAI's
+    reasoning models refuse max_tokens).
     """
 
     name = "openai"
@@ -153,10 +156,13 @@ class OpenAIBackend(Backend):
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 60.0,
         extra_body: dict[str, Any] | None = None,
+        max_tokens_field: str = "max_tokens",
     ) -> None:
         super().__init__(model)
         if max_concurrency < 1 or max_retries < 0 or timeout_s <= 0:
             raise ValueError("need max_concurrency >= 1, max_retries >= 0 and timeout_s > 0")
+        if max_tokens_field not in ("max_tokens", "max_completion_tokens"):
+            raise ValueError(f"max_tokens_field must be 'max_tokens' or 'max_completion_tokens', not {max_tokens_field!r}")
         import openai  # noqa: F401 - fail early, at construction, if the client is missing
 
         self.base_url = base_url
@@ -167,6 +173,7 @@ class OpenAIBackend(Backend):
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.extra_body = dict(extra_body or {})
+        self.max_tokens_field = max_tokens_field
         self.concurrency_limit = float(max_concurrency)  # adaptive; carried from one batch to the next
         self._rng = random.Random()
 
@@ -178,13 +185,18 @@ class OpenAIBackend(Backend):
             ident["extra_body"] = self.extra_body
         return ident
 
+    def _base_url(self) -> str | None:
+        """The endpoint the client will call: base_url, else OPENAI_BASE_URL (the client's fallback)."""
+        return self.base_url or os.environ.get("OPENAI_BASE_URL") or None
+
     def _api_key(self) -> str:
         key = os.environ.get(self.api_key_env)
         if key:
             return key
-        if _is_local(self.base_url):
+        base_url = self._base_url()
+        if _is_local(base_url):
             return PLACEHOLDER_KEY
-        host = urlsplit(self.base_url).hostname if self.base_url else "api.openai.com"
+        host = urlsplit(base_url).hostname if base_url else "api.openai.com"
         raise MissingAPIKeyError(
             f"the openai backend needs an API key for {host}: set the environment variable "
             f"{self.api_key_env} (the key is read from the environment only)"
@@ -205,7 +217,7 @@ class OpenAIBackend(Backend):
     async def _run(self, requests: list[ChatRequest], on_result: ResultCallback | None, key: str) -> list[ChatResult]:
         import openai
 
-        client = openai.AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0, timeout=self.timeout_s)
+        client = openai.AsyncOpenAI(api_key=key, base_url=self._base_url(), max_retries=0, timeout=self.timeout_s)
         limit = AdaptiveLimit(self.max_concurrency, start=self.concurrency_limit)
         try:
             results = await asyncio.gather(
@@ -251,7 +263,7 @@ class OpenAIBackend(Backend):
         import openai
 
         p = request.params
-        kwargs: dict[str, Any] = {"temperature": p.temperature, "top_p": p.top_p, "max_tokens": p.max_tokens}
+        kwargs: dict[str, Any] = {"temperature": p.temperature, "top_p": p.top_p, self.max_tokens_field: p.max_tokens}
         if p.seed is not None:
             kwargs["seed"] = p.seed
         if self.extra_body:
