@@ -6,7 +6,7 @@ from conftest import cached_assembler, make_pool
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ctxsynth.assemble import Assembler
+from ctxsynth.assemble import AssembleConfig, Assembler
 from ctxsynth.eval.metrics import contains_normalized
 from ctxsynth.records import Sample
 
@@ -84,6 +84,30 @@ def test_paper_default_is_ten_documents_with_gold_in_a_uniform_slot() -> None:
     by_id = {r.id: r.task for r in POOL}
     assert all(by_id[d] == s.task for s in samples for d in s.distractor_ids), "same-task distractors"
     check_sample(assembler, samples[0], POOL[0].context.strip())
+
+
+def test_document_count_mode_with_a_cap_drops_whole_distractors_until_the_sample_fits() -> None:
+    """max_total_tokens (count mode): no sample is over the cap, the gold stays intact and exact
+    (check_sample), distractors are dropped whole, never cut, and the drops are counted."""
+    free = [cached_assembler(0).assemble(r) for r in POOL[:12]]
+    cap = sorted(s.tokens["total"] for s in free)[3]  # below most uncapped samples
+    assembler = Assembler(AssembleConfig(max_total_tokens=cap), POOL, 0)
+    samples = [assembler.assemble(r) for r in POOL[:12]]
+    assert all(isinstance(s, Sample) and s.tokens["total"] <= cap for s in samples)
+    assert any(s.n_documents < 10 for s in samples) and assembler.stats["capped_samples"] >= 8
+    docs = {r.id: r.context.strip() for r in POOL}
+    for s in samples:
+        check_sample(assembler, s, docs[s.id])
+        assert all(docs[d] in s.messages[0]["content"] for d in s.distractor_ids)  # whole documents
+    for capped, uncapped in zip(samples, free, strict=True):  # the cap only removes, in the same order
+        assert [d for d in uncapped.distractor_ids if d in capped.distractor_ids] == capped.distractor_ids
+
+
+def test_a_cap_with_a_token_target_is_a_config_error() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="max_total_tokens"):
+        AssembleConfig(max_total_tokens=4096, target_tokens=2048)
 
 
 def test_fixed_depth_lands_near_the_requested_depth() -> None:

@@ -136,11 +136,16 @@ class Assembler:
                                   enabled=cfg.leak_check, others=golds if len(golds) > 1 else ())
         candidates = self.source.candidates(self._query(record, golds), rng)
         budget = None if target is None else target - cfg.reserve_tokens
+        cap = None if cfg.max_total_tokens is None else cfg.max_total_tokens - cfg.reserve_tokens
         if budget is None:
             need = max(cfg.n_documents - len(golds), 0)
             chosen = selection.by_count(candidates, screen, need)
             if chosen.exhausted:
                 return self._reject(record, "too_few_distractors", f"{len(chosen.docs)} clean distractors, need {need}")
+            if cap is not None:
+                alone = self.count(self._layout(head, golds, 0, tail, answer, tuple(range(len(golds)))))
+                if alone.total > cap:
+                    return self._reject(record, "gold_exceeds_budget", f"{alone.total} tokens > max_total_tokens {cap}")
         else:
             slots = tuple(range(len(golds)))
             alone = self.count(self._layout(head, golds, 0, tail, answer, slots))
@@ -153,7 +158,13 @@ class Assembler:
         order = list(chosen.docs)
         rng.shuffle(order)
         trim = self._trimmer(int(cfg.fill_tolerance * target)) if cfg.trim_to_fill and target else None
-        layout, count = self._fit(head, tail, answer, golds, order, chosen, depth, rng, budget, trim)
+        picked = len(order)
+        # count mode with a cap: whole distractors are dropped (never trimmed) until the sample fits
+        layout, count = self._fit(head, tail, answer, golds, order, chosen, depth, rng,
+                                  budget if budget is not None else cap, trim if budget is not None else None)
+        if budget is None and cap is not None and len(order) < picked:
+            self.stats["capped_samples"] += 1
+            self.stats["capped_distractors"] += picked - len(order)
         if budget is not None and chosen.exhausted and budget - count.total > int(cfg.fill_tolerance * target):
             return self._reject(record, "pool_exhausted",
                                 f"{count.total} of {budget} tokens after {chosen.scanned} candidates")

@@ -30,6 +30,9 @@ class AssembleConfig:
     tokenizer: str = "smollm2"  # spec for ctxsynth.tokenize.load_tokenizer
     # length: a document count (target_tokens None) or a token target
     n_documents: int = 10  # gold + distractors, used when target_tokens is None
+    # document-count mode only: a cap on the whole sample (chat + answer) in tokens, e.g. the pack
+    # length you train at. Distractors are dropped, last chosen first, until it fits; None = no cap
+    max_total_tokens: int | None = None
     target_tokens: int | list[int] | None = None
     target_sampling: Literal["choice", "uniform"] = "choice"  # list: one bucket per sample, or [min, max]
     reserve_tokens: int = 0  # kept free below the target (e.g. an EOS the trainer appends)
@@ -61,6 +64,12 @@ class AssembleConfig:
         """Raise ValueError on impossible combinations, naming the field."""
         if self.n_documents < 1:
             raise ValueError("n_documents must be >= 1")
+        if self.max_total_tokens is not None:
+            if self.max_total_tokens <= 0:
+                raise ValueError(f"max_total_tokens must be positive, got {self.max_total_tokens}")
+            if self.target_tokens is not None:
+                raise ValueError("max_total_tokens caps document-count mode; with target_tokens set, the "
+                                 "target already bounds every sample: set one of the two")
         targets = self.targets()
         if any(t <= 0 for t in targets):
             raise ValueError(f"target_tokens must be positive, got {self.target_tokens!r}")
