@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from conftest import cached_assembler, make_pool
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import cached_assembler, make_pool
 from ctxsynth.assemble import AssembleConfig, Assembler
 from ctxsynth.eval.metrics import contains_normalized
 from ctxsynth.records import Sample

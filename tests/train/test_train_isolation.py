@@ -123,6 +123,8 @@ def test_varlen_runs_fp32_master_weights_under_bf16_autocast_cuda(tiny_model_dir
         assert _packed_vs_separate(model, _samples(smol_tokenizer), "cuda") < 5e-2
         loss, grads = _packed_loss_and_grads(model.train(), _samples(smol_tokenizer), "cuda")
     assert torch.isfinite(loss) and grads and all(torch.isfinite(g).all() for g in grads)
+    # a plain fp32 model without autocast: the kernel runs in bf16, o_proj gets fp32 back
+    assert _packed_vs_separate(model.eval(), _samples(smol_tokenizer), "cuda") < 5e-2
 
 
 @pytest.mark.gpu

@@ -110,11 +110,13 @@ def varlen_attention_forward(
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (T, H, D)
     if q.is_cuda:
         # flash kernels take fp16/bf16 only; with fp32 master weights under autocast, rotary
-        # embeddings leave q and k in fp32: run the kernel in the autocast (else bf16) dtype
+        # embeddings leave q and k in fp32: run the kernel in the autocast (else bf16) dtype and
+        # hand back value's dtype (bf16 under autocast; fp32 in a plain fp32 model, for o_proj)
+        out_dtype = v.dtype
         half = q.dtype if q.dtype in (torch.float16, torch.bfloat16) else (
             torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else torch.bfloat16)
         q, k, v = q.to(half), k.to(half), v.to(half)
-        out = _cuda_varlen(q, k, v, cu, kwargs.get("max_length_q"), scaling)
+        out = _cuda_varlen(q, k, v, cu, kwargs.get("max_length_q"), scaling).to(out_dtype)
     else:
         out = _per_document_sdpa(q, k, v, cu, scaling)
     return out.unsqueeze(0), None
