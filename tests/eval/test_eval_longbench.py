@@ -81,3 +81,21 @@ def test_summary_has_paper_categories_mean_and_length_buckets() -> None:
     assert paper["mean"] == pytest.approx((50 + 20 + 60 + 30) / 4) and not paper["complete"]
     assert summary["length_buckets"]["narrativeqa"] == {"0-4k": 100.0, "8k+": 0.0}
     assert summary["length_buckets"]["gov_report"] == {"4-8k": 30.0}
+
+
+def test_chinese_tasks_load_with_chinese_templates_and_metrics(tmp_path: Path) -> None:
+    """The five Chinese LongBench v1 tasks have templates (with {context}), LongBench's output
+    budgets, metrics over jieba words, and score end to end from a record."""
+    from ctxsynth.eval.metrics import score
+
+    specs = load_task_specs()
+    zh = {"multifieldqa_zh": ("qa_f1_zh", 64), "dureader": ("rouge_l_zh", 128), "vcsum": ("rouge_l_zh", 512),
+          "lsht": ("classification", 64), "passage_retrieval_zh": ("retrieval_zh", 32)}
+    assert {t: (specs[t].metric, specs[t].max_new_tokens) for t in zh} == zh
+    record = {"input": "小明毕业于哪里？", "context": "小明硕士毕业于中国科学院计算所。", "answers": ["中国科学院计算所"],
+              "all_classes": None, "length": 20, "dataset": "multifieldqa_zh", "_id": "zh-0"}
+    [item] = load_longbench([_write(tmp_path / "multifieldqa_zh.jsonl", [record])])
+    assert "小明硕士毕业于中国科学院计算所。" in item.prompt and "问题：小明毕业于哪里？" in item.prompt
+    # 他 / 毕业 / 于 / 中国科学院 / 计算所 against 中国科学院 / 计算所: P 2/5, R 1, F1 = 0.8 / 1.4
+    assert score(item.metric, "他毕业于中国科学院计算所。", item.answers, item.meta) == pytest.approx(0.8 / 1.4)
+    assert item.meta["category"] == "single-doc (zh)"  # English category means stay English-only

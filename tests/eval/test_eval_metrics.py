@@ -58,3 +58,23 @@ def test_score_dispatches_by_name_and_rejects_unknown_names() -> None:
     assert metrics.score("qa_f1", "cat sat", ["cat sat down"]) == pytest.approx(0.8)
     with pytest.raises(KeyError, match="qa_f1"):
         metrics.score("qa_f2", "x", ["x"])
+
+
+def test_chinese_metrics_hand_computed_over_jieba_words() -> None:
+    """LongBench's Chinese scoring: jieba words, punctuation and spaces dropped.
+    '小明硕士毕业于中国科学院计算所。' -> 小明 / 硕士 / 毕业 / 于 / 中国科学院 / 计算所 (6 words)."""
+    assert metrics.zh_words("小明硕士毕业于中国科学院计算所。") == ["小明", "硕士", "毕业", "于", "中国科学院", "计算所"]
+    assert metrics.normalize_zh_answer("《北京》， 2008年！") == "北京2008年"
+    # 2 of the prediction's 2 words among the reference's 6: P 1, R 1/3, F1 0.5
+    assert metrics.score("qa_f1_zh", "中国科学院计算所", ["小明硕士毕业于中国科学院计算所"]) == pytest.approx(0.5)
+    assert metrics.score("qa_f1_zh", "计算所！", ["计算所"]) == 1.0
+    # LCS 4 words (会议 讨论 了 预算) of 4 predicted and 7 reference words: F = 2 * 4/7 / (1 + 4/7) = 8/11
+    assert metrics.score("rouge_l_zh", "会议讨论了预算", ["本次会议讨论了明年的预算"]) == pytest.approx(8 / 11)
+    # the English scorer keeps only [a-z0-9]: it would score Chinese text 0
+    assert metrics.score("rouge_l", "会议讨论了预算", ["本次会议讨论了明年的预算"]) == 0.0
+
+
+def test_chinese_retrieval_reads_duanluo_labels() -> None:
+    assert metrics.score("retrieval_zh", "答案是段落12", ["段落12"]) == 1.0
+    assert metrics.score("retrieval_zh", "段落3或段落12", ["段落12"]) == 0.5
+    assert metrics.score("retrieval_zh", "不知道", ["段落12"]) == 0.0

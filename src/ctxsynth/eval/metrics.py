@@ -90,6 +90,59 @@ def rouge_l(prediction: str, reference: str) -> float:
     return float(_rouge_scorer().score(reference, prediction)["rougeL"].fmeasure)
 
 
+# Chinese (LongBench's multifieldqa_zh, dureader, vcsum, passage_retrieval_zh): words from jieba,
+# each lower-cased with ASCII and CJK punctuation and spaces removed; empty words dropped.
+_ZH_PUNCT = set(string.punctuation) | set(
+    "！？｡。＂＃＄％＆＇（）＊＋，－／：；＜＝＞＠［＼］＾＿｀｛｜｝～｟｠｢｣､、〃》《「」『』【】〔〕〖〗〘〙〚〛〜〝〞〟〰〾〿–—‘’‛“”„‟…‧﹏·"
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _jieba() -> Any:
+    import logging
+
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)  # it announces its dictionary load on stderr otherwise
+    return jieba
+
+
+def normalize_zh_answer(text: str) -> str:
+    """Lower-case and drop punctuation (ASCII and CJK) and all whitespace (LongBench's Chinese rule)."""
+    return "".join(ch for ch in text.lower() if ch not in _ZH_PUNCT and not ch.isspace())
+
+
+def zh_words(text: str) -> list[str]:
+    """jieba's words of `text` (precise mode), normalised, without the empty ones."""
+    return [w for w in (normalize_zh_answer(w) for w in _jieba().cut(text, cut_all=False)) if w]
+
+
+def qa_f1_zh(prediction: str, reference: str) -> float:
+    """Token F1 over jieba words (LongBench's qa_f1_zh)."""
+    return token_f1(zh_words(prediction), zh_words(reference))
+
+
+class _ZhTokenizer:
+    """rouge-score tokenizer interface over jieba words (its default keeps only [a-z0-9])."""
+
+    def tokenize(self, text: str) -> list[str]:
+        return zh_words(text)
+
+
+@functools.lru_cache(maxsize=1)
+def _rouge_scorer_zh() -> Any:
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rougeL"], tokenizer=_ZhTokenizer())
+
+
+def rouge_l_zh(prediction: str, reference: str) -> float:
+    """ROUGE-L F-measure over jieba words (LongBench's rouge_zh segments with jieba the same way)."""
+    if not prediction.strip() or not reference.strip():
+        return 0.0
+    return float(_rouge_scorer_zh().score(reference, prediction)["rougeL"].fmeasure)
+
+
 def best_rouge_l(prediction: str, references: Sequence[str]) -> float:
     return max((rouge_l(prediction, r) for r in references), default=0.0)
 
@@ -103,13 +156,14 @@ def classification_score(prediction: str, reference: str, classes: Sequence[str]
 
 
 _PARAGRAPH_REF = re.compile(r"Paragraph (\d+)")
+_PARAGRAPH_REF_ZH = re.compile(r"段落(\d+)")
 _NUMBER = re.compile(r"\d+")
 
 
-def retrieval_score(prediction: str, reference: str) -> float:
+def retrieval_score(prediction: str, reference: str, pattern: re.Pattern[str] = _PARAGRAPH_REF) -> float:
     """LongBench passage-retrieval accuracy: the share of numbers in the prediction that equal the
     reference paragraph number ("Paragraph 7" -> 7); 0 when the prediction names no number."""
-    found = _PARAGRAPH_REF.search(reference)
+    found = pattern.search(reference)
     target = found.group(1) if found else reference.strip()
     numbers = _NUMBER.findall(prediction)
     if not numbers:
@@ -157,6 +211,9 @@ METRICS: dict[str, Callable[[str, Sequence[str], dict[str, Any]], float]] = {
     "rouge_l": _best(rouge_l),
     "classification": _classification,
     "retrieval": _best(retrieval_score),
+    "qa_f1_zh": _best(qa_f1_zh),
+    "rouge_l_zh": _best(rouge_l_zh),
+    "retrieval_zh": _best(functools.partial(retrieval_score, pattern=_PARAGRAPH_REF_ZH)),
     "count": _best(count_score),
     "code_sim": _best(code_sim),
     "exact_match": lambda p, refs, meta: exact_match(p, refs),
