@@ -7,6 +7,7 @@ from ctxsynth.registry import Registry
 
 BACKENDS = Registry("LLM backend")
 BACKENDS.register("openai", "ctxsynth.llm.openai_backend:OpenAIBackend")
+BACKENDS.register("openai-batch", "ctxsynth.llm.openai_batch:OpenAIBatchBackend")
 BACKENDS.register("transformers", "ctxsynth.llm.hf_backend:TransformersBackend")
 BACKENDS.register("vllm", "ctxsynth.llm.vllm_backend:VLLMBackend")
 BACKENDS.register("fake", "ctxsynth.llm.fake:FakeBackend")
