@@ -10,7 +10,10 @@ requests, instead of paying for a second batch. The state file goes once the res
 A batch that failed or was cancelled is submitted again; lines missing from an expired batch, and
 lines in its error file, come back as failed results (a rerun sends only those, since answers are
 cached). If `max_wait_s` passes first, every request of the unfinished batch fails with a message
-naming the batch id, and the state stays for the next run.
+naming the batch id, and the state stays for the next run. Leave `max_wait_s` unset (wait until
+the batch ends) inside `ctxsynth run`: there a failed request counts as a failed synthesis attempt,
+which may be regenerated with a new seed, i.e. in a new batch. To stop waiting, stop the process:
+the rerun resumes the same batch.
 
 Options and the API key come as in the `openai` backend (key from the environment only; a local
 server needs none); `poll_interval_s` sets how often the batch status is read.
