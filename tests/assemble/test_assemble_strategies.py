@@ -7,8 +7,8 @@ import random
 from pathlib import Path
 
 import pytest
-from conftest import cached_assembler, make_pool
 
+from conftest import cached_assembler, make_pool
 from ctxsynth.assemble import AssembleConfig, Assembler
 from ctxsynth.assemble.corpus import load_corpus
 from ctxsynth.records import Rejected, Sample, Seed, Synthesized, to_dict
@@ -84,6 +84,22 @@ def test_corpus_folder_strategy_uses_the_users_files(tmp_path: Path) -> None:
     sample = Assembler(config, POOL, 0).assemble(POOL[1])
     assert isinstance(sample, Sample) and sample.tokens["total"] <= 1500
     assert all(d.startswith("corpus:") for d in sample.distractor_ids)
+
+
+def test_ranked_corpus_strategies_pick_hard_negatives_from_the_corpus(tmp_path: Path) -> None:
+    """embedding:<corpus> and bm25:<corpus> rank an external corpus (not the synthetic pool) by
+    similarity to the gold: the one corpus document on the gold's topic comes first."""
+    topic = "The lighthouse keeper polished the brass lamp of the lighthouse on the rocky island coast."
+    (tmp_path / "near.txt").write_text(f"{topic} Storms and ships passed the lighthouse island all winter.")
+    for name, subject in (("a", "rivers and valleys"), ("b", "mountain goats"), ("c", "tax law reform")):
+        (tmp_path / f"{name}.txt").write_text(" ".join(f"A sentence {i} about {subject}." for i in range(30)))
+    gold = Synthesized(id="gold", task="hotpotqa", context=f"{topic} The keeper wrote the code LX-77 in the log.",
+                       seed=Seed(id="g", task="hotpotqa", instruction="Which code?", answer="LX-77"),
+                       provenance={}, verdicts={})
+    for kind in ("bm25", "embedding"):
+        config = AssembleConfig(n_documents=2, distractors=f"{kind}:{tmp_path}", corpus_chunk_words=400)
+        sample = Assembler(config, [*make_pool(10), gold], 0).assemble(gold)
+        assert isinstance(sample, Sample) and sample.distractor_ids == ["corpus:near.txt:0"], (kind, sample)
 
 
 def test_builtin_corpora_chunk_real_text_to_about_the_requested_size() -> None:

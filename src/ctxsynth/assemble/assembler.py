@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ctxsynth.assemble import position, selection
 from ctxsynth.assemble.budget import ChatFrame, Count, Layout, fast_count, full_count
-from ctxsynth.assemble.config import AssembleConfig
+from ctxsynth.assemble.config import CORPUS_PREFIXES, AssembleConfig
 from ctxsynth.assemble.corpus import load_corpus
 from ctxsynth.assemble.distractors import build_source
 from ctxsynth.assemble.documents import Doc, index_documents, trim_document
@@ -48,7 +48,7 @@ class Assembler:
         self.pool = index_documents(self.tokenizer, [item for r in unique.values() for item in _pool_items(r)])
         self.by_id = {doc.id: doc for doc in self.pool}
         corpus: list[Doc] = []
-        if config.distractors.startswith("corpus:"):
+        if config.distractors.startswith(CORPUS_PREFIXES):
             items = load_corpus(config.distractors.split(":", 1)[1], config.corpus_chunk_words)
             corpus = index_documents(self.tokenizer, [(i, "corpus", t) for i, t in items])
         model_dir = Path(config.embedding_model) if config.embedding_model else None

@@ -21,6 +21,8 @@ PositionMode = Literal["uniform", "fixed", "grid", "middle"]
 VerifyMode = Literal["auto", "fast", "full"]
 
 BUILTIN_STRATEGIES = ("same_task", "any_task", "embedding", "bm25")
+# strategies that draw from an external corpus (wiki, essays or a path): at random, or ranked
+CORPUS_PREFIXES = ("corpus:", "embedding:", "bm25:")
 
 
 @dataclass
@@ -43,7 +45,8 @@ class AssembleConfig:
     depth: float = 0.5  # for position="fixed"
     grid_points: int = 11  # for position="grid": depths 0, 1/(n-1), ..., 1, one cell per sample
     middle_concentration: float = 4.0  # for position="middle": depth ~ Beta(c, c)
-    # distractors: same_task | any_task | embedding | bm25 | corpus:wiki | corpus:essays | corpus:<path>
+    # distractors: same_task | any_task | embedding | bm25 (hard negatives ranked in the synthetic pool)
+    # | corpus:<c> (random) | embedding:<c> | bm25:<c> (ranked in corpus c: wiki, essays or a path)
     distractors: str = "same_task"
     corpus_chunk_words: int = 700  # external corpora are cut into documents of about this many words
     embedding_model: str | None = None  # sentence-transformers folder; None = bundled MiniLM
@@ -87,9 +90,10 @@ class AssembleConfig:
             raise ValueError("grid_points must be >= 2")
         if self.middle_concentration <= 0:
             raise ValueError("middle_concentration must be > 0")
-        if self.distractors not in BUILTIN_STRATEGIES and not self.distractors.startswith("corpus:"):
+        if self.distractors not in BUILTIN_STRATEGIES and not self.distractors.startswith(CORPUS_PREFIXES):
             raise ValueError(
                 f"unknown distractor strategy {self.distractors!r}; use one of {', '.join(BUILTIN_STRATEGIES)}, "
+                "embedding:<corpus>, bm25:<corpus>, "
                 "corpus:wiki, corpus:essays or corpus:<path>"
             )
         if self.corpus_chunk_words < 20:

@@ -104,12 +104,14 @@ def build_source(strategy: str, pool: Sequence[Doc], corpus: Sequence[Doc], mode
         return RandomSource(pool, same_task=True)
     if strategy == "any_task":
         return RandomSource(pool, same_task=False)
-    if strategy.startswith("corpus:"):
+    kind, _, corpus_name = strategy.partition(":")
+    docs = corpus if corpus_name else pool  # "embedding:wiki" ranks the corpus, "embedding" the pool
+    if kind == "corpus":
         return RandomSource(corpus, same_task=False)
-    if strategy == "embedding":
+    if kind == "embedding":
         from ctxsynth import assets
 
-        return EmbeddingSource(pool, model_dir or assets.minilm_dir())
-    if strategy == "bm25":
-        return BM25Source(pool)
+        return EmbeddingSource(docs, model_dir or assets.minilm_dir())
+    if kind == "bm25":
+        return BM25Source(docs)
     raise ValueError(f"unknown distractor strategy {strategy!r}")
