@@ -159,9 +159,9 @@ class Assembler:
         rng.shuffle(order)
         trim = self._trimmer(int(cfg.fill_tolerance * target)) if cfg.trim_to_fill and target else None
         picked = len(order)
-        # count mode with a cap: whole distractors are dropped (never trimmed) until the sample fits
+        # count mode with a cap: trim is None there, so whole distractors are dropped until it fits
         layout, count = self._fit(head, tail, answer, golds, order, chosen, depth, rng,
-                                  budget if budget is not None else cap, trim if budget is not None else None)
+                                  budget if budget is not None else cap, trim)
         if budget is None and cap is not None and len(order) < picked:
             self.stats["capped_samples"] += 1
             self.stats["capped_distractors"] += picked - len(order)

@@ -74,20 +74,23 @@ def substring_match(prediction: str, references: Sequence[str]) -> float:
     return 1.0 if any(contains_normalized(prediction, r) for r in references) else 0.0
 
 
-@functools.lru_cache(maxsize=1)
-def _rouge_scorer() -> Any:
+@functools.lru_cache(maxsize=2)
+def _rouge_scorer(chinese: bool = False) -> Any:
     from rouge_score import rouge_scorer
 
+    if chinese:  # its default tokenizer keeps only [a-z0-9]: Chinese text would score 0
+        return rouge_scorer.RougeScorer(["rougeL"], tokenizer=_ZhTokenizer())
     return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 
 
-def rouge_l(prediction: str, reference: str) -> float:
+def rouge_l(prediction: str, reference: str, chinese: bool = False) -> float:
     """ROUGE-L F-measure (longest common subsequence of lower-cased alphanumeric tokens, no
-    stemming) from the `rouge-score` package. LongBench used the `rouge` package's summary-level
-    variant; the two agree on single-sentence texts and differ slightly on multi-sentence ones."""
+    stemming; jieba words with `chinese`) from the `rouge-score` package. LongBench used the `rouge`
+    package's summary-level variant; the two agree on single-sentence texts and differ slightly on
+    multi-sentence ones."""
     if not prediction.strip() or not reference.strip():
         return 0.0
-    return float(_rouge_scorer().score(reference, prediction)["rougeL"].fmeasure)
+    return float(_rouge_scorer(chinese).score(reference, prediction)["rougeL"].fmeasure)
 
 
 # Chinese (LongBench's multifieldqa_zh, dureader, vcsum, passage_retrieval_zh): words from jieba,
@@ -123,24 +126,15 @@ def qa_f1_zh(prediction: str, reference: str) -> float:
 
 
 class _ZhTokenizer:
-    """rouge-score tokenizer interface over jieba words (its default keeps only [a-z0-9])."""
+    """rouge-score tokenizer interface over jieba words."""
 
     def tokenize(self, text: str) -> list[str]:
         return zh_words(text)
 
 
-@functools.lru_cache(maxsize=1)
-def _rouge_scorer_zh() -> Any:
-    from rouge_score import rouge_scorer
-
-    return rouge_scorer.RougeScorer(["rougeL"], tokenizer=_ZhTokenizer())
-
-
 def rouge_l_zh(prediction: str, reference: str) -> float:
     """ROUGE-L F-measure over jieba words (LongBench's rouge_zh segments with jieba the same way)."""
-    if not prediction.strip() or not reference.strip():
-        return 0.0
-    return float(_rouge_scorer_zh().score(reference, prediction)["rougeL"].fmeasure)
+    return rouge_l(prediction, reference, chinese=True)
 
 
 def best_rouge_l(prediction: str, references: Sequence[str]) -> float:

@@ -185,6 +185,14 @@ class OpenAIBackend(Backend):
             ident["extra_body"] = self.extra_body
         return ident
 
+    def sampling_fields(self, request: ChatRequest) -> dict[str, Any]:
+        """The body fields that carry a request's sampling parameters (seed only when set)."""
+        p = request.params
+        fields: dict[str, Any] = {"temperature": p.temperature, "top_p": p.top_p, self.max_tokens_field: p.max_tokens}
+        if p.seed is not None:
+            fields["seed"] = p.seed
+        return fields
+
     def _base_url(self) -> str | None:
         """The endpoint the client will call: base_url, else OPENAI_BASE_URL (the client's fallback)."""
         return self.base_url or os.environ.get("OPENAI_BASE_URL") or None
@@ -262,10 +270,7 @@ class OpenAIBackend(Backend):
     async def _attempt(self, client: Any, request: ChatRequest, key: str) -> ChatResult | _Failure:
         import openai
 
-        p = request.params
-        kwargs: dict[str, Any] = {"temperature": p.temperature, "top_p": p.top_p, self.max_tokens_field: p.max_tokens}
-        if p.seed is not None:
-            kwargs["seed"] = p.seed
+        kwargs = self.sampling_fields(request)
         if self.extra_body:
             kwargs["extra_body"] = self.extra_body
         try:

@@ -74,12 +74,8 @@ class OpenAIBatchBackend(OpenAIBackend):
 
     def body(self, request: ChatRequest) -> dict[str, Any]:
         """The chat-completions body of one request (what the openai backend sends, as JSON)."""
-        p = request.params
-        body: dict[str, Any] = {"model": self.model, "messages": list(request.messages), "temperature": p.temperature,
-                                "top_p": p.top_p, self.max_tokens_field: p.max_tokens}
-        if p.seed is not None:
-            body["seed"] = p.seed
-        return {**body, **self.extra_body}
+        return {"model": self.model, "messages": list(request.messages), **self.sampling_fields(request),
+                **self.extra_body}
 
     def generate(self, requests: Sequence[ChatRequest], on_result: ResultCallback | None = None) -> list[ChatResult]:
         if not requests:
