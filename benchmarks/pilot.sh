@@ -5,6 +5,7 @@
 #
 #   bash benchmarks/pilot.sh inputs            # CPU, needs the asset packages (make setup)
 #   bash benchmarks/pilot.sh base|sft1|sft2|sft3|sft4 ...   # GPU: train the arm (not base), evaluate it
+#   bash benchmarks/pilot.sh sft3-s1 ...       # a replicate: training seed and data order 1
 #   bash benchmarks/pilot.sh report            # tables with paired-bootstrap intervals + plot
 #
 # Arms given together run one after another; on a machine with several GPUs run one arm per GPU
@@ -20,9 +21,9 @@ say() { printf '\n== %s  (%s)\n' "$1" "$(date +%T)"; }
 do_() { if [[ $DRY == 1 ]]; then echo "$*"; else "$@"; fi; }
 
 niah_file() {  # the NIAH training file of an arm (none for sft1)
-  case $1 in
+  case ${1%-s*} in
     sft1) echo "";;
-    sft2|sft3|sft4) echo "runs/pilot/niah/$1/export/trl_messages/data.jsonl";;
+    sft2|sft3|sft4) echo "runs/pilot/niah/${1%-s*}/export/trl_messages/data.jsonl";;
     *) echo "unknown arm $1" >&2; exit 2;;
   esac
 }
@@ -48,8 +49,10 @@ arm() {
   local name=$1
   say "$name"
   if [[ $name == base ]]; then evaluate base smollm2-135m-instruct; return; fi
-  local file; file=$(niah_file "$name")
-  do_ $CTX train $EXP/train.yaml output_dir=runs/pilot/train/$name "data.train_files=[${file}]"
+  local file seed=42 shuffle=0; file=$(niah_file "$name")
+  if [[ $name == *-s* ]]; then seed=${name##*-s}; shuffle=$seed; fi
+  do_ $CTX train $EXP/train.yaml output_dir=runs/pilot/train/$name "data.train_files=[${file}]" \
+      seed=$seed data.shuffle_seed=$shuffle
   evaluate "$name" runs/pilot/train/$name/final
 }
 
@@ -63,12 +66,12 @@ report() {
   do_ $PY benchmarks/pilot_report.py --out "$REPORT_DIR" --grid "${grid[@]}" --needle "${needle[@]}"
 }
 
-[[ $# -gt 0 ]] || { sed -n '2,13p' "$0"; exit 2; }
+[[ $# -gt 0 ]] || { sed -n '2,14p' "$0"; exit 2; }
 for step in "$@"; do
   case $step in
     inputs) inputs;;
     report) report;;
-    base|sft1|sft2|sft3|sft4) arm "$step";;
+    base|sft[1-4]|sft[1-4]-s[0-9]*) arm "$step";;
     *) echo "unknown step $step (inputs, base, sft1..sft4, report)" >&2; exit 2;;
   esac
 done

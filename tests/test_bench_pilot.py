@@ -44,4 +44,5 @@ def test_pilot_script_dry_run_names_every_step():
     stdout = _run("bash", "benchmarks/pilot.sh", "sft4", "report", env={"DRY": "1"})
     assert "train configs/experiments/pilot/train.yaml output_dir=runs/pilot/train/sft4" in stdout
     assert "data.train_files=[runs/pilot/niah/sft4/export/trl_messages/data.jsonl]" in stdout
+    assert "seed=42 data.shuffle_seed=0" in stdout
     assert "name=pilot-sft4-needle" in stdout and "pilot_report.py" in stdout
