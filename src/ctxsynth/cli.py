@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -26,6 +27,9 @@ from rich.text import Text
 
 from ctxsynth import __version__
 from ctxsynth import config as cfg
+from ctxsynth.errors import REPORT_HINT, UserError
+
+T = TypeVar("T")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Long-context instruction-tuning data by context synthesis.")
 console = Console(stderr=True)
@@ -72,7 +76,12 @@ class RichProgress:
         self._bar.stop()
 
 
+_VERBOSE = False  # set by _setup_logging: -v also shows the traceback of a user error
+
+
 def _setup_logging(verbose: bool) -> None:
+    global _VERBOSE
+    _VERBOSE = verbose
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
         handlers=[RichHandler(console=console, show_path=False, show_time=False)], force=True,
@@ -88,26 +97,39 @@ def _load_run(config: Path, overrides: list[str] | None):
     return Run(run_config, base_dir=Path.cwd())
 
 
-def _fail(error: Exception) -> None:
-    console.print(f"[red]error:[/red] {error}")
+INTERRUPTED = "[yellow]interrupted[/yellow]; rerun the same command to resume"
+
+
+def _fail(error: Exception) -> NoReturn:
+    if _VERBOSE:
+        console.print_exception()
+    console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
-def _guard(fn):
-    """Turn user-facing errors into one red line and exit code 2 instead of a traceback."""
-    from ctxsynth.registry import RegistryError
-
+def _guard(fn: Callable[[], T]) -> T:
+    """A user error (ctxsynth.errors.UserError) becomes one red line and exit code 2; Ctrl-C says how
+    to resume and exits 130; anything else is a bug and propagates to `main`, which prints its
+    traceback and asks for a report."""
     try:
         return fn()
-    except (cfg.ConfigError, RegistryError, FileNotFoundError, ValueError) as e:
+    except UserError as e:
         _fail(e)
+    except KeyboardInterrupt:
+        console.print(INTERRUPTED, highlight=False)
+        raise typer.Exit(130) from None
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
 
 
 @app.callback()
-def _main(version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False) -> None:
-    if version:
-        typer.echo(__version__)
-        raise typer.Exit()
+def _main(version: Annotated[bool, typer.Option("--version", help="Print the version.", is_eager=True,
+                                                callback=_print_version)] = False) -> None:
+    """Long-context instruction-tuning data by context synthesis."""
 
 
 @app.command()
@@ -239,11 +261,16 @@ def ls() -> None:
 
 
 def main() -> None:
+    """Entry point: user errors and Ctrl-C are handled in `_guard`; a bug shows its traceback."""
     try:
         app()
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/yellow]: finished requests are cached; rerun the same command to resume")
+    except KeyboardInterrupt:  # outside a guarded call (e.g. while importing)
+        console.print(INTERRUPTED, highlight=False)
         sys.exit(130)
+    except Exception:
+        console.print_exception()
+        console.print(f"[red]internal error:[/red] {REPORT_HINT}", highlight=False)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -19,11 +19,10 @@ from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from ctxsynth.errors import ConfigError
+
 T = TypeVar("T")
 
-
-class ConfigError(ValueError):
-    pass
 
 
 def _type_name(tp: Any) -> str:

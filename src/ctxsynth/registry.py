@@ -9,10 +9,7 @@ import difflib
 import importlib
 from typing import Any
 
-
-class RegistryError(KeyError):
-    def __str__(self) -> str:  # KeyError quotes its message; we want plain text
-        return str(self.args[0])
+from ctxsynth.errors import RegistryError
 
 
 class Registry:

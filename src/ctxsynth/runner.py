@@ -17,6 +17,7 @@ from typing import Any
 
 from ctxsynth import config as cfg
 from ctxsynth.assemble.config import AssembleConfig
+from ctxsynth.errors import ConfigError
 from ctxsynth.filters.config import FiltersConfig
 from ctxsynth.io import Markers, atomic_write_text, read_jsonl, shard_name
 from ctxsynth.progress import Progress
@@ -73,11 +74,11 @@ class RunConfig:
     def __post_init__(self) -> None:
         unknown = [s for s in self.stages if s not in STAGES]
         if unknown:
-            raise ValueError(f"stages: unknown stage(s) {unknown}; known, in order: {', '.join(STAGES)}")
+            raise ConfigError(f"stages: unknown stage(s) {unknown}; known, in order: {', '.join(STAGES)}")
         if self.shards < 1:
-            raise ValueError("shards must be >= 1")
+            raise ConfigError("shards must be >= 1")
         if not self.name or "/" in self.name:
-            raise ValueError(f"name {self.name!r} must be a non-empty folder name")
+            raise ConfigError(f"name {self.name!r} must be a non-empty folder name")
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ctxsynth import assets
+from ctxsynth.errors import InputError, PathNotFound
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +60,14 @@ def _jsonl_texts(path: Path) -> Iterator[str]:
             row = json.loads(line)
             text = next((row[k] for k in _TEXT_FIELDS if isinstance(row.get(k), str)), None)
             if text is None:
-                raise ValueError(f"{path}:{line_no}: no text field ({', '.join(_TEXT_FIELDS)})")
+                raise InputError(f"{path}:{line_no}: no text field ({', '.join(_TEXT_FIELDS)})")
             yield text
 
 
 def _path_texts(root: Path) -> list[tuple[str, list[str]]]:
     files = sorted(p for p in root.rglob("*") if p.suffix in (".txt", ".md", ".jsonl")) if root.is_dir() else [root]
     if not files:
-        raise ValueError(f"corpus folder {root} holds no .txt, .md or .jsonl files")
+        raise InputError(f"corpus folder {root} holds no .txt, .md or .jsonl files")
     out = []
     for path in files:
         if path.suffix == ".jsonl":
@@ -84,7 +85,7 @@ def load_corpus(spec: str, words_per_chunk: int) -> tuple[tuple[str, str], ...]:
     else:
         root = Path(spec)
         if not root.exists():
-            raise FileNotFoundError(f"distractor corpus {spec!r}: no such file or folder")
+            raise PathNotFound(f"distractor corpus {spec!r}: no such file or folder")
         sources = _path_texts(root)
     docs: list[tuple[str, str]] = []
     for name, texts in sources:

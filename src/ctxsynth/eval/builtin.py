@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ctxsynth import assets
+from ctxsynth.errors import ConfigError
 from ctxsynth.eval.longbench import load_task_specs
 from ctxsynth.eval.padding import pad_to_length
 from ctxsynth.eval.partition import HELDOUT_RULE, hotpotqa_is_heldout, squad_is_heldout
@@ -124,7 +125,7 @@ def _filler(kind: str, title: str) -> tuple[Sequence[str], str]:
         return _essay_sentences(), " "
     if kind == "wiki":  # never pad with the article the question comes from
         return [text for t, text in _wiki_extracts() if t.lower() != title.lower()], "\n\n"
-    raise ValueError(f"filler must be 'essays' or 'wiki', not {kind!r}")
+    raise ConfigError(f"filler must be 'essays' or 'wiki', not {kind!r}")
 
 
 def squad_items(
@@ -146,7 +147,7 @@ def squad_items(
     fits = (q for q in pool if len(tokenizer.encode(spec.render(q["context"], q["question"]))) <= 0.8 * shortest)
     picked = list(itertools.islice(fits, n))
     if len(picked) < n:
-        raise ValueError(f"only {len(picked)} held-out SQuAD questions fit in {shortest} tokens")
+        raise ConfigError(f"only {len(picked)} held-out SQuAD questions fit in {shortest} tokens")
     items = []
     for q in picked:
         pieces, sep = _filler(filler, q["title"])

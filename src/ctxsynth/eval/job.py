@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ctxsynth.errors import ConfigError, PathNotFound
 from ctxsynth.io import read_jsonl
 from ctxsynth.records import EvalItem
 
@@ -55,7 +56,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         if self.model.truncation not in ("middle", "left", "none"):
-            raise ValueError(f"model.truncation must be middle, left or none, not {self.model.truncation!r}")
+            raise ConfigError(f"model.truncation must be middle, left or none, not {self.model.truncation!r}")
 
 
 def _item_files(paths: list[str], base: Path, what: str = "NIAH test set") -> list[EvalItem]:
@@ -64,7 +65,7 @@ def _item_files(paths: list[str], base: Path, what: str = "NIAH test set") -> li
         path = Path(p) if Path(p).is_absolute() else base / p
         files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
         if not files or not all(f.exists() for f in files):
-            raise FileNotFoundError(f"{what} {path}: no such file or no .jsonl files in the folder")
+            raise PathNotFound(f"{what} {path}: no such file or no .jsonl files in the folder")
         for f in files:
             items.extend(EvalItem(**d) for d in read_jsonl(f))
     return items
@@ -89,7 +90,7 @@ def collect_items(config: EvalConfig, base: Path) -> list[EvalItem]:
         items += builtin.squad_items(b.squad, lengths=b.squad_lengths, depths=b.squad_depths, tokenizer=tok,
                                      filler=b.squad_filler, seed=config.seed)  # type: ignore[arg-type]
     if not items:
-        raise ValueError("the eval config names no evaluation set: set niah, items, longbench or builtin.*")
+        raise ConfigError("the eval config names no evaluation set: set niah, items, longbench or builtin.*")
     return items
 
 

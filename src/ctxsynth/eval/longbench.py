@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from ctxsynth.errors import InputError
 from ctxsynth.records import EvalItem
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class TaskSpec:
 def _spec(name: str, entry: Mapping[str, Any]) -> TaskSpec:
     unknown = set(entry) - {"template", "metric", "max_new_tokens", "category", "first_line"}
     if unknown:
-        raise ValueError(f"task {name!r}: unknown keys {sorted(unknown)}")
+        raise InputError(f"task {name!r}: unknown keys {sorted(unknown)}")
     return TaskSpec(
         name=name,
         template=str(entry["template"]),
@@ -93,7 +94,7 @@ def load_task_specs(override: Path | None = None, base_file: Path = TEMPLATES_FI
             specs[name] = _spec(name, entry)
     for spec in specs.values():
         if "{context}" not in spec.template:
-            raise ValueError(f"template of task {spec.name!r} lacks the {{context}} placeholder")
+            raise InputError(f"template of task {spec.name!r} lacks the {{context}} placeholder")
     return specs
 
 
@@ -160,7 +161,7 @@ def load_longbench(
                 try:
                     name = task_name(dataset, specs)
                 except KeyError as err:
-                    raise ValueError(f"{path}:{line_no}: {err.args[0]}") from None
+                    raise InputError(f"{path}:{line_no}: {err.args[0]}") from None
                 if wanted is not None and name not in wanted:
                     continue
                 if limit is not None and per_task.get(name, 0) >= limit:

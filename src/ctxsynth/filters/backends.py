@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ctxsynth.errors import ConfigError
 from ctxsynth.filters.config import FilterLLM
 from ctxsynth.llm.base import Backend, SamplingParams
 
@@ -19,7 +20,7 @@ def build_backend(spec: FilterLLM, cache_path: Path | None = None) -> Backend:
     try:
         inner = BACKENDS.get(spec.backend)(model=spec.model, **spec.options)
     except TypeError as e:
-        raise ValueError(f"filters llm.options for backend {spec.backend!r}: {e}") from None
+        raise ConfigError(f"filters llm.options for backend {spec.backend!r}: {e}") from None
     return CachedBackend(inner, RequestCache(cache_path)) if cache_path is not None else inner
 
 

@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from ctxsynth.errors import InputError
 from ctxsynth.eval.metrics import normalize_answer
 from ctxsynth.filters.config import DecontamConfig
 from ctxsynth.filters.verdict import Verdict
@@ -38,7 +39,7 @@ def eval_texts(row: dict) -> tuple[str, str]:
         return str(row["_id"]), "\n".join([row.get("input") or "", row.get("context") or "", *answers])
     if "id" in row and "prompt" in row:
         return str(row["id"]), "\n".join([row["prompt"], *answers])
-    raise ValueError("neither a LongBench record (_id, input, context) nor an EvalItem row (id, prompt)")
+    raise InputError("neither a LongBench record (_id, input, context) nor an EvalItem row (id, prompt)")
 
 
 class NgramIndex:
@@ -66,7 +67,7 @@ class NgramIndex:
                         try:
                             self.add(*eval_texts(json.loads(line)))
                         except ValueError as e:
-                            raise ValueError(f"{path}:{line_no}: {e}") from None
+                            raise InputError(f"{path}:{line_no}: {e}") from None
         log.info("decontamination index: %d eval items, %d %d-grams", self.items, len(self.long), self.n)
 
     def match(self, text: str) -> tuple[str, int, int] | None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ctxsynth.errors import ConfigError, PathNotFound
 from ctxsynth.models import resolve_model_path, weights_fingerprint
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def pick_dtype(dtype: str, device: str) -> str:
     float32 there, log-probs within ~0.1 nat), float32 elsewhere."""
     if dtype != "auto":
         if dtype not in ("float32", "bfloat16", "float16"):
-            raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, not {dtype!r}")
+            raise ConfigError(f"dtype must be auto, float32, bfloat16 or float16, not {dtype!r}")
         return dtype
     if device.startswith("cuda"):
         return "bfloat16"
@@ -100,7 +101,7 @@ class AnswerScorer:
         self.model_name = model
         self.path = Path(resolve_model_path(model))
         if not (self.path / "config.json").is_file():
-            raise FileNotFoundError(f"scoring model {model!r}: {self.path} is not a local transformers folder "
+            raise PathNotFound(f"scoring model {model!r}: {self.path} is not a local transformers folder "
                                     "(hub downloads are not attempted)")
         self.token_budget = token_budget
         self.max_context_tokens = max_context_tokens

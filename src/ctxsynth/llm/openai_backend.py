@@ -30,6 +30,7 @@ from datetime import timezone
 from typing import Any
 from urllib.parse import urlsplit
 
+from ctxsynth.errors import ConfigError, MissingAPIKeyError
 from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, ResultCallback
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,6 @@ log = logging.getLogger(__name__)
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
 PLACEHOLDER_KEY = "sk-local-no-key"
-
-
-class MissingAPIKeyError(RuntimeError):
-    """The API key's environment variable is unset and the endpoint is not local."""
 
 
 @dataclass(frozen=True)
@@ -160,9 +157,9 @@ class OpenAIBackend(Backend):
     ) -> None:
         super().__init__(model)
         if max_concurrency < 1 or max_retries < 0 or timeout_s <= 0:
-            raise ValueError("need max_concurrency >= 1, max_retries >= 0 and timeout_s > 0")
+            raise ConfigError("need max_concurrency >= 1, max_retries >= 0 and timeout_s > 0")
         if max_tokens_field not in ("max_tokens", "max_completion_tokens"):
-            raise ValueError(f"max_tokens_field must be 'max_tokens' or 'max_completion_tokens', not {max_tokens_field!r}")
+            raise ConfigError(f"max_tokens_field must be 'max_tokens' or 'max_completion_tokens', not {max_tokens_field!r}")
         import openai  # noqa: F401 - fail early, at construction, if the client is missing
 
         self.base_url = base_url

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ctxsynth.errors import ConfigError
 from ctxsynth.llm.base import ChatRequest, ChatResult, ResultCallback
 from ctxsynth.llm.openai_backend import OpenAIBackend, _Failure, _scrub, _to_result
 
@@ -61,7 +62,7 @@ class OpenAIBatchBackend(OpenAIBackend):
         super().__init__(model, base_url=base_url, api_key_env=api_key_env, timeout_s=timeout_s,
                          max_retries=max_retries, extra_body=extra_body, max_tokens_field=max_tokens_field)
         if poll_interval_s <= 0 or max_batch_requests < 1:
-            raise ValueError("need poll_interval_s > 0 and max_batch_requests >= 1")
+            raise ConfigError("need poll_interval_s > 0 and max_batch_requests >= 1")
         self.poll_interval_s = poll_interval_s
         self.max_wait_s = max_wait_s
         self.completion_window = completion_window

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ctxsynth.config import config_hash
+from ctxsynth.errors import MissingDependency
 from ctxsynth.io import atomic_write_text, dumps, shard_name, write_jsonl
 from ctxsynth.niah.config import NiahConfig
 from ctxsynth.niah.fit import Fitted, Fitter
@@ -141,7 +142,7 @@ def _export(config: NiahConfig, samples: list[Sample], out_dir: Path) -> dict[st
     try:
         from ctxsynth.export import export_samples
     except ImportError as e:
-        raise RuntimeError(
+        raise MissingDependency(
             f"export_formats={config.export_formats} needs ctxsynth.export.export_samples, which cannot be "
             f"imported ({e}); leave export_formats empty and export train/ later"
         ) from e

@@ -15,6 +15,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
+from ctxsynth.errors import ConfigError
 from ctxsynth.eval.metrics import contains_normalized, normalize_answer
 from ctxsynth.llm.base import Message
 from ctxsynth.records import Attempt, Seed, Synthesized
@@ -60,7 +61,7 @@ class InstructionSynthesis:
     def _chunk(self, seed: Seed) -> Chunk:
         chunk = self.chunks.chunk(seed)
         if chunk is None:
-            raise ValueError(f"seed {seed.id} has no document (no context and no corpus configured)")
+            raise ConfigError(f"seed {seed.id} has no document (no context and no corpus configured)")
         return chunk
 
     def prompt(self, seed: Seed) -> list[Message]:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ctxsynth.errors import ConfigError, InputError
+
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
@@ -48,7 +50,7 @@ def read_messages(paths: Sequence[str | Path], limit: int | None = None) -> list
                 row = json.loads(line)
                 messages = row.get("messages")
                 if not messages or messages[-1].get("role") != "assistant":
-                    raise ValueError(f"{path}:{line_no}: expected 'messages' ending with an assistant turn")
+                    raise InputError(f"{path}:{line_no}: expected 'messages' ending with an assistant turn")
                 rows.append(messages)
                 if limit is not None and len(rows) >= limit:
                     return rows
@@ -59,10 +61,10 @@ def end_of_turn_id(tokenizer: Any, token: str | None = None) -> int:
     """The id of the token that ends an assistant turn (the eos token unless named)."""
     name = token or tokenizer.eos_token
     if name is None:
-        raise ValueError("the tokenizer has no eos token: set end_of_turn_token in the config")
+        raise ConfigError("the tokenizer has no eos token: set end_of_turn_token in the config")
     token_id = tokenizer.convert_tokens_to_ids(name)
     if token_id is None or token_id == tokenizer.unk_token_id:
-        raise ValueError(f"end-of-turn token {name!r} is not in the vocabulary")
+        raise ConfigError(f"end-of-turn token {name!r} is not in the vocabulary")
     return int(token_id)
 
 
@@ -71,7 +73,7 @@ def tokenize_chat(messages: Sequence[dict[str, str]], tokenizer: Any, eot_id: in
     prompt = tokenizer.apply_chat_template(list(messages[:-1]), tokenize=False, add_generation_prompt=True)
     full = tokenizer.apply_chat_template(list(messages), tokenize=False)
     if not full.startswith(prompt):
-        raise ValueError("the chat template does not render the prompt as a prefix of the conversation")
+        raise ConfigError("the chat template does not render the prompt as a prefix of the conversation")
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     answer_ids = tokenizer(full[len(prompt) :], add_special_tokens=False)["input_ids"]
     if eot_id in answer_ids:
