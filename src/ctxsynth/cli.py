@@ -19,6 +19,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     ProgressColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -57,7 +58,7 @@ class RichProgress:
             RateColumn(), TimeElapsedColumn(), TextColumn("eta"),
             TimeRemainingColumn(), console=console, transient=False,
         )
-        self._task = None
+        self._task: TaskID | None = None
 
     def start(self, description: str, total: int) -> None:
         self._bar.start()

@@ -51,7 +51,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if value not in get_args(tp):
             raise ConfigError(f"{where}: expected one of {list(get_args(tp))}, got {value!r}")
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping for {tp.__name__}, got {value!r}")
         return from_dict(tp, value, where)

@@ -26,7 +26,8 @@ def run_seeds(run: Run, progress: Progress | None = None) -> dict[str, Any]:
 
     progress = progress or NullProgress()
     markers = run.markers("seeds")
-    seeds, rejected = [], []
+    seeds: list[Any] = []
+    rejected: list[Any] = []
     progress.start("seeds", run.config.seeds.limit or 0)
     for item in read_seeds(run.config.seeds, base_dir=run.base_dir):
         (rejected if isinstance(item, Rejected) else seeds).append(item)
@@ -97,6 +98,7 @@ def run_synthesize(run: Run, progress: Progress | None = None) -> dict[str, Any]
     backend = build_backend(run) if todo else None
     try:
         for i in todo:
+            assert backend is not None
             result = synthesize_shard(shards[i], task, backend, sampling_params(run.config.llm), sc,
                                       run.config.verify, run.config.seed, progress)
             out = run.stage_dir("synthesize")
@@ -141,6 +143,7 @@ def run_assemble(run: Run, progress: Progress | None = None) -> dict[str, Any]:
     for i in todo:
         samples, rejected = [], []
         for record in by_shard[i]:
+            assert assembler is not None  # records exist, so the pool is not empty
             item = assembler.assemble(record)
             if isinstance(item, Rejected):
                 rejected.append(item)

@@ -60,7 +60,7 @@ def build_summary(run_dir: Path) -> dict[str, Any]:
 def verdict_text(summary: dict[str, Any]) -> str:
     rate = summary["pass_rate"]
     failures = {k: v for k, v in summary["verdicts"].items() if k != "passed"}
-    top = max(failures, key=failures.get) if failures else None
+    top = max(failures, key=lambda k: failures[k]) if failures else None
     if summary["seeds"] == 0:
         return "No seeds reached synthesis."
     text = f"{summary['verdicts']['passed']} of {summary['seeds']} contexts passed verification ({rate:.0%})."

@@ -68,7 +68,7 @@ def _path_texts(root: Path) -> list[tuple[str, list[str]]]:
     files = sorted(p for p in root.rglob("*") if p.suffix in (".txt", ".md", ".jsonl")) if root.is_dir() else [root]
     if not files:
         raise InputError(f"corpus folder {root} holds no .txt, .md or .jsonl files")
-    out = []
+    out: list[tuple[str, list[str]]] = []
     for path in files:
         if path.suffix == ".jsonl":
             out.extend((f"{path.name}:{i}", [t]) for i, t in enumerate(_jsonl_texts(path)))

@@ -154,7 +154,7 @@ def squad_items(
         for length in lengths:
             for depth in depths:
                 rng = random.Random(f"builtin_squad:{seed}:{q['id']}:{length}:{depth}")
-                padded = pad_to_length(q["context"], lambda c, q=q: spec.render(c, q["question"]), pieces,
+                padded = pad_to_length(q["context"], lambda c, q=q: spec.render(c, q["question"]), pieces,  # type: ignore[misc]
                                        tokenizer, length=length, depth=depth, rng=rng, sep=sep)
                 items.append(EvalItem(
                     id=f"squad-{q['id']}-L{length}-D{depth:g}", task="builtin_squad", prompt=padded.prompt,

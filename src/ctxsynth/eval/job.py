@@ -60,7 +60,7 @@ class EvalConfig:
 
 
 def _item_files(paths: list[str], base: Path, what: str = "NIAH test set") -> list[EvalItem]:
-    items = []
+    items: list[EvalItem] = []
     for p in paths:
         path = Path(p) if Path(p).is_absolute() else base / p
         files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
@@ -116,7 +116,8 @@ def run_eval(config: EvalConfig, base: Path | None = None, progress: Any = None)
     backend = BACKENDS.get(m.backend)(model=m.model, **m.options)
     try:
         return evaluate(items, backend, tokenizer=m.tokenizer, max_model_len=m.max_model_len,
-                        truncation=m.truncation, out_dir=out, name=config.name, system_prompt=m.system_prompt,
+                        truncation=m.truncation, out_dir=out,  # type: ignore[arg-type]
+                        name=config.name, system_prompt=m.system_prompt,
                         cache=out / "cache.sqlite", progress=progress)  # type: ignore[arg-type]
     finally:
         backend.close()

@@ -103,5 +103,5 @@ class ClosedBookFilter:
         out = []
         for result in self.backend.generate(requests) if requests else []:
             found = _MATCH.search(result.text or "") if result.ok else None
-            out.append(bool(found) and found.group(1).upper() == "MATCH")
+            out.append(found is not None and found.group(1).upper() == "MATCH")
         return out

@@ -55,6 +55,7 @@ def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
         value = lowered.get(name)
         if not value:
             continue
+        seconds: float | None
         try:
             seconds = float(value) / scale
         except ValueError:
@@ -317,3 +318,10 @@ def _to_result(response: Any) -> ChatResult | _Failure:
         if isinstance(value, int):
             usage[name] = value
     return ChatResult(text=text or "", finish_reason=str(finish_reason or "unknown"), usage=usage)
+
+
+# Public names for the openai-batch backend, which shares the failure mapping, the result conversion
+# and the secret scrubbing with this one (other modules never import the underscored names).
+Failure = _Failure
+scrub = _scrub
+to_result = _to_result

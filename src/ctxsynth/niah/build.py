@@ -31,7 +31,7 @@ from ctxsynth.tokenize import load_tokenizer
 log = logging.getLogger(__name__)
 
 
-def _fitter(config: NiahConfig) -> Fitter:
+def make_fitter(config: NiahConfig) -> Fitter:
     tok = load_tokenizer(config.tokenizer)
     if config.composition == "needle_only":
         return Fitter(tok, None)
@@ -164,7 +164,7 @@ def build_niah(config: NiahConfig, out_dir: Path, progress: Progress | None = No
     progress = progress or NullProgress()
     progress.start("niah", _total(config))
     began = time.perf_counter()
-    fitter = _fitter(config)
+    fitter = make_fitter(config)
     summary: dict[str, Any] = {"config_hash": config_hash(config), "tokenizer": config.tokenizer,
                                "composition": config.composition, "variants": list(config.variants)}
     if config.train is not None:

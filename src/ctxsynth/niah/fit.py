@@ -73,7 +73,7 @@ class Fitter:
             raise ConfigError(f"haystack source has {n_source} tokens, fewer than the target {target}")
         start = rng.randrange(0, n_source - target + 1)
         bare, _, _ = self.compose(plan, "")
-        size = max(0, target - len(self.tok.encode(self.tok.render_chat(_chat(bare, plan.answer_text)))))
+        size: int | None = max(0, target - len(self.tok.encode(self.tok.render_chat(_chat(bare, plan.answer_text)))))
         tried: dict[int, int] = {}
         best: tuple[int, Any] | None = None
         while size is not None and len(tried) < _MAX_TRIES:

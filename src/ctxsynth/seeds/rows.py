@@ -46,7 +46,7 @@ def require_file(path: Path, what: str = "file") -> None:
 
 
 def _open_binary(path: Path) -> IO[bytes]:
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")  # type: ignore[return-value]
 
 
 def jsonl_rows(path: Path) -> Iterator[Row]:

@@ -87,7 +87,7 @@ class ChunkSource:
         if self.corpus is None:
             if not (seed.context or "").strip():
                 return None
-            doc_id, text, source = seed.id, seed.context.strip(), "seed_context"
+            doc_id, text, source = seed.id, (seed.context or "").strip(), "seed_context"
         else:
             docs = self.documents()
             doc_id, text = docs[rng.randrange(len(docs))]

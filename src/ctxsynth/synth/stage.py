@@ -61,7 +61,7 @@ def _attempt(result: ChatResult, attempt: int, seed_value: int, task: SynthesisT
     parsed, parse_error = None, None
     if result.ok and result.finish_reason != "length":
         try:
-            parsed = task.parse(result.text)
+            parsed = task.parse(result.text or "")
         except ParseError as e:
             parse_error = str(e)
     failed = gate(result, parsed, parse_error)
