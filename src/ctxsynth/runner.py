@@ -20,6 +20,8 @@ from ctxsynth.assemble.config import AssembleConfig
 from ctxsynth.errors import ConfigError
 from ctxsynth.filters.config import FiltersConfig
 from ctxsynth.io import Markers, atomic_write_text, read_jsonl, shard_name
+from ctxsynth.llm.base import SamplingParams
+from ctxsynth.llm.spec import ModelSpec
 from ctxsynth.progress import Progress
 from ctxsynth.records import seed_from_dict
 from ctxsynth.seeds import SeedsConfig
@@ -32,13 +34,15 @@ STAGES = ("seeds", "filter", "synthesize", "assemble", "export", "report")
 
 
 @dataclass
-class LLMConfig:
-    backend: str = "transformers"  # openai | transformers | fake
-    model: str = "smollm2-135m-instruct"
+class LLMConfig(ModelSpec):
+    """The synthesis model (`llm:`): a ModelSpec plus the sampling parameters of every request."""
+
     temperature: float = 0.8
     top_p: float = 1.0
     max_tokens: int = 4096
-    options: dict[str, Any] = field(default_factory=dict)  # backend keyword arguments (base_url, batch_size, ...)
+
+    def sampling(self) -> SamplingParams:
+        return SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens)
 
 
 @dataclass
@@ -164,32 +168,34 @@ def run_all(run: Run, progress_factory=None) -> dict[str, Any]:
     return results
 
 
+def model_specs(config: RunConfig) -> dict[str, ModelSpec]:
+    """Every chat model a run will ask, by its config key: synthesis and the enabled model filters."""
+    specs: dict[str, ModelSpec] = {}
+    if "synthesize" in config.stages:
+        specs["llm"] = config.llm
+    if "filter" in config.stages:
+        if config.filters.closed_book.enabled:
+            specs["filters.closed_book.llm"] = config.filters.closed_book.llm
+        if config.filters.judge.enabled:
+            specs["filters.judge.llm"] = config.filters.judge.llm
+    return specs
+
+
 def validate_run(run: Run) -> list[str]:
     """Check names and options a run will use without calling a model; return warnings."""
-    import inspect
-    import os
-
     from ctxsynth.export import FORMATS
-    from ctxsynth.llm import BACKENDS
     from ctxsynth.synth.tasks import build_task
 
     c = run.config
     for fmt in c.export.formats:
         FORMATS.get(fmt)
     warnings: list[str] = []
-    backend_cls = BACKENDS.get(c.llm.backend)
-    params = inspect.signature(backend_cls.__init__).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        unknown = sorted(set(c.llm.options) - set(params))
-        if unknown:
-            known = ", ".join(p for p in params if p not in ("self", "model"))
-            raise cfg.ConfigError(f"llm.options: {unknown} not accepted by backend {c.llm.backend!r}; it takes: {known}")
+    for where, spec in model_specs(c).items():
+        spec.check(where)  # backend name, option names and types
+        problem = spec.missing_key()
+        if problem:
+            warnings.append(f"{where}: {problem}")
     build_task(c.synth, c.seed)  # unknown task names, prompt files and genres fail here
-    if c.llm.backend == "openai":
-        env = c.llm.options.get("api_key_env", "OPENAI_API_KEY")
-        base = str(c.llm.options.get("base_url") or "")
-        if not os.environ.get(env) and "127.0.0.1" not in base and "localhost" not in base:
-            warnings.append(f"environment variable {env} is not set: requests to {base or 'api.openai.com'} will fail")
     if c.synth.task in ("context", "multidoc") and c.llm.max_tokens < c.synth.target_words * 1.4:
         warnings.append(
             f"llm.max_tokens={c.llm.max_tokens} may truncate documents of {c.synth.target_words} words "

@@ -12,10 +12,9 @@ from typing import Any
 
 from ctxsynth import config as cfg
 from ctxsynth.io import read_jsonl, read_shards, shard_files, shard_name, split_even, write_jsonl
-from ctxsynth.llm.base import SamplingParams
 from ctxsynth.progress import NullProgress, Progress
 from ctxsynth.records import Rejected, synthesized_from_dict, to_dict
-from ctxsynth.runner import LLMConfig, Run
+from ctxsynth.runner import Run
 
 log = logging.getLogger(__name__)
 
@@ -67,23 +66,6 @@ def run_filter(run: Run, progress: Progress | None = None) -> dict[str, Any]:
     return summary
 
 
-def build_backend(run: Run):
-    from ctxsynth.llm import BACKENDS
-    from ctxsynth.llm.cache import CachedBackend, RequestCache
-
-    llm = run.config.llm
-    backend_cls = BACKENDS.get(llm.backend)
-    try:
-        inner = backend_cls(model=llm.model, **llm.options)
-    except TypeError as e:
-        raise cfg.ConfigError(f"llm.options for backend {llm.backend!r}: {e}") from None
-    return CachedBackend(inner, RequestCache(run.dir / "cache.sqlite"))
-
-
-def sampling_params(llm: LLMConfig) -> SamplingParams:
-    return SamplingParams(temperature=llm.temperature, top_p=llm.top_p, max_tokens=llm.max_tokens)
-
-
 def run_synthesize(run: Run, progress: Progress | None = None) -> dict[str, Any]:
     from ctxsynth.synth.stage import synthesize_shard, synthesized_to_dict
     from ctxsynth.synth.tasks import build_task
@@ -95,11 +77,11 @@ def run_synthesize(run: Run, progress: Progress | None = None) -> dict[str, Any]
     todo = [i for i in range(len(shard_files(run.synthesis_input()))) if not markers.shard_done(i)]
     shards = {i: run.seeds_for_shard(i) for i in todo}
     progress.start("synthesize", sum(len(s) for s in shards.values()))
-    backend = build_backend(run) if todo else None
+    backend = run.config.llm.build(run.dir / "cache.sqlite") if todo else None
     try:
         for i in todo:
             assert backend is not None
-            result = synthesize_shard(shards[i], task, backend, sampling_params(run.config.llm), sc,
+            result = synthesize_shard(shards[i], task, backend, run.config.llm.sampling(), sc,
                                       run.config.verify, run.config.seed, progress)
             out = run.stage_dir("synthesize")
             write_jsonl(out / shard_name(i), (synthesized_to_dict(r) for r in result.kept))

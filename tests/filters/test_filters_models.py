@@ -118,11 +118,9 @@ def test_reliance_prefers_the_real_context_and_is_cached(few_seeds: list[Seed], 
 
 @pytest.mark.slow
 def test_closed_book_probe_runs_with_the_embedded_model(few_seeds: list[Seed]) -> None:
-    from ctxsynth.filters.backends import build_backend
-
     config = ClosedBookConfig(llm=FilterLLM(max_tokens=12))
     seeds = [_seed("fr", "What is the capital of France?", "Paris"), *few_seeds[:2]]
-    verdicts = ClosedBookFilter(config, build_backend(config.llm)).check(seeds)
+    verdicts = ClosedBookFilter(config, config.llm.build()).check(seeds)
     assert verdicts[0].reason == "answerable_closed_book"  # SmolLM2 knows this one
     assert all(v.scores.get("probed") for v in verdicts)
     assert all(isinstance(v.scores["prediction"], str) for v in verdicts)

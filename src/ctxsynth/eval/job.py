@@ -14,16 +14,16 @@ from typing import Any
 
 from ctxsynth.errors import ConfigError, PathNotFound
 from ctxsynth.io import read_jsonl
+from ctxsynth.llm.spec import ModelSpec
 from ctxsynth.records import EvalItem
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class ModelConfig:
-    backend: str = "transformers"
-    model: str = "smollm2-135m-instruct"
-    options: dict[str, Any] = field(default_factory=dict)  # backend keyword arguments
+class ModelConfig(ModelSpec):
+    """The evaluated model (`model:`): a ModelSpec plus how prompts are fitted to its window."""
+
     tokenizer: str | None = "smollm2"  # to count and truncate prompts; None sends prompts as they are
     max_model_len: int | None = 8192
     truncation: str = "middle"  # middle | left | none
@@ -107,13 +107,11 @@ def write_items(config: EvalConfig, path: Path, base: Path | None = None) -> int
 
 def run_eval(config: EvalConfig, base: Path | None = None, progress: Any = None) -> dict[str, Any]:
     from ctxsynth.eval.runner import evaluate
-    from ctxsynth.llm import BACKENDS
-
     base = Path(base or Path.cwd())
     out = (Path(config.out_dir) if Path(config.out_dir).is_absolute() else base / config.out_dir) / config.name
     items = collect_items(config, base)
     m = config.model
-    backend = BACKENDS.get(m.backend)(model=m.model, **m.options)
+    backend = m.build()  # evaluate() wraps it in the request cache under out/
     try:
         return evaluate(items, backend, tokenizer=m.tokenizer, max_model_len=m.max_model_len,
                         truncation=m.truncation, out_dir=out,  # type: ignore[arg-type]

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ctxsynth.filters.backends import params
 from ctxsynth.filters.config import JudgeConfig
 from ctxsynth.filters.verdict import Verdict
 from ctxsynth.llm.base import Backend, ChatRequest
@@ -74,7 +73,7 @@ class JudgeFilter:
 
     def _request(self, item: JudgeItem) -> ChatRequest:
         messages = self.prompt.render(context=item.context, instruction=item.instruction, answer=item.answer)
-        return ChatRequest(messages, params(self.config.llm, derive_seed(self.run_seed, "judge", item.id)), id=item.id)
+        return ChatRequest(messages, self.config.llm.params(derive_seed(self.run_seed, "judge", item.id)), id=item.id)
 
     def _verdict(self, j: Judgement) -> Verdict:
         scores = {"judged": True, "supported": j.supported, "leak": j.leak, "raw": j.raw[:500]}

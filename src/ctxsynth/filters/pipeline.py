@@ -17,9 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ctxsynth.filters.backends import build_backend
 from ctxsynth.filters.closed_book import ClosedBookFilter
-from ctxsynth.filters.config import FiltersConfig
+from ctxsynth.filters.config import FilterLLM, FiltersConfig
 from ctxsynth.filters.decontam import DecontamFilter
 from ctxsynth.filters.dedup import find_duplicates
 from ctxsynth.filters.judge import JudgeFilter, JudgeItem
@@ -49,14 +48,21 @@ def _dedup_checks(config: FiltersConfig) -> list[tuple[str, Check]]:
 
 
 def _model_checks(config: FiltersConfig, run_seed: int, backend: Backend | None,
-                  cache_dir: Path | None) -> list[tuple[str, Check]]:
+                  cache_dir: Path | None, built: list[Backend]) -> list[tuple[str, Check]]:
     checks: list[tuple[str, Check]] = []
     llm_cache = cache_dir / "cache.sqlite" if cache_dir else None
+
+    def chat(spec: FilterLLM) -> Backend:
+        if backend is not None:
+            return backend
+        built.append(spec.build(llm_cache))  # closed by apply_filters once every filter ran
+        return built[-1]
+
     if config.closed_book.enabled:
-        probe = ClosedBookFilter(config.closed_book, backend or build_backend(config.closed_book.llm, llm_cache), run_seed)
+        probe = ClosedBookFilter(config.closed_book, chat(config.closed_book.llm), run_seed)
         checks.append(("closed_book", probe.check))
     if config.judge.enabled:
-        judge = JudgeFilter(config.judge, backend or build_backend(config.judge.llm, llm_cache), run_seed)
+        judge = JudgeFilter(config.judge, chat(config.judge.llm), run_seed)
         checks.append(("judge", lambda s: judge.check(
             [JudgeItem(x.id, x.context, x.instruction, x.answers[0]) if x.context else None for x in s])))
     if config.reliance.enabled:
@@ -66,8 +72,9 @@ def _model_checks(config: FiltersConfig, run_seed: int, backend: Backend | None,
 
 
 def build_checks(config: FiltersConfig, run_seed: int, backend: Backend | None = None,
-                 cache_dir: Path | None = None) -> list[tuple[str, Check]]:
-    """The enabled filters, in the order they run, as (name, batch check) pairs."""
+                 cache_dir: Path | None = None, built: list[Backend] | None = None) -> list[tuple[str, Check]]:
+    """The enabled filters, in the order they run, as (name, batch check) pairs; backends built
+    here (no `backend` given) are appended to `built`, for the caller to close."""
     checks: list[tuple[str, Check]] = []
     if config.wellformed.enabled:
         checks.append(("wellformed", WellFormedFilter(config.wellformed).check))
@@ -78,7 +85,7 @@ def build_checks(config: FiltersConfig, run_seed: int, backend: Backend | None =
         checks.append(("decontam", lambda s: decontam.check_texts(
             [{"instruction": x.instruction, "answer": x.answers[0] if x.answers else "", "context": x.context}
              for x in s])))
-    return checks + _model_checks(config, run_seed, backend, cache_dir)
+    return checks + _model_checks(config, run_seed, backend, cache_dir, built if built is not None else [])
 
 
 def _mark(seed: Seed, name: str, verdict: Verdict) -> Seed:
@@ -95,11 +102,25 @@ def apply_filters(seeds: list[Seed], config: FiltersConfig, run_seed: int, *, ba
     None builds each section's `llm`. cache_dir: where cache.sqlite (LLM requests, when building
     the backend here) and scores.sqlite (reliance scores) live; None caches nothing.
     """
+    built: list[Backend] = []
+    try:
+        kept, rejected, stats, reasons = _run_checks(build_checks(config, run_seed, backend, cache_dir, built), seeds)
+    finally:
+        for b in built:
+            b.close()
+    stats.update({f"dropped_{r}": n for r, n in sorted(reasons.items())})
+    stats["kept"] = len(kept)
+    stats.update(reliance_summary(kept))
+    return kept, rejected, stats
+
+
+def _run_checks(checks: list[tuple[str, Check]], seeds: list[Seed]
+                ) -> tuple[list[Seed], list[Rejected], dict[str, Any], Counter[str]]:
     kept = list(seeds)
     rejected: list[Rejected] = []
     stats: dict[str, Any] = {"in": len(seeds)}
     reasons: Counter[str] = Counter()
-    for name, check in build_checks(config, run_seed, backend, cache_dir):
+    for name, check in checks:
         start = time.perf_counter()
         verdicts = check(kept) if kept else []
         survivors = []
@@ -114,10 +135,7 @@ def apply_filters(seeds: list[Seed], config: FiltersConfig, run_seed: int, *, ba
         stats[f"dropped_by_{name}"] = len(kept) - len(survivors)
         log.info("filter %s: %d in, %d dropped", name, len(kept), len(kept) - len(survivors))
         kept = survivors
-    stats.update({f"dropped_{r}": n for r, n in sorted(reasons.items())})
-    stats["kept"] = len(kept)
-    stats.update(reliance_summary(kept))
-    return kept, rejected, stats
+    return kept, rejected, stats, reasons
 
 
 def reliance_summary(seeds: Sequence[Seed]) -> dict[str, Any]:

@@ -142,6 +142,14 @@ class OpenAIBackend(Backend):
     """
 
     name = "openai"
+    key_env_var = "OPENAI_API_KEY"
+    key_env_option = "api_key_env"
+
+    @classmethod
+    def key_env(cls, options: Mapping[str, Any]) -> str | None:
+        """No key for a local server (base_url, else OPENAI_BASE_URL, on this machine)."""
+        base_url = options.get("base_url") or os.environ.get("OPENAI_BASE_URL")
+        return None if _is_local(base_url) else super().key_env(options)
 
     def __init__(
         self,
