@@ -29,6 +29,9 @@ from rich.text import Text
 from ctxsynth import __version__
 from ctxsynth import config as cfg
 from ctxsynth.errors import REPORT_HINT, UserError
+from ctxsynth.stages import STAGE_NAMES, STAGES
+
+STAGE_HELP = {s.name: s.help for s in STAGES}
 
 T = TypeVar("T")
 
@@ -159,11 +162,11 @@ def _stage_command(stage: str):
         _guard(lambda: run_stage(run, stage, RichProgress(), force=force))
         console.print(f"{stage}: done -> {run.stage_dir(stage)}")
 
-    command.__doc__ = f"Run the {stage} stage of a run config (skipped when complete)."
+    command.__doc__ = f"{STAGE_HELP[stage]} Runs the {stage} stage of a run config (skipped when complete)."
     return command
 
 
-for _stage in ("seeds", "filter", "synthesize", "assemble", "export", "report"):
+for _stage in STAGE_NAMES:
     app.command(name=_stage)(_stage_command(_stage))
 
 
@@ -252,12 +255,11 @@ def compare(runs: Annotated[list[Path], typer.Argument(help="Evaluation run fold
 def ls() -> None:
     """List the registered backends, seed sources, synthesis tasks and stages."""
     from ctxsynth.llm import BACKENDS
-    from ctxsynth.runner import STAGES
     from ctxsynth.seeds import SEED_SOURCES
     from ctxsynth.synth.tasks import SYNTHESIS_TASKS
 
     for title, names in (("backends", BACKENDS.names()), ("seed sources", SEED_SOURCES.names()),
-                         ("synthesis tasks", SYNTHESIS_TASKS.names()), ("stages", list(STAGES))):
+                         ("synthesis tasks", SYNTHESIS_TASKS.names()), ("stages", list(STAGE_NAMES))):
         typer.echo(f"{title}: {', '.join(names)}")
 
 

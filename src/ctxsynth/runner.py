@@ -1,10 +1,11 @@
-"""One run = one directory: the run config, and the stages that read and write shard folders.
+"""One run = one directory: the run config, and running the stages that read and write shard folders.
 
-    seeds -> synthesize -> assemble -> export -> report
+    seeds -> filter -> synthesize -> assemble -> export -> report
 
 Each stage writes shard files atomically and a completion marker per shard, then a DONE marker;
 `run_all` skips finished stages and finished shards, and the request cache (cache.sqlite) makes a
-half-finished shard cheap to redo. Stage bodies are in ctxsynth.stages.
+half-finished shard cheap to redo. The stage table and the stage bodies are in ctxsynth.stages,
+which this module imports (never the other way round).
 """
 
 from __future__ import annotations
@@ -19,18 +20,19 @@ from ctxsynth import config as cfg
 from ctxsynth.assemble.config import AssembleConfig
 from ctxsynth.errors import ConfigError
 from ctxsynth.filters.config import FiltersConfig
-from ctxsynth.io import Markers, atomic_write_text, read_jsonl, shard_name
+from ctxsynth.io import Markers, atomic_write_text
 from ctxsynth.llm.base import SamplingParams
 from ctxsynth.llm.spec import ModelSpec
 from ctxsynth.progress import Progress
-from ctxsynth.records import seed_from_dict
 from ctxsynth.seeds import SeedsConfig
+from ctxsynth.stages import STAGE_NAMES, stage_folder
+from ctxsynth.stages import stage as stage_entry
 from ctxsynth.synth.stage import SynthConfig
 from ctxsynth.verify.checks import VerifyConfig
 
 log = logging.getLogger(__name__)
 
-STAGES = ("seeds", "filter", "synthesize", "assemble", "export", "report")
+STAGES = STAGE_NAMES  # the names, in order; the table (folders, bodies, inputs) is ctxsynth.stages.STAGES
 
 
 @dataclass
@@ -112,7 +114,13 @@ class Run:
         self.state = self.dir / "_state"
 
     def stage_dir(self, stage: str) -> Path:
-        return self.dir / {"synthesize": "synth"}.get(stage, stage)
+        return self.dir / stage_folder(stage)
+
+    def input_dir(self, stage: str) -> Path:
+        """The folder a stage reads: its first input stage that this run includes (else its last input)."""
+        inputs = stage_entry(stage).inputs
+        chosen = next((s for s in inputs if s in self.config.stages), inputs[-1])
+        return self.stage_dir(chosen)
 
     def markers(self, stage: str) -> Markers:
         return Markers(self.state, stage)
@@ -138,13 +146,6 @@ class Run:
             shutil.rmtree(self.stage_dir(stage), ignore_errors=True)
         shutil.rmtree(self.state, ignore_errors=True)
 
-    def synthesis_input(self) -> Path:
-        """Seeds as synthesis reads them: filtered when the run has a filter stage."""
-        return self.stage_dir("filter" if "filter" in self.config.stages else "seeds")
-
-    def seeds_for_shard(self, index: int) -> list:
-        return [seed_from_dict(d) for d in read_jsonl(self.synthesis_input() / shard_name(index))]
-
 
 def run_stage(run: Run, stage: str, progress: Progress | None = None, force: bool = False) -> dict[str, Any] | None:
     """Run one stage unless it is complete (force reruns it from scratch)."""
@@ -155,9 +156,7 @@ def run_stage(run: Run, stage: str, progress: Progress | None = None, force: boo
     if markers.stage_done():
         log.info("%s: already complete, skipped", stage)
         return None
-    from ctxsynth.stages import STAGE_FUNCTIONS
-
-    return STAGE_FUNCTIONS[stage](run, progress)
+    return stage_entry(stage).function(run, progress)
 
 
 def run_all(run: Run, progress_factory=None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ctxsynth.io import atomic_write_text, read_shards
+from ctxsynth.stages import stage_folder
 
 
 def _word_stats(lengths: list[int]) -> dict[str, Any]:
@@ -23,9 +24,10 @@ def _word_stats(lengths: list[int]) -> dict[str, Any]:
 
 
 def build_summary(run_dir: Path) -> dict[str, Any]:
-    kept = list(read_shards(run_dir / "synth"))
-    rejected = list(read_shards(run_dir / "synth" / "rejected"))
-    seeds_rejected = list(read_shards(run_dir / "seeds" / "rejected"))
+    synth, seeds = run_dir / stage_folder("synthesize"), run_dir / stage_folder("seeds")
+    kept = list(read_shards(synth))
+    rejected = list(read_shards(synth / "rejected"))
+    seeds_rejected = list(read_shards(seeds / "rejected"))
     verdicts: dict[str, int] = {"passed": len(kept)}
     for r in rejected:
         verdicts[r["reason"]] = verdicts.get(r["reason"], 0) + 1
