@@ -253,13 +253,21 @@ def compare(runs: Annotated[list[Path], typer.Argument(help="Evaluation run fold
 
 @app.command()
 def ls() -> None:
-    """List the registered backends, seed sources, synthesis tasks and stages."""
+    """List the registered backends, seed sources, synthesis tasks, filters, distractor strategies,
+    export formats, evaluation metrics and stages."""
+    from ctxsynth.assemble.config import BUILTIN_STRATEGIES, CORPUS_PREFIXES
+    from ctxsynth.eval.metrics import METRICS
+    from ctxsynth.export import FORMATS
+    from ctxsynth.filters.registry import FILTERS
     from ctxsynth.llm import BACKENDS
     from ctxsynth.seeds import SEED_SOURCES
     from ctxsynth.synth.tasks import SYNTHESIS_TASKS
 
+    strategies = [*BUILTIN_STRATEGIES, *(f"{p}<corpus>" for p in CORPUS_PREFIXES)]
     for title, names in (("backends", BACKENDS.names()), ("seed sources", SEED_SOURCES.names()),
-                         ("synthesis tasks", SYNTHESIS_TASKS.names()), ("stages", list(STAGE_NAMES))):
+                         ("synthesis tasks", SYNTHESIS_TASKS.names()), ("filters (in run order)", FILTERS.in_order()),
+                         ("distractor strategies", strategies), ("export formats", FORMATS.names()),
+                         ("metrics", sorted(METRICS)), ("stages", list(STAGE_NAMES))):
         typer.echo(f"{title}: {', '.join(names)}")
 
 

@@ -85,7 +85,7 @@ def test_judge_filter_drops_unsupported_and_leaking_contexts(monkeypatch: pytest
              JudgeItem("leak", "verbatim: When did the bridge open? 1932.", "When did the bridge open?", "1932"),
              JudgeItem("odd", "A vague text.", "When did the bridge open?", "1932"), None]
     with OpenAIServer(responder) as server:
-        verdicts = JudgeFilter(JudgeConfig(enabled=True), _backend(server, monkeypatch)).check(items)
+        verdicts = JudgeFilter(JudgeConfig(enabled=True), _backend(server, monkeypatch)).check_items(items)
     assert [v.reason for v in verdicts] == [None, "judge_unsupported", "judge_leak", None, None]
     assert verdicts[3].scores["supported"] is None and verdicts[4].scores["judged"] is False
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ctxsynth.eval.metrics import best_qa_f1, contains_normalized, normalize_answer
-from ctxsynth.filters.config import ClosedBookConfig
+from ctxsynth.filters.config import ClosedBookConfig, FiltersConfig
+from ctxsynth.filters.registry import Filter, FilterContext
 from ctxsynth.filters.verdict import Verdict
 from ctxsynth.filters.wellformed import is_choice_among_given, is_yes_no
 from ctxsynth.llm.base import Backend, ChatRequest
@@ -104,3 +105,9 @@ class ClosedBookFilter:
             found = _MATCH.search(result.text or "") if result.ok else None
             out.append(found is not None and found.group(1).upper() == "MATCH")
         return out
+
+
+def from_config(config: FiltersConfig, context: FilterContext) -> list[Filter]:
+    if not config.closed_book.enabled:
+        return []
+    return [ClosedBookFilter(config.closed_book, context.chat(config.closed_book.llm), context.run_seed)]

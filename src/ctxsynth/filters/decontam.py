@@ -20,9 +20,11 @@ from pathlib import Path
 
 from ctxsynth.errors import InputError
 from ctxsynth.eval.metrics import normalize_answer
-from ctxsynth.filters.config import DecontamConfig
+from ctxsynth.filters.config import DecontamConfig, FiltersConfig
+from ctxsynth.filters.registry import Filter, FilterContext
 from ctxsynth.filters.verdict import Verdict
 from ctxsynth.io import open_text
+from ctxsynth.records import Seed
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,10 @@ class DecontamFilter:
             index.add_files(config.eval_files)
         self.index = index
 
+    def check(self, seeds: Sequence[Seed]) -> list[Verdict]:
+        return self.check_texts([{"instruction": s.instruction, "answer": s.answers[0] if s.answers else "",
+                                  "context": s.context} for s in seeds])
+
     def check_texts(self, fields: Sequence[dict[str, str | None]]) -> list[Verdict]:
         """One verdict per record, given its texts by field name (instruction, answer, context)."""
         return [self._check(f) for f in fields]
@@ -111,3 +117,9 @@ class DecontamFilter:
                 return Verdict.drop("contaminated", f"{name} shares {hits}/{total} n-grams with eval item {item}",
                                     eval_id=item, field=name, hits=hits, grams=total)
         return Verdict.kept()
+
+
+def from_config(config: FiltersConfig, context: FilterContext) -> list[Filter]:
+    """Enabled with no eval files, the filter would keep everything: it is left out."""
+    enabled = config.decontam.enabled and config.decontam.eval_files
+    return [DecontamFilter(config.decontam)] if enabled else []

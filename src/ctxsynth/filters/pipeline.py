@@ -17,75 +17,23 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ctxsynth.filters.closed_book import ClosedBookFilter
-from ctxsynth.filters.config import FilterLLM, FiltersConfig
-from ctxsynth.filters.decontam import DecontamFilter
-from ctxsynth.filters.dedup import find_duplicates
-from ctxsynth.filters.judge import JudgeFilter, JudgeItem
-from ctxsynth.filters.reliance import RelianceFilter, build_scorer
+from ctxsynth.filters.config import FiltersConfig
+from ctxsynth.filters.registry import FilterContext, build_filters
 from ctxsynth.filters.verdict import Verdict
-from ctxsynth.filters.wellformed import WellFormedFilter
 from ctxsynth.llm.base import Backend
 from ctxsynth.records import Rejected, Seed, to_dict
 
 log = logging.getLogger(__name__)
 STAGE = "filter"
-Check = Callable[[list[Seed]], list[Verdict]]
-
-
-def _dedup_checks(config: FiltersConfig) -> list[tuple[str, Check]]:
-    c = config.dedup
-    checks: list[tuple[str, Check]] = []
-    if c.seeds:
-        checks.append(("dedup", lambda s: find_duplicates(
-            [x.id for x in s], [f"{x.instruction} || {' | '.join(x.answers)}" for x in s],
-            threshold=c.threshold, num_perm=c.num_perm, shingle_chars=c.shingle_chars)))
-    if c.contexts:
-        checks.append(("dedup_context", lambda s: find_duplicates(
-            [x.id for x in s], [x.context for x in s], threshold=c.threshold, num_perm=c.num_perm,
-            shingle_words=c.shingle_words, label="_context")))
-    return checks
-
-
-def _model_checks(config: FiltersConfig, run_seed: int, backend: Backend | None,
-                  cache_dir: Path | None, built: list[Backend]) -> list[tuple[str, Check]]:
-    checks: list[tuple[str, Check]] = []
-    llm_cache = cache_dir / "cache.sqlite" if cache_dir else None
-
-    def chat(spec: FilterLLM) -> Backend:
-        if backend is not None:
-            return backend
-        built.append(spec.build(llm_cache))  # closed by apply_filters once every filter ran
-        return built[-1]
-
-    if config.closed_book.enabled:
-        probe = ClosedBookFilter(config.closed_book, chat(config.closed_book.llm), run_seed)
-        checks.append(("closed_book", probe.check))
-    if config.judge.enabled:
-        judge = JudgeFilter(config.judge, chat(config.judge.llm), run_seed)
-        checks.append(("judge", lambda s: judge.check(
-            [JudgeItem(x.id, x.context, x.instruction, x.answers[0]) if x.context else None for x in s])))
-    if config.reliance.enabled:
-        scorer = build_scorer(config.reliance, cache_dir / "scores.sqlite" if cache_dir else None)
-        checks.append(("reliance", RelianceFilter(config.reliance, scorer).check))
-    return checks
+Check = Callable[[Sequence[Seed]], list[Verdict]]
 
 
 def build_checks(config: FiltersConfig, run_seed: int, backend: Backend | None = None,
                  cache_dir: Path | None = None, built: list[Backend] | None = None) -> list[tuple[str, Check]]:
     """The enabled filters, in the order they run, as (name, batch check) pairs; backends built
     here (no `backend` given) are appended to `built`, for the caller to close."""
-    checks: list[tuple[str, Check]] = []
-    if config.wellformed.enabled:
-        checks.append(("wellformed", WellFormedFilter(config.wellformed).check))
-    if config.dedup.enabled:
-        checks.extend(_dedup_checks(config))
-    if config.decontam.enabled and config.decontam.eval_files:
-        decontam = DecontamFilter(config.decontam)
-        checks.append(("decontam", lambda s: decontam.check_texts(
-            [{"instruction": x.instruction, "answer": x.answers[0] if x.answers else "", "context": x.context}
-             for x in s])))
-    return checks + _model_checks(config, run_seed, backend, cache_dir, built if built is not None else [])
+    context = FilterContext(run_seed, backend, cache_dir, built if built is not None else [])
+    return [(f.name, f.check) for f in build_filters(config, context)]
 
 
 def _mark(seed: Seed, name: str, verdict: Verdict) -> Seed:
