@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from ctxsynth import assets
+from ctxsynth import assets, fillers
 from ctxsynth.errors import ConfigError
 from ctxsynth.eval.longbench import load_task_specs
 from ctxsynth.eval.padding import pad_to_length
@@ -110,13 +110,13 @@ def heldout_squad() -> list[dict[str, Any]]:
 
 @functools.lru_cache(maxsize=1)
 def _essay_sentences() -> tuple[str, ...]:
-    text = json.loads(assets.ruler_json("PaulGrahamEssays.json").read_text(encoding="utf-8"))["text"]
+    text = fillers.essays_text()
     return tuple(s for s in re.split(r"(?<=[.!?])\s+", " ".join(text.split())) if len(s) > 20)
 
 
 @functools.lru_cache(maxsize=1)
 def _wiki_extracts() -> tuple[tuple[str, str], ...]:
-    data = json.loads(assets.wiki_summaries().read_text(encoding="utf-8"))
+    data = fillers.wiki_pages()
     return tuple((v["title"], v["extract"].strip()) for v in data.values() if v.get("extract"))
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from ctxsynth.errors import ConfigError, InputError
 from ctxsynth.export.rows import ExportRow, check_messages
-from ctxsynth.io import open_text
+from ctxsynth.io import read_user_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +68,8 @@ def _records(path: Path) -> Iterator[dict[str, Any]]:
             raise InputError(f"{path}: a .json general file must hold a list of records")
         yield from data
         return
-    with open_text(path) as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)
+    for _, record in read_user_jsonl(path):
+        yield record
 
 
 def _messages(record: dict[str, Any]) -> list[dict[str, str]]:

@@ -12,7 +12,6 @@ is dropped with reason "contaminated" and the matching item's id.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -23,7 +22,7 @@ from ctxsynth.eval.metrics import normalize_answer
 from ctxsynth.filters.config import DecontamConfig, FiltersConfig
 from ctxsynth.filters.registry import Filter, FilterContext
 from ctxsynth.filters.verdict import Verdict
-from ctxsynth.io import open_text
+from ctxsynth.io import read_user_jsonl
 from ctxsynth.records import Seed
 
 log = logging.getLogger(__name__)
@@ -63,13 +62,12 @@ class NgramIndex:
 
     def add_files(self, paths: Iterable[str | Path]) -> None:
         for path in paths:
-            with open_text(Path(path)) as f:  # .jsonl or .jsonl.gz (what `ctxsynth eval --write-items` writes)
-                for line_no, line in enumerate(f, 1):
-                    if line.strip():
-                        try:
-                            self.add(*eval_texts(json.loads(line)))
-                        except ValueError as e:
-                            raise InputError(f"{path}:{line_no}: {e}") from None
+            # .jsonl or .jsonl.gz (what `ctxsynth eval --write-items` writes)
+            for line_no, record in read_user_jsonl(Path(path)):
+                try:
+                    self.add(*eval_texts(record))
+                except ValueError as e:
+                    raise InputError(f"{path}:{line_no}: {e}") from None
         log.info("decontamination index: %d eval items, %d %d-grams", self.items, len(self.long), self.n)
 
     def match(self, text: str) -> tuple[str, int, int] | None:

@@ -26,7 +26,7 @@ from typing import Any
 
 from ctxsynth.errors import ConfigError, MissingDependency, PathNotFound
 from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, ResultCallback, request_key
-from ctxsynth.models import resolve_model_path, weights_fingerprint
+from ctxsynth.models import pick_dtype, resolve_model_path, weights_fingerprint
 
 try:
     import torch
@@ -302,13 +302,6 @@ def _pick_device(device: str) -> str:
 
 
 def _pick_dtype(dtype: str, device: str) -> torch.dtype:
-    if dtype == "auto":
-        if device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    known = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if dtype not in known:
-        raise ConfigError(f"dtype {dtype!r}: use one of auto, {', '.join(known)}")
-    return known[dtype]
+    return getattr(torch, pick_dtype(dtype, device))
 
 

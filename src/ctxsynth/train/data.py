@@ -12,7 +12,6 @@ at 0 per sample, which is what keeps the samples of one pack from attending to e
 from __future__ import annotations
 
 import bisect
-import json
 import logging
 import random
 from collections.abc import Iterable, Sequence
@@ -38,22 +37,17 @@ class TokenizedSample:
 
 def read_messages(paths: Sequence[str | Path], limit: int | None = None) -> list[list[dict[str, str]]]:
     """Read {"messages": [...]} rows from JSONL files (plain or .gz), in file order."""
-    import gzip
+    from ctxsynth.io import read_user_jsonl
 
     rows: list[list[dict[str, str]]] = []
     for path in paths:
-        opener = gzip.open if str(path).endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as f:
-            for line_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                row = json.loads(line)
-                messages = row.get("messages")
-                if not messages or messages[-1].get("role") != "assistant":
-                    raise InputError(f"{path}:{line_no}: expected 'messages' ending with an assistant turn")
-                rows.append(messages)
-                if limit is not None and len(rows) >= limit:
-                    return rows
+        for line_no, row in read_user_jsonl(Path(path)):
+            messages = row.get("messages") if isinstance(row, dict) else None
+            if not messages or messages[-1].get("role") != "assistant":
+                raise InputError(f"{path}:{line_no}: expected 'messages' ending with an assistant turn")
+            rows.append(messages)
+            if limit is not None and len(rows) >= limit:
+                return rows
     return rows
 
 
