@@ -181,9 +181,20 @@ def run(config: ConfigArg, overrides: Overrides = None, overwrite: Annotated[boo
 
     run_ = _guard(lambda: _load_run(config, overrides))
     _guard(lambda: run_.prepare(overwrite=overwrite))
-    _guard(lambda: run_all(run_, RichProgress))
+    _guard(lambda: _run_or_record_stop(run_, run_all, write_summary))
     summary = write_summary(run_.dir)
     print_summary(summary, Console())
+
+
+def _run_or_record_stop(run_, run_all, write_summary) -> None:
+    """Run every stage; when an endpoint fails, the summary records why before the error propagates."""
+    from ctxsynth.errors import BackendUnavailable
+
+    try:
+        run_all(run_, RichProgress)
+    except BackendUnavailable as e:
+        write_summary(run_.dir, {"cause": e.cause, "endpoint": e.endpoint, "status": e.status, "message": str(e)})
+        raise
 
 
 @app.command()

@@ -68,6 +68,9 @@ class RunConfig:
     seed: int = 0
     shards: int = 1
     stages: list[str] = field(default_factory=lambda: list(STAGES))
+    # circuit breaker: stop after this many infrastructure failures in a row (an auth or unknown-model
+    # error before any success stops at once); the stage stays incomplete, the rerun resumes it
+    max_consecutive_failures: int = 20
     seeds: SeedsConfig = field(default_factory=SeedsConfig)
     filters: FiltersConfig = field(default_factory=FiltersConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
@@ -81,6 +84,8 @@ class RunConfig:
         unknown = [s for s in self.stages if s not in STAGES]
         if unknown:
             raise ConfigError(f"stages: unknown stage(s) {unknown}; known, in order: {', '.join(STAGES)}")
+        if self.max_consecutive_failures < 1:
+            raise ConfigError("max_consecutive_failures must be >= 1")
         if self.shards < 1:
             raise ConfigError("shards must be >= 1")
         if not self.name or "/" in self.name:

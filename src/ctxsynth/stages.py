@@ -123,7 +123,8 @@ def run_filter(run: Run, progress: Progress | None = None) -> dict[str, Any]:
     progress = progress or NullProgress()
     seeds = [seed_from_dict(d) for d in read_shards(run.input_dir("filter"))]
     progress.start("filter", len(seeds))
-    kept, rejected, stats = apply_filters(seeds, run.config.filters, run.config.seed, cache_dir=run.dir)
+    kept, rejected, stats = apply_filters(seeds, run.config.filters, run.config.seed, cache_dir=run.dir,
+                                          max_consecutive_failures=run.config.max_consecutive_failures)
     progress.advance(len(seeds))
     progress.finish()
     extra = {k: v for k, v in stats.items() if k not in ("in", "kept") and not k.startswith("dropped_")
@@ -144,7 +145,7 @@ def run_synthesize(run: Run, progress: Progress | None = None) -> dict[str, Any]
     todo = [i for i in range(n_shards) if not markers.shard_done(i)]
     shards = {i: [seed_from_dict(d) for d in read_jsonl(source / shard_name(i))] for i in todo}
     progress.start("synthesize", sum(len(s) for s in shards.values()))
-    backend = run.config.llm.build(run.dir / "cache.sqlite") if todo else None
+    backend = run.config.llm.build(run.dir / "cache.sqlite", run.config.max_consecutive_failures) if todo else None
 
     def work(i: int) -> ShardOutput:
         assert backend is not None  # built whenever a shard is left to do

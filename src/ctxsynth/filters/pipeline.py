@@ -43,16 +43,20 @@ def _mark(seed: Seed, name: str, verdict: Verdict) -> Seed:
 
 
 def apply_filters(seeds: list[Seed], config: FiltersConfig, run_seed: int, *, backend: Backend | None = None,
-                  cache_dir: Path | None = None) -> tuple[list[Seed], list[Rejected], dict[str, Any]]:
+                  cache_dir: Path | None = None, max_consecutive_failures: int | None = None,
+                  ) -> tuple[list[Seed], list[Rejected], dict[str, Any]]:
     """Run the enabled filters; returns (kept seeds in input order, rejected records, stats).
 
     backend: the chat backend for the closed-book probe and the judge (the runner's cached one);
     None builds each section's `llm`. cache_dir: where cache.sqlite (LLM requests, when building
     the backend here) and scores.sqlite (reliance scores) live; None caches nothing.
+    max_consecutive_failures: a circuit breaker on the backends built here (ctxsynth.llm.breaker).
     """
     built: list[Backend] = []
     try:
-        kept, rejected, stats, reasons = _run_checks(build_checks(config, run_seed, backend, cache_dir, built), seeds)
+        context = FilterContext(run_seed, backend, cache_dir, built, max_consecutive_failures)
+        kept, rejected, stats, reasons = _run_checks([(f.name, f.check) for f in build_filters(config, context)],
+                                                     seeds)
     finally:
         for b in built:
             b.close()

@@ -39,11 +39,13 @@ class FilterContext:
     backend: Backend | None = None  # the runner's cached backend; None: each section's `llm` is built
     cache_dir: Path | None = None  # where cache.sqlite and scores.sqlite live; None caches nothing
     built: list[Backend] = field(default_factory=list)  # backends built here, closed by the caller
+    max_consecutive_failures: int | None = None  # circuit breaker on built backends (None: none)
 
     def chat(self, spec: FilterLLM) -> Backend:
         if self.backend is not None:
             return self.backend
-        self.built.append(spec.build(self.cache_dir / "cache.sqlite" if self.cache_dir else None))
+        cache = self.cache_dir / "cache.sqlite" if self.cache_dir else None
+        self.built.append(spec.build(cache, self.max_consecutive_failures))
         return self.built[-1]
 
 

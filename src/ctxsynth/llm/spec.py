@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from ctxsynth.errors import ConfigError, MissingAPIKeyError
 from ctxsynth.llm.base import Backend
@@ -52,6 +54,13 @@ class ModelSpec:
         """The environment variable that must hold this spec's API key, or None (no key needed)."""
         return self.backend_class().key_env(self.options)
 
+    def key_variable(self) -> str | None:
+        """The variable the backend reads its key from (even where, like a local server, none is needed)."""
+        cls = self.backend_class()
+        if cls.key_env_var is None:
+            return None
+        return str(self.options.get(cls.key_env_option, cls.key_env_var)) if cls.key_env_option else cls.key_env_var
+
     def missing_key(self) -> str | None:
         """Why this spec cannot authenticate (its key variable is unset), or None."""
         env = self.key_env()
@@ -67,13 +76,39 @@ class ModelSpec:
         if problem:
             raise MissingAPIKeyError(f"{where}: {problem}")
 
-    def build(self, cache: Path | None = None) -> Backend:
-        """The backend, wrapped in the request cache at `cache` (a cache.sqlite path) when given."""
+    def endpoint(self) -> str:
+        """Where requests go, for messages: the base URL without credentials, else backend and model."""
+        base_url = self.options.get("base_url")
+        if base_url:
+            return redact_url(str(base_url))
+        if self.key_env() is not None:  # a hosted API at its default address
+            return f"{self.backend} default endpoint (model {self.model})"
+        return f"{self.backend} backend (model {self.model})"
+
+    def build(self, cache: Path | None = None, max_consecutive_failures: int | None = None) -> Backend:
+        """The backend, behind a circuit breaker when `max_consecutive_failures` is given and then
+        the request cache at `cache` (a cache.sqlite path) when given."""
+        from ctxsynth.llm.breaker import CircuitBreaker
         from ctxsynth.llm.cache import CachedBackend, RequestCache
 
         options = self.checked_options()
         try:
-            inner = self.backend_class()(model=self.model, **options)
+            backend = self.backend_class()(model=self.model, **options)
         except TypeError as e:
             raise ConfigError(f"options for backend {self.backend!r}: {e}") from None
-        return CachedBackend(inner, RequestCache(cache)) if cache is not None else inner
+        if max_consecutive_failures is not None:
+            backend = CircuitBreaker(backend, self.endpoint(), max_consecutive_failures, self.key_variable())
+        return CachedBackend(backend, RequestCache(cache)) if cache is not None else backend
+
+
+_SECRET_QUERY = re.compile(r"(?i)^(api[-_]?key|key|token|access[-_]?token|secret|password|sig|signature)$")
+
+
+def redact_url(url: str) -> str:
+    """The URL with any user:password@ and secret-looking query values replaced by ***."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = "&".join(f"{k}=***" if _SECRET_QUERY.match(k) else f"{k}={v}" for k, v in parse_qsl(parts.query, True))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
