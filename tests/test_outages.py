@@ -44,8 +44,9 @@ def _setup(tmp_path: Path, url: str, retries: int = 1, breaker: int = 3) -> Path
     return path
 
 
-def _run(tmp_path: Path, config: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ctxsynth.cli", "run", str(config)],
+def _run(tmp_path: Path, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`ctxsynth run` without preflight: these tests are about what happens mid-run."""
+    return subprocess.run([sys.executable, "-m", "ctxsynth.cli", "run", str(config), "--no-preflight", *args],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
 
 

@@ -173,13 +173,20 @@ for _stage in STAGE_NAMES:
 @app.command()
 def run(config: ConfigArg, overrides: Overrides = None, overwrite: Annotated[bool, typer.Option(
         help="Discard outputs made with a different config (the request cache is kept).")] = False,
+        no_preflight: Annotated[bool, typer.Option("--no-preflight", help=(
+            "Skip the checks before paid work (model specs, keys, tokenizer, paths, one probe per endpoint)."))] = False,
         verbose: Verbose = False) -> None:
-    """Run every stage of a config in order, skipping the complete ones; print a summary."""
+    """Run every stage of a config in order, skipping the complete ones; print a summary.
+    Preflight first checks the whole config and probes each endpoint once."""
     _setup_logging(verbose)
+    from ctxsynth.preflight import preflight
     from ctxsynth.runner import run_all
     from ctxsynth.summary import print_summary, write_summary
 
     run_ = _guard(lambda: _load_run(config, overrides))
+    if not no_preflight:
+        for warning in _guard(lambda: preflight(run_)):
+            console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     _guard(lambda: run_.prepare(overwrite=overwrite))
     _guard(lambda: _run_or_record_stop(run_, run_all, write_summary))
     summary = write_summary(run_.dir)
