@@ -151,15 +151,15 @@ def validate(config: ConfigArg, overrides: Overrides = None) -> None:
 
 def _stage_command(stage: str):
     def command(config: ConfigArg, overrides: Overrides = None, force: Annotated[bool, typer.Option(
-        help="Redo the stage even if it is complete.")] = False, overwrite: Annotated[bool, typer.Option(
+        help="Redo the stage even if it is complete (the stages after it are redone too).")] = False, overwrite: Annotated[bool, typer.Option(
         help="Discard outputs made with a different config (the request cache is kept).")] = False,
         verbose: Verbose = False) -> None:
         _setup_logging(verbose)
         from ctxsynth.runner import run_stage
 
         run = _guard(lambda: _load_run(config, overrides))
-        _guard(lambda: run.prepare(overwrite=overwrite))
-        _guard(lambda: run_stage(run, stage, RichProgress(), force=force))
+        _guard(lambda: run.prepare(overwrite=overwrite, force=stage if force else None))
+        _guard(lambda: run_stage(run, stage, RichProgress()))
         console.print(f"{stage}: done -> {run.stage_dir(stage)}")
 
     command.__doc__ = f"{STAGE_HELP[stage]} Runs the {stage} stage of a run config (skipped when complete)."
@@ -175,6 +175,8 @@ def run(config: ConfigArg, overrides: Overrides = None, overwrite: Annotated[boo
         help="Discard outputs made with a different config (the request cache is kept).")] = False,
         no_preflight: Annotated[bool, typer.Option("--no-preflight", help=(
             "Skip the checks before paid work (model specs, keys, tokenizer, paths, one probe per endpoint)."))] = False,
+        force: Annotated[Optional[str], typer.Option(
+            "--force", metavar="STAGE", help="Redo STAGE and every stage after it, even if complete.")] = None,
         verbose: Verbose = False) -> None:
     """Run every stage of a config in order, skipping the complete ones; print a summary.
     Preflight first checks the whole config and probes each endpoint once."""
@@ -184,10 +186,14 @@ def run(config: ConfigArg, overrides: Overrides = None, overwrite: Annotated[boo
     from ctxsynth.summary import print_summary, write_summary
 
     run_ = _guard(lambda: _load_run(config, overrides))
+    if force is not None:
+        from ctxsynth.stages import stage as stage_entry
+
+        _guard(lambda: stage_entry(force))  # an unknown stage name fails before anything runs
     if not no_preflight:
-        for warning in _guard(lambda: preflight(run_)):
+        for warning in _guard(lambda: preflight(run_, force=force)):
             console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
-    _guard(lambda: run_.prepare(overwrite=overwrite))
+    _guard(lambda: run_.prepare(overwrite=overwrite, force=force))
     _guard(lambda: _run_or_record_stop(run_, run_all, write_summary))
     summary = write_summary(run_.dir)
     print_summary(summary, Console())

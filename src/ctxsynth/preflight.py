@@ -24,16 +24,19 @@ log = logging.getLogger(__name__)
 PROBE_TIMEOUT_S = 15.0
 
 
-def pending_stages(run: Run) -> list[str]:
-    return [s for s in run.config.stages if not run.markers(s).stage_done()]
+def pending_stages(run: Run, force: str | None = None) -> list[str]:
+    from ctxsynth.rerun import stages_from
+
+    forced = stages_from(force) if force else []
+    return [s for s in run.config.stages if s in forced or not run.markers(s).stage_done()]
 
 
-def preflight(run: Run, probe: bool = True) -> list[str]:
+def preflight(run: Run, probe: bool = True, force: str | None = None) -> list[str]:
     """Raise a UserError for the first problem; return warnings (as `validate` does)."""
     from ctxsynth.runner import model_specs, validate_run
 
     warnings = validate_run(run)  # names, options, formats, task files
-    pending = pending_stages(run)
+    pending = pending_stages(run, force)
     specs = {where: spec for where, spec in model_specs(run.config).items()
              if ("synthesize" if where == "llm" else "filter") in pending}
     for where, spec in specs.items():

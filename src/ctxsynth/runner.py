@@ -10,19 +10,24 @@ which this module imports (never the other way round).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ctxsynth import config as cfg
+from ctxsynth import rerun
 from ctxsynth.assemble.config import AssembleConfig
 from ctxsynth.errors import ConfigError
 from ctxsynth.filters.config import FiltersConfig
 from ctxsynth.io import Markers, atomic_write_text
 from ctxsynth.llm.base import SamplingParams
-from ctxsynth.llm.spec import ModelSpec
+from ctxsynth.llm.spec import ModelSpec, redact_config
 from ctxsynth.progress import Progress
 from ctxsynth.seeds import SeedsConfig
 from ctxsynth.stages import STAGE_NAMES, stage_folder
@@ -130,34 +135,82 @@ class Run:
     def markers(self, stage: str) -> Markers:
         return Markers(self.state, stage)
 
-    def prepare(self, overwrite: bool = False) -> None:
-        """Create the run directory and save the resolved config; refuse to mix two configs in one run."""
+    def saved_view(self) -> dict[str, Any]:
+        """The config as written to config.yaml: credentials inside any base_url replaced by ***."""
+        return redact_config(cfg.to_dict(self.config))
+
+    def config_hash(self) -> str:
+        """Hash of the settings that can change output bytes (not out_dir, name, shards, the breaker)."""
+        view = {k: v for k, v in self.saved_view().items() if k not in ("out_dir", "name", "shards",
+                                                                          "max_consecutive_failures")}
+        return hashlib.sha256(json.dumps(view, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+    def prepare(self, overwrite: bool = False, force: str | None = None) -> None:
+        """Create the run directory and save the resolved config. A config change reruns the first stage
+        that reads a changed key and every later one: automatically when that is assemble or later (no
+        requests are paid for), with --overwrite before. `force` invalidates a stage and every later one."""
         saved = self.dir / "config.yaml"
-        text = cfg.dump_yaml(self.config)
-        changed = config_changes(cfg.load_yaml(saved), cfg.to_dict(self.config)) if saved.exists() else []
-        if changed:
-            if not overwrite:
+        view = self.saved_view()
+        if saved.exists():
+            old = cfg.load_yaml(saved)
+            changed = config_changes(old, view)
+            first = rerun.first_affected(changed, list(old.get("stages", STAGES)), self.config.stages)
+            if first is not None and STAGES.index(first) < STAGES.index("assemble") and not overwrite:
                 shown = ", ".join(changed[:8]) + (", ..." if len(changed) > 8 else "")
                 raise cfg.ConfigError(
-                    f"{self.dir} holds a run made with a different config ({saved}; changed: {shown}); "
-                    "choose another name, or pass --overwrite to discard its outputs (the request cache is kept)"
-                )
-            self.clear_outputs()
+                    f"{self.dir} holds a run made with a different config ({saved}; changed: {shown}); choose "
+                    f"another name, or pass --overwrite to discard the {first} stage and the ones after it "
+                    "(the request cache is kept, so unchanged requests are not paid twice)")
+            if first is not None:
+                log.info("config changed (%s): %s and later stages will rerun", ", ".join(changed), first)
+                self.invalidate(first)
+        if force is not None:
+            self.invalidate(stage_entry(force).name)
+        self.check_seed_inputs()
         self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(saved, text)
+        atomic_write_text(saved, yaml.safe_dump(view, sort_keys=False, allow_unicode=True))
+
+    def invalidate(self, stage: str) -> None:
+        """Discard the outputs and markers of `stage` and of every stage after it."""
+        for name in rerun.stages_from(stage):
+            shutil.rmtree(self.stage_dir(name), ignore_errors=True)
+            shutil.rmtree(self.state / name, ignore_errors=True)
 
     def clear_outputs(self) -> None:
-        for stage in STAGES:
-            shutil.rmtree(self.stage_dir(stage), ignore_errors=True)
+        self.invalidate(STAGES[0])
         shutil.rmtree(self.state, ignore_errors=True)
+
+    def _seed_path(self) -> Path | None:
+        from ctxsynth.seeds.sources import FILE_SOURCES
+
+        s = self.config.seeds
+        if s.source not in FILE_SOURCES or not s.path:
+            return None
+        return Path(s.path) if Path(s.path).is_absolute() else self.base_dir / s.path
+
+    def record_seed_inputs(self) -> None:
+        path = self._seed_path()
+        if path is not None and path.exists():
+            rerun.write_inputs(self.state / "seeds" / "inputs.json", rerun.seed_inputs(path))
+
+    def check_seed_inputs(self) -> None:
+        """A seed file changed since the seeds stage read it is an error that names it, never ignored."""
+        recorded = self.state / "seeds" / "inputs.json"
+        path = self._seed_path()
+        if path is None or not recorded.exists() or not self.markers("seeds").stage_done():
+            return
+        changed = rerun.changed_inputs(json.loads(recorded.read_text()), rerun.seed_inputs(path))
+        if changed:
+            raise cfg.ConfigError(
+                f"seed input changed since the seeds stage read it: {', '.join(changed[:5])}; rerun with "
+                "--force seeds to read it again (later stages rerun too; cached requests are not paid twice)")
 
 
 def run_stage(run: Run, stage: str, progress: Progress | None = None, force: bool = False) -> dict[str, Any] | None:
-    """Run one stage unless it is complete (force reruns it from scratch)."""
+    """Run one stage unless it is complete (force reruns it from scratch and invalidates later stages)."""
     markers = run.markers(stage)
     if force:
-        markers.clear()
-        shutil.rmtree(run.stage_dir(stage), ignore_errors=True)
+        run.invalidate(stage)
     if markers.stage_done():
         log.info("%s: already complete, skipped", stage)
         return None

@@ -34,6 +34,7 @@ class Stage:
     function: StageFunction
     inputs: tuple[str, ...] = ()  # stages it reads; the first one the run includes (else the last) is read
     help: str = ""
+    reads: tuple[str, ...] = ()  # config keys (dotted prefixes) its output depends on: a change reruns it
 
 
 @dataclass
@@ -110,6 +111,7 @@ def run_seeds(run: Run, progress: Progress | None = None) -> dict[str, Any]:
         progress.advance()
     progress.finish()
     summary = run_sharded(run, "seeds", run.config.shards, _split(run, [to_dict(s) for s in seeds], rejected, {}))
+    run.record_seed_inputs()
     log.info("seeds: %d kept, %d rejected", len(seeds), len(rejected))
     return summary
 
@@ -204,7 +206,7 @@ def run_export(run: Run, progress: Progress | None = None) -> dict[str, Any]:
         path = Path(ec.mix_path)
         mix = MixConfig(path if path.is_absolute() else run.base_dir / path, ec.mix_ratio)
     manifests = export_samples(
-        samples, run.stage_dir("export"), ec.formats, config_hash=cfg.config_hash(run.config),
+        samples, run.stage_dir("export"), ec.formats, config_hash=run.config_hash(),
         tokenizer_name=run.config.assemble.tokenizer, mix=mix, seed=run.config.seed, dataset_name=ec.dataset_name,
     )
     summary = {"n_in": len(samples), "formats": {k: v.get("counts", {}) for k, v in manifests.items()}}
@@ -222,13 +224,18 @@ def run_report(run: Run, progress: Progress | None = None) -> dict[str, Any]:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("seeds", "seeds", run_seeds, (), "Read seeds (JSONL, Parquet, datasets, built-ins) into shards."),
-    Stage("filter", "filter", run_filter, ("seeds",), "Drop ill-posed, duplicated, contaminated or closed-book seeds."),
-    Stage("synthesize", "synth", run_synthesize, ("filter", "seeds"), "Write and verify a context for every seed."),
-    Stage("assemble", "assemble", run_assemble, ("synthesize",), "Gold context + distractors at the token budget."),
-    Stage("export", "export", run_export, ("assemble",), "Write the samples in the trainers' formats."),
+    Stage("seeds", "seeds", run_seeds, (), "Read seeds (JSONL, Parquet, datasets, built-ins) into shards.",
+          ("seeds", "shards")),
+    Stage("filter", "filter", run_filter, ("seeds",), "Drop ill-posed, duplicated, contaminated or closed-book seeds.",
+          ("filters", "seed")),
+    Stage("synthesize", "synth", run_synthesize, ("filter", "seeds"), "Write and verify a context for every seed.",
+          ("llm", "synth", "verify", "seed")),
+    Stage("assemble", "assemble", run_assemble, ("synthesize",), "Gold context + distractors at the token budget.",
+          ("assemble",)),
+    Stage("export", "export", run_export, ("assemble",), "Write the samples in the trainers' formats.",
+          ("export",)),
     Stage("report", "report", run_report, ("seeds", "filter", "synthesize", "assemble", "export"),
-          "Write the dataset card and its plots."),
+          "Write the dataset card and its plots.", ("report",)),
 )
 STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
 _BY_NAME = {s.name: s for s in STAGES}

@@ -112,3 +112,12 @@ def redact_url(url: str) -> str:
         netloc = "***@" + netloc.rsplit("@", 1)[1]
     query = "&".join(f"{k}=***" if _SECRET_QUERY.match(k) else f"{k}={v}" for k, v in parse_qsl(parts.query, True))
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact_config(data: Any) -> Any:
+    """A config tree (plain dicts) with every `base_url` value passed through redact_url."""
+    if isinstance(data, dict):
+        return {k: redact_url(v) if k == "base_url" and isinstance(v, str) else redact_config(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [redact_config(v) for v in data]
+    return data
