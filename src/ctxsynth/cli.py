@@ -83,12 +83,26 @@ class RichProgress:
 _VERBOSE = False  # set by _setup_logging: -v also shows the traceback of a user error
 
 
+class _RedactCredentials(logging.Filter):
+    """Credentials inside URLs (user:password@, ?api_key=) never reach the terminal or a log file."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from ctxsynth.llm.spec import redact_text
+
+        message = record.getMessage()
+        clean = redact_text(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True
+
+
 def _setup_logging(verbose: bool) -> None:
     global _VERBOSE
     _VERBOSE = verbose
+    handler = RichHandler(console=console, show_path=False, show_time=False)
+    handler.addFilter(_RedactCredentials())
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False, show_time=False)], force=True,
+        level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", handlers=[handler], force=True,
     )
     for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "urllib3", "filelock", "huggingface_hub", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -107,7 +121,11 @@ INTERRUPTED = "[yellow]interrupted[/yellow]; rerun the same command to resume"
 def _fail(error: Exception) -> NoReturn:
     if _VERBOSE:
         console.print_exception()
-    console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    from ctxsynth.llm.spec import redact_text
+
+    console.print(f"[red]error:[/red] {escape(redact_text(str(error)))}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 

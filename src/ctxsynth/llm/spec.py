@@ -114,6 +114,15 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+_URL_USERINFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]+@")
+_URL_SECRET_PARAM = re.compile(r"(?i)([?&](?:api[-_]?key|key|token|access[-_]?token|secret|password|sig|signature)=)[^&\s]+")
+
+
+def redact_text(text: str) -> str:
+    """Any URL inside free text (a log line, an error) without user:password@ or secret query values."""
+    return _URL_SECRET_PARAM.sub(r"\1***", _URL_USERINFO.sub(r"\1***@", text))
+
+
 def redact_config(data: Any) -> Any:
     """A config tree (plain dicts) with every `base_url` value passed through redact_url."""
     if isinstance(data, dict):
