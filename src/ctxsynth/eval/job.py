@@ -53,7 +53,6 @@ class EvalConfig:
     limit_per_task: int | None = None
     builtin: BuiltinSets = field(default_factory=BuiltinSets)
     seed: int = 0
-    max_consecutive_failures: int = 20  # circuit breaker: infrastructure failures in a row before stopping
 
     def __post_init__(self) -> None:
         if self.model.truncation not in ("middle", "left", "none"):
@@ -112,7 +111,7 @@ def run_eval(config: EvalConfig, base: Path | None = None, progress: Any = None)
     out = (Path(config.out_dir) if Path(config.out_dir).is_absolute() else base / config.out_dir) / config.name
     items = collect_items(config, base)
     m = config.model
-    backend = m.build(max_consecutive_failures=config.max_consecutive_failures)  # evaluate() adds the cache
+    backend = m.build()  # evaluate() wraps it in the request cache under out/
     try:
         return evaluate(items, backend, tokenizer=m.tokenizer, max_model_len=m.max_model_len,
                         truncation=m.truncation, out_dir=out,  # type: ignore[arg-type]
