@@ -39,7 +39,7 @@ def unrelated_context(seed: Seed, pool: Sequence[Seed], rng: random.Random, cand
     own, length = titles(seed), len((seed.context or "").split())
     eligible = [s for s in rng.sample(list(pool), min(len(pool), candidates * 3))
                 if s.context and s.context != seed.context and not (titles(s) & own)][:candidates]
-    return min(eligible, key=lambda s: abs(len(s.context.split()) - length)).context  # type: ignore[union-attr]
+    return min(eligible, key=lambda s: abs(len((s.context or "").split()) - length)).context or ""
 
 
 def auc(positives: Sequence[float], negatives: Sequence[float]) -> float:

@@ -70,7 +70,8 @@ class StepRecorder:
     """Wraps a collator; remembers (tokens, sum of squared document lengths) of every batch."""
 
     def __init__(self, inner: Any) -> None:
-        self.inner, self.batches = inner, []
+        self.inner = inner
+        self.batches: list[tuple[int, int]] = []
 
     def __call__(self, rows: Any) -> Any:
         batch = self.inner(rows)
@@ -245,7 +246,7 @@ def main() -> None:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout)
             log_text = proc.stdout + proc.stderr
         except subprocess.TimeoutExpired as e:
-            log_text = f"TIMEOUT after {a.timeout}s\n{e.stdout or ''}{e.stderr or ''}"
+            log_text = f"TIMEOUT after {a.timeout}s\n{e.stdout or ''!s}{e.stderr or ''!s}"
         with open(a.out / "bench.log", "a") as f:  # one log file: the device tool returns few files
             f.write(f"===== {run}\n{str(log_text)[-100000:]}\n")
         found = [json.loads(line[7:]) for line in str(log_text).splitlines() if line.startswith("RESULT ")]

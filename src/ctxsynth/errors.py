@@ -1,16 +1,56 @@
 """The error family: what the user can fix versus what is a bug.
 
 The CLI prints a `UserError` as one line (and exits non-zero); anything else is a bug in ctxsynth or
-a library and is shown with its traceback. `BackendUnavailable` is the infrastructure branch: the
-endpoint is down, refuses our key, or does not know the model. It stops a stage without marking it
-complete, so rerunning the same command retries exactly the failed work.
+a library and is shown with its traceback and a request to report it. Each subclass also derives
+from the builtin it used to be (ValueError, KeyError, ...), so `except ValueError` in a caller keeps
+working. `BackendUnavailable` is the infrastructure branch: the endpoint is down, refuses our key, or
+does not know the model. It stops a stage without marking it complete, so rerunning the same
+command retries exactly the failed work.
 """
 
 from __future__ import annotations
 
+REPORT_HINT = ("this is a bug in ctxsynth, not in your input: please report it with the traceback above, "
+               "the command you ran and the output of `ctxsynth --version`")
+
 
 class UserError(Exception):
     """Bad input the user can fix (config, file, path, missing key). One line, no traceback."""
+
+
+class ConfigError(UserError, ValueError):
+    """A config key, value or combination of values is wrong; the message names the key."""
+
+
+class InputError(UserError, ValueError):
+    """A user-supplied file (seeds, templates, corpus, eval set, mix file) has bad content."""
+
+
+class PathNotFound(UserError, FileNotFoundError):
+    """A path the user named does not exist; the message says what it was resolved against."""
+
+
+class SeedError(InputError):
+    """Bad seed input or configuration; the message names the file, line, field and a fix."""
+
+
+class RegistryError(UserError, KeyError):
+    """An unknown name (backend, task, format, filter, ...) with a "did you mean"."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want plain text
+        return str(self.args[0])
+
+
+class AssetMissing(UserError, FileNotFoundError):
+    """An offline asset package (model, data) is not installed; the message gives the pip command."""
+
+
+class MissingDependency(UserError, ImportError):
+    """An optional dependency of the chosen component is not installed; the message says what to install."""
+
+
+class MissingAPIKeyError(UserError, RuntimeError):
+    """The API key's environment variable is unset and the endpoint is not local."""
 
 
 class BackendUnavailable(UserError):

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ctxsynth.errors import InputError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -73,6 +75,32 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
         for line in f:
             if line.strip():
                 yield json.loads(line)
+
+
+def read_user_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of every non-blank line of a user's JSONL file (plain or .gz).
+
+    The one reader of user JSONL: a line that is not JSON stops with the file and line named, and a
+    file that is a JSON array or pretty-printed JSON says so once instead of failing on every line."""
+    with open_text(Path(path)) as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield line_no, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(f"{path}:{line_no}: {not_jsonl_hint(line, line_no) or f'not valid JSON ({e.msg})'}"
+                                 ) from None
+
+
+def not_jsonl_hint(line: str, line_no: int) -> str | None:
+    """Why a file whose `line_no`-th line does not parse is probably not JSON Lines at all, or None."""
+    text = line.strip()
+    if line_no == 1 and text.startswith("["):
+        return "not JSON Lines: looks like a JSON array; write one JSON object per line"
+    if text in ("{", "[") or (line_no <= 2 and text.endswith(("{", "[")) and text.startswith(("{", '"'))):
+        return "not JSON Lines: looks like pretty-printed JSON; write one JSON object per line"
+    return None
 
 
 def shard_name(index: int, suffix: str = ".jsonl.gz") -> str:

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from ctxsynth import assets
+from ctxsynth.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -75,3 +76,22 @@ def weights_fingerprint(path: Path) -> str:
 def resolve_model_path(name: str) -> str:
     """The embedded aliases map to the cached folder; anything else passes through."""
     return str(embedded_model_dir()) if is_embedded(name) else name
+
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def pick_dtype(dtype: str, device: str) -> str:
+    """The one dtype policy of every local model (generation, scoring): a name in DTYPES.
+
+    "auto": bfloat16 on a CUDA GPU that supports it (float16 on older ones), float32 on a CPU, so a
+    CPU run gives the same bytes on every machine (bf16 matmuls differ between CPU generations)."""
+    if dtype != "auto":
+        if dtype not in DTYPES:
+            raise ConfigError(f"dtype {dtype!r}: use one of auto, {', '.join(DTYPES)}")
+        return dtype
+    if not device.startswith("cuda"):
+        return "float32"
+    import torch
+
+    return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"

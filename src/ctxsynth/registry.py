@@ -9,10 +9,7 @@ import difflib
 import importlib
 from typing import Any
 
-
-class RegistryError(KeyError):
-    def __str__(self) -> str:  # KeyError quotes its message; we want plain text
-        return str(self.args[0])
+from ctxsynth.errors import RegistryError
 
 
 class Registry:
@@ -27,6 +24,10 @@ class Registry:
 
     def names(self) -> list[str]:
         return sorted(self._entries)
+
+    def in_order(self) -> list[str]:
+        """The names in registration order (where the order means something, e.g. filters)."""
+        return list(self._entries)
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries

@@ -1,43 +1,55 @@
-"""One run = one directory: the run config, and the stages that read and write shard folders.
+"""One run = one directory: the run config, and running the stages that read and write shard folders.
 
-    seeds -> synthesize -> assemble -> export -> report
+    seeds -> filter -> synthesize -> assemble -> export -> report
 
 Each stage writes shard files atomically and a completion marker per shard, then a DONE marker;
 `run_all` skips finished stages and finished shards, and the request cache (cache.sqlite) makes a
-half-finished shard cheap to redo. Stage bodies are in ctxsynth.stages.
+half-finished shard cheap to redo. The stage table and the stage bodies are in ctxsynth.stages,
+which this module imports (never the other way round).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ctxsynth import config as cfg
+from ctxsynth import rerun
 from ctxsynth.assemble.config import AssembleConfig
+from ctxsynth.errors import ConfigError
 from ctxsynth.filters.config import FiltersConfig
-from ctxsynth.io import Markers, atomic_write_text, read_jsonl, shard_name
+from ctxsynth.io import Markers, atomic_write_text
+from ctxsynth.llm.base import SamplingParams
+from ctxsynth.llm.spec import ModelSpec, redact_config
 from ctxsynth.progress import Progress
-from ctxsynth.records import seed_from_dict
 from ctxsynth.seeds import SeedsConfig
+from ctxsynth.stages import STAGE_NAMES, stage_folder
+from ctxsynth.stages import stage as stage_entry
 from ctxsynth.synth.stage import SynthConfig
 from ctxsynth.verify.checks import VerifyConfig
 
 log = logging.getLogger(__name__)
 
-STAGES = ("seeds", "filter", "synthesize", "assemble", "export", "report")
+STAGES = STAGE_NAMES  # the names, in order; the table (folders, bodies, inputs) is ctxsynth.stages.STAGES
 
 
 @dataclass
-class LLMConfig:
-    backend: str = "transformers"  # openai | transformers | fake
-    model: str = "smollm2-135m-instruct"
+class LLMConfig(ModelSpec):
+    """The synthesis model (`llm:`): a ModelSpec plus the sampling parameters of every request."""
+
     temperature: float = 0.8
     top_p: float = 1.0
     max_tokens: int = 4096
-    options: dict[str, Any] = field(default_factory=dict)  # backend keyword arguments (base_url, batch_size, ...)
+
+    def sampling(self) -> SamplingParams:
+        return SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens)
 
 
 @dataclass
@@ -61,6 +73,9 @@ class RunConfig:
     seed: int = 0
     shards: int = 1
     stages: list[str] = field(default_factory=lambda: list(STAGES))
+    # circuit breaker: stop after this many infrastructure failures in a row (an auth or unknown-model
+    # error before any success stops at once); the stage stays incomplete, the rerun resumes it
+    max_consecutive_failures: int = 20
     seeds: SeedsConfig = field(default_factory=SeedsConfig)
     filters: FiltersConfig = field(default_factory=FiltersConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
@@ -73,11 +88,13 @@ class RunConfig:
     def __post_init__(self) -> None:
         unknown = [s for s in self.stages if s not in STAGES]
         if unknown:
-            raise ValueError(f"stages: unknown stage(s) {unknown}; known, in order: {', '.join(STAGES)}")
+            raise ConfigError(f"stages: unknown stage(s) {unknown}; known, in order: {', '.join(STAGES)}")
+        if self.max_consecutive_failures < 1:
+            raise ConfigError("max_consecutive_failures must be >= 1")
         if self.shards < 1:
-            raise ValueError("shards must be >= 1")
+            raise ConfigError("shards must be >= 1")
         if not self.name or "/" in self.name:
-            raise ValueError(f"name {self.name!r} must be a non-empty folder name")
+            raise ConfigError(f"name {self.name!r} must be a non-empty folder name")
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -107,52 +124,97 @@ class Run:
         self.state = self.dir / "_state"
 
     def stage_dir(self, stage: str) -> Path:
-        return self.dir / {"synthesize": "synth"}.get(stage, stage)
+        return self.dir / stage_folder(stage)
+
+    def input_dir(self, stage: str) -> Path:
+        """The folder a stage reads: its first input stage that this run includes (else its last input)."""
+        inputs = stage_entry(stage).inputs
+        chosen = next((s for s in inputs if s in self.config.stages), inputs[-1])
+        return self.stage_dir(chosen)
 
     def markers(self, stage: str) -> Markers:
         return Markers(self.state, stage)
 
-    def prepare(self, overwrite: bool = False) -> None:
-        """Create the run directory and save the resolved config; refuse to mix two configs in one run."""
+    def saved_view(self) -> dict[str, Any]:
+        """The config as written to config.yaml: credentials inside any base_url replaced by ***."""
+        return redact_config(cfg.to_dict(self.config))
+
+    def config_hash(self) -> str:
+        """Hash of the settings that can change output bytes (not out_dir, name, shards, the breaker)."""
+        view = {k: v for k, v in self.saved_view().items() if k not in ("out_dir", "name", "shards",
+                                                                          "max_consecutive_failures")}
+        return hashlib.sha256(json.dumps(view, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+    def prepare(self, overwrite: bool = False, force: str | None = None) -> None:
+        """Create the run directory and save the resolved config. A config change reruns the first stage
+        that reads a changed key and every later one: automatically when that is assemble or later (no
+        requests are paid for), with --overwrite before. `force` invalidates a stage and every later one."""
         saved = self.dir / "config.yaml"
-        text = cfg.dump_yaml(self.config)
-        changed = config_changes(cfg.load_yaml(saved), cfg.to_dict(self.config)) if saved.exists() else []
-        if changed:
-            if not overwrite:
+        view = self.saved_view()
+        if saved.exists():
+            old = cfg.load_yaml(saved)
+            changed = config_changes(old, view)
+            first = rerun.first_affected(changed, list(old.get("stages", STAGES)), self.config.stages)
+            if first is not None and STAGES.index(first) < STAGES.index("assemble") and not overwrite:
                 shown = ", ".join(changed[:8]) + (", ..." if len(changed) > 8 else "")
                 raise cfg.ConfigError(
-                    f"{self.dir} holds a run made with a different config ({saved}; changed: {shown}); "
-                    "choose another name, or pass --overwrite to discard its outputs (the request cache is kept)"
-                )
-            self.clear_outputs()
+                    f"{self.dir} holds a run made with a different config ({saved}; changed: {shown}); choose "
+                    f"another name, or pass --overwrite to discard the {first} stage and the ones after it "
+                    "(the request cache is kept, so unchanged requests are not paid twice)")
+            if first is not None:
+                log.info("config changed (%s): %s and later stages will rerun", ", ".join(changed), first)
+                self.invalidate(first)
+        if force is not None:
+            self.invalidate(stage_entry(force).name)
+        self.check_seed_inputs()
         self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(saved, text)
+        atomic_write_text(saved, yaml.safe_dump(view, sort_keys=False, allow_unicode=True))
+
+    def invalidate(self, stage: str) -> None:
+        """Discard the outputs and markers of `stage` and of every stage after it."""
+        for name in rerun.stages_from(stage):
+            shutil.rmtree(self.stage_dir(name), ignore_errors=True)
+            shutil.rmtree(self.state / name, ignore_errors=True)
 
     def clear_outputs(self) -> None:
-        for stage in STAGES:
-            shutil.rmtree(self.stage_dir(stage), ignore_errors=True)
+        self.invalidate(STAGES[0])
         shutil.rmtree(self.state, ignore_errors=True)
 
-    def synthesis_input(self) -> Path:
-        """Seeds as synthesis reads them: filtered when the run has a filter stage."""
-        return self.stage_dir("filter" if "filter" in self.config.stages else "seeds")
+    def _seed_path(self) -> Path | None:
+        from ctxsynth.seeds.sources import FILE_SOURCES
 
-    def seeds_for_shard(self, index: int) -> list:
-        return [seed_from_dict(d) for d in read_jsonl(self.synthesis_input() / shard_name(index))]
+        s = self.config.seeds
+        if s.source not in FILE_SOURCES or not s.path:
+            return None
+        return Path(s.path) if Path(s.path).is_absolute() else self.base_dir / s.path
+
+    def record_seed_inputs(self) -> None:
+        path = self._seed_path()
+        if path is not None and path.exists():
+            rerun.write_inputs(self.state / "seeds" / "inputs.json", rerun.seed_inputs(path))
+
+    def check_seed_inputs(self) -> None:
+        """A seed file changed since the seeds stage read it is an error that names it, never ignored."""
+        recorded = self.state / "seeds" / "inputs.json"
+        path = self._seed_path()
+        if path is None or not recorded.exists() or not self.markers("seeds").stage_done():
+            return
+        changed = rerun.changed_inputs(json.loads(recorded.read_text()), rerun.seed_inputs(path))
+        if changed:
+            raise cfg.ConfigError(
+                f"seed input changed since the seeds stage read it: {', '.join(changed[:5])}; rerun with "
+                "--force seeds to read it again (later stages rerun too; cached requests are not paid twice)")
 
 
 def run_stage(run: Run, stage: str, progress: Progress | None = None, force: bool = False) -> dict[str, Any] | None:
-    """Run one stage unless it is complete (force reruns it from scratch)."""
+    """Run one stage unless it is complete (force reruns it from scratch and invalidates later stages)."""
     markers = run.markers(stage)
     if force:
-        markers.clear()
-        shutil.rmtree(run.stage_dir(stage), ignore_errors=True)
+        run.invalidate(stage)
     if markers.stage_done():
         log.info("%s: already complete, skipped", stage)
         return None
-    from ctxsynth.stages import STAGE_FUNCTIONS
-
-    return STAGE_FUNCTIONS[stage](run, progress)
+    return stage_entry(stage).function(run, progress)
 
 
 def run_all(run: Run, progress_factory=None) -> dict[str, Any]:
@@ -163,32 +225,34 @@ def run_all(run: Run, progress_factory=None) -> dict[str, Any]:
     return results
 
 
+def model_specs(config: RunConfig) -> dict[str, ModelSpec]:
+    """Every chat model a run will ask, by its config key: synthesis and the enabled model filters."""
+    specs: dict[str, ModelSpec] = {}
+    if "synthesize" in config.stages:
+        specs["llm"] = config.llm
+    if "filter" in config.stages:
+        if config.filters.closed_book.enabled:
+            specs["filters.closed_book.llm"] = config.filters.closed_book.llm
+        if config.filters.judge.enabled:
+            specs["filters.judge.llm"] = config.filters.judge.llm
+    return specs
+
+
 def validate_run(run: Run) -> list[str]:
     """Check names and options a run will use without calling a model; return warnings."""
-    import inspect
-    import os
-
     from ctxsynth.export import FORMATS
-    from ctxsynth.llm import BACKENDS
     from ctxsynth.synth.tasks import build_task
 
     c = run.config
     for fmt in c.export.formats:
         FORMATS.get(fmt)
     warnings: list[str] = []
-    backend_cls = BACKENDS.get(c.llm.backend)
-    params = inspect.signature(backend_cls.__init__).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        unknown = sorted(set(c.llm.options) - set(params))
-        if unknown:
-            known = ", ".join(p for p in params if p not in ("self", "model"))
-            raise cfg.ConfigError(f"llm.options: {unknown} not accepted by backend {c.llm.backend!r}; it takes: {known}")
+    for where, spec in model_specs(c).items():
+        spec.check(where)  # backend name, option names and types
+        problem = spec.missing_key()
+        if problem:
+            warnings.append(f"{where}: {problem}")
     build_task(c.synth, c.seed)  # unknown task names, prompt files and genres fail here
-    if c.llm.backend == "openai":
-        env = c.llm.options.get("api_key_env", "OPENAI_API_KEY")
-        base = str(c.llm.options.get("base_url") or "")
-        if not os.environ.get(env) and "127.0.0.1" not in base and "localhost" not in base:
-            warnings.append(f"environment variable {env} is not set: requests to {base or 'api.openai.com'} will fail")
     if c.synth.task in ("context", "multidoc") and c.llm.max_tokens < c.synth.target_words * 1.4:
         warnings.append(
             f"llm.max_tokens={c.llm.max_tokens} may truncate documents of {c.synth.target_words} words "

@@ -1,112 +1,71 @@
-"""Stage bodies: each reads the previous stage's shard folder and writes its own.
+"""The stage table and the stage bodies: each reads its input stage's shard folder and writes its own.
 
-Shards are written atomically, then a completion marker per shard, then the stage's DONE marker, so
-a rerun skips finished work; the request cache makes a half-finished synthesis shard cheap to redo.
+`STAGES` is the one list of stages (name, output folder, body, inputs) that the runner, the CLI,
+the report and the summary read; adding a stage is one entry here plus its body. `run_sharded`
+owns the loop every sharded stage shares: skip finished shards, write kept and rejected records
+atomically, mark the shard with its counts, merge the counts into the stage's DONE marker. A rerun
+skips finished work; the request cache makes a half-finished synthesis shard cheap to redo.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctxsynth import config as cfg
 from ctxsynth.io import read_jsonl, read_shards, shard_files, shard_name, split_even, write_jsonl
-from ctxsynth.llm.base import SamplingParams
 from ctxsynth.progress import NullProgress, Progress
-from ctxsynth.records import Rejected, synthesized_from_dict, to_dict
-from ctxsynth.runner import LLMConfig, Run
+from ctxsynth.records import Rejected, Seed, seed_from_dict, synthesized_from_dict, to_dict
+
+if TYPE_CHECKING:  # the runner imports this module, never the other way round
+    from ctxsynth.runner import Run
 
 log = logging.getLogger(__name__)
+StageFunction = Callable[["Run", "Progress | None"], dict[str, Any]]
 
 
-def run_seeds(run: Run, progress: Progress | None = None) -> dict[str, Any]:
-    from ctxsynth.records import Rejected
-    from ctxsynth.seeds import read_seeds
-
-    progress = progress or NullProgress()
-    markers = run.markers("seeds")
-    seeds, rejected = [], []
-    progress.start("seeds", run.config.seeds.limit or 0)
-    for item in read_seeds(run.config.seeds, base_dir=run.base_dir):
-        (rejected if isinstance(item, Rejected) else seeds).append(item)
-        progress.advance()
-    progress.finish()
-    out = run.stage_dir("seeds")
-    for i, (start, stop) in enumerate(split_even(len(seeds), run.config.shards)):
-        write_jsonl(out / shard_name(i), (to_dict(s) for s in seeds[start:stop]))
-    write_jsonl(out / "rejected" / shard_name(0), (to_dict(r) for r in rejected))
-    stats: dict[str, Any] = {"n_in": len(seeds) + len(rejected), "n_out": len(seeds)}
-    for r in rejected:
-        stats[f"dropped_{r.reason}"] = stats.get(f"dropped_{r.reason}", 0) + 1
-    markers.mark_stage(stats)
-    log.info("seeds: %d kept, %d rejected", len(seeds), len(rejected))
-    return stats
+@dataclass(frozen=True)
+class Stage:
+    name: str  # the CLI verb and the key in `stages:`
+    folder: str  # output folder under the run directory
+    function: StageFunction
+    inputs: tuple[str, ...] = ()  # stages it reads; the first one the run includes (else the last) is read
+    help: str = ""
+    reads: tuple[str, ...] = ()  # config keys (dotted prefixes) its output depends on: a change reruns it
 
 
-def run_filter(run: Run, progress: Progress | None = None) -> dict[str, Any]:
-    """Drop seeds that do not need a context, are ill-posed, duplicated or contaminated (ctxsynth.filters).
+@dataclass
+class ShardOutput:
+    """What a stage made of one shard: kept records (as dicts), rejections (None: no rejected file), stats."""
 
-    Filters see all seeds at once (dedup is global); the survivors are re-sharded like the seeds."""
-    from ctxsynth.filters import apply_filters
-    from ctxsynth.records import seed_from_dict
-
-    progress = progress or NullProgress()
-    seeds = [seed_from_dict(d) for d in read_shards(run.stage_dir("seeds"))]
-    progress.start("filter", len(seeds))
-    out = run.stage_dir("filter")
-    kept, rejected, stats = apply_filters(seeds, run.config.filters, run.config.seed, cache_dir=run.dir)
-    progress.advance(len(seeds))
-    progress.finish()
-    for i, (start, stop) in enumerate(split_even(len(kept), run.config.shards)):
-        write_jsonl(out / shard_name(i), (to_dict(s) for s in kept[start:stop]))
-    write_jsonl(out / "rejected" / shard_name(0), (to_dict(r) for r in rejected))
-    summary = {"n_in": len(seeds), "n_out": len(kept), **{k: v for k, v in stats.items() if k not in ("in", "kept")}}
-    run.markers("filter").mark_stage(summary)
-    return summary
+    kept: list[dict[str, Any]]
+    rejected: list[Rejected] | None
+    stats: dict[str, Any] = field(default_factory=dict)
 
 
-def build_backend(run: Run):
-    from ctxsynth.llm import BACKENDS
-    from ctxsynth.llm.cache import CachedBackend, RequestCache
+def run_sharded(run: Run, stage: str, n_shards: int, work: Callable[[int], ShardOutput]) -> dict[str, Any]:
+    """Run `work` on every unfinished shard; write, count and mark each; mark and return the stage.
 
-    llm = run.config.llm
-    backend_cls = BACKENDS.get(llm.backend)
-    try:
-        inner = backend_cls(model=llm.model, **llm.options)
-    except TypeError as e:
-        raise cfg.ConfigError(f"llm.options for backend {llm.backend!r}: {e}") from None
-    return CachedBackend(inner, RequestCache(run.dir / "cache.sqlite"))
-
-
-def sampling_params(llm: LLMConfig) -> SamplingParams:
-    return SamplingParams(temperature=llm.temperature, top_p=llm.top_p, max_tokens=llm.max_tokens)
-
-
-def run_synthesize(run: Run, progress: Progress | None = None) -> dict[str, Any]:
-    from ctxsynth.synth.stage import synthesize_shard, synthesized_to_dict
-    from ctxsynth.synth.tasks import build_task
-
-    progress = progress or NullProgress()
-    markers = run.markers("synthesize")
-    sc = run.config.synth
-    task = build_task(sc, run.config.seed)
-    todo = [i for i in range(len(shard_files(run.synthesis_input()))) if not markers.shard_done(i)]
-    shards = {i: run.seeds_for_shard(i) for i in todo}
-    progress.start("synthesize", sum(len(s) for s in shards.values()))
-    backend = build_backend(run) if todo else None
-    try:
-        for i in todo:
-            result = synthesize_shard(shards[i], task, backend, sampling_params(run.config.llm), sc,
-                                      run.config.verify, run.config.seed, progress)
-            out = run.stage_dir("synthesize")
-            write_jsonl(out / shard_name(i), (synthesized_to_dict(r) for r in result.kept))
-            write_jsonl(out / "rejected" / shard_name(i), (to_dict(r) for r in result.rejected))
-            markers.mark_shard(i, result.stats)
-    finally:
-        progress.finish()
-        if backend is not None:
-            backend.close()
+    Counts per shard: n_out (kept), dropped_<reason> (rejected) and n_in (their sum), overridden
+    or extended by the stats `work` returns."""
+    markers = run.markers(stage)
+    out = run.stage_dir(stage)
+    for i in range(n_shards):
+        if markers.shard_done(i):
+            continue
+        shard = work(i)
+        write_jsonl(out / shard_name(i), shard.kept)
+        rejected = shard.rejected or []
+        if shard.rejected is not None:
+            write_jsonl(out / "rejected" / shard_name(i), (to_dict(r) for r in rejected))
+        stats: dict[str, Any] = {"n_in": len(shard.kept) + len(rejected), "n_out": len(shard.kept)}
+        for r in rejected:
+            stats[f"dropped_{r.reason}"] = stats.get(f"dropped_{r.reason}", 0) + 1
+        stats.update(shard.stats)
+        markers.mark_shard(i, stats)
     summary = merge_stats(markers.shard_stats())
     markers.mark_stage(summary)
     return summary
@@ -125,39 +84,114 @@ def merge_stats(stats: list[dict[str, Any]]) -> dict[str, Any]:
     return total
 
 
+def _split(run: Run, kept: list[dict[str, Any]], rejected: list[Rejected],
+           extra: dict[str, Any]) -> Callable[[int], ShardOutput]:
+    """Work for a stage that sees all records at once: even shards; rejections and extra stats on shard 0."""
+    ranges = split_even(len(kept), run.config.shards)
+
+    def work(i: int) -> ShardOutput:
+        start, stop = ranges[i]
+        return ShardOutput(kept[start:stop], rejected if i == 0 else None, extra if i == 0 else {})
+
+    return work
+
+
+def run_seeds(run: Run, progress: Progress | None = None) -> dict[str, Any]:
+    from ctxsynth.seeds import read_seeds
+
+    progress = progress or NullProgress()
+    seeds: list[Seed] = []
+    rejected: list[Rejected] = []
+    progress.start("seeds", run.config.seeds.limit or 0)
+    for item in read_seeds(run.config.seeds, base_dir=run.base_dir):
+        if isinstance(item, Rejected):
+            rejected.append(item)
+        else:
+            seeds.append(item)
+        progress.advance()
+    progress.finish()
+    summary = run_sharded(run, "seeds", run.config.shards, _split(run, [to_dict(s) for s in seeds], rejected, {}))
+    run.record_seed_inputs()
+    log.info("seeds: %d kept, %d rejected", len(seeds), len(rejected))
+    return summary
+
+
+def run_filter(run: Run, progress: Progress | None = None) -> dict[str, Any]:
+    """Drop seeds that do not need a context, are ill-posed, duplicated or contaminated (ctxsynth.filters).
+
+    Filters see all seeds at once (dedup is global); the survivors are re-sharded like the seeds."""
+    from ctxsynth.filters import apply_filters
+
+    progress = progress or NullProgress()
+    seeds = [seed_from_dict(d) for d in read_shards(run.input_dir("filter"))]
+    progress.start("filter", len(seeds))
+    kept, rejected, stats = apply_filters(seeds, run.config.filters, run.config.seed, cache_dir=run.dir,
+                                          max_consecutive_failures=run.config.max_consecutive_failures)
+    progress.advance(len(seeds))
+    progress.finish()
+    extra = {k: v for k, v in stats.items() if k not in ("in", "kept") and not k.startswith("dropped_")
+             or k.startswith("dropped_by_")}
+    return run_sharded(run, "filter", run.config.shards, _split(run, [to_dict(s) for s in kept], rejected, extra))
+
+
+def run_synthesize(run: Run, progress: Progress | None = None) -> dict[str, Any]:
+    from ctxsynth.synth.stage import synthesize_shard, synthesized_to_dict
+    from ctxsynth.synth.tasks import build_task
+
+    progress = progress or NullProgress()
+    markers = run.markers("synthesize")
+    sc = run.config.synth
+    task = build_task(sc, run.config.seed)
+    source = run.input_dir("synthesize")
+    n_shards = len(shard_files(source))
+    todo = [i for i in range(n_shards) if not markers.shard_done(i)]
+    shards = {i: [seed_from_dict(d) for d in read_jsonl(source / shard_name(i))] for i in todo}
+    progress.start("synthesize", sum(len(s) for s in shards.values()))
+    backend = run.config.llm.build(run.dir / "cache.sqlite", run.config.max_consecutive_failures) if todo else None
+
+    def work(i: int) -> ShardOutput:
+        assert backend is not None  # built whenever a shard is left to do
+        result = synthesize_shard(shards[i], task, backend, run.config.llm.sampling(), sc, run.config.verify,
+                                  run.config.seed, progress)
+        return ShardOutput([synthesized_to_dict(r) for r in result.kept], list(result.rejected), result.stats)
+
+    try:
+        return run_sharded(run, "synthesize", n_shards, work)
+    finally:
+        progress.finish()
+        if backend is not None:
+            backend.close()
+
+
 def run_assemble(run: Run, progress: Progress | None = None) -> dict[str, Any]:
     """Gold context + distractors -> samples at the configured budget; the pool is every kept context."""
     from ctxsynth.assemble import Assembler
 
     progress = progress or NullProgress()
     markers = run.markers("assemble")
-    shards = [[synthesized_from_dict(d) for d in read_jsonl(path)] for path in shard_files(run.stage_dir("synthesize"))]
+    shards = [[synthesized_from_dict(d) for d in read_jsonl(p)] for p in shard_files(run.input_dir("assemble"))]
     pool = [record for shard in shards for record in shard]  # distractors come from every shard
     todo = [i for i in range(len(shards)) if not markers.shard_done(i)]
     assembler = Assembler(run.config.assemble, pool, run.config.seed) if todo and pool else None
-    by_shard = {i: shards[i] for i in todo}
-    progress.start("assemble", sum(len(v) for v in by_shard.values()))
-    out = run.stage_dir("assemble")
-    for i in todo:
+    progress.start("assemble", sum(len(shards[i]) for i in todo))
+
+    def work(i: int) -> ShardOutput:
         samples, rejected = [], []
-        for record in by_shard[i]:
+        for record in shards[i]:
+            assert assembler is not None  # records exist, so the pool is not empty
             item = assembler.assemble(record)
             if isinstance(item, Rejected):
                 rejected.append(item)
             else:
-                samples.append(item)
+                samples.append(to_dict(item))
             progress.advance()
-        write_jsonl(out / shard_name(i), (to_dict(s) for s in samples))
-        write_jsonl(out / "rejected" / shard_name(i), (to_dict(r) for r in rejected))
-        stats: dict[str, Any] = {"n_in": len(by_shard[i]), "n_out": len(samples)}
-        for r in rejected:
-            stats[f"dropped_{r.reason}"] = stats.get(f"dropped_{r.reason}", 0) + 1
-        markers.mark_shard(i, stats)
+        return ShardOutput(samples, rejected)
+
+    summary = run_sharded(run, "assemble", len(shards), work)
     progress.finish()
-    summary = merge_stats(markers.shard_stats())
     if assembler is not None:
         summary["assembler"] = dict(assembler.stats)
-    markers.mark_stage(summary)
+        run.markers("assemble").mark_stage(summary)
     return summary
 
 
@@ -166,13 +200,13 @@ def run_export(run: Run, progress: Progress | None = None) -> dict[str, Any]:
     from ctxsynth.records import Sample
 
     ec = run.config.export
-    samples = [Sample(**d) for d in read_shards(run.stage_dir("assemble"))]
+    samples = [Sample(**d) for d in read_shards(run.input_dir("export"))]
     mix = None
     if ec.mix_path:
         path = Path(ec.mix_path)
         mix = MixConfig(path if path.is_absolute() else run.base_dir / path, ec.mix_ratio)
     manifests = export_samples(
-        samples, run.stage_dir("export"), ec.formats, config_hash=cfg.config_hash(run.config),
+        samples, run.stage_dir("export"), ec.formats, config_hash=run.config_hash(),
         tokenizer_name=run.config.assemble.tokenizer, mix=mix, seed=run.config.seed, dataset_name=ec.dataset_name,
     )
     summary = {"n_in": len(samples), "formats": {k: v.get("counts", {}) for k, v in manifests.items()}}
@@ -189,7 +223,30 @@ def run_report(run: Run, progress: Progress | None = None) -> dict[str, Any]:
     return summary
 
 
-STAGE_FUNCTIONS = {
-    "seeds": run_seeds, "filter": run_filter, "synthesize": run_synthesize, "assemble": run_assemble, "export": run_export,
-    "report": run_report,
-}
+STAGES: tuple[Stage, ...] = (
+    Stage("seeds", "seeds", run_seeds, (), "Read seeds (JSONL, Parquet, datasets, built-ins) into shards.",
+          ("seeds", "shards")),
+    Stage("filter", "filter", run_filter, ("seeds",), "Drop ill-posed, duplicated, contaminated or closed-book seeds.",
+          ("filters", "seed")),
+    Stage("synthesize", "synth", run_synthesize, ("filter", "seeds"), "Write and verify a context for every seed.",
+          ("llm", "synth", "verify", "seed")),
+    Stage("assemble", "assemble", run_assemble, ("synthesize",), "Gold context + distractors at the token budget.",
+          ("assemble",)),
+    Stage("export", "export", run_export, ("assemble",), "Write the samples in the trainers' formats.",
+          ("export",)),
+    Stage("report", "report", run_report, ("seeds", "filter", "synthesize", "assemble", "export"),
+          "Write the dataset card and its plots.", ("report",)),
+)
+STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
+_BY_NAME = {s.name: s for s in STAGES}
+
+
+def stage(name: str) -> Stage:
+    if name not in _BY_NAME:
+        raise cfg.ConfigError(f"unknown stage {name!r}; known, in order: {', '.join(STAGE_NAMES)}")
+    return _BY_NAME[name]
+
+
+def stage_folder(name: str) -> str:
+    """The output folder of a stage under the run directory (e.g. synthesize -> synth)."""
+    return stage(name).folder

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ctxsynth.io import atomic_write_text, read_shards
+from ctxsynth.stages import stage_folder
 
 
 def _word_stats(lengths: list[int]) -> dict[str, Any]:
@@ -22,10 +23,11 @@ def _word_stats(lengths: list[int]) -> dict[str, Any]:
             "p75": round(qs[2]), "max": max(lengths), "mean": round(statistics.fmean(lengths), 1)}
 
 
-def build_summary(run_dir: Path) -> dict[str, Any]:
-    kept = list(read_shards(run_dir / "synth"))
-    rejected = list(read_shards(run_dir / "synth" / "rejected"))
-    seeds_rejected = list(read_shards(run_dir / "seeds" / "rejected"))
+def build_summary(run_dir: Path, stopped: dict[str, Any] | None = None) -> dict[str, Any]:
+    synth, seeds = run_dir / stage_folder("synthesize"), run_dir / stage_folder("seeds")
+    kept = list(read_shards(synth))
+    rejected = list(read_shards(synth / "rejected"))
+    seeds_rejected = list(read_shards(seeds / "rejected"))
     verdicts: dict[str, int] = {"passed": len(kept)}
     for r in rejected:
         verdicts[r["reason"]] = verdicts.get(r["reason"], 0) + 1
@@ -54,13 +56,24 @@ def build_summary(run_dir: Path) -> dict[str, Any]:
             "seeds_per_min": round(60 * n / seconds, 2) if seconds else None,
         },
         "pass_rate": round(len(kept) / n, 3) if n else 0.0,
+        "stopped": stopped,  # why the run stopped unfinished (cause, endpoint, status, message), else None
     }
 
 
+CAUSES = {"outage": "an outage (endpoint unreachable, timing out or failing)", "auth": "an authentication error",
+          "not_found": "an unknown model or URL", "rate_limit": "rate limits that outlasted every retry"}
+
+
 def verdict_text(summary: dict[str, Any]) -> str:
+    stopped = summary.get("stopped")
+    if stopped:
+        cause = CAUSES.get(stopped.get("cause", ""), stopped.get("cause", "an infrastructure failure"))
+        return (f"The run stopped unfinished because of {cause} at {stopped.get('endpoint') or 'the endpoint'}, not "
+                "because of the generator's output; no stage was marked complete by it. Fix the cause and rerun "
+                "the same command: answered requests come from the cache.")
     rate = summary["pass_rate"]
     failures = {k: v for k, v in summary["verdicts"].items() if k != "passed"}
-    top = max(failures, key=failures.get) if failures else None
+    top = max(failures, key=lambda k: failures[k]) if failures else None
     if summary["seeds"] == 0:
         return "No seeds reached synthesis."
     text = f"{summary['verdicts']['passed']} of {summary['seeds']} contexts passed verification ({rate:.0%})."
@@ -82,8 +95,8 @@ def to_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_summary(run_dir: Path) -> dict[str, Any]:
-    summary = build_summary(run_dir)
+def write_summary(run_dir: Path, stopped: dict[str, Any] | None = None) -> dict[str, Any]:
+    summary = build_summary(run_dir, stopped)
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     atomic_write_text(run_dir / "summary.md", to_markdown(summary))
     return summary

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from ctxsynth.errors import ConfigError, PathNotFound
+
 
 class Tokenizer(Protocol):
     name: str
@@ -104,7 +106,7 @@ def _tiktoken_encoding(encoding: str) -> Any:
     from ctxsynth import assets
 
     if encoding not in ("cl100k_base", "o200k_base"):
-        raise ValueError(f"tiktoken encoding {encoding!r} is not available offline; use cl100k_base or o200k_base")
+        raise ConfigError(f"tiktoken encoding {encoding!r} is not available offline; use cl100k_base or o200k_base")
     ranks: dict[bytes, int] = {}
     with gzip.open(assets.tiktoken_file(encoding), "rt", encoding="ascii") as f:
         for line in f:
@@ -142,7 +144,7 @@ def load_tokenizer(spec: str = "smollm2") -> Tokenizer:
     if path.is_file() and path.name.endswith(".json"):
         path = path.parent
     if not path.exists():
-        raise FileNotFoundError(
+        raise PathNotFound(
             f"tokenizer {spec!r}: no such folder or file (hub downloads are not attempted); give a local "
             "folder with tokenizer.json, 'smollm2', or 'tiktoken:cl100k_base'"
         )

@@ -85,7 +85,7 @@ def test_judge_filter_drops_unsupported_and_leaking_contexts(monkeypatch: pytest
              JudgeItem("leak", "verbatim: When did the bridge open? 1932.", "When did the bridge open?", "1932"),
              JudgeItem("odd", "A vague text.", "When did the bridge open?", "1932"), None]
     with OpenAIServer(responder) as server:
-        verdicts = JudgeFilter(JudgeConfig(enabled=True), _backend(server, monkeypatch)).check(items)
+        verdicts = JudgeFilter(JudgeConfig(enabled=True), _backend(server, monkeypatch)).check_items(items)
     assert [v.reason for v in verdicts] == [None, "judge_unsupported", "judge_leak", None, None]
     assert verdicts[3].scores["supported"] is None and verdicts[4].scores["judged"] is False
 
@@ -118,11 +118,9 @@ def test_reliance_prefers_the_real_context_and_is_cached(few_seeds: list[Seed], 
 
 @pytest.mark.slow
 def test_closed_book_probe_runs_with_the_embedded_model(few_seeds: list[Seed]) -> None:
-    from ctxsynth.filters.backends import build_backend
-
     config = ClosedBookConfig(llm=FilterLLM(max_tokens=12))
     seeds = [_seed("fr", "What is the capital of France?", "Paris"), *few_seeds[:2]]
-    verdicts = ClosedBookFilter(config, build_backend(config.llm)).check(seeds)
+    verdicts = ClosedBookFilter(config, config.llm.build()).check(seeds)
     assert verdicts[0].reason == "answerable_closed_book"  # SmolLM2 knows this one
     assert all(v.scores.get("probed") for v in verdicts)
     assert all(isinstance(v.scores["prediction"], str) for v in verdicts)

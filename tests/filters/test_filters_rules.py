@@ -133,3 +133,36 @@ def test_decontam_reads_builtin_eval_sets_frozen_by_eval_write_items(tmp_path: P
         [{"instruction": s.instruction, "context": s.context} for s in seeds])
     dropped = {s.id: v.scores["eval_id"] for s, v in zip(seeds, verdicts, strict=True) if not v.keep}
     assert dropped == {"leak": item.id}
+
+
+def test_filters_are_a_registry_with_one_interface() -> None:
+    import dataclasses
+
+    from ctxsynth.filters.config import FiltersConfig
+    from ctxsynth.filters.registry import FILTERS, FilterContext, build_filters
+    from ctxsynth.records import Seed
+
+    sections = [f.name for f in dataclasses.fields(FiltersConfig)]
+    assert sorted(FILTERS.in_order()) == sorted(sections)  # one registered factory per config section
+    assert FILTERS.in_order()[:3] == ["wellformed", "dedup", "decontam"]  # cheapest first
+    config = FiltersConfig()
+    for name in sections:
+        getattr(config, name).enabled = False
+    assert build_filters(config, FilterContext()) == []
+    config.wellformed.enabled = config.dedup.enabled = True
+    filters = build_filters(config, FilterContext())
+    assert [f.name for f in filters] == ["wellformed", "dedup"]
+    seeds = [Seed(id=f"s{i}", task="qa", instruction="Who wrote the first novel here?", answer="Ann") for i in range(2)]
+    verdicts = [f.check(seeds) for f in filters]
+    assert [v.keep for v in verdicts[0]] == [True, True] and [v.keep for v in verdicts[1]] == [True, False]
+
+
+def test_ls_lists_filters_strategies_formats_and_metrics() -> None:
+    from typer.testing import CliRunner
+
+    from ctxsynth.cli import app
+
+    out = CliRunner().invoke(app, ["ls"]).output
+    assert "filters (in run order): wellformed, dedup, decontam, closed_book, judge, reliance" in out
+    assert "distractor strategies: same_task, any_task, embedding, bm25, corpus:<corpus>" in out
+    assert "metrics:" in out and "qa_f1" in out and "export formats:" in out and "trl_messages" in out

@@ -101,7 +101,7 @@ class Assembler:
         counter = fast_count if self.count_method == "fast" else full_count
         return counter(self.tokenizer, layout)
 
-    def _golds(self, record: Synthesized) -> list[Doc]:
+    def golds(self, record: Synthesized) -> list[Doc]:
         """The record's gold document(s), from the pool index when the text is unchanged."""
         items = _pool_items(record)
         docs = [self.by_id.get(doc_id) for doc_id, _, _ in items]
@@ -109,7 +109,7 @@ class Assembler:
             return docs  # type: ignore[return-value]
         return index_documents(self.tokenizer, items)
 
-    def _query(self, record: Synthesized, golds: list[Doc]) -> Doc:
+    def query(self, record: Synthesized, golds: list[Doc]) -> Doc:
         """What distractor strategies rank against: the gold, or all gold documents together."""
         if len(golds) == 1:
             return golds[0]
@@ -127,14 +127,14 @@ class Assembler:
         """One sample for `record`, or a rejection with its reason."""
         cfg = self.config
         rng = rng_for(self.run_seed, "assemble", record.id)
-        golds = self._golds(record)
+        golds = self.golds(record)
         template = self.templates.for_task(record.task)
         head, tail = template.split(record.seed.instruction)
         answer = record.seed.answers[0]
         target = self._target(rng)
         screen = selection.Screen(golds[0], record.seed.answers, cfg.leak_exempt, cfg.near_duplicate_threshold,
                                   enabled=cfg.leak_check, others=golds if len(golds) > 1 else ())
-        candidates = self.source.candidates(self._query(record, golds), rng)
+        candidates = self.source.candidates(self.query(record, golds), rng)
         budget = None if target is None else target - cfg.reserve_tokens
         cap = None if cfg.max_total_tokens is None else cfg.max_total_tokens - cfg.reserve_tokens
         if budget is None:
@@ -147,6 +147,7 @@ class Assembler:
                 if alone.total > cap:
                     return self._reject(record, "gold_exceeds_budget", f"{alone.total} tokens > max_total_tokens {cap}")
         else:
+            assert target is not None  # a budget comes from a target
             slots = tuple(range(len(golds)))
             alone = self.count(self._layout(head, golds, 0, tail, answer, slots))
             if alone.total > budget:
@@ -165,7 +166,7 @@ class Assembler:
         if budget is None and cap is not None and len(order) < picked:
             self.stats["capped_samples"] += 1
             self.stats["capped_distractors"] += picked - len(order)
-        if budget is not None and chosen.exhausted and budget - count.total > int(cfg.fill_tolerance * target):
+        if budget is not None and chosen.exhausted and budget - count.total > int(cfg.fill_tolerance * (target or 0)):
             return self._reject(record, "pool_exhausted",
                                 f"{count.total} of {budget} tokens after {chosen.scanned} candidates")
         return self._sample(record, template.name, layout, count, target, budget, depth, chosen, screen)

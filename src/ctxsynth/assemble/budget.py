@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ctxsynth.assemble.documents import Doc
+from ctxsynth.errors import ConfigError
 from ctxsynth.tokenize import Tokenizer
 
 _USER, _ANSWER = "\x00ctxsynth-user\x00", "\x00ctxsynth-answer\x00"
@@ -31,7 +32,7 @@ class ChatFrame:
     def of(cls, tokenizer: Tokenizer) -> ChatFrame:
         text = tokenizer.render_chat([{"role": "user", "content": _USER}, {"role": "assistant", "content": _ANSWER}])
         if text.count(_USER) != 1 or text.count(_ANSWER) != 1 or text.index(_USER) > text.index(_ANSWER):
-            raise ValueError(f"chat template of {tokenizer.name} does not render contents verbatim")
+            raise ConfigError(f"chat template of {tokenizer.name} does not render contents verbatim")
         before, rest = text.split(_USER)
         between, after = rest.split(_ANSWER)
         return cls(before, between, after)

@@ -104,7 +104,3 @@ class AssembleConfig:
         if self.target_tokens is None:
             return []
         return [self.target_tokens] if isinstance(self.target_tokens, int) else list(self.target_tokens)
-
-    @property
-    def token_mode(self) -> bool:
-        return self.target_tokens is not None

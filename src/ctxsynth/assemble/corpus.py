@@ -9,13 +9,14 @@ a distractor never starts or stops mid-sentence.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from ctxsynth import assets
+from ctxsynth import fillers
+from ctxsynth.errors import InputError, PathNotFound
+from ctxsynth.io import read_user_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -41,33 +42,28 @@ def chunk_words(texts: Iterable[str], words_per_chunk: int) -> Iterator[str]:
 
 
 def _essays() -> list[str]:
-    text = json.loads(assets.ruler_json("PaulGrahamEssays.json").read_text(encoding="utf-8"))["text"]
-    return [text]
+    return [fillers.essays_text()]
 
 
 def _wiki() -> list[str]:
-    data = json.loads(assets.wiki_summaries().read_text(encoding="utf-8"))
+    data = fillers.wiki_pages()
     entries = sorted(data.values(), key=lambda e: (str(e.get("topic", "")), str(e.get("title", ""))))
     return [e["extract"] for e in entries if e.get("extract")]
 
 
 def _jsonl_texts(path: Path) -> Iterator[str]:
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            text = next((row[k] for k in _TEXT_FIELDS if isinstance(row.get(k), str)), None)
-            if text is None:
-                raise ValueError(f"{path}:{line_no}: no text field ({', '.join(_TEXT_FIELDS)})")
-            yield text
+    for line_no, row in read_user_jsonl(path):
+        text = next((row[k] for k in _TEXT_FIELDS if isinstance(row.get(k), str)), None)
+        if text is None:
+            raise InputError(f"{path}:{line_no}: no text field ({', '.join(_TEXT_FIELDS)})")
+        yield text
 
 
 def _path_texts(root: Path) -> list[tuple[str, list[str]]]:
     files = sorted(p for p in root.rglob("*") if p.suffix in (".txt", ".md", ".jsonl")) if root.is_dir() else [root]
     if not files:
-        raise ValueError(f"corpus folder {root} holds no .txt, .md or .jsonl files")
-    out = []
+        raise InputError(f"corpus folder {root} holds no .txt, .md or .jsonl files")
+    out: list[tuple[str, list[str]]] = []
     for path in files:
         if path.suffix == ".jsonl":
             out.extend((f"{path.name}:{i}", [t]) for i, t in enumerate(_jsonl_texts(path)))
@@ -84,7 +80,7 @@ def load_corpus(spec: str, words_per_chunk: int) -> tuple[tuple[str, str], ...]:
     else:
         root = Path(spec)
         if not root.exists():
-            raise FileNotFoundError(f"distractor corpus {spec!r}: no such file or folder")
+            raise PathNotFound(f"distractor corpus {spec!r}: no such file or folder")
         sources = _path_texts(root)
     docs: list[tuple[str, str]] = []
     for name, texts in sources:

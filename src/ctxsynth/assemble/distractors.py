@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ctxsynth.assemble.documents import Doc
+from ctxsynth.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -114,4 +115,4 @@ def build_source(strategy: str, pool: Sequence[Doc], corpus: Sequence[Doc], mode
         return EmbeddingSource(docs, model_dir or assets.minilm_dir())
     if kind == "bm25":
         return BM25Source(docs)
-    raise ValueError(f"unknown distractor strategy {strategy!r}")
+    raise ConfigError(f"unknown distractor strategy {strategy!r}")

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from ctxsynth.errors import ConfigError, InputError
+
 log = logging.getLogger(__name__)
 
 BUILTIN_FILE = Path(__file__).with_name("templates") / "builtin.yaml"
@@ -32,9 +34,9 @@ class PromptTemplate:
 
     def __post_init__(self) -> None:
         if self.text.count("{context}") != 1:
-            raise ValueError(f"template {self.name!r} must contain {{context}} exactly once")
+            raise ConfigError(f"template {self.name!r} must contain {{context}} exactly once")
         if self.text.count("{input}") > 1:
-            raise ValueError(f"template {self.name!r} contains {{input}} more than once")
+            raise ConfigError(f"template {self.name!r} contains {{input}} more than once")
 
     def split(self, instruction: str) -> tuple[str, str]:
         """The text before and after the documents, with the instruction filled in."""
@@ -46,12 +48,12 @@ def _read_mapping(path: Path) -> dict[str, str]:
     raw = path.read_text(encoding="utf-8")
     data = json.loads(raw) if path.suffix == ".json" else yaml.safe_load(raw)
     if not isinstance(data, Mapping):
-        raise ValueError(f"{path}: a template file must map task names to templates")
+        raise InputError(f"{path}: a template file must map task names to templates")
     out: dict[str, str] = {}
     for task, entry in data.items():
         text = entry.get("template") if isinstance(entry, Mapping) else entry
         if not isinstance(text, str):
-            raise ValueError(f"{path}: entry {task!r} has no template text")
+            raise InputError(f"{path}: entry {task!r} has no template text")
         out[str(task)] = text
     return out
 
@@ -81,7 +83,7 @@ class TemplateSet:
             return
         path = Path(spec)
         if not path.is_file():
-            raise ValueError(
+            raise ConfigError(
                 f"template {spec!r} is neither a built-in ({', '.join(builtin_names())}) nor a file"
             )
         if path.suffix in (".yaml", ".yml", ".json"):

@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from ctxsynth import assets
+from ctxsynth import assets, fillers
+from ctxsynth.errors import ConfigError
 from ctxsynth.eval.longbench import load_task_specs
 from ctxsynth.eval.padding import pad_to_length
 from ctxsynth.eval.partition import HELDOUT_RULE, hotpotqa_is_heldout, squad_is_heldout
@@ -109,13 +110,13 @@ def heldout_squad() -> list[dict[str, Any]]:
 
 @functools.lru_cache(maxsize=1)
 def _essay_sentences() -> tuple[str, ...]:
-    text = json.loads(assets.ruler_json("PaulGrahamEssays.json").read_text(encoding="utf-8"))["text"]
+    text = fillers.essays_text()
     return tuple(s for s in re.split(r"(?<=[.!?])\s+", " ".join(text.split())) if len(s) > 20)
 
 
 @functools.lru_cache(maxsize=1)
 def _wiki_extracts() -> tuple[tuple[str, str], ...]:
-    data = json.loads(assets.wiki_summaries().read_text(encoding="utf-8"))
+    data = fillers.wiki_pages()
     return tuple((v["title"], v["extract"].strip()) for v in data.values() if v.get("extract"))
 
 
@@ -124,7 +125,7 @@ def _filler(kind: str, title: str) -> tuple[Sequence[str], str]:
         return _essay_sentences(), " "
     if kind == "wiki":  # never pad with the article the question comes from
         return [text for t, text in _wiki_extracts() if t.lower() != title.lower()], "\n\n"
-    raise ValueError(f"filler must be 'essays' or 'wiki', not {kind!r}")
+    raise ConfigError(f"filler must be 'essays' or 'wiki', not {kind!r}")
 
 
 def squad_items(
@@ -146,14 +147,14 @@ def squad_items(
     fits = (q for q in pool if len(tokenizer.encode(spec.render(q["context"], q["question"]))) <= 0.8 * shortest)
     picked = list(itertools.islice(fits, n))
     if len(picked) < n:
-        raise ValueError(f"only {len(picked)} held-out SQuAD questions fit in {shortest} tokens")
+        raise ConfigError(f"only {len(picked)} held-out SQuAD questions fit in {shortest} tokens")
     items = []
     for q in picked:
         pieces, sep = _filler(filler, q["title"])
         for length in lengths:
             for depth in depths:
                 rng = random.Random(f"builtin_squad:{seed}:{q['id']}:{length}:{depth}")
-                padded = pad_to_length(q["context"], lambda c, q=q: spec.render(c, q["question"]), pieces,
+                padded = pad_to_length(q["context"], lambda c, q=q: spec.render(c, q["question"]), pieces,  # type: ignore[misc]
                                        tokenizer, length=length, depth=depth, rng=rng, sep=sep)
                 items.append(EvalItem(
                     id=f"squad-{q['id']}-L{length}-D{depth:g}", task="builtin_squad", prompt=padded.prompt,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ctxsynth import io
+from ctxsynth.errors import ConfigError, PathNotFound
 from ctxsynth.eval import plots, tables
 
 log = logging.getLogger(__name__)
@@ -29,14 +30,14 @@ class Comparison:
 def load_summary(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / "scores.json"
     if not path.exists():
-        raise FileNotFoundError(f"{run_dir} holds no scores.json: is it an evaluation run folder?")
+        raise PathNotFound(f"{run_dir} holds no scores.json: is it an evaluation run folder?")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _names(run_dirs: Sequence[Path], names: Sequence[str] | None) -> list[str]:
     if names is not None:
         if len(names) != len(run_dirs):
-            raise ValueError("give one name per run folder")
+            raise ConfigError("give one name per run folder")
         return list(names)
     base = [Path(d).name or str(d) for d in run_dirs]
     # runs/a/eval and runs/b/eval share a folder name: fall back to the paths as given

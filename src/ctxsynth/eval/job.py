@@ -12,17 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ctxsynth.errors import ConfigError, PathNotFound
 from ctxsynth.io import read_jsonl
+from ctxsynth.llm.spec import ModelSpec
 from ctxsynth.records import EvalItem
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class ModelConfig:
-    backend: str = "transformers"
-    model: str = "smollm2-135m-instruct"
-    options: dict[str, Any] = field(default_factory=dict)  # backend keyword arguments
+class ModelConfig(ModelSpec):
+    """The evaluated model (`model:`): a ModelSpec plus how prompts are fitted to its window."""
+
     tokenizer: str | None = "smollm2"  # to count and truncate prompts; None sends prompts as they are
     max_model_len: int | None = 8192
     truncation: str = "middle"  # middle | left | none
@@ -55,16 +56,16 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         if self.model.truncation not in ("middle", "left", "none"):
-            raise ValueError(f"model.truncation must be middle, left or none, not {self.model.truncation!r}")
+            raise ConfigError(f"model.truncation must be middle, left or none, not {self.model.truncation!r}")
 
 
 def _item_files(paths: list[str], base: Path, what: str = "NIAH test set") -> list[EvalItem]:
-    items = []
+    items: list[EvalItem] = []
     for p in paths:
         path = Path(p) if Path(p).is_absolute() else base / p
         files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
         if not files or not all(f.exists() for f in files):
-            raise FileNotFoundError(f"{what} {path}: no such file or no .jsonl files in the folder")
+            raise PathNotFound(f"{what} {path}: no such file or no .jsonl files in the folder")
         for f in files:
             items.extend(EvalItem(**d) for d in read_jsonl(f))
     return items
@@ -89,7 +90,7 @@ def collect_items(config: EvalConfig, base: Path) -> list[EvalItem]:
         items += builtin.squad_items(b.squad, lengths=b.squad_lengths, depths=b.squad_depths, tokenizer=tok,
                                      filler=b.squad_filler, seed=config.seed)  # type: ignore[arg-type]
     if not items:
-        raise ValueError("the eval config names no evaluation set: set niah, items, longbench or builtin.*")
+        raise ConfigError("the eval config names no evaluation set: set niah, items, longbench or builtin.*")
     return items
 
 
@@ -106,16 +107,15 @@ def write_items(config: EvalConfig, path: Path, base: Path | None = None) -> int
 
 def run_eval(config: EvalConfig, base: Path | None = None, progress: Any = None) -> dict[str, Any]:
     from ctxsynth.eval.runner import evaluate
-    from ctxsynth.llm import BACKENDS
-
     base = Path(base or Path.cwd())
     out = (Path(config.out_dir) if Path(config.out_dir).is_absolute() else base / config.out_dir) / config.name
     items = collect_items(config, base)
     m = config.model
-    backend = BACKENDS.get(m.backend)(model=m.model, **m.options)
+    backend = m.build()  # evaluate() wraps it in the request cache under out/
     try:
         return evaluate(items, backend, tokenizer=m.tokenizer, max_model_len=m.max_model_len,
-                        truncation=m.truncation, out_dir=out, name=config.name, system_prompt=m.system_prompt,
+                        truncation=m.truncation, out_dir=out,  # type: ignore[arg-type]
+                        name=config.name, system_prompt=m.system_prompt,
                         cache=out / "cache.sqlite", progress=progress)  # type: ignore[arg-type]
     finally:
         backend.close()

@@ -8,7 +8,6 @@ a function of ctxsynth.eval.metrics, so the runner needs no task-specific code.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -17,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from ctxsynth.errors import InputError
+from ctxsynth.io import read_user_jsonl
 from ctxsynth.records import EvalItem
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class TaskSpec:
 def _spec(name: str, entry: Mapping[str, Any]) -> TaskSpec:
     unknown = set(entry) - {"template", "metric", "max_new_tokens", "category", "first_line"}
     if unknown:
-        raise ValueError(f"task {name!r}: unknown keys {sorted(unknown)}")
+        raise InputError(f"task {name!r}: unknown keys {sorted(unknown)}")
     return TaskSpec(
         name=name,
         template=str(entry["template"]),
@@ -93,7 +94,7 @@ def load_task_specs(override: Path | None = None, base_file: Path = TEMPLATES_FI
             specs[name] = _spec(name, entry)
     for spec in specs.values():
         if "{context}" not in spec.template:
-            raise ValueError(f"template of task {spec.name!r} lacks the {{context}} placeholder")
+            raise InputError(f"template of task {spec.name!r} lacks the {{context}} placeholder")
     return specs
 
 
@@ -151,22 +152,18 @@ def load_longbench(
     items: list[EvalItem] = []
     per_task: dict[str, int] = {}
     for path in _files(paths):
-        with open(path, encoding="utf-8") as f:
-            for line_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                record = json.loads(line)
-                dataset = record.get("dataset") or path.stem
-                try:
-                    name = task_name(dataset, specs)
-                except KeyError as err:
-                    raise ValueError(f"{path}:{line_no}: {err.args[0]}") from None
-                if wanted is not None and name not in wanted:
-                    continue
-                if limit is not None and per_task.get(name, 0) >= limit:
-                    continue
-                per_task[name] = per_task.get(name, 0) + 1
-                items.append(record_to_item(record, specs[name], source=path.name))
+        for line_no, record in read_user_jsonl(path):
+            dataset = record.get("dataset") or path.stem
+            try:
+                name = task_name(dataset, specs)
+            except KeyError as err:
+                raise InputError(f"{path}:{line_no}: {err.args[0]}") from None
+            if wanted is not None and name not in wanted:
+                continue
+            if limit is not None and per_task.get(name, 0) >= limit:
+                continue
+            per_task[name] = per_task.get(name, 0) + 1
+            items.append(record_to_item(record, specs[name], source=path.name))
     log.info("loaded %d LongBench items: %s", len(items), per_task)
     return items
 

@@ -137,10 +137,6 @@ def rouge_l_zh(prediction: str, reference: str) -> float:
     return rouge_l(prediction, reference, chinese=True)
 
 
-def best_rouge_l(prediction: str, references: Sequence[str]) -> float:
-    return max((rouge_l(prediction, r) for r in references), default=0.0)
-
-
 def classification_score(prediction: str, reference: str, classes: Sequence[str]) -> float:
     """LongBench-style label accuracy: the class names found in the prediction, minus any that are
     only fragments of the reference label; the reference earns 1/(number of labels named)."""

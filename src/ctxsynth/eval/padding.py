@@ -13,6 +13,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ctxsynth.errors import ConfigError
 from ctxsynth.tokenize import Tokenizer
 
 Render = Callable[[str], str]  # context -> full prompt
@@ -60,7 +61,7 @@ def pad_to_length(
     """The prompt render(context) of at most `length` tokens with `gold` at about `depth` (0..1)."""
     budget = length - len(tokenizer.encode(render(gold)))
     if budget < 0:
-        raise ValueError(f"the gold passage alone exceeds {length} tokens")
+        raise ConfigError(f"the gold passage alone exceeds {length} tokens")
     chosen, counts = _draw(pieces, tokenizer, budget, rng)
     total, split, running = sum(counts), 0, 0
     while split < len(chosen) and running + counts[split] / 2 < depth * total:

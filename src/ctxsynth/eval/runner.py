@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ctxsynth import io
+from ctxsynth.errors import ConfigError
 from ctxsynth.eval import metrics, plots, scores, tables
 from ctxsynth.eval.truncation import FittedPrompt, Truncation, fit_prompt
 from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, SamplingParams
@@ -35,7 +36,7 @@ def _fit_all(items: Sequence[EvalItem], tokenizer: Tokenizer | None, max_model_l
              truncation: Truncation) -> list[FittedPrompt | None]:
     if tokenizer is None:
         if max_model_len is not None and truncation != "none":
-            raise ValueError("truncation to max_model_len needs the model's tokenizer")
+            raise ConfigError("truncation to max_model_len needs the model's tokenizer")
         return [None] * len(items)
     return [fit_prompt(item.prompt, tokenizer, max_model_len=max_model_len,
                        max_new_tokens=item.max_new_tokens, truncation=truncation) for item in items]

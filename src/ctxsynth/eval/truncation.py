@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
+from ctxsynth.errors import ConfigError
 from ctxsynth.tokenize import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def fit_prompt(
     if max_model_len is None or truncation == "none" or total + max_new_tokens <= max_model_len:
         return FittedPrompt(prompt, total, 0)
     if truncation not in ("middle", "left"):
-        raise ValueError(f"truncation must be 'middle', 'left' or 'none', not {truncation!r}")
+        raise ConfigError(f"truncation must be 'middle', 'left' or 'none', not {truncation!r}")
     budget = max_model_len - max_new_tokens
     ids = tokenizer.encode(prompt)
     keep = len(ids) - (total - budget)
@@ -70,7 +71,7 @@ def fit_prompt(
         if length <= budget:
             return FittedPrompt(text, length, len(ids) - keep)
         keep -= length - budget
-    raise ValueError(
+    raise ConfigError(
         f"cannot fit the prompt into max_model_len={max_model_len} with max_new_tokens={max_new_tokens}: "
         "the chat template alone leaves no room"
     )

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ctxsynth.errors import ConfigError, InputError
 from ctxsynth.export.rows import ExportRow, check_messages
-from ctxsynth.io import open_text
+from ctxsynth.io import read_user_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +42,13 @@ class MixConfig:
 
     def __post_init__(self) -> None:
         if not self.ratio >= 0:
-            raise ValueError(f"mix ratio must be >= 0 (general:long count ratio), got {self.ratio}")
+            raise ConfigError(f"mix ratio must be >= 0 (general:long count ratio), got {self.ratio}")
 
     @classmethod
     def from_fraction(cls, path: Path, long_fraction: float, repeat: bool = False) -> MixConfig:
         """`long_fraction` = share of long samples in the mixed export, in (0, 1]."""
         if not 0 < long_fraction <= 1:
-            raise ValueError(f"long_fraction must be in (0, 1], got {long_fraction}")
+            raise ConfigError(f"long_fraction must be in (0, 1], got {long_fraction}")
         return cls(Path(path), (1.0 - long_fraction) / long_fraction, repeat)
 
     def n_general(self, n_long: int) -> int:
@@ -64,13 +65,11 @@ def _records(path: Path) -> Iterator[dict[str, Any]]:
     if path.name.endswith(".json"):
         data = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(data, list):
-            raise ValueError(f"{path}: a .json general file must hold a list of records")
+            raise InputError(f"{path}: a .json general file must hold a list of records")
         yield from data
         return
-    with open_text(path) as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)
+    for _, record in read_user_jsonl(path):
+        yield record
 
 
 def _messages(record: dict[str, Any]) -> list[dict[str, str]]:
@@ -82,12 +81,12 @@ def _messages(record: dict[str, Any]) -> list[dict[str, str]]:
             if "from" in turn:
                 role = SHAREGPT_ROLES.get(str(turn["from"]).lower())
                 if role is None:
-                    raise ValueError(f"unknown sharegpt speaker {turn['from']!r}")
+                    raise InputError(f"unknown sharegpt speaker {turn['from']!r}")
                 out.append({"role": role, "content": turn.get("value")})
             else:
                 out.append({"role": turn.get("role"), "content": turn.get("content")})
         return out
-    raise ValueError("record has neither 'messages' nor 'conversations'")
+    raise InputError("record has neither 'messages' nor 'conversations'")
 
 
 def load_general(path: Path) -> GeneralFile:
@@ -112,7 +111,7 @@ def draw_indices(n_available: int, n_needed: int, rng: random.Random, repeat: bo
     if n_needed <= n_available:
         return rng.sample(range(n_available), n_needed)
     if not repeat or n_available == 0:
-        raise ValueError(
+        raise InputError(
             f"the mix needs {n_needed} general records but the file has {n_available} usable ones; "
             "lower the ratio or set repeat=True to cycle the file"
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ctxsynth.errors import InputError
 from ctxsynth.records import Sample
 
 Message = dict[str, str]
@@ -39,10 +40,10 @@ def check_messages(messages: Sequence[Message], where: str) -> list[Message]:
     for m in messages:
         role, content = m.get("role"), m.get("content")
         if role not in ROLES or not isinstance(content, str):
-            raise ValueError(f"{where}: message {m!r} needs a role in {ROLES} and string content")
+            raise InputError(f"{where}: message {m!r} needs a role in {ROLES} and string content")
         out.append({"role": role, "content": content})
     if len(out) < 2 or out[-1]["role"] != "assistant" or not out[-1]["content"]:
-        raise ValueError(f"{where}: a conversation needs a prompt and must end with an assistant answer")
+        raise InputError(f"{where}: a conversation needs a prompt and must end with an assistant answer")
     return out
 
 
@@ -61,7 +62,7 @@ def context_free(row: ExportRow) -> ExportRow:
         return row
     instruction = row.sample.meta.get("instruction")
     if not isinstance(instruction, str) or not instruction.strip():
-        raise ValueError(
+        raise InputError(
             f"sample {row.id!r} has no meta['instruction']: the context-free twin needs the bare "
             "instruction, which the assembly stage stores there; re-run assembly with a version that "
             "records it, or leave 'context_free' out of the export formats"

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ctxsynth.eval.metrics import best_qa_f1, contains_normalized, normalize_answer
-from ctxsynth.filters.backends import params
-from ctxsynth.filters.config import ClosedBookConfig
+from ctxsynth.filters.config import ClosedBookConfig, FiltersConfig
+from ctxsynth.filters.registry import Filter, FilterContext
 from ctxsynth.filters.verdict import Verdict
 from ctxsynth.filters.wellformed import is_choice_among_given, is_yes_no
 from ctxsynth.llm.base import Backend, ChatRequest
@@ -68,7 +68,7 @@ class ClosedBookFilter:
     def check(self, seeds: Sequence[Seed]) -> list[Verdict]:
         probed = [i for i, s in enumerate(seeds) if not self._guessable(s)]
         requests = [ChatRequest(self.prompt.render(instruction=seeds[i].instruction),
-                                params(self.config.llm, derive_seed(self.run_seed, "closed_book", seeds[i].id)),
+                                self.config.llm.params(derive_seed(self.run_seed, "closed_book", seeds[i].id)),
                                 id=seeds[i].id) for i in probed]
         results = self.backend.generate(requests)
         verdicts = [Verdict.kept("yes/no or given-choice answer: not probed", probed=False) for _ in seeds]
@@ -98,10 +98,16 @@ class ClosedBookFilter:
         """Ask whether each (reference, prediction) pair agrees; anything but MATCH is 'no'."""
         requests = [ChatRequest(self.match_prompt.render(instruction=seeds[i].instruction,
                                                          reference=" / ".join(seeds[i].answers), prediction=p),
-                                params(self.config.llm, derive_seed(self.run_seed, "closed_book_judge", seeds[i].id)),
+                                self.config.llm.params(derive_seed(self.run_seed, "closed_book_judge", seeds[i].id)),
                                 id=seeds[i].id) for i, p in judged]
         out = []
         for result in self.backend.generate(requests) if requests else []:
             found = _MATCH.search(result.text or "") if result.ok else None
-            out.append(bool(found) and found.group(1).upper() == "MATCH")
+            out.append(found is not None and found.group(1).upper() == "MATCH")
         return out
+
+
+def from_config(config: FiltersConfig, context: FilterContext) -> list[Filter]:
+    if not config.closed_book.enabled:
+        return []
+    return [ClosedBookFilter(config.closed_book, context.chat(config.closed_book.llm), context.run_seed)]

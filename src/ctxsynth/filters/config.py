@@ -7,18 +7,20 @@ these dataclasses and rejects unknown keys. `validate()` raises ValueError namin
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+
+from ctxsynth.llm.base import SamplingParams
+from ctxsynth.llm.spec import ModelSpec
 
 
 @dataclass
-class FilterLLM:
-    """The model a filter asks (closed-book probe, judge); the runner may pass its own backend."""
+class FilterLLM(ModelSpec):
+    """The model a filter asks (closed-book probe, judge): a ModelSpec plus its sampling fields."""
 
-    backend: str = "transformers"  # a name in ctxsynth.llm.BACKENDS
-    model: str = "smollm2-135m-instruct"
-    options: dict[str, Any] = field(default_factory=dict)  # backend keyword arguments
     max_tokens: int = 32
     temperature: float = 0.0
+
+    def params(self, seed: int | None = None) -> SamplingParams:
+        return SamplingParams(temperature=self.temperature, top_p=1.0, max_tokens=self.max_tokens, seed=seed)
 
 
 @dataclass

@@ -12,16 +12,18 @@ is dropped with reason "contaminated" and the matching item's id.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from ctxsynth.errors import InputError
 from ctxsynth.eval.metrics import normalize_answer
-from ctxsynth.filters.config import DecontamConfig
+from ctxsynth.filters.config import DecontamConfig, FiltersConfig
+from ctxsynth.filters.registry import Filter, FilterContext
 from ctxsynth.filters.verdict import Verdict
-from ctxsynth.io import open_text
+from ctxsynth.io import read_user_jsonl
+from ctxsynth.records import Seed
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ def eval_texts(row: dict) -> tuple[str, str]:
         return str(row["_id"]), "\n".join([row.get("input") or "", row.get("context") or "", *answers])
     if "id" in row and "prompt" in row:
         return str(row["id"]), "\n".join([row["prompt"], *answers])
-    raise ValueError("neither a LongBench record (_id, input, context) nor an EvalItem row (id, prompt)")
+    raise InputError("neither a LongBench record (_id, input, context) nor an EvalItem row (id, prompt)")
 
 
 class NgramIndex:
@@ -60,13 +62,12 @@ class NgramIndex:
 
     def add_files(self, paths: Iterable[str | Path]) -> None:
         for path in paths:
-            with open_text(Path(path)) as f:  # .jsonl or .jsonl.gz (what `ctxsynth eval --write-items` writes)
-                for line_no, line in enumerate(f, 1):
-                    if line.strip():
-                        try:
-                            self.add(*eval_texts(json.loads(line)))
-                        except ValueError as e:
-                            raise ValueError(f"{path}:{line_no}: {e}") from None
+            # .jsonl or .jsonl.gz (what `ctxsynth eval --write-items` writes)
+            for line_no, record in read_user_jsonl(Path(path)):
+                try:
+                    self.add(*eval_texts(record))
+                except ValueError as e:
+                    raise InputError(f"{path}:{line_no}: {e}") from None
         log.info("decontamination index: %d eval items, %d %d-grams", self.items, len(self.long), self.n)
 
     def match(self, text: str) -> tuple[str, int, int] | None:
@@ -97,6 +98,10 @@ class DecontamFilter:
             index.add_files(config.eval_files)
         self.index = index
 
+    def check(self, seeds: Sequence[Seed]) -> list[Verdict]:
+        return self.check_texts([{"instruction": s.instruction, "answer": s.answers[0] if s.answers else "",
+                                  "context": s.context} for s in seeds])
+
     def check_texts(self, fields: Sequence[dict[str, str | None]]) -> list[Verdict]:
         """One verdict per record, given its texts by field name (instruction, answer, context)."""
         return [self._check(f) for f in fields]
@@ -110,3 +115,9 @@ class DecontamFilter:
                 return Verdict.drop("contaminated", f"{name} shares {hits}/{total} n-grams with eval item {item}",
                                     eval_id=item, field=name, hits=hits, grams=total)
         return Verdict.kept()
+
+
+def from_config(config: FiltersConfig, context: FilterContext) -> list[Filter]:
+    """Enabled with no eval files, the filter would keep everything: it is left out."""
+    enabled = config.decontam.enabled and config.decontam.eval_files
+    return [DecontamFilter(config.decontam)] if enabled else []

@@ -13,6 +13,8 @@ import hashlib
 from collections.abc import Sequence
 
 from ctxsynth.eval.metrics import normalize_answer
+from ctxsynth.filters.config import FiltersConfig
+from ctxsynth.filters.registry import Filter, FilterContext, FunctionFilter
 from ctxsynth.filters.verdict import Verdict
 
 
@@ -58,3 +60,20 @@ def find_duplicates(ids: Sequence[str], texts: Sequence[str | None], *, threshol
             hashes[rid] = mh
         verdicts.append(Verdict.kept())
     return verdicts
+
+
+def from_config(config: FiltersConfig, context: FilterContext) -> list[Filter]:
+    """Seeds (instruction + answers, character shingles) and, optionally, contexts (word shingles)."""
+    c = config.dedup
+    if not c.enabled:
+        return []
+    checks: list[Filter] = []
+    if c.seeds:
+        checks.append(FunctionFilter("dedup", lambda s: find_duplicates(
+            [x.id for x in s], [f"{x.instruction} || {' | '.join(x.answers)}" for x in s],
+            threshold=c.threshold, num_perm=c.num_perm, shingle_chars=c.shingle_chars)))
+    if c.contexts:
+        checks.append(FunctionFilter("dedup_context", lambda s: find_duplicates(
+            [x.id for x in s], [x.context for x in s], threshold=c.threshold, num_perm=c.num_perm,
+            shingle_words=c.shingle_words, label="_context")))
+    return checks

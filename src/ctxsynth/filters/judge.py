@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ctxsynth.filters.backends import params
-from ctxsynth.filters.config import JudgeConfig
+from ctxsynth.filters.config import FiltersConfig, JudgeConfig
+from ctxsynth.filters.registry import Filter, FilterContext
 from ctxsynth.filters.verdict import Verdict
 from ctxsynth.llm.base import Backend, ChatRequest
+from ctxsynth.records import Seed
 from ctxsynth.rng import derive_seed
 from ctxsynth.synth.tasks import PromptTemplate
 
@@ -60,7 +61,12 @@ class JudgeFilter:
         self.run_seed = run_seed
         self.prompt = PromptTemplate.from_file(Path(config.prompt_file or PROMPTS / "judge.txt"))
 
-    def check(self, items: Sequence[JudgeItem | None]) -> list[Verdict]:
+    def check(self, seeds: Sequence[Seed]) -> list[Verdict]:
+        """Seeds with their human context are judged; seeds without one are kept unjudged."""
+        return self.check_items([JudgeItem(s.id, s.context, s.instruction, s.answers[0]) if s.context else None
+                                 for s in seeds])
+
+    def check_items(self, items: Sequence[JudgeItem | None]) -> list[Verdict]:
         """One verdict per item; None items (no context to judge) are kept unjudged."""
         asked = [i for i, it in enumerate(items) if it is not None]
         requests = [self._request(items[i]) for i in asked]  # type: ignore[arg-type]
@@ -74,7 +80,7 @@ class JudgeFilter:
 
     def _request(self, item: JudgeItem) -> ChatRequest:
         messages = self.prompt.render(context=item.context, instruction=item.instruction, answer=item.answer)
-        return ChatRequest(messages, params(self.config.llm, derive_seed(self.run_seed, "judge", item.id)), id=item.id)
+        return ChatRequest(messages, self.config.llm.params(derive_seed(self.run_seed, "judge", item.id)), id=item.id)
 
     def _verdict(self, j: Judgement) -> Verdict:
         scores = {"judged": True, "supported": j.supported, "leak": j.leak, "raw": j.raw[:500]}
@@ -87,3 +93,9 @@ class JudgeFilter:
         if self.config.drop_leak and j.leak is True:
             return Verdict.drop("judge_leak", "judge: the context contains the instruction verbatim", **scores)
         return Verdict.kept("", **scores)
+
+
+def from_config(config: FiltersConfig, context: FilterContext) -> list[Filter]:
+    if not config.judge.enabled:
+        return []
+    return [JudgeFilter(config.judge, context.chat(config.judge.llm), context.run_seed)]

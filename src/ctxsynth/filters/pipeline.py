@@ -17,68 +17,23 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ctxsynth.filters.backends import build_backend
-from ctxsynth.filters.closed_book import ClosedBookFilter
 from ctxsynth.filters.config import FiltersConfig
-from ctxsynth.filters.decontam import DecontamFilter
-from ctxsynth.filters.dedup import find_duplicates
-from ctxsynth.filters.judge import JudgeFilter, JudgeItem
-from ctxsynth.filters.reliance import RelianceFilter, build_scorer
+from ctxsynth.filters.registry import FilterContext, build_filters
 from ctxsynth.filters.verdict import Verdict
-from ctxsynth.filters.wellformed import WellFormedFilter
 from ctxsynth.llm.base import Backend
 from ctxsynth.records import Rejected, Seed, to_dict
 
 log = logging.getLogger(__name__)
 STAGE = "filter"
-Check = Callable[[list[Seed]], list[Verdict]]
-
-
-def _dedup_checks(config: FiltersConfig) -> list[tuple[str, Check]]:
-    c = config.dedup
-    checks: list[tuple[str, Check]] = []
-    if c.seeds:
-        checks.append(("dedup", lambda s: find_duplicates(
-            [x.id for x in s], [f"{x.instruction} || {' | '.join(x.answers)}" for x in s],
-            threshold=c.threshold, num_perm=c.num_perm, shingle_chars=c.shingle_chars)))
-    if c.contexts:
-        checks.append(("dedup_context", lambda s: find_duplicates(
-            [x.id for x in s], [x.context for x in s], threshold=c.threshold, num_perm=c.num_perm,
-            shingle_words=c.shingle_words, label="_context")))
-    return checks
-
-
-def _model_checks(config: FiltersConfig, run_seed: int, backend: Backend | None,
-                  cache_dir: Path | None) -> list[tuple[str, Check]]:
-    checks: list[tuple[str, Check]] = []
-    llm_cache = cache_dir / "cache.sqlite" if cache_dir else None
-    if config.closed_book.enabled:
-        probe = ClosedBookFilter(config.closed_book, backend or build_backend(config.closed_book.llm, llm_cache), run_seed)
-        checks.append(("closed_book", probe.check))
-    if config.judge.enabled:
-        judge = JudgeFilter(config.judge, backend or build_backend(config.judge.llm, llm_cache), run_seed)
-        checks.append(("judge", lambda s: judge.check(
-            [JudgeItem(x.id, x.context, x.instruction, x.answers[0]) if x.context else None for x in s])))
-    if config.reliance.enabled:
-        scorer = build_scorer(config.reliance, cache_dir / "scores.sqlite" if cache_dir else None)
-        checks.append(("reliance", RelianceFilter(config.reliance, scorer).check))
-    return checks
+Check = Callable[[Sequence[Seed]], list[Verdict]]
 
 
 def build_checks(config: FiltersConfig, run_seed: int, backend: Backend | None = None,
-                 cache_dir: Path | None = None) -> list[tuple[str, Check]]:
-    """The enabled filters, in the order they run, as (name, batch check) pairs."""
-    checks: list[tuple[str, Check]] = []
-    if config.wellformed.enabled:
-        checks.append(("wellformed", WellFormedFilter(config.wellformed).check))
-    if config.dedup.enabled:
-        checks.extend(_dedup_checks(config))
-    if config.decontam.enabled and config.decontam.eval_files:
-        decontam = DecontamFilter(config.decontam)
-        checks.append(("decontam", lambda s: decontam.check_texts(
-            [{"instruction": x.instruction, "answer": x.answers[0] if x.answers else "", "context": x.context}
-             for x in s])))
-    return checks + _model_checks(config, run_seed, backend, cache_dir)
+                 cache_dir: Path | None = None, built: list[Backend] | None = None) -> list[tuple[str, Check]]:
+    """The enabled filters, in the order they run, as (name, batch check) pairs; backends built
+    here (no `backend` given) are appended to `built`, for the caller to close."""
+    context = FilterContext(run_seed, backend, cache_dir, built if built is not None else [])
+    return [(f.name, f.check) for f in build_filters(config, context)]
 
 
 def _mark(seed: Seed, name: str, verdict: Verdict) -> Seed:
@@ -88,18 +43,36 @@ def _mark(seed: Seed, name: str, verdict: Verdict) -> Seed:
 
 
 def apply_filters(seeds: list[Seed], config: FiltersConfig, run_seed: int, *, backend: Backend | None = None,
-                  cache_dir: Path | None = None) -> tuple[list[Seed], list[Rejected], dict[str, Any]]:
+                  cache_dir: Path | None = None, max_consecutive_failures: int | None = None,
+                  ) -> tuple[list[Seed], list[Rejected], dict[str, Any]]:
     """Run the enabled filters; returns (kept seeds in input order, rejected records, stats).
 
     backend: the chat backend for the closed-book probe and the judge (the runner's cached one);
     None builds each section's `llm`. cache_dir: where cache.sqlite (LLM requests, when building
     the backend here) and scores.sqlite (reliance scores) live; None caches nothing.
+    max_consecutive_failures: a circuit breaker on the backends built here (ctxsynth.llm.breaker).
     """
+    built: list[Backend] = []
+    try:
+        context = FilterContext(run_seed, backend, cache_dir, built, max_consecutive_failures)
+        kept, rejected, stats, reasons = _run_checks([(f.name, f.check) for f in build_filters(config, context)],
+                                                     seeds)
+    finally:
+        for b in built:
+            b.close()
+    stats.update({f"dropped_{r}": n for r, n in sorted(reasons.items())})
+    stats["kept"] = len(kept)
+    stats.update(reliance_summary(kept))
+    return kept, rejected, stats
+
+
+def _run_checks(checks: list[tuple[str, Check]], seeds: list[Seed]
+                ) -> tuple[list[Seed], list[Rejected], dict[str, Any], Counter[str]]:
     kept = list(seeds)
     rejected: list[Rejected] = []
     stats: dict[str, Any] = {"in": len(seeds)}
     reasons: Counter[str] = Counter()
-    for name, check in build_checks(config, run_seed, backend, cache_dir):
+    for name, check in checks:
         start = time.perf_counter()
         verdicts = check(kept) if kept else []
         survivors = []
@@ -114,10 +87,7 @@ def apply_filters(seeds: list[Seed], config: FiltersConfig, run_seed: int, *, ba
         stats[f"dropped_by_{name}"] = len(kept) - len(survivors)
         log.info("filter %s: %d in, %d dropped", name, len(kept), len(kept) - len(survivors))
         kept = survivors
-    stats.update({f"dropped_{r}": n for r, n in sorted(reasons.items())})
-    stats["kept"] = len(kept)
-    stats.update(reliance_summary(kept))
-    return kept, rejected, stats
+    return kept, rejected, stats, reasons
 
 
 def reliance_summary(seeds: Sequence[Seed]) -> dict[str, Any]:

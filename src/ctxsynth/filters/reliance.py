@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ctxsynth.filters.config import RelianceConfig
+from ctxsynth.filters.config import FiltersConfig, RelianceConfig
+from ctxsynth.filters.registry import Filter, FilterContext
 from ctxsynth.filters.scoring import AnswerScorer, Triple
 from ctxsynth.filters.verdict import Verdict
 from ctxsynth.records import Seed, Synthesized
@@ -83,3 +84,10 @@ def score_synthesized(records: Sequence[Synthesized], config: RelianceConfig | N
         marks = {**verdict.scores, "keep": verdict.keep, "reason": verdict.reason}
         out.append(Synthesized(**{**record.__dict__, "verdicts": {**record.verdicts, "reliance": marks}}))
     return out
+
+
+def from_config(config: FiltersConfig, context: FilterContext) -> list[Filter]:
+    if not config.reliance.enabled:
+        return []
+    scores = context.cache_dir / "scores.sqlite" if context.cache_dir else None
+    return [RelianceFilter(config.reliance, build_scorer(config.reliance, scores))]

@@ -17,14 +17,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sqlite3
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ctxsynth.models import resolve_model_path, weights_fingerprint
+from ctxsynth.errors import PathNotFound
+from ctxsynth.models import pick_dtype, resolve_model_path, weights_fingerprint
+from ctxsynth.sqlite_store import SqliteStore
 
 log = logging.getLogger(__name__)
 
@@ -43,47 +43,24 @@ class ScoreCache:
     """key -> AnswerScore in one SQLite table (WAL; each batch committed as it finishes)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS answer_scores (key TEXT PRIMARY KEY, value TEXT)")
+        self._store = SqliteStore(path, "CREATE TABLE IF NOT EXISTS answer_scores (key TEXT PRIMARY KEY, value TEXT);")
 
     def get(self, key: str) -> AnswerScore | None:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM answer_scores WHERE key = ?", (key,)).fetchone()
-        return AnswerScore(**json.loads(row[0])) if row else None
+        rows = self._store.query("SELECT value FROM answer_scores WHERE key = ?", (key,))
+        return AnswerScore(**json.loads(rows[0][0])) if rows else None
 
     def put_many(self, items: Sequence[tuple[str, AnswerScore]]) -> None:
         rows = [(k, json.dumps(v.__dict__, sort_keys=True)) for k, v in items]
-        with self._lock:
-            self._db.executemany("INSERT OR REPLACE INTO answer_scores VALUES (?, ?)", rows)
+        self._store.execute_many("INSERT OR REPLACE INTO answer_scores VALUES (?, ?)", rows)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._store.close()
 
 
 def model_fingerprint(path: Path) -> str:
     """Config hash plus the weights' fingerprint (fine-tunes differ only there)."""
     config = hashlib.sha256((path / "config.json").read_bytes()).hexdigest()[:16]
     return f"{config}-{weights_fingerprint(path)}"
-
-
-def pick_dtype(dtype: str, device: str) -> str:
-    """"auto": bfloat16 on GPUs and on CPUs with native bf16 matmuls (about 1.6x faster than
-    float32 there, log-probs within ~0.1 nat), float32 elsewhere."""
-    if dtype != "auto":
-        if dtype not in ("float32", "bfloat16", "float16"):
-            raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, not {dtype!r}")
-        return dtype
-    if device.startswith("cuda"):
-        return "bfloat16"
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return "float32"
-    return "bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
 
 
 class AnswerScorer:
@@ -100,7 +77,7 @@ class AnswerScorer:
         self.model_name = model
         self.path = Path(resolve_model_path(model))
         if not (self.path / "config.json").is_file():
-            raise FileNotFoundError(f"scoring model {model!r}: {self.path} is not a local transformers folder "
+            raise PathNotFound(f"scoring model {model!r}: {self.path} is not a local transformers folder "
                                     "(hub downloads are not attempted)")
         self.token_budget = token_budget
         self.max_context_tokens = max_context_tokens

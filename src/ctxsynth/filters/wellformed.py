@@ -12,7 +12,8 @@ import re
 from collections.abc import Sequence
 
 from ctxsynth.eval.metrics import contains_normalized, normalize_answer
-from ctxsynth.filters.config import WellFormedConfig
+from ctxsynth.filters.config import FiltersConfig, WellFormedConfig
+from ctxsynth.filters.registry import Filter, FilterContext
 from ctxsynth.filters.verdict import Verdict
 from ctxsynth.records import Seed
 
@@ -58,3 +59,7 @@ class WellFormedFilter:
             if copied and len(copied) == len([n for n in normalized if n]) and not choice:
                 return Verdict.drop("answer_in_instruction", f"answer {copied[0]!r} appears in the instruction")
         return Verdict.kept(instruction_words=words)
+
+
+def from_config(config: FiltersConfig, context: FilterContext) -> list[Filter]:
+    return [WellFormedFilter(config.wellformed)] if config.wellformed.enabled else []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, SamplingParams
+from ctxsynth.llm.spec import ModelSpec
 from ctxsynth.registry import Registry
 
 BACKENDS = Registry("LLM backend")
@@ -12,4 +13,4 @@ BACKENDS.register("transformers", "ctxsynth.llm.hf_backend:TransformersBackend")
 BACKENDS.register("vllm", "ctxsynth.llm.vllm_backend:VLLMBackend")
 BACKENDS.register("fake", "ctxsynth.llm.fake:FakeBackend")
 
-__all__ = ["BACKENDS", "Backend", "ChatRequest", "ChatResult", "SamplingParams"]
+__all__ = ["BACKENDS", "Backend", "ChatRequest", "ChatResult", "ModelSpec", "SamplingParams"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -56,6 +56,17 @@ class Backend(ABC):
     """Subclasses set `name`, take their options as keyword arguments and implement `generate`."""
 
     name: ClassVar[str] = ""
+    # The API key: the environment variable that holds it (None: no key needed) and the option that
+    # names another variable. ModelSpec's generic key check reads these through `key_env`.
+    key_env_var: ClassVar[str | None] = None
+    key_env_option: ClassVar[str | None] = None
+
+    @classmethod
+    def key_env(cls, options: Mapping[str, Any]) -> str | None:
+        """The environment variable that must hold an API key for a spec with these options."""
+        if cls.key_env_var is None:
+            return None
+        return str(options.get(cls.key_env_option, cls.key_env_var)) if cls.key_env_option else cls.key_env_var
 
     def __init__(self, model: str) -> None:
         self.model = model

@@ -10,54 +10,43 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import sqlite3
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, ResultCallback, request_key
+from ctxsynth.sqlite_store import SqliteStore
 
 log = logging.getLogger(__name__)
 
 
 class RequestCache:
+    SCHEMA = ("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, identity TEXT, text TEXT,"
+              " finish_reason TEXT, usage TEXT, created REAL);")
+
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, identity TEXT, text TEXT,"
-            " finish_reason TEXT, usage TEXT, created REAL)"
-        )
+        self._store = SqliteStore(path, self.SCHEMA)
 
     def get(self, key: str) -> ChatResult | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT text, finish_reason, usage FROM responses WHERE key = ?", (key,)
-            ).fetchone()
-        if row is None:
+        rows = self._store.query("SELECT text, finish_reason, usage FROM responses WHERE key = ?", (key,))
+        if not rows:
             return None
-        return ChatResult(text=row[0], finish_reason=row[1], usage=json.loads(row[2]), cached=True)
+        text, finish_reason, usage = rows[0]
+        return ChatResult(text=text, finish_reason=finish_reason, usage=json.loads(usage), cached=True)
 
     def put(self, key: str, identity: dict, result: ChatResult) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)",
-                (key, json.dumps(identity, sort_keys=True), result.text, result.finish_reason,
-                 json.dumps(result.usage, sort_keys=True), time.time()),
-            )
+        self._store.execute(
+            "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)",
+            (key, json.dumps(identity, sort_keys=True), result.text, result.finish_reason,
+             json.dumps(result.usage, sort_keys=True), time.time()),
+        )
 
     def __len__(self) -> int:
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        return int(self._store.query("SELECT COUNT(*) FROM responses")[0][0])
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._store.close()
 
 
 class CachedBackend(Backend):

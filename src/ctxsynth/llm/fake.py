@@ -16,6 +16,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from ctxsynth.errors import ConfigError
 from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, Message, ResultCallback
 
 _WORD = re.compile(r"\S+")
@@ -31,7 +32,7 @@ class FakeBackend(Backend):
                  prefix: str = "Context: ") -> None:
         super().__init__(model)
         if words < 0:
-            raise ValueError(f"words must be >= 0, got {words}")
+            raise ConfigError(f"words must be >= 0, got {words}")
         self.words = words
         self.finish_reason = finish_reason
         self.prefix = prefix

@@ -24,14 +24,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ctxsynth.errors import ConfigError, MissingDependency, PathNotFound
 from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, ResultCallback, request_key
-from ctxsynth.models import resolve_model_path, weights_fingerprint
+from ctxsynth.models import pick_dtype, resolve_model_path, weights_fingerprint
 
 try:
     import torch
     from transformers import LogitsProcessor, StoppingCriteria
 except ImportError as exc:  # checked when the module is imported through the registry
-    raise ImportError(
+    raise MissingDependency(
         "the 'transformers' backend needs torch and transformers: pip install torch 'ctxsynth[local]'"
     ) from exc
 
@@ -137,10 +138,10 @@ class TransformersBackend(Backend):
                  batch_size: int = 8, max_input_tokens: int | None = None) -> None:
         super().__init__(model)
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.path = Path(resolve_model_path(model))
         if not (self.path / "config.json").is_file():
-            raise FileNotFoundError(
+            raise PathNotFound(
                 f"model {model!r}: {self.path} is not a local transformers folder with config.json "
                 "(hub downloads are not attempted; give a local folder or 'smollm2-135m-instruct')"
             )
@@ -301,13 +302,6 @@ def _pick_device(device: str) -> str:
 
 
 def _pick_dtype(dtype: str, device: str) -> torch.dtype:
-    if dtype == "auto":
-        if device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    known = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if dtype not in known:
-        raise ValueError(f"dtype {dtype!r}: use one of auto, {', '.join(known)}")
-    return known[dtype]
+    return getattr(torch, pick_dtype(dtype, device))
 
 

@@ -30,6 +30,7 @@ from datetime import timezone
 from typing import Any
 from urllib.parse import urlsplit
 
+from ctxsynth.errors import ConfigError, MissingAPIKeyError
 from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, ResultCallback
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,6 @@ log = logging.getLogger(__name__)
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
 PLACEHOLDER_KEY = "sk-local-no-key"
-
-
-class MissingAPIKeyError(RuntimeError):
-    """The API key's environment variable is unset and the endpoint is not local."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +55,7 @@ def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
         value = lowered.get(name)
         if not value:
             continue
+        seconds: float | None
         try:
             seconds = float(value) / scale
         except ValueError:
@@ -144,6 +142,14 @@ class OpenAIBackend(Backend):
     """
 
     name = "openai"
+    key_env_var = "OPENAI_API_KEY"
+    key_env_option = "api_key_env"
+
+    @classmethod
+    def key_env(cls, options: Mapping[str, Any]) -> str | None:
+        """No key for a local server (base_url, else OPENAI_BASE_URL, on this machine)."""
+        base_url = options.get("base_url") or os.environ.get("OPENAI_BASE_URL")
+        return None if _is_local(base_url) else super().key_env(options)
 
     def __init__(
         self,
@@ -160,9 +166,9 @@ class OpenAIBackend(Backend):
     ) -> None:
         super().__init__(model)
         if max_concurrency < 1 or max_retries < 0 or timeout_s <= 0:
-            raise ValueError("need max_concurrency >= 1, max_retries >= 0 and timeout_s > 0")
+            raise ConfigError("need max_concurrency >= 1, max_retries >= 0 and timeout_s > 0")
         if max_tokens_field not in ("max_tokens", "max_completion_tokens"):
-            raise ValueError(f"max_tokens_field must be 'max_tokens' or 'max_completion_tokens', not {max_tokens_field!r}")
+            raise ConfigError(f"max_tokens_field must be 'max_tokens' or 'max_completion_tokens', not {max_tokens_field!r}")
         import openai  # noqa: F401 - fail early, at construction, if the client is missing
 
         self.base_url = base_url
@@ -320,3 +326,10 @@ def _to_result(response: Any) -> ChatResult | _Failure:
         if isinstance(value, int):
             usage[name] = value
     return ChatResult(text=text or "", finish_reason=str(finish_reason or "unknown"), usage=usage)
+
+
+# Public names for the openai-batch backend, which shares the failure mapping, the result conversion
+# and the secret scrubbing with this one (other modules never import the underscored names).
+Failure = _Failure
+scrub = _scrub
+to_result = _to_result

@@ -29,8 +29,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ctxsynth.errors import ConfigError
 from ctxsynth.llm.base import ChatRequest, ChatResult, ResultCallback
-from ctxsynth.llm.openai_backend import OpenAIBackend, _Failure, _scrub, _to_result
+from ctxsynth.llm.openai_backend import Failure, OpenAIBackend, scrub, to_result
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class OpenAIBatchBackend(OpenAIBackend):
         super().__init__(model, base_url=base_url, api_key_env=api_key_env, timeout_s=timeout_s,
                          max_retries=max_retries, extra_body=extra_body, max_tokens_field=max_tokens_field)
         if poll_interval_s <= 0 or max_batch_requests < 1:
-            raise ValueError("need poll_interval_s > 0 and max_batch_requests >= 1")
+            raise ConfigError("need poll_interval_s > 0 and max_batch_requests >= 1")
         self.poll_interval_s = poll_interval_s
         self.max_wait_s = max_wait_s
         self.completion_window = completion_window
@@ -99,7 +100,7 @@ class OpenAIBatchBackend(OpenAIBackend):
             try:
                 answers = self._run_batch(client, {c: bodies[c] for c in chunk})
             except Exception as exc:  # the batch as a whole broke: each of its requests says why
-                reason = _scrub(f"batch: {type(exc).__name__}: {exc}", key)[:500]
+                reason = scrub(f"batch: {type(exc).__name__}: {exc}", key)[:500]
                 answers = {c: ChatResult(None, None, error=reason) for c in chunk}
             for custom_id in chunk:
                 for i in owners[custom_id]:
@@ -184,6 +185,6 @@ class OpenAIBatchBackend(OpenAIBackend):
                 detail = (error or {}).get("message") or (response.get("body") or {}).get("error") or response
                 out[row["custom_id"]] = ChatResult(None, None, error=f"batch line failed: {str(detail)[:300]}")
                 continue
-            result = _to_result(ChatCompletion.model_validate(response["body"]))
-            out[row["custom_id"]] = result if not isinstance(result, _Failure) else ChatResult(None, None, error=result.reason)
+            result = to_result(ChatCompletion.model_validate(response["body"]))
+            out[row["custom_id"]] = result if not isinstance(result, Failure) else ChatResult(None, None, error=result.reason)
         return out

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from ctxsynth.errors import MissingDependency
 from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, ResultCallback
 from ctxsynth.models import resolve_model_path
 
@@ -29,7 +30,7 @@ class VLLMBackend(Backend):
         try:
             import vllm  # noqa: F401
         except ImportError:
-            raise ImportError(
+            raise MissingDependency(
                 "the vllm backend needs vLLM on a CUDA machine: pip install vllm (see vLLM's install guide), "
                 "or serve the model with `vllm serve` and use llm.backend=openai with options.base_url"
             ) from None

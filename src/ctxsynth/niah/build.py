@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ctxsynth.config import config_hash
+from ctxsynth.errors import MissingDependency
 from ctxsynth.io import atomic_write_text, dumps, shard_name, write_jsonl
 from ctxsynth.niah.config import NiahConfig
 from ctxsynth.niah.fit import Fitted, Fitter
@@ -30,7 +31,7 @@ from ctxsynth.tokenize import load_tokenizer
 log = logging.getLogger(__name__)
 
 
-def _fitter(config: NiahConfig) -> Fitter:
+def make_fitter(config: NiahConfig) -> Fitter:
     tok = load_tokenizer(config.tokenizer)
     if config.composition == "needle_only":
         return Fitter(tok, None)
@@ -141,7 +142,7 @@ def _export(config: NiahConfig, samples: list[Sample], out_dir: Path) -> dict[st
     try:
         from ctxsynth.export import export_samples
     except ImportError as e:
-        raise RuntimeError(
+        raise MissingDependency(
             f"export_formats={config.export_formats} needs ctxsynth.export.export_samples, which cannot be "
             f"imported ({e}); leave export_formats empty and export train/ later"
         ) from e
@@ -163,7 +164,7 @@ def build_niah(config: NiahConfig, out_dir: Path, progress: Progress | None = No
     progress = progress or NullProgress()
     progress.start("niah", _total(config))
     began = time.perf_counter()
-    fitter = _fitter(config)
+    fitter = make_fitter(config)
     summary: dict[str, Any] = {"config_hash": config_hash(config), "tokenizer": config.tokenizer,
                                "composition": config.composition, "variants": list(config.variants)}
     if config.train is not None:

@@ -12,6 +12,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from ctxsynth.errors import ConfigError
 from ctxsynth.niah.haystack import HaystackSource, cut, insert
 from ctxsynth.niah.needles import NeedlePlan
 from ctxsynth.tokenize import Tokenizer
@@ -69,10 +70,10 @@ class Fitter:
             return self._measure(plan, user, spans, depths, ids, 0, {"target": None, "haystack": 0})
         n_source = len(self.source.ids)
         if n_source < target:
-            raise ValueError(f"haystack source has {n_source} tokens, fewer than the target {target}")
+            raise ConfigError(f"haystack source has {n_source} tokens, fewer than the target {target}")
         start = rng.randrange(0, n_source - target + 1)
         bare, _, _ = self.compose(plan, "")
-        size = max(0, target - len(self.tok.encode(self.tok.render_chat(_chat(bare, plan.answer_text)))))
+        size: int | None = max(0, target - len(self.tok.encode(self.tok.render_chat(_chat(bare, plan.answer_text)))))
         tried: dict[int, int] = {}
         best: tuple[int, Any] | None = None
         while size is not None and len(tried) < _MAX_TRIES:
@@ -86,7 +87,7 @@ class Fitter:
                 break
             size = _next_size(size, target, tried)
         if best is None:
-            raise ValueError(f"target {target} tokens is too small for the needles, question and answer")
+            raise ConfigError(f"target {target} tokens is too small for the needles, question and answer")
         user, spans, depths, ids, chars, size = best[1]
         return self._measure(plan, user, spans, depths, ids, chars, {"target": target, "haystack": size})
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import bisect
 import functools
-import json
 import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ctxsynth import assets
+from ctxsynth import fillers
 from ctxsynth.tokenize import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -40,11 +39,9 @@ class HaystackSource:
 def _base_text(composition: str) -> tuple[str, str]:
     """(text, separator used when the text must be repeated) of a composition."""
     if composition == "essay":
-        with open(assets.ruler_json("PaulGrahamEssays.json"), encoding="utf-8") as f:
-            return json.load(f)["text"], "\n\n"
+        return fillers.essays_text(), "\n\n"
     if composition == "wiki":
-        with open(assets.wiki_summaries(), encoding="utf-8") as f:
-            pages = json.load(f)
+        pages = fillers.wiki_pages()
         extracts = [pages[title].get("extract", "").strip() for title in sorted(pages)]
         return "\n\n".join(e for e in extracts if e), "\n\n"
     if composition == "noise":

@@ -13,6 +13,7 @@ import random
 import uuid
 from dataclasses import dataclass
 
+from ctxsynth.errors import ConfigError
 from ctxsynth.niah.config import NiahConfig
 from ctxsynth.niah.words import ADJECTIVES, NOUNS
 
@@ -42,7 +43,7 @@ def draw(rng: random.Random, fmt: str, split: str, taken: set[str], source_text:
         if needle_split(text) == split and text not in taken and text not in source_text:
             taken.add(text)
             return text
-    raise RuntimeError(f"could not draw a fresh {fmt} needle for split {split!r}; the space is exhausted")
+    raise ConfigError(f"could not draw a fresh {fmt} needle for split {split!r}; the space is exhausted")
 
 
 @dataclass

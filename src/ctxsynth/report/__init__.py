@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ctxsynth.errors import PathNotFound
 from ctxsynth.io import atomic_write_bytes, atomic_write_text
 from ctxsynth.report.card import render_card
 from ctxsynth.report.caveats import caveats
@@ -29,7 +30,7 @@ def write_report(run_dir: Path, price_table: dict[str, Any] | None = None) -> Pa
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"run directory {run_dir} does not exist")
+        raise PathNotFound(f"run directory {run_dir} does not exist")
     summary = collect(run_dir)
     out = run_dir / "report"
     drawn: list[tuple[str, str, str]] = []

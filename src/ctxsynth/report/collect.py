@@ -18,10 +18,11 @@ from typing import Any
 import yaml
 
 from ctxsynth.io import Markers, read_shards
+from ctxsynth.stages import STAGE_NAMES, stage_folder
 
 log = logging.getLogger(__name__)
 
-STAGE_ORDER = ("seeds", "filter", "synthesize", "assemble", "export", "report")  # ctxsynth.runner.STAGES + filter
+STAGE_ORDER = STAGE_NAMES
 PASS_KEYS = ("ok", "pass", "passed", "keep", "kept", "supported")
 
 
@@ -109,7 +110,7 @@ def verdict_outcome(value: Any) -> str | None:
 
 def _stage_infos(run_dir: Path) -> list[StageInfo]:
     state = run_dir / "_state"
-    names = [n for n in STAGE_ORDER if (state / n).is_dir() or (run_dir / n).is_dir()]
+    names = [n for n in STAGE_ORDER if (state / n).is_dir() or (run_dir / stage_folder(n)).is_dir()]
     extra = sorted(p.name for p in state.iterdir() if p.is_dir() and p.name not in STAGE_ORDER) if state.is_dir() else []
     infos = []
     for name in names + extra:
@@ -153,12 +154,12 @@ def _add_synth(summary: RunSummary, record: dict[str, Any]) -> None:
 def _add_reliance(summary: RunSummary, run_dir: Path) -> None:
     """Context-reliance scores: of seeds with their human context (filter stage, kept and dropped) and
     of synthetic contexts (verdicts["reliance"], written by ctxsynth.filters.score_synthesized)."""
-    filtered = list(read_shards(run_dir / "filter")) + [r.get("record") or {} for r in read_shards(run_dir / "filter" / "rejected")]
+    filtered = list(read_shards(run_dir / stage_folder("filter"))) + [r.get("record") or {} for r in read_shards(run_dir / stage_folder("filter") / "rejected")]
     for seed in filtered:
         score = ((seed.get("meta") or {}).get("filters") or {}).get("reliance", {}).get("reliance")
         if isinstance(score, int | float):
             summary.reliance["seeds (human context)"].append(float(score))
-    for record in read_shards(run_dir / "synth"):
+    for record in read_shards(run_dir / stage_folder("synthesize")):
         score = ((record.get("verdicts") or {}).get("reliance") or {}).get("reliance")
         if isinstance(score, int | float):
             summary.reliance["synthetic contexts"].append(float(score))
@@ -190,9 +191,9 @@ def collect(run_dir: Path) -> RunSummary:
     config_path = run_dir / "config.yaml"
     config = (yaml.safe_load(config_path.read_text()) or {}) if config_path.exists() else {}
     summary = RunSummary(run_dir=run_dir, name=run_dir.name, config=config, stages=_stage_infos(run_dir))
-    for seed in read_shards(run_dir / "seeds"):
+    for seed in read_shards(run_dir / stage_folder("seeds")):
         summary.seed_tasks[str(seed.get("task", "unknown"))] += 1
-    for record in read_shards(run_dir / "synth"):
+    for record in read_shards(run_dir / stage_folder("synthesize")):
         _add_synth(summary, record)
     for stage, rejected in _rejected(run_dir):
         summary.rejections[(str(rejected.get("stage") or stage), str(rejected.get("reason", "unknown")))] += 1
@@ -200,8 +201,8 @@ def collect(run_dir: Path) -> RunSummary:
             _add_generation(summary, rejected["record"])
     _add_reliance(summary, run_dir)
     _add_cache_hits(summary, run_dir)
-    summary.samples = [_sample_row(d) for d in read_shards(run_dir / "assemble")]
-    for manifest in sorted((run_dir / "export").glob("*/manifest.json")):
+    summary.samples = [_sample_row(d) for d in read_shards(run_dir / stage_folder("assemble"))]
+    for manifest in sorted((run_dir / stage_folder("export")).glob("*/manifest.json")):
         summary.exports[manifest.parent.name] = json.loads(manifest.read_text())
     words = _find_key(config, ("target_words",))
     summary.target_words = int(words) if isinstance(words, int | float) else None

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from ctxsynth.errors import ConfigError
+
 
 class TokenUsage(Protocol):
     prompt_tokens: int
@@ -22,7 +24,7 @@ def cost_of(usage: TokenUsage, prices: dict[str, Any] | None, model: str) -> flo
     try:
         per_in, per_out = float(price["input_per_mtok"]), float(price["output_per_mtok"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"price table entry for {model!r} needs numeric input_per_mtok and output_per_mtok") from exc
+        raise ConfigError(f"price table entry for {model!r} needs numeric input_per_mtok and output_per_mtok") from exc
     return usage.prompt_tokens / 1e6 * per_in + usage.completion_tokens / 1e6 * per_out
 
 

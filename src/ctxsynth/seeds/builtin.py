@@ -5,7 +5,7 @@
 - "hotpotqa": HotpotQA dev-distractor (7,405 questions); the context is the supporting paragraphs
   ("Title\\ntext", joined by blank lines, in supporting-fact order); meta keeps all paragraphs with
   their sentences and the supporting facts, so later stages can rebuild the real distractor setting.
-- `paul_graham_text()` and `wiki_extracts()`: filler and distractor text for NIAH and assembly.
+- `paul_graham_text()` and `wiki_extracts()`: views of the filler corpora loaded by ctxsynth.fillers.
 
 The JSON files are parsed once per process (functools cache); Seeds are built fresh on each read so
 that a caller that edits a Seed cannot change what the next caller gets.
@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ctxsynth import assets
+from ctxsynth import assets, fillers
 from ctxsynth.eval.partition import hotpotqa_is_heldout, squad_is_heldout
 from ctxsynth.records import Seed
 from ctxsynth.seeds.config import SeedsConfig
@@ -108,12 +108,12 @@ def _hotpotqa_seed(item: dict[str, Any], task: str, where: Location) -> Seed:
 
 def paul_graham_text() -> str:
     """All Paul Graham essays of RULER's haystack as one string (about 3 million characters)."""
-    return _asset_json("PaulGrahamEssays.json")["text"]
+    return fillers.essays_text()
 
 
 def wiki_extracts() -> list[dict[str, str]]:
     """Wikipedia lead extracts (about 10,000), each {"title", "text", "description", "topic"}, sorted by title."""
-    data = _load_json(str(assets.wiki_summaries()))
+    data = fillers.wiki_pages()
     rows = [
         {"title": entry["title"], "text": entry["extract"].strip(), "description": entry.get("description") or "",
          "topic": entry.get("topic") or ""}

@@ -23,7 +23,7 @@ class SeedsConfig:
     """Seed input options.
 
     source: "jsonl" | "parquet" | "hf_disk" (a `datasets.save_to_disk` folder) | "squad" | "hotpotqa".
-    path: input file or folder of the file sources (relative paths resolve against `base_dir`).
+    path: input file or folder of the file sources (relative paths resolve against `base_dir`: the directory ctxsynth runs from).
     split: which split of a saved DatasetDict (hf_disk only; may be left out when there is one).
     fields: Seed field -> input column; unnamed fields use their own name. Dotted paths reach into
         nested values ("answers.text"; through a list of dicts they collect one value per item).
@@ -33,6 +33,8 @@ class SeedsConfig:
     sample_seed: None keeps the first seeds in file order; an int draws a seeded random sample of
         `limit` seeds (emitted in file order).
     on_error: "raise" stops at the first bad record with SeedError; "reject" yields Rejected records.
+    max_chars: seeds longer than this (instruction + answers + context) are rejected as too_long
+        whatever on_error says; null = no limit.
     """
 
     source: str = "squad"
@@ -44,6 +46,9 @@ class SeedsConfig:
     offset: int = 0
     sample_seed: int | None = None
     on_error: str = "raise"
+    # longest seed (instruction + answers + context, in characters); longer ones are rejected as
+    # too_long (a seed is a short pair, at most with its source passage); null = no limit
+    max_chars: int | None = 100_000
 
     def __post_init__(self) -> None:
         self.validate()
@@ -80,6 +85,8 @@ class SeedsConfig:
                 raise SeedError(f"seeds.fields.{name} must name an input column, got {column!r}")
 
     def _validate_selection(self) -> None:
+        if self.max_chars is not None and self.max_chars < 1:
+            raise SeedError(f"seeds.max_chars must be >= 1 or null, not {self.max_chars}")
         if self.limit is not None and self.limit < 0:
             raise SeedError(f"seeds.limit must be >= 0 or null, not {self.limit}")
         if self.offset < 0:

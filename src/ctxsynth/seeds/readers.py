@@ -14,12 +14,12 @@ import json
 import logging
 import random
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ctxsynth.records import Rejected, Seed, to_dict
-from ctxsynth.seeds.config import SeedsConfig
+from ctxsynth.seeds.config import FIELD_NAMES, SeedsConfig
 from ctxsynth.seeds.mapping import BadRecord, lookup, record_to_seed
 from ctxsynth.seeds.rows import Row, hf_disk_rows, jsonl_rows, parquet_rows
 from ctxsynth.seeds.sources import SEED_SOURCES, Candidate, Location, SeedError
@@ -59,11 +59,29 @@ def jsonl_source(config: SeedsConfig, base_dir: Path | None) -> Iterator[Candida
 
 
 def parquet_source(config: SeedsConfig, base_dir: Path | None) -> Iterator[Candidate]:
-    return _candidates(parquet_rows(resolve_path(config, base_dir)), config)
+    path = resolve_path(config, base_dir)
+    return _candidates(parquet_rows(path, check_columns=_column_check(config, path)), config)
 
 
 def hf_disk_source(config: SeedsConfig, base_dir: Path | None) -> Iterator[Candidate]:
-    return _candidates(hf_disk_rows(resolve_path(config, base_dir), config.split), config)
+    path = resolve_path(config, base_dir)
+    return _candidates(hf_disk_rows(path, config.split, check_columns=_column_check(config, path)), config)
+
+
+def _column_check(config: SeedsConfig, path: Path) -> Callable[[list[str]], None]:
+    """Tabular files have a schema: a required or mapped column that is absent is one error, not
+    one rejection per row."""
+    def check(columns: list[str]) -> None:
+        for name in FIELD_NAMES:
+            if not config.is_required(name):
+                continue
+            column = config.column(name)
+            if column in columns or column.split(".")[0] in columns:
+                continue
+            mapped = f"seeds.fields.{name}={column}" if name in config.fields else f"the {name!r} field"
+            raise SeedError(f"{path}: no column {column!r} for {mapped}; columns: {', '.join(columns)}. "
+                            f"Map the right one with seeds.fields.{name}=<column>")
+    return check
 
 
 def _candidates(rows: Iterable[Row], config: SeedsConfig) -> Iterator[Candidate]:
@@ -119,6 +137,9 @@ def _checked(candidates: Iterable[Candidate], config: SeedsConfig) -> Iterator[S
     first_seen: dict[str, Location] = {}
     for candidate in candidates:
         item = candidate.item
+        if isinstance(item, Seed) and config.max_chars is not None and _chars(item) > config.max_chars:
+            yield _too_long(candidate, item, config.max_chars)
+            continue
         if isinstance(item, Seed):
             earlier = first_seen.get(item.id)
             if earlier is None:
@@ -130,6 +151,17 @@ def _checked(candidates: Iterable[Candidate], config: SeedsConfig) -> Iterator[S
         if config.on_error == "raise":
             raise SeedError(candidate.message or f"{candidate.where.describe()}: bad record")
         yield item
+
+
+def _chars(seed: Seed) -> int:
+    return len(seed.instruction) + sum(len(a) for a in seed.answers) + len(seed.context or "")
+
+
+def _too_long(candidate: Candidate, seed: Seed, limit: int) -> Rejected:
+    """Seeds are short pairs (with an optional source passage): a huge record is rejected, never sent."""
+    detail = f"{candidate.where}: {_chars(seed)} characters (instruction + answers + context) > seeds.max_chars={limit}"
+    raw = _json_safe(candidate.raw) if candidate.raw is not None else to_dict(seed)
+    return Rejected(id=seed.id, stage=STAGE, reason="too_long", detail=detail, record=raw)
 
 
 def _duplicate(candidate: Candidate, seed: Seed, earlier: Location) -> Candidate:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from ctxsynth.io import not_jsonl_hint
 from ctxsynth.seeds.sources import Location, SeedError
 
 logger = logging.getLogger(__name__)
@@ -39,14 +40,14 @@ def require_file(path: Path, what: str = "file") -> None:
     """Stop unless `path` exists and is a file (what="file") or a folder (what="folder")."""
     if not path.exists():
         raise SeedError(f"{path}: seed input {what} not found; check seeds.path (relative paths resolve "
-                        "against the config file's folder)")
+                        "against the directory ctxsynth was run from, not the config file's folder)")
     if (what == "file") != path.is_file():
         found = "a folder" if path.is_dir() else "not a folder"
         raise SeedError(f"{path}: is {found}, but seeds.source expects a {what}; check seeds.path")
 
 
 def _open_binary(path: Path) -> IO[bytes]:
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")  # type: ignore[return-value]
 
 
 def jsonl_rows(path: Path) -> Iterator[Row]:
@@ -60,7 +61,13 @@ def jsonl_rows(path: Path) -> Iterator[Row]:
             if not line.strip():
                 continue
             n_records += 1
-            yield _parse_line(line, Location(str(path), number, "line"))
+            row = _parse_line(line, Location(str(path), number, "line"))
+            if n_records == 1 and row.data is None:  # a whole file in the wrong format is one error
+                hint = not_jsonl_hint(line.decode("utf-8", errors="replace"), number)
+                if hint:
+                    raise SeedError(f"{path}:{number}: {hint} (seeds.source=jsonl), or convert it with "
+                                    "`jq -c '.[]' FILE.json > FILE.jsonl`")
+            yield row
     if n_records == 0:
         raise SeedError(f"{path}: the file is empty (no JSON records); point seeds.path at the seed file")
 
@@ -89,7 +96,8 @@ def _json_kind(value: Any) -> str:
     return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
 
 
-def parquet_rows(path: Path, batch_size: int = 1024) -> Iterator[Row]:
+def parquet_rows(path: Path, batch_size: int = 1024,
+                 check_columns: Callable[[list[str]], None] | None = None) -> Iterator[Row]:
     """Rows of a Parquet file as dicts (structs become dicts, lists stay lists), numbered from 1."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -101,6 +109,8 @@ def parquet_rows(path: Path, batch_size: int = 1024) -> Iterator[Row]:
         raise SeedError(f"{path}: not a readable Parquet file ({e}); check seeds.path and seeds.source") from None
     if reader.metadata.num_rows == 0:
         raise SeedError(f"{path}: the Parquet file has no rows; point seeds.path at the seed file")
+    if check_columns is not None:
+        check_columns(list(reader.schema_arrow.names))
     number = 0
     for batch in reader.iter_batches(batch_size=batch_size):
         for data in batch.to_pylist():
@@ -108,7 +118,8 @@ def parquet_rows(path: Path, batch_size: int = 1024) -> Iterator[Row]:
             yield Row(Location(str(path), number, "row"), data=data)
 
 
-def hf_disk_rows(path: Path, split: str | None) -> Iterator[Row]:
+def hf_disk_rows(path: Path, split: str | None,
+                 check_columns: Callable[[list[str]], None] | None = None) -> Iterator[Row]:
     """Rows of a folder written by `Dataset.save_to_disk` or `DatasetDict.save_to_disk`."""
     try:
         import datasets
@@ -122,6 +133,8 @@ def hf_disk_rows(path: Path, split: str | None) -> Iterator[Row]:
     dataset = _pick_split(loaded, path, split)
     if len(dataset) == 0:
         raise SeedError(f"{path}: the dataset has no rows; point seeds.path at the seed dataset")
+    if check_columns is not None:
+        check_columns(list(dataset.column_names))
     label = f"{path}[{split}]" if split else str(path)
     for number, data in enumerate(dataset, start=1):
         yield Row(Location(label, number, "row"), data=dict(data))

@@ -12,12 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ctxsynth.errors import SeedError as SeedError  # re-exported: the seed readers raise it
 from ctxsynth.records import Rejected, Seed
 from ctxsynth.registry import Registry
-
-
-class SeedError(ValueError):
-    """Bad seed input or configuration; the message names the file, line, field and a fix."""
 
 
 @dataclass(frozen=True)

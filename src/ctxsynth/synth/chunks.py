@@ -15,6 +15,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ctxsynth.errors import InputError
 from ctxsynth.records import Seed
 from ctxsynth.rng import rng_for
 
@@ -72,7 +73,7 @@ class ChunkSource:
 
             self._docs = load_corpus(str(self.corpus), self.words)
             if not self._docs:
-                raise ValueError(f"corpus {self.corpus!r} holds no documents")
+                raise InputError(f"corpus {self.corpus!r} holds no documents")
         return self._docs
 
     def chunk(self, seed: Seed) -> Chunk | None:
@@ -86,7 +87,7 @@ class ChunkSource:
         if self.corpus is None:
             if not (seed.context or "").strip():
                 return None
-            doc_id, text, source = seed.id, seed.context.strip(), "seed_context"
+            doc_id, text, source = seed.id, (seed.context or "").strip(), "seed_context"
         else:
             docs = self.documents()
             doc_id, text = docs[rng.randrange(len(docs))]

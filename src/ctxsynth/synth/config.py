@@ -1,13 +1,22 @@
-"""Typed configuration of the synthesize stage, shared by every synthesis task.
+"""Typed configuration of the synthesize stage: options every task shares, then each task's own.
 
-The first block is what the paper's context synthesis needs; the rest are options of the two
-baselines (instruction synthesis: chunk size and corpus; multi-document synthesis: document count
-and how strictly the evidence must be split). Tasks read only the fields they use.
+The YAML stays flat (`synth.chunk_words`, `synth.documents`, ...), but every task-specific option
+is declared for its task in TASK_OPTIONS: setting an option of another task (e.g. `chunk_words`
+with the context task) is an error instead of being silently ignored.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+
+from ctxsynth.errors import ConfigError
+
+# the options only some tasks read; every other field is shared by all tasks
+TASK_OPTIONS: dict[str, tuple[str, ...]] = {
+    "context": ("target_words", "genre"),
+    "multidoc": ("target_words", "genre", "documents", "evidence_recall", "require_split"),
+    "instruction": ("chunk_words", "corpus"),
+}
 
 
 @dataclass
@@ -34,3 +43,15 @@ class SynthConfig:
             raise ValueError(f"documents must be 0 (auto) or 2..4, got {self.documents}")
         if not 0.0 < self.evidence_recall <= 1.0:
             raise ValueError("evidence_recall must be in (0, 1]")
+        self._check_task_options()
+
+    def _check_task_options(self) -> None:
+        """A task-specific option changed from its default must belong to the configured task."""
+        if self.task not in TASK_OPTIONS:
+            return  # an unknown task name is reported by the task registry, with "did you mean"
+        specific = {name for names in TASK_OPTIONS.values() for name in names}
+        for f in fields(self):
+            if f.name in specific and f.name not in TASK_OPTIONS[self.task] and getattr(self, f.name) != f.default:
+                owners = [t for t, names in TASK_OPTIONS.items() if f.name in names]
+                raise ConfigError(f"synth.{f.name} is an option of the {' and '.join(owners)} task(s); "
+                                  f"synth.task={self.task!r} does not read it: remove it or change synth.task")

@@ -15,6 +15,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
+from ctxsynth.errors import ConfigError
 from ctxsynth.eval.metrics import contains_normalized, normalize_answer
 from ctxsynth.llm.base import Message
 from ctxsynth.records import Attempt, Seed, Synthesized
@@ -45,10 +46,8 @@ class InstructionSynthesis:
         return cls(chunk_words=config.chunk_words, corpus=config.corpus, prompt_file=config.prompt_file,
                    run_seed=run_seed)
 
-    def __init__(self, target_words: int = 2000, genre: str = "auto", prompt_file: str | None = None,
-                 chunk_words: int = 3000, corpus: str | None = None, run_seed: int = 0,
-                 max_answer_words: int = 30, min_question_words: int = 3) -> None:
-        del target_words, genre  # accepted so that every task builds from the same three options
+    def __init__(self, prompt_file: str | None = None, chunk_words: int = 3000, corpus: str | None = None,
+                 run_seed: int = 0, max_answer_words: int = 30, min_question_words: int = 3) -> None:
         self.template = PromptTemplate.from_file(prompt_path(prompt_file, "instruction_synthesis.txt"))
         self.chunks = ChunkSource(chunk_words, corpus, run_seed)
         self.max_answer_words = max_answer_words
@@ -60,7 +59,7 @@ class InstructionSynthesis:
     def _chunk(self, seed: Seed) -> Chunk:
         chunk = self.chunks.chunk(seed)
         if chunk is None:
-            raise ValueError(f"seed {seed.id} has no document (no context and no corpus configured)")
+            raise ConfigError(f"seed {seed.id} has no document (no context and no corpus configured)")
         return chunk
 
     def prompt(self, seed: Seed) -> list[Message]:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ctxsynth.errors import BackendUnavailable
 from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, SamplingParams
+from ctxsynth.llm.failures import failure_kind, is_infrastructure
 from ctxsynth.progress import NullProgress, Progress
 from ctxsynth.records import Attempt, Rejected, Seed, Synthesized, to_dict
 from ctxsynth.rng import derive_seed
@@ -61,7 +64,7 @@ def _attempt(result: ChatResult, attempt: int, seed_value: int, task: SynthesisT
     parsed, parse_error = None, None
     if result.ok and result.finish_reason != "length":
         try:
-            parsed = task.parse(result.text)
+            parsed = task.parse(result.text or "")
         except ParseError as e:
             parse_error = str(e)
     failed = gate(result, parsed, parse_error)
@@ -86,6 +89,7 @@ def synthesize_shard(
     if unusable:
         progress.advance(len(unusable))
     usage = {"prompt_tokens": 0, "completion_tokens": 0, "requests_sent": 0, "requests_cached": 0}
+    unanswered: list[ChatResult] = []
     for attempt in range(1, config.max_attempts + 1):
         if not pending:
             break
@@ -98,6 +102,9 @@ def synthesize_shard(
         results = backend.generate(requests, on_result=lambda i, r: progress.advance())
         still = []
         for seed, seed_value, result in zip(pending, seeds_used, results, strict=True):
+            if is_infrastructure(result):  # not this seed's fault: never an attempt, never final
+                unanswered.append(result)
+                continue
             usage["requests_cached" if result.cached else "requests_sent"] += 1
             for key in ("prompt_tokens", "completion_tokens"):
                 usage[key] += int(result.usage.get(key, 0))
@@ -108,11 +115,24 @@ def synthesize_shard(
             else:
                 still.append(seed)
         pending = still
+    if unanswered:
+        raise _unanswered(unanswered, backend)
     shard = _collect(seeds, attempts, passed, task, backend, sampling, config, usage, time.perf_counter() - started)
     for seed in seeds:
         if seed.id in unusable:
             _reject_unusable(shard, seed, unusable[seed.id], task)
     return shard
+
+
+def _unanswered(failed: list[ChatResult], backend: Backend) -> BackendUnavailable:
+    """The shard stops unmarked: its infrastructure failures are retried by the rerun (answers are cached)."""
+    kinds = Counter(failure_kind(r) or "outage" for r in failed)
+    cause = kinds.most_common(1)[0][0]
+    errors = Counter((r.error or "").split(":")[0] for r in failed)
+    shown = ", ".join(f"{n} x {e}" for e, n in errors.most_common(3))
+    return BackendUnavailable(
+        f"{len(failed)} request(s) to {backend.name} {backend.model} failed for infrastructure reasons ({shown}); "
+        "the shard was not marked complete: rerun the same command to send exactly those again", cause=cause)
 
 
 def _provenance(task: SynthesisTask, backend: Backend, sampling: SamplingParams, config: SynthConfig,

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from ctxsynth.errors import ConfigError, InputError
 from ctxsynth.llm.base import Message
 from ctxsynth.records import Attempt, Seed, Synthesized
 from ctxsynth.registry import Registry
@@ -50,7 +51,7 @@ class PromptTemplate:
         parts = _SECTION.split(text)
         sections = dict(zip(parts[1::2], (p.strip() for p in parts[2::2]), strict=False))
         if "user" not in sections:
-            raise ValueError(f"prompt file {path} needs a [user] section (and optionally [system])")
+            raise InputError(f"prompt file {path} needs a [user] section (and optionally [system])")
         return cls(sections.get("system", ""), sections["user"], hashlib.sha256(raw.encode()).hexdigest()[:16])
 
     def render(self, **values: Any) -> list[Message]:
@@ -75,7 +76,7 @@ def genre_for(task: str, override: str = "auto") -> dict[str, str]:
     name = table["tasks"].get(task) if override == "auto" else override
     if override != "auto" and override not in table["genres"]:
         known = ", ".join(sorted(table["genres"]))
-        raise ValueError(f"unknown genre {override!r}; known: {known} (or 'auto')")
+        raise ConfigError(f"unknown genre {override!r}; known: {known} (or 'auto')")
     return table["genres"].get(name, table["default"]) if name else table["default"]
 
 

@@ -12,13 +12,14 @@ at 0 per sample, which is what keeps the samples of one pack from attending to e
 from __future__ import annotations
 
 import bisect
-import json
 import logging
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ctxsynth.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -36,22 +37,17 @@ class TokenizedSample:
 
 def read_messages(paths: Sequence[str | Path], limit: int | None = None) -> list[list[dict[str, str]]]:
     """Read {"messages": [...]} rows from JSONL files (plain or .gz), in file order."""
-    import gzip
+    from ctxsynth.io import read_user_jsonl
 
     rows: list[list[dict[str, str]]] = []
     for path in paths:
-        opener = gzip.open if str(path).endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as f:
-            for line_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                row = json.loads(line)
-                messages = row.get("messages")
-                if not messages or messages[-1].get("role") != "assistant":
-                    raise ValueError(f"{path}:{line_no}: expected 'messages' ending with an assistant turn")
-                rows.append(messages)
-                if limit is not None and len(rows) >= limit:
-                    return rows
+        for line_no, row in read_user_jsonl(Path(path)):
+            messages = row.get("messages") if isinstance(row, dict) else None
+            if not messages or messages[-1].get("role") != "assistant":
+                raise InputError(f"{path}:{line_no}: expected 'messages' ending with an assistant turn")
+            rows.append(messages)
+            if limit is not None and len(rows) >= limit:
+                return rows
     return rows
 
 
@@ -59,10 +55,10 @@ def end_of_turn_id(tokenizer: Any, token: str | None = None) -> int:
     """The id of the token that ends an assistant turn (the eos token unless named)."""
     name = token or tokenizer.eos_token
     if name is None:
-        raise ValueError("the tokenizer has no eos token: set end_of_turn_token in the config")
+        raise ConfigError("the tokenizer has no eos token: set end_of_turn_token in the config")
     token_id = tokenizer.convert_tokens_to_ids(name)
     if token_id is None or token_id == tokenizer.unk_token_id:
-        raise ValueError(f"end-of-turn token {name!r} is not in the vocabulary")
+        raise ConfigError(f"end-of-turn token {name!r} is not in the vocabulary")
     return int(token_id)
 
 
@@ -71,7 +67,7 @@ def tokenize_chat(messages: Sequence[dict[str, str]], tokenizer: Any, eot_id: in
     prompt = tokenizer.apply_chat_template(list(messages[:-1]), tokenize=False, add_generation_prompt=True)
     full = tokenizer.apply_chat_template(list(messages), tokenize=False)
     if not full.startswith(prompt):
-        raise ValueError("the chat template does not render the prompt as a prefix of the conversation")
+        raise ConfigError("the chat template does not render the prompt as a prefix of the conversation")
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     answer_ids = tokenizer(full[len(prompt) :], add_special_tokens=False)["input_ids"]
     if eot_id in answer_ids:

@@ -19,13 +19,13 @@ log = logging.getLogger(__name__)
 
 def niah_items(config: TrainNiahConfig, tokenizer_spec: str) -> list[Any]:
     from ctxsynth.niah import NiahConfig
-    from ctxsynth.niah.build import _fitter, build_test_items
+    from ctxsynth.niah.build import build_test_items, make_fitter
     from ctxsynth.niah.config import TestSpec
 
     niah = NiahConfig(tokenizer=tokenizer_spec, variants=["single", "multi_value"], train=None,
                       test=TestSpec(lengths=list(config.lengths), depths=list(config.depths),
                                     samples_per_cell=config.samples_per_cell, max_new_tokens=64))
-    fitter = _fitter(niah)
+    fitter = make_fitter(niah)
     return [item for variant in niah.variants for item in build_test_items(niah, fitter, variant)]
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ctxsynth.errors import ConfigError
 from ctxsynth.train import attention, data
 from ctxsynth.train.callbacks import NiahCallback, NiahEvaluate, write_loss_curve
 from ctxsynth.train.collator import PackedCollator
@@ -143,7 +144,7 @@ def decoder_layers(model: Any) -> Any:
     inner = getattr(base, "model", None)
     layers = getattr(inner, "layers", None)
     if layers is None:
-        raise ValueError(f"compile: cannot find the decoder layers of {type(base).__name__} (expected .model.layers)")
+        raise ConfigError(f"compile: cannot find the decoder layers of {type(base).__name__} (expected .model.layers)")
     return layers
 
 

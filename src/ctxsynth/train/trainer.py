@@ -18,6 +18,7 @@ import torch
 from trl import SFTTrainer
 from trl.trainer.utils import add_fused_lm_head
 
+from ctxsynth.errors import ConfigError
 from ctxsynth.train.loss import count_targets, reduce_loss
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ class PackedSFTTrainer(SFTTrainer):
 
     def __init__(self, *args: Any, loss_normalization: str = "sequence", record_batches: bool = False, **kwargs: Any):
         if loss_normalization not in ("token", "sequence"):
-            raise ValueError(f"loss_normalization must be 'token' or 'sequence', got {loss_normalization!r}")
+            raise ConfigError(f"loss_normalization must be 'token' or 'sequence', got {loss_normalization!r}")
         super().__init__(*args, **kwargs)
         self.loss_normalization = loss_normalization
         # re-patch the fused head to compute log-probabilities only (no entropy / accuracy tiles)

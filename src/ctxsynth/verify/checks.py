@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from ctxsynth.errors import ConfigError
 from ctxsynth.eval.metrics import contains_normalized, normalize_answer, token_f1
 
 # rejection reasons, in the order they are checked
@@ -51,7 +52,7 @@ class VerifyConfig:
     def __post_init__(self) -> None:
         unknown = set(self.checks or []) - set(REASONS)
         if unknown:
-            raise ValueError(f"unknown verification checks {sorted(unknown)}; known: {', '.join(REASONS)}")
+            raise ConfigError(f"unknown verification checks {sorted(unknown)}; known: {', '.join(REASONS)}")
 
 
 def _repeated_fraction(words: list[str], n: int) -> float:

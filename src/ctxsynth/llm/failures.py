@@ -1,0 +1,55 @@
+"""Why a request failed: infrastructure (nothing about this request; retry it later) or content.
+
+Infrastructure failures (endpoint unreachable, timeouts, 5xx, a refused key, an unknown model,
+rate limits that outlasted every retry) are never final: the stage that saw one stops without
+marking its shard complete, so rerunning the same command sends exactly those requests again. A
+content failure (a 400 for this prompt, a reply that fails its checks) is the request's own answer.
+
+`failure_kind` reads `ChatResult.failure_kind` when the backend sets it, and otherwise classifies
+the error text the backends write today (`http_<status>...`, `connection_error`, `timeout`, ...).
+"""
+
+from __future__ import annotations
+
+import re
+
+from ctxsynth.llm.base import ChatResult
+
+INFRASTRUCTURE = ("auth", "not_found", "rate_limit", "outage")
+_STATUS = re.compile(r"^http_(\d{3})")
+_OUTAGE_PREFIXES = ("connection_error", "timeout", "malformed_response", "backend returned no result", "batch:")
+
+
+def failure_kind(result: ChatResult) -> str | None:
+    """None for a success; "auth" | "not_found" | "rate_limit" | "outage" (infrastructure) or "content"."""
+    if result.ok:
+        return None
+    declared = getattr(result, "failure_kind", None)
+    if isinstance(declared, str) and declared:
+        return declared
+    return classify_error(result.error or "")
+
+
+def classify_error(error: str) -> str:
+    match = _STATUS.match(error)
+    if match:
+        status = int(match.group(1))
+        if status in (401, 403):
+            return "auth"
+        if status == 404:
+            return "not_found"
+        if status == 429:
+            return "rate_limit"
+        if status in (408, 409) or status >= 500:
+            return "outage"
+        return "content"
+    return "outage" if error.startswith(_OUTAGE_PREFIXES) else "content"
+
+
+def status_of(error: str) -> int | None:
+    match = _STATUS.match(error)
+    return int(match.group(1)) if match else None
+
+
+def is_infrastructure(result: ChatResult) -> bool:
+    return failure_kind(result) in INFRASTRUCTURE

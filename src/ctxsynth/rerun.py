@@ -1,0 +1,70 @@
+"""Incremental, honest reruns: which stages a config change invalidates, and whether the seed files
+changed since the seeds stage read them.
+
+Each stage declares the config keys it reads (`Stage.reads` in ctxsynth.stages). A changed key
+invalidates the first stage that reads it and every stage after it; keys no stage output depends on
+(`out_dir`, `name`, the breaker setting) invalidate nothing. The seeds stage records a fingerprint
+(size and SHA-256) of every input file, so an edited seed file is named instead of silently ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from ctxsynth.stages import STAGE_NAMES, STAGES
+
+NO_OUTPUT_KEYS = ("out_dir", "name", "max_consecutive_failures")  # change where and how, never what
+
+
+def _reads(stage: str, key: str) -> bool:
+    entry = next(s for s in STAGES if s.name == stage)
+    return any(key == r or key.startswith(r + ".") for r in entry.reads)
+
+
+def first_affected(changed: list[str], old_stages: list[str], new_stages: list[str]) -> str | None:
+    """The earliest stage (of the new config) whose output a change of `changed` keys invalidates."""
+    hits: list[str] = []
+    for key in changed:
+        if key in NO_OUTPUT_KEYS:
+            continue
+        if key == "stages":  # a stage added or dropped changes what every later stage reads
+            moved = [s for s in STAGE_NAMES if (s in old_stages) != (s in new_stages)]
+            hits.extend(moved[:1])
+            continue
+        readers = [s for s in STAGE_NAMES if _reads(s, key)]
+        hits.append(readers[0] if readers else STAGE_NAMES[0])  # unknown to every stage: assume all
+    present = [s for s in STAGE_NAMES if s in hits]
+    return present[0] if present else None
+
+
+def stages_from(stage: str) -> list[str]:
+    return list(STAGE_NAMES[STAGE_NAMES.index(stage):])
+
+
+def _file_fingerprint(path: Path) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"size": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def seed_inputs(path: Path) -> dict[str, dict[str, Any]]:
+    """Fingerprints of a seed file, or of every file under a seed folder (hf_disk datasets)."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return {str(p): _file_fingerprint(p) for p in files if p.exists()}
+
+
+def changed_inputs(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Files added, removed or changed since the fingerprints were recorded."""
+    names = sorted(set(recorded) | set(current))
+    return [n for n in names if recorded.get(n) != current.get(n)]
+
+
+def write_inputs(path: Path, inputs: dict[str, Any]) -> None:
+    from ctxsynth.io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(inputs, indent=1, sort_keys=True) + "\n")

@@ -1,0 +1,79 @@
+"""Every script under benchmarks/ runs with tiny arguments, so none can rot unnoticed.
+
+Each Python benchmark runs as its own process (as a user runs it) and must print its headline
+figure; the GPU shell script is syntax-checked and dry-run with an `echo` in place of the CLI, and
+every verb and config file it names must exist.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "benchmarks"
+# a script added to benchmarks/ without a smoke test here fails test_every_benchmark_has_a_smoke_test
+SMOKED = {"assemble.py", "reliance_auc.py", "train_throughput.py", "smollm2_gpu.sh"}
+
+
+def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 300) -> str:
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                **(env or {})}
+    proc = subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_every_benchmark_has_a_smoke_test() -> None:
+    shipped = {p.name for p in BENCH.iterdir() if p.suffix in (".py", ".sh")}
+    assert shipped == SMOKED
+
+
+def test_assemble_benchmark_runs_tiny(tmp_path: Path) -> None:
+    out = _run([sys.executable, str(BENCH / "assemble.py"), "--samples", "4", "--pool", "30", "--target", "1024",
+                "--naive-samples", "1", "--audit", "4"], tmp_path)
+    assert re.search(r"^speedup: [\d.]+x within_budget: 4/4$", out, re.M), out
+    assert "audit: 4/4" in out
+
+
+def test_reliance_benchmark_runs_tiny(tmp_path: Path) -> None:
+    out = _run([sys.executable, str(BENCH / "reliance_auc.py"), "--n", "3", "--cache-dir", ""], tmp_path)
+    assert re.search(r"^auc: [\d.]+ n: \d+$", out, re.M), out
+
+
+def test_train_throughput_runs_the_tiny_shape_on_cpu(tmp_path: Path) -> None:
+    env = {"BENCH_DEVICE": "cpu", "BENCH_PACK": "512", "CUDA_VISIBLE_DEVICES": ""}
+    out = _run([sys.executable, str(BENCH / "train_throughput.py"), "--out", str(tmp_path / "out"), "--runs",
+                "tiny:ctxsynth:sdpa", "--steps", "1", "--warmup", "1", "--timeout", "240"], tmp_path, env, timeout=300)
+    report = (tmp_path / "out" / "train_throughput.md").read_text()
+    assert "| tiny | ctxsynth | sdpa |" in report, out + report
+
+
+def test_gpu_shell_script_parses_and_names_real_verbs_and_configs(tmp_path: Path) -> None:
+    script = BENCH / "smollm2_gpu.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    out = _run(["bash", str(script), "all"], tmp_path, {"CTX": "echo ctxsynth"})
+    commands = [shlex.split(line) for line in out.splitlines() if line.startswith("ctxsynth ")]
+    assert {c[1] for c in commands} == {"niah", "eval", "train", "compare"}, out
+    from typer.main import get_command
+
+    from ctxsynth.cli import app
+
+    verbs = set(get_command(app).commands)  # type: ignore[attr-defined]
+    assert {c[1] for c in commands} <= verbs
+    configs = [arg for c in commands for arg in c[2:] if arg.startswith("configs/")]
+    assert len(configs) >= 4 and all((ROOT / c).is_file() for c in configs), configs
+
+
+@pytest.mark.parametrize("script", sorted(SMOKED - {"smollm2_gpu.sh"}))
+def test_benchmarks_use_no_private_names_of_the_library(script: str) -> None:
+    text = (BENCH / script).read_text()
+    assert not re.search(r"from ctxsynth[\w.]* import [^\n]*\b_[a-z]", text)
+    private = {m for m in re.findall(r"\b(?:assembler|scorer|backend|config)\._[a-z]\w*", text)}
+    assert not private, private

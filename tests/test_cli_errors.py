@@ -1,0 +1,74 @@
+"""The error family at the CLI: a user error is one line and exit 2 (its traceback only under -v);
+a bug is never dressed up as a user error: it shows its traceback and asks for a report."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ctxsynth import cli, errors
+from ctxsynth.cli import app
+
+QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+
+
+@pytest.mark.parametrize("cls", [errors.ConfigError, errors.SeedError, errors.RegistryError, errors.AssetMissing,
+                                 errors.MissingAPIKeyError, errors.PathNotFound, errors.InputError,
+                                 errors.MissingDependency, errors.BackendUnavailable])
+def test_every_user_facing_error_is_a_user_error(cls: type[Exception]) -> None:
+    assert issubclass(cls, errors.UserError)
+
+
+def test_old_builtin_bases_are_kept_for_callers_that_catch_them() -> None:
+    assert issubclass(errors.ConfigError, ValueError) and issubclass(errors.SeedError, ValueError)
+    assert issubclass(errors.RegistryError, KeyError) and issubclass(errors.AssetMissing, FileNotFoundError)
+    assert str(errors.RegistryError("plain text")) == "plain text"
+
+
+def test_user_error_is_one_line_without_traceback(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["validate", str(tmp_path / "missing.yaml")])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines[0].startswith("error:") and "missing.yaml" in result.output and "does not exist" in result.output
+
+
+def test_verbose_shows_the_traceback_of_a_user_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["seeds", str(tmp_path / "missing.yaml"), "-v"])
+    assert result.exit_code == 2
+    assert "Traceback" in result.output and "ConfigError" in result.output and "error:" in result.output
+
+
+def _main(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> int:
+    monkeypatch.setattr(sys, "argv", ["ctxsynth", *argv])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    return int(exc.value.code or 0)
+
+
+def test_a_bug_shows_its_traceback_and_asks_for_a_report(monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import ctxsynth.runner
+
+    def broken(run: object) -> list[str]:
+        list(zip([1, 2], [1], strict=True))  # the kind of bug that used to read as a user error
+        return []
+
+    monkeypatch.setattr(ctxsynth.runner, "validate_run", broken)
+    code = _main(monkeypatch, ["validate", str(QUICKSTART)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Traceback" in err and "zip()" in err and "please report it" in err
+
+
+def test_main_turns_a_user_error_into_exit_2_and_version_works(monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert _main(monkeypatch, ["validate", "no-such-config.yaml"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    assert _main(monkeypatch, ["--version"]) == 0
+    from ctxsynth import __version__
+
+    assert capsys.readouterr().out.strip() == __version__
