@@ -13,16 +13,18 @@ from __future__ import annotations
 import argparse
 import random
 from pathlib import Path
+from typing import Any
 
 from ctxsynth.io import atomic_write_text, dumps
+from ctxsynth.records import Seed
 from ctxsynth.seeds.builtin import squad_source
 from ctxsynth.seeds.config import SeedsConfig
 
 PROMPT = "{context}\n\nAnswer the question using the passage above, in a few words.\nQuestion: {question}"
 
 
-def general_rows(n: int, seed: int) -> list[dict]:
-    seeds = [c.item for c in squad_source(SeedsConfig(source="squad"))]
+def general_rows(n: int, seed: int) -> list[dict[str, Any]]:
+    seeds = [c.item for c in squad_source(SeedsConfig(source="squad")) if isinstance(c.item, Seed)]
     rng = random.Random(seed)
     picked = sorted(rng.sample(range(len(seeds)), min(n, len(seeds))))
     rows = []

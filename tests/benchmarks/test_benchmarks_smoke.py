@@ -7,6 +7,7 @@ every verb and config file it names must exist.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -19,7 +20,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks"
 # a script added to benchmarks/ without a smoke test here fails test_every_benchmark_has_a_smoke_test
-SMOKED = {"assemble.py", "reliance_auc.py", "train_throughput.py", "smollm2_gpu.sh"}
+SMOKED = {"assemble.py", "reliance_auc.py", "train_throughput.py", "smollm2_gpu.sh", "pilot.py", "pilot_report.py", "pilot.sh"}
+SHELL = {p for p in SMOKED if p.endswith(".sh")}
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 300) -> str:
@@ -71,9 +73,46 @@ def test_gpu_shell_script_parses_and_names_real_verbs_and_configs(tmp_path: Path
     assert len(configs) >= 4 and all((ROOT / c).is_file() for c in configs), configs
 
 
-@pytest.mark.parametrize("script", sorted(SMOKED - {"smollm2_gpu.sh"}))
+@pytest.mark.parametrize("script", sorted(SMOKED - SHELL))
 def test_benchmarks_use_no_private_names_of_the_library(script: str) -> None:
     text = (BENCH / script).read_text()
     assert not re.search(r"from ctxsynth[\w.]* import [^\n]*\b_[a-z]", text)
     private = {m for m in re.findall(r"\b(?:assembler|scorer|backend|config)\._[a-z]\w*", text)}
     assert not private, private
+
+
+H200 = ROOT / "docs/results/smollm2_h200"
+
+
+def test_pilot_report_gives_paired_intervals_on_the_shipped_predictions(tmp_path: Path) -> None:
+    out = _run([sys.executable, str(BENCH / "pilot_report.py"), "--out", str(tmp_path),
+                "--grid", f"base={H200 / 'base_predictions.jsonl.gz'}", f"sft3={H200 / 'sft3_predictions.jsonl.gz'}"], tmp_path)
+    rows = json.loads((tmp_path / "results.json").read_text())
+    diff = next(r for r in rows if r.get("a") == "sft3" and r["variant"] == "single")
+    # single NIAH at 8k: 43/100 base, 80/100 tuned (docs/results/smollm2_h200/README.md) -> +37
+    assert diff["cells"]["at 8k"]["mean"] == 37.0 and diff["cells"]["at 8k"]["n"] == 100
+    assert diff["cells"]["at 8k"]["low"] > 0
+    assert "builtin_hotpotqa" in out and (tmp_path / "accuracy_vs_length.png").stat().st_size > 10_000
+
+
+def test_pilot_general_rows_are_short_squad_messages(tmp_path: Path) -> None:
+    target = tmp_path / "general.jsonl"
+    _run([sys.executable, str(BENCH / "pilot.py"), "general", str(target), "--n", "5"], tmp_path)
+    rows = [json.loads(line) for line in target.read_text().splitlines()]
+    assert len(rows) == 5
+    for row in rows:
+        user, assistant = row["messages"]
+        assert (user["role"], assistant["role"]) == ("user", "assistant")
+        assert assistant["content"] and "Question:" in user["content"]
+
+
+def test_pilot_script_dry_run_names_real_verbs_and_configs(tmp_path: Path) -> None:
+    script = BENCH / "pilot.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    out = _run(["bash", str(script), "sft4", "sft3-s1", "report"], ROOT, {"DRY": "1"})
+    assert "train configs/experiments/pilot/train.yaml output_dir=runs/pilot/train/sft4" in out
+    assert "data.train_files=[runs/pilot/niah/sft4/export/trl_messages/data.jsonl] seed=42 data.shuffle_seed=0" in out
+    assert "data.train_files=[runs/pilot/niah/sft3/export/trl_messages/data.jsonl] seed=1 data.shuffle_seed=1" in out
+    assert "name=pilot-sft4-needle" in out and "pilot_report.py" in out
+    configs = [arg for line in out.splitlines() for arg in line.split() if arg.startswith("configs/")]
+    assert len(configs) >= 3 and all((ROOT / c).is_file() for c in configs), configs
