@@ -17,6 +17,7 @@ import pytest
 from ctxsynth.errors import UserError
 from ctxsynth.eval.longbench import load_longbench, load_task_specs
 from ctxsynth.eval.longbench_official import TASK_METRICS, load_official_specs, truncate_middle
+from ctxsynth.eval.longbench_score import score_dir
 from ctxsynth.eval.runner import _prediction_row, evaluate
 from ctxsynth.eval.truncation import fit_prompt
 from ctxsynth.llm import BACKENDS
@@ -161,6 +162,10 @@ def test_official_prompts_reach_the_model_cut_in_the_middle_without_system_promp
     assert summary["run"]["longbench_prompting"] == ["official"]
     text = (tmp_path / "run" / "scores.md").read_text()
     assert "official mode" in text and "NOT comparable" not in text
+    # pred.py's files beside the run, scored by `ctxsynth score` exactly as the run scored them
+    lines = [json.loads(x) for x in (tmp_path / "run" / "longbench_pred" / "hotpotqa.jsonl").read_text().splitlines()]
+    assert lines[0] == {"pred": "answer 0\nmore", "answers": ["answer 0"], "all_classes": None, "length": 300}
+    assert score_dir(tmp_path / "run" / "longbench_pred") == {"hotpotqa": summary["tasks"]["hotpotqa"]["score"]}
 
 
 def test_our_wording_tables_say_not_comparable(tmp_path: Path) -> None:

@@ -116,6 +116,32 @@ def score_dir(pred_dir: Path | str, e: bool = False) -> dict[str, Any]:
     return scores
 
 
+def write_prediction_files(rows: Sequence[dict[str, Any]], folder: Path) -> list[Path]:
+    """Predictions of official-mode LongBench items as pred.py writes them (`<task>.jsonl`, lines
+    {pred, answers, all_classes, length}), so `ctxsynth score` or LongBench's eval.py can read them."""
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        meta = row.get("meta") or {}
+        if meta.get("prompting") == "official":
+            by_task.setdefault(row["task"], []).append({
+                "pred": row["prediction"], "answers": row["references"],
+                "all_classes": meta.get("all_classes"), "length": meta.get("length"),
+            })
+    if not by_task:
+        return []
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for task, lines in by_task.items():
+        path = folder / f"{task}.jsonl"
+        tmp = path.with_suffix(".jsonl.tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            for line in lines:
+                f.write(json.dumps(line, ensure_ascii=False) + "\n")
+        tmp.replace(path)
+        paths.append(path)
+    return paths
+
+
 def markdown_table(scores: dict[str, Any], e: bool = False) -> str:
     """The scores as a markdown table (x100), with the mean over tasks."""
     def fmt(v: float | None) -> str:

@@ -7,7 +7,9 @@ model's chat template), each prompt first fitted to the model window exactly in 
 
 A run folder holds predictions.jsonl (one row per item: id, prediction, references, score, prompt
 token count, truncated tokens, ...), scores.json (ctxsynth.eval.scores.summarize plus run facts),
-scores.md (the markdown tables) and plots/niah_<variant>.png when the items form a NIAH grid.
+scores.md (the markdown tables), plots/niah_<variant>.png when the items form a NIAH grid, and
+longbench_pred/<task>.jsonl (LongBench's prediction format, for `ctxsynth score` or LongBench's
+eval.py) for LongBench items prompted in official mode.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 from ctxsynth import io
 from ctxsynth.eval import metrics, plots, scores, tables
 from ctxsynth.eval.longbench_official import truncate_middle
+from ctxsynth.eval.longbench_score import write_prediction_files
 from ctxsynth.eval.truncation import FittedPrompt, Truncation, fit_prompt
 from ctxsynth.llm.base import RAW_ROLE, Backend, ChatRequest, ChatResult, SamplingParams
 from ctxsynth.llm.cache import CachedBackend, RequestCache
@@ -125,6 +128,7 @@ def write_run(out_dir: Path, rows: Sequence[dict[str, Any]], run: dict[str, Any]
     io.atomic_write_text(out_dir / "scores.md", text)
     if summary.get("niah"):
         plots.run_plots(summary["niah"], out_dir / "plots", name)
+    write_prediction_files(rows, out_dir / "longbench_pred")  # official mode: pred.py's files for eval.py
     return summary
 
 
