@@ -195,3 +195,13 @@ def test_smollm2_official_mode_end_to_end(config_dir: Path, tmp_path: Path) -> N
     assert not any(r["error"] for r in rows.values())
     assert rows["trec-0"]["prompt_tokens"] == 128 and rows["trec-0"]["backend_prompt_tokens"] == 128
     assert rows["hotpotqa-0"]["prompt_tokens"] == 128 and rows["hotpotqa-0"]["backend_prompt_tokens"] > 128
+
+
+def test_eval_config_longbench_official_keys(config_dir: Path, tmp_path: Path) -> None:
+    from ctxsynth.eval.job import EvalConfig, collect_items
+
+    data = _records(tmp_path, "hotpotqa", 2)
+    items = collect_items(EvalConfig(name="x", longbench=[str(data)], longbench_official=str(config_dir)), tmp_path)
+    assert [i.meta["prompting"] for i in items] == ["official", "official"] and items[0].max_new_tokens == 32
+    with pytest.raises(ValueError, match="not both"):
+        EvalConfig(name="x", longbench_official=str(config_dir), longbench_templates="t.yaml")
