@@ -281,6 +281,26 @@ def eval_(config: ConfigArg, overrides: Overrides = None, verbose: Verbose = Fal
 
 
 @app.command()
+def score(pred_dir: Annotated[Path, typer.Argument(help="Folder of LongBench prediction files, one <task>.jsonl "
+                                                    "per task (lines with pred, answers, all_classes, length).")],
+          e: Annotated[bool, typer.Option("--e", help="LongBench-E: scores per length bucket (0-4k, 4-8k, 8k+).")] = False,
+          json_out: Annotated[bool, typer.Option("--json", help="Print only {\"task\": score, ...} on stdout.")] = False,
+          verbose: Verbose = False) -> None:
+    """Score LongBench prediction files exactly as LongBench's eval.py; writes result.json beside them."""
+    _setup_logging(verbose)
+    import json
+
+    from ctxsynth.eval.longbench_score import RESULT_FILE, markdown_table, score_dir
+
+    scores = _guard(lambda: score_dir(pred_dir, e=e))
+    if json_out:
+        typer.echo(json.dumps(scores, ensure_ascii=False))
+        return
+    typer.echo(markdown_table(scores, e=e))
+    console.print(f"score: {len(scores)} tasks -> {pred_dir / RESULT_FILE}")
+
+
+@app.command()
 def compare(runs: Annotated[list[Path], typer.Argument(help="Evaluation run folders (the first is the baseline).")],
             out: Annotated[Optional[Path], typer.Option(help="Write comparison.md and plots here.")] = None) -> None:
     """Side-by-side tables (and, with --out, plots) of several evaluation runs."""

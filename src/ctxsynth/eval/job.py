@@ -49,7 +49,11 @@ class EvalConfig:
     items: list[str] = field(default_factory=list)
     longbench: list[str] = field(default_factory=list)  # LongBench v1 JSONL files or folders
     longbench_tasks: list[str] | None = None
-    longbench_templates: str | None = None  # your template file (e.g. the official prompts)
+    longbench_templates: str | None = None  # your template file (our layout; not comparable with published scores)
+    # official mode: the config folder of your LongBench checkout (dataset2prompt.json, dataset2maxlen.json);
+    # prompts, output lengths, truncation and chat rules as LongBench's pred.py (docs/longbench.md)
+    longbench_official: str | None = None
+    longbench_max_length: int | None = None  # official mode: model2maxlen.json's value; default model.max_model_len
     limit_per_task: int | None = None
     builtin: BuiltinSets = field(default_factory=BuiltinSets)
     seed: int = 0
@@ -57,6 +61,10 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.model.truncation not in ("middle", "left", "none"):
             raise ConfigError(f"model.truncation must be middle, left or none, not {self.model.truncation!r}")
+        if self.longbench_official and self.longbench_templates:
+            raise ConfigError("set longbench_official (LongBench's config folder) or longbench_templates, not both")
+        if self.longbench_official and self.model.system_prompt:
+            raise ConfigError("LongBench's official mode sends no system prompt: unset model.system_prompt")
 
 
 def _item_files(paths: list[str], base: Path, what: str = "NIAH test set") -> list[EvalItem]:
@@ -71,6 +79,10 @@ def _item_files(paths: list[str], base: Path, what: str = "NIAH test set") -> li
     return items
 
 
+def _resolve(path: str, base: Path) -> Path:
+    return Path(path) if Path(path).is_absolute() else base / path
+
+
 def collect_items(config: EvalConfig, base: Path) -> list[EvalItem]:
     from ctxsynth.eval import builtin, longbench
 
@@ -78,8 +90,9 @@ def collect_items(config: EvalConfig, base: Path) -> list[EvalItem]:
     if config.longbench:
         paths = [Path(p) if Path(p).is_absolute() else base / p for p in config.longbench]
         templates = Path(config.longbench_templates) if config.longbench_templates else None
+        official = _resolve(config.longbench_official, base) if config.longbench_official else None
         items += longbench.load_longbench(paths, tasks=config.longbench_tasks, templates=templates,
-                                          limit=config.limit_per_task)
+                                          limit=config.limit_per_task, official=official)
     b = config.builtin
     if b.hotpotqa:
         items += builtin.hotpotqa_items(b.hotpotqa, seed=config.seed)
@@ -116,6 +129,7 @@ def run_eval(config: EvalConfig, base: Path | None = None, progress: Any = None)
         return evaluate(items, backend, tokenizer=m.tokenizer, max_model_len=m.max_model_len,
                         truncation=m.truncation, out_dir=out,  # type: ignore[arg-type]
                         name=config.name, system_prompt=m.system_prompt,
-                        cache=out / "cache.sqlite", progress=progress)  # type: ignore[arg-type]
+                        cache=out / "cache.sqlite", progress=progress,  # type: ignore[arg-type]
+                        official_max_length=config.longbench_max_length)
     finally:
         backend.close()

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from ctxsynth.errors import InputError
+from ctxsynth.errors import ConfigError, InputError
 from ctxsynth.io import read_user_jsonl
 from ctxsynth.records import EvalItem
 
@@ -50,9 +50,18 @@ class TaskSpec:
     max_new_tokens: int
     category: str
     first_line: bool = False  # few-shot tasks: score only the first line of the prediction
+    chat: bool = True  # False: sent as plain text, without the chat template (official mode)
+    prompting: str = "ctxsynth"  # "official": LongBench's own prompt from the user's config files
 
     def render(self, context: str, question: str) -> str:
         return self.template.format_map({"context": context, "input": question})
+
+    def render_record(self, record: Mapping[str, Any]) -> str:
+        """The prompt of one LongBench record: LongBench's `template.format(**record)` in official
+        mode, our {context}/{input} placeholders otherwise."""
+        if self.prompting == "official":
+            return self.template.format(**record)
+        return self.render(record["context"], record.get("input") or "")
 
 
 def _spec(name: str, entry: Mapping[str, Any]) -> TaskSpec:
@@ -72,8 +81,9 @@ def _spec(name: str, entry: Mapping[str, Any]) -> TaskSpec:
 def load_task_specs(override: Path | None = None, base_file: Path = TEMPLATES_FILE) -> dict[str, TaskSpec]:
     """The task table of `base_file`, with entries of `override` (a YAML file) replacing or adding tasks.
 
-    An override entry may be a bare string (a new template for a known task) or a mapping with any
-    of template, metric, max_new_tokens, category, first_line.
+    An override entry may be a bare string (a new template for a known task), a bare integer (a new
+    max_new_tokens, as in LongBench's dataset2maxlen.json) or a mapping with any of template,
+    metric, max_new_tokens, category, first_line.
     """
     base = yaml.safe_load(Path(base_file).read_text(encoding="utf-8"))
     specs = {name: _spec(name, entry) for name, entry in base.items()}
@@ -83,6 +93,11 @@ def load_task_specs(override: Path | None = None, base_file: Path = TEMPLATES_FI
     for name, entry in user.items():
         if isinstance(entry, str):
             entry = {"template": entry}
+        elif isinstance(entry, int) and not isinstance(entry, bool):
+            entry = {"max_new_tokens": entry}
+        elif not isinstance(entry, Mapping):
+            raise InputError(f"{override}: task {name!r}: expected a template string, a number of new tokens "
+                             f"or a mapping, got {type(entry).__name__}")
         if name in specs:
             known = specs[name]
             merged = {
@@ -90,6 +105,9 @@ def load_task_specs(override: Path | None = None, base_file: Path = TEMPLATES_FI
                 "category": known.category, "first_line": known.first_line, **entry,
             }
             specs[name] = _spec(name, merged)
+        elif "template" not in entry or "metric" not in entry:
+            raise InputError(f"{override}: task {name!r} is not a known task, so it needs a template and a "
+                             "metric (a mapping with template, metric, max_new_tokens)")
         else:
             specs[name] = _spec(name, entry)
     for spec in specs.values():
@@ -116,12 +134,14 @@ def record_to_item(record: Mapping[str, Any], spec: TaskSpec, source: str = "") 
         "length": record.get("length"),
         "all_classes": record.get("all_classes"),
         "first_line": spec.first_line,
+        "chat": spec.chat,
+        "prompting": spec.prompting,
         "source": source,
     }
     return EvalItem(
         id=str(record["_id"]),
         task=spec.name,
-        prompt=spec.render(record["context"], record.get("input") or ""),
+        prompt=spec.render_record(record),
         answers=answers,
         metric=spec.metric,
         max_new_tokens=spec.max_new_tokens,
@@ -142,12 +162,22 @@ def load_longbench(
     tasks: Iterable[str] | None = None,
     templates: Path | None = None,
     limit: int | None = None,
+    official: Path | None = None,
 ) -> list[EvalItem]:
     """Read LongBench v1 JSONL files (or folders of them) into EvalItems.
 
     `tasks` keeps only those tasks; `limit` keeps the first N records of each task (file order).
+    `official` (the config folder of a LongBench checkout) prompts with LongBench's own files
+    instead of our templates (ctxsynth.eval.longbench_official).
     """
-    specs = load_task_specs(templates)
+    if official is not None:
+        if templates is not None:
+            raise ConfigError("give either LongBench's config folder (official mode) or a template file, not both")
+        from ctxsynth.eval.longbench_official import load_official_specs
+
+        specs = load_official_specs(official)
+    else:
+        specs = load_task_specs(templates)
     wanted = set(tasks) if tasks is not None else None
     items: list[EvalItem] = []
     per_task: dict[str, int] = {}
@@ -163,7 +193,11 @@ def load_longbench(
             if limit is not None and per_task.get(name, 0) >= limit:
                 continue
             per_task[name] = per_task.get(name, 0) + 1
-            items.append(record_to_item(record, specs[name], source=path.name))
+            try:
+                items.append(record_to_item(record, specs[name], source=path.name))
+            except KeyError as err:
+                raise InputError(f"{path}:{line_no}: the record lacks the field {err.args[0]!r} "
+                                 f"that the {name} prompt needs") from None
     log.info("loaded %d LongBench items: %s", len(items), per_task)
     return items
 

@@ -1,4 +1,9 @@
-"""Metric functions: pure, deterministic, LongBench-style answer normalisation.
+"""Metric functions: pure, deterministic, LongBench's scoring rules.
+
+The LongBench metrics (qa_f1, qa_f1_zh, rouge_l, rouge_l_zh, classification, retrieval,
+retrieval_zh, count, code_sim) give the same number as LongBench's metrics.py on the same input:
+they use the libraries it uses (`rouge`, jieba, fuzzywuzzy's ratio) and keep its quirks, each
+named where it happens (docs/longbench.md lists them).
 
 Shared by verification (does a context support its answer) and evaluation (is a prediction right).
 Scores are in [0, 1]; reports multiply by 100. `METRICS` maps the names used in
@@ -74,29 +79,27 @@ def substring_match(prediction: str, references: Sequence[str]) -> float:
     return 1.0 if any(contains_normalized(prediction, r) for r in references) else 0.0
 
 
-@functools.lru_cache(maxsize=2)
-def _rouge_scorer(chinese: bool = False) -> Any:
-    from rouge_score import rouge_scorer
+def rouge_l(prediction: str, reference: str) -> float:
+    """LongBench's ROUGE-L: the F of the `rouge` package's summary-level ROUGE-L, as LongBench's
+    metrics.py computes it. That package splits both texts into sentences on every ".", keeps case
+    and punctuation, counts each hypothesis word once per reference sentence (union LCS), and
+    raises on empty input and, through its recursive LCS back-trace, on long texts; LongBench
+    turns every such exception into a score of 0 and so does this function."""
+    from rouge import Rouge
 
-    if chinese:  # its default tokenizer keeps only [a-z0-9]: Chinese text would score 0
-        return rouge_scorer.RougeScorer(["rougeL"], tokenizer=_ZhTokenizer())
-    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-
-
-def rouge_l(prediction: str, reference: str, chinese: bool = False) -> float:
-    """ROUGE-L F-measure (longest common subsequence of lower-cased alphanumeric tokens, no
-    stemming; jieba words with `chinese`) from the `rouge-score` package. LongBench used the `rouge`
-    package's summary-level variant; the two agree on single-sentence texts and differ slightly on
-    multi-sentence ones."""
-    if not prediction.strip() or not reference.strip():
+    try:
+        scores = Rouge().get_scores([prediction], [reference], avg=True)
+    except Exception:  # LongBench: any failure (empty text, RecursionError on long texts) scores 0
         return 0.0
-    return float(_rouge_scorer(chinese).score(reference, prediction)["rougeL"].fmeasure)
+    return float(scores["rouge-l"]["f"])
 
 
 # Chinese (LongBench's multifieldqa_zh, dureader, vcsum, passage_retrieval_zh): words from jieba,
 # each lower-cased with ASCII and CJK punctuation and spaces removed; empty words dropped.
+# LongBench's list leaves out the opening "《" and the middle dot "·": kept as in LongBench, so those
+# characters stay part of a word.
 _ZH_PUNCT = set(string.punctuation) | set(
-    "！？｡。＂＃＄％＆＇（）＊＋，－／：；＜＝＞＠［＼］＾＿｀｛｜｝～｟｠｢｣､、〃》《「」『』【】〔〕〖〗〘〙〚〛〜〝〞〟〰〾〿–—‘’‛“”„‟…‧﹏·"
+    "！？｡。＂＃＄％＆＇（）＊＋，－／：；＜＝＞＠［＼］＾＿｀｛｜｝～｟｠｢｣､、〃》「」『』【】〔〕〖〗〘〙〚〛〜〝〞〟〰〾〿–—‘’‛“”„‟…‧﹏."
 )
 
 
@@ -125,23 +128,26 @@ def qa_f1_zh(prediction: str, reference: str) -> float:
     return token_f1(zh_words(prediction), zh_words(reference))
 
 
-class _ZhTokenizer:
-    """rouge-score tokenizer interface over jieba words."""
-
-    def tokenize(self, text: str) -> list[str]:
-        return zh_words(text)
-
-
 def rouge_l_zh(prediction: str, reference: str) -> float:
-    """ROUGE-L F-measure over jieba words (LongBench's rouge_zh segments with jieba the same way)."""
-    return rouge_l(prediction, reference, chinese=True)
+    """LongBench's Chinese ROUGE-L: both texts cut into jieba words (precise mode, nothing
+    normalised), joined with spaces, then scored by `rouge_l`."""
+    jieba = _jieba()
+    return rouge_l(" ".join(jieba.cut(prediction, cut_all=False)), " ".join(jieba.cut(reference, cut_all=False)))
 
 
 def classification_score(prediction: str, reference: str, classes: Sequence[str]) -> float:
-    """LongBench-style label accuracy: the class names found in the prediction, minus any that are
-    only fragments of the reference label; the reference earns 1/(number of labels named)."""
+    """LongBench's label accuracy, quirk included: the class names found in the prediction, minus
+    the ones that are fragments of the reference label, where the removal happens inside a loop over
+    the same list (as in LongBench's metrics.py), so a fragment right after a removed one is skipped
+    and survives. The reference earns 1/(number of names left) when it is among them.
+
+    Example: classes ["a", "ab", "abc", "abcd"], reference "abcd", prediction "abcd": all four
+    are found; the loop removes "a" then looks at index 1, now "abc" (skipping "ab"), removes it,
+    and stops; ["ab", "abcd"] remain and the score is 1/2 (a clean removal would give 1)."""
     named = [c for c in classes if c in prediction]
-    named = [c for c in named if not (c in reference and c != reference)]
+    for name in named:  # noqa: B909 - mutating while iterating is the behaviour being reproduced
+        if name in reference and name != reference:
+            named.remove(name)
     return 1.0 / len(named) if reference in named else 0.0
 
 
@@ -152,7 +158,9 @@ _NUMBER = re.compile(r"\d+")
 
 def retrieval_score(prediction: str, reference: str, pattern: re.Pattern[str] = _PARAGRAPH_REF) -> float:
     """LongBench passage-retrieval accuracy: the share of numbers in the prediction that equal the
-    reference paragraph number ("Paragraph 7" -> 7); 0 when the prediction names no number."""
+    reference paragraph number ("Paragraph 7" -> 7); 0 when the prediction names no number. A
+    reference without a paragraph number stops LongBench's scorer (IndexError); here the whole
+    reference is the target instead."""
     found = pattern.search(reference)
     target = found.group(1) if found else reference.strip()
     numbers = _NUMBER.findall(prediction)
@@ -166,7 +174,7 @@ def count_score(prediction: str, reference: str) -> float:
     numbers = _NUMBER.findall(prediction)
     if not numbers:
         return 0.0
-    return sum(1 for n in numbers if n == reference.strip()) / len(numbers)
+    return sum(1 for n in numbers if n == reference) / len(numbers)
 
 
 def first_code_line(prediction: str) -> str:
@@ -177,10 +185,35 @@ def first_code_line(prediction: str) -> str:
     return ""
 
 
+@functools.lru_cache(maxsize=1)
+def _fuzz_ratio() -> Callable[[str, str], int]:
+    """fuzzywuzzy's `fuzz.ratio` (LongBench's code similarity), pinned to its pure-Python matcher.
+
+    fuzzywuzzy switches to python-Levenshtein's ratio when that package is importable, and the two
+    disagree on many pairs ("ac a" vs "cca": 29 with difflib, 57 with Levenshtein). LongBench's
+    requirements.txt installs fuzzywuzzy alone, so its scorer runs on difflib: this function keeps
+    that behaviour whatever else is installed, with fuzzywuzzy's own None/equal/empty checks and its
+    rounding to a whole percent (Python's round: 12.5 -> 12)."""
+    import warnings
+
+    with warnings.catch_warnings():  # "Using slow pure-python SequenceMatcher" when Levenshtein is absent
+        warnings.simplefilter("ignore")
+        from fuzzywuzzy import utils
+
+    @utils.check_for_none
+    @utils.check_for_equivalence
+    @utils.check_empty_string
+    def ratio(s1: str, s2: str) -> int:
+        s1, s2 = utils.make_type_consistent(s1, s2)
+        return int(utils.intr(100 * difflib.SequenceMatcher(None, s1, s2).ratio()))
+
+    return ratio  # type: ignore[no-any-return]
+
+
 def code_sim(prediction: str, reference: str) -> float:
-    """LongBench code edit similarity: difflib's matching ratio between the first code line of the
-    prediction and the reference line (the fuzzywuzzy ratio LongBench used, without rounding)."""
-    return difflib.SequenceMatcher(None, first_code_line(prediction), reference).ratio()
+    """LongBench code edit similarity: fuzzywuzzy's ratio (whole percent) between the first code
+    line of the prediction and the reference line, divided by 100."""
+    return _fuzz_ratio()(first_code_line(prediction), reference) / 100
 
 
 def _best(fn: Callable[[str, str], float]) -> Callable[[str, Sequence[str], dict[str, Any]], float]:

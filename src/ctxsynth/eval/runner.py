@@ -7,7 +7,9 @@ model's chat template), each prompt first fitted to the model window exactly in 
 
 A run folder holds predictions.jsonl (one row per item: id, prediction, references, score, prompt
 token count, truncated tokens, ...), scores.json (ctxsynth.eval.scores.summarize plus run facts),
-scores.md (the markdown tables) and plots/niah_<variant>.png when the items form a NIAH grid.
+scores.md (the markdown tables), plots/niah_<variant>.png when the items form a NIAH grid, and
+longbench_pred/<task>.jsonl (LongBench's prediction format, for `ctxsynth score` or LongBench's
+eval.py) for LongBench items prompted in official mode.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from typing import Any
 from ctxsynth import io
 from ctxsynth.errors import ConfigError
 from ctxsynth.eval import metrics, plots, scores, tables
+from ctxsynth.eval.longbench_official import truncate_middle
+from ctxsynth.eval.longbench_score import write_prediction_files
 from ctxsynth.eval.truncation import FittedPrompt, Truncation, fit_prompt
-from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, SamplingParams
+from ctxsynth.llm.base import RAW_ROLE, Backend, ChatRequest, ChatResult, SamplingParams
 from ctxsynth.llm.cache import CachedBackend, RequestCache
 from ctxsynth.progress import NullProgress, Progress
 from ctxsynth.records import EvalItem
@@ -32,14 +36,46 @@ from ctxsynth.tokenize import Tokenizer, load_tokenizer
 log = logging.getLogger(__name__)
 
 
+def is_official(item: EvalItem) -> bool:
+    return item.meta.get("prompting") == "official"
+
+
 def _fit_all(items: Sequence[EvalItem], tokenizer: Tokenizer | None, max_model_len: int | None,
-             truncation: Truncation) -> list[FittedPrompt | None]:
+             truncation: Truncation, official_max_length: int | None) -> list[FittedPrompt | None]:
+    """Fit each prompt: LongBench's middle cut to `official_max_length` for official items, our
+    exact fit of the rendered chat plus the output budget for the rest."""
+    official = [is_official(item) for item in items]
+    if any(official) and (official_max_length is None or not hasattr(tokenizer, "hf")):
+        raise ValueError("LongBench's official mode needs the model's Hugging Face tokenizer (model.tokenizer) "
+                         "and a maximum length (longbench_max_length or model.max_model_len)")
     if tokenizer is None:
         if max_model_len is not None and truncation != "none":
             raise ConfigError("truncation to max_model_len needs the model's tokenizer")
         return [None] * len(items)
-    return [fit_prompt(item.prompt, tokenizer, max_model_len=max_model_len,
-                       max_new_tokens=item.max_new_tokens, truncation=truncation) for item in items]
+    return [truncate_middle(tokenizer.hf, item.prompt, official_max_length)  # type: ignore[attr-defined,arg-type]
+            if off else fit_prompt(item.prompt, tokenizer, max_model_len=max_model_len,
+                                   max_new_tokens=item.max_new_tokens, truncation=truncation)
+            for item, off in zip(items, official, strict=True)]
+
+
+def _request(item: EvalItem, fit: FittedPrompt | None, system_prompt: str | None) -> ChatRequest:
+    """Greedy request of one item; official items without the chat format go as plain text."""
+    prompt = fit.prompt if fit else item.prompt
+    params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=item.max_new_tokens, seed=0)
+    if item.meta.get("chat") is False:
+        return ChatRequest(messages=[{"role": RAW_ROLE, "content": prompt}], params=params, id=item.id)
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt and not is_official(item) else []
+    messages.append({"role": "user", "content": prompt})
+    return ChatRequest(messages=messages, params=params, id=item.id)
+
+
+def _check_raw_support(items: Sequence[EvalItem], backend: Backend) -> None:
+    raw_tasks = sorted({item.task for item in items if item.meta.get("chat") is False})
+    if raw_tasks and not getattr(backend, "raw_prompts", False):
+        raise ValueError(
+            f"LongBench's official mode sends {', '.join(raw_tasks)} as plain text without the chat template, "
+            f"which the {backend.name} backend cannot do (it only takes chat messages); use the transformers "
+            "backend for these tasks or leave them out (longbench_tasks)")
 
 
 def _prediction_row(item: EvalItem, fitted: FittedPrompt | None, result: ChatResult) -> dict[str, Any]:
@@ -65,7 +101,9 @@ def _prediction_row(item: EvalItem, fitted: FittedPrompt | None, result: ChatRes
 
 def _run_facts(backend: Backend, tokenizer: Tokenizer | None, max_model_len: int | None,
                truncation: str, rows: Sequence[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    prompting = sorted({str(r["meta"]["prompting"]) for r in rows if r["meta"].get("prompting")})
     return {
+        "longbench_prompting": prompting,  # "official" and/or "ctxsynth" (our wording)
         "backend": backend.identity(),
         "tokenizer": tokenizer.name if tokenizer else None,
         "max_model_len": max_model_len,
@@ -91,6 +129,7 @@ def write_run(out_dir: Path, rows: Sequence[dict[str, Any]], run: dict[str, Any]
     io.atomic_write_text(out_dir / "scores.md", text)
     if summary.get("niah"):
         plots.run_plots(summary["niah"], out_dir / "plots", name)
+    write_prediction_files(rows, out_dir / "longbench_pred")  # official mode: pred.py's files for eval.py
     return summary
 
 
@@ -106,26 +145,26 @@ def evaluate(
     system_prompt: str | None = None,
     cache: Path | None = None,
     progress: Progress | None = None,
+    official_max_length: int | None = None,
 ) -> dict[str, Any]:
     """Generate greedily for every item, score, and write the run folder; returns scores.json's dict.
 
     `tokenizer` (the model's, or a spec for load_tokenizer) is needed to count and truncate prompts;
     without it prompts are sent as they are. `system_prompt`, when set, is sent before every user
     message (it is not counted by the truncation, so leave room for it in max_model_len). `cache`
-    (an SQLite path) puts the request cache under the backend here.
+    (an SQLite path) puts the request cache under the backend here. LongBench items in official
+    mode (meta prompting "official") follow LongBench's pred.py: cut in the middle to
+    `official_max_length` tokens (default `max_model_len`) with nothing reserved, no system prompt,
+    and plain text without the chat template where meta chat is False.
     """
+    _check_raw_support(items, backend)
     if cache is not None:
         backend = CachedBackend(backend, RequestCache(Path(cache)))
     tok = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
     out_dir = Path(out_dir)
     started = time.monotonic()
-    fitted = _fit_all(items, tok, max_model_len, truncation)
-    requests = []
-    for item, fit in zip(items, fitted, strict=True):
-        messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-        messages.append({"role": "user", "content": fit.prompt if fit else item.prompt})
-        params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=item.max_new_tokens, seed=0)
-        requests.append(ChatRequest(messages=messages, params=params, id=item.id))
+    fitted = _fit_all(items, tok, max_model_len, truncation, official_max_length or max_model_len)
+    requests = [_request(item, fit, system_prompt) for item, fit in zip(items, fitted, strict=True)]
     n_cut = sum(1 for f in fitted if f and f.truncated_tokens)
     log.info("evaluating %d items (%d truncated) with %s", len(items), n_cut, backend.identity())
     progress = progress or NullProgress()

@@ -80,6 +80,19 @@ def _niah(summaries: Mapping[str, Summary]) -> str:
     return "\n\n".join(parts)
 
 
+def _prompting_notes(name: str, summary: Summary) -> list[str]:
+    """How the run's LongBench-format tasks were prompted, and whether that is comparable."""
+    prompting = (summary.get("run") or {}).get("longbench_prompting") or []
+    notes = []
+    if "ctxsynth" in prompting:
+        notes.append(f"Note: {name} prompts LongBench-format tasks with ctxsynth's own wording; its scores are "
+                     "NOT comparable with published LongBench scores (docs/longbench.md: use longbench_official).")
+    if "official" in prompting:
+        notes.append(f"Note: {name} prompts LongBench tasks in official mode (LongBench's own config files, "
+                     "pred.py's truncation and chat rules; docs/longbench.md lists what remains different).")
+    return notes
+
+
 def markdown(summaries: Mapping[str, Summary], title: str = "Evaluation") -> str:
     """All tables for the given runs (dict order = column order)."""
     sections = [
@@ -92,6 +105,7 @@ def markdown(summaries: Mapping[str, Summary], title: str = "Evaluation") -> str
         _niah(summaries),
     ]
     for name, s in summaries.items():
+        sections.extend(_prompting_notes(name, s))
         paper = s.get("paper")
         if paper and not paper.get("complete"):
             sections.append(f"Note: {name} lacks paper tasks {', '.join(paper['missing'])}; its 8-task mean is partial.")

@@ -15,6 +15,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": str}
+# A request of one message with this role is plain text for the model: no chat template, the
+# tokenizer's special tokens (BOS) added. Only backends with `raw_prompts = True` accept it.
+RAW_ROLE = "raw"
 
 
 @dataclass(frozen=True)

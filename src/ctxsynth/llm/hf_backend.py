@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ctxsynth.errors import ConfigError, MissingDependency, PathNotFound
-from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, ResultCallback, request_key
+from ctxsynth.llm.base import RAW_ROLE, Backend, ChatRequest, ChatResult, ResultCallback, request_key
 from ctxsynth.models import pick_dtype, resolve_model_path, weights_fingerprint
 
 try:
@@ -133,6 +133,7 @@ class TransformersBackend(Backend):
     """Batched chat generation with a local transformers model (loaded on first use)."""
 
     name = "transformers"
+    raw_prompts = True  # accepts a single RAW_ROLE message (see ctxsynth.llm.base)
 
     def __init__(self, model: str = "smollm2-135m-instruct", device: str = "auto", dtype: str = "auto",
                  batch_size: int = 8, max_input_tokens: int | None = None) -> None:
@@ -206,11 +207,14 @@ class TransformersBackend(Backend):
         messages = [dict(m) for m in request.messages]
         if request.params.max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {request.params.max_tokens}")
-        if getattr(self._tokenizer, "chat_template", None):
-            text = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        if len(messages) == 1 and messages[0]["role"] == RAW_ROLE:  # plain text, BOS as the tokenizer adds it
+            ids = list(self._tokenizer(messages[0]["content"])["input_ids"])
         else:
-            text = "\n\n".join(m["content"] for m in messages)
-        ids = list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+            if getattr(self._tokenizer, "chat_template", None):
+                text = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            else:
+                text = "\n\n".join(m["content"] for m in messages)
+            ids = list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
         limit = self.max_input_tokens or getattr(self._model.config, "max_position_embeddings", None)
         if limit is not None and len(ids) > limit:
             raise ValueError(f"prompt has {len(ids)} tokens, more than the limit of {limit}")
