@@ -95,11 +95,12 @@ def _fail(error: Exception) -> None:
 
 def _guard(fn):
     """Turn user-facing errors into one red line and exit code 2 instead of a traceback."""
+    from ctxsynth.errors import UserError
     from ctxsynth.registry import RegistryError
 
     try:
         return fn()
-    except (cfg.ConfigError, RegistryError, FileNotFoundError, ValueError) as e:
+    except (cfg.ConfigError, RegistryError, FileNotFoundError, ValueError, UserError) as e:
         _fail(e)
 
 

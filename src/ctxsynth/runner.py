@@ -46,6 +46,10 @@ class ExportConfig:
     mix_path: str | None = None  # a general SFT file (JSONL of messages or sharegpt) to mix in
     mix_ratio: float = 0.0  # general records per long sample
     dataset_name: str = "ctxsynth"  # LLaMA-Factory dataset_info.json entry
+    license: str | None = None  # the cards' licence id; None = from the seed source (built-ins), else "other"
+    language: list[str] = field(default_factory=lambda: ["en"])  # the cards' language codes
+    push_to_hub: str | None = None  # a Hub dataset repo id: upload every format (one config each) + the card
+    private: bool = True  # the Hub repo's visibility when push_to_hub creates it
 
 
 @dataclass
