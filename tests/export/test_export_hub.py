@@ -41,6 +41,7 @@ def test_load_dataset_on_the_folder_reads_the_data_only(exported, fmt):
     assert meta["license"] == "cc-by-sa-4.0" and meta["language"] == ["en"] and meta["size_categories"] == ["n<1K"]
     assert meta["configs"] == [{"config_name": "default", "data_files": [
         {"split": "train", "path": "data.parquet" if fmt == "parquet" else "data.jsonl"}]}]
+    assert meta["dataset_info"][0]["splits"] == [{"name": "train", "num_examples": 10}]
 
 
 def test_manifest_says_which_formats_train_the_answer_only(exported):
@@ -72,10 +73,23 @@ def test_header_and_helpers():
     assert [size_category(n) for n in (0, 999, 1000, 20_000)] == ["n<1K", "n<1K", "1K<n<10K", "10K<n<100K"]
     assert max_length_for(109) == 128 and max_length_for(112) == 128 and max_length_for(113) == 192
     assert max_length_for(None) is None
-    meta = yaml.safe_load(card_header(CARD, 5, {"a": ["a/data.jsonl"], "b": ["b/data.parquet"]}).strip("-\n"))
+    files = {"a": [{"path": "a/data.jsonl", "bytes": 10, "rows": 2}],
+             "b": [{"path": "b/data.parquet", "bytes": 7, "rows": 3}]}
+    meta = yaml.safe_load(card_header(CARD, 5, files).strip("-\n"))
     assert meta["configs"][0] == {"config_name": "a", "data_files": [{"split": "train", "path": "a/data.jsonl"}],
                                   "default": True}
     assert "default" not in meta["configs"][1]
+    assert meta["dataset_info"][1] == {"config_name": "b", "download_size": 7,
+                                       "splits": [{"name": "train", "num_examples": 3}]}
+
+
+def test_two_runs_with_the_same_format_name_do_not_share_a_datasets_cache_entry(tmp_path):
+    """datasets keys a local folder's cache by its README header: the declared sizes keep runs apart."""
+    samples = make_samples()
+    for run, n in (("a", 4), ("b", 6)):
+        export_samples(samples[:n], tmp_path / run / "export", ["trl_messages"], config_hash="c", tokenizer_name="smollm2")
+    assert len(load_dataset(str(tmp_path / "a" / "export" / "trl_messages"), split="train")) == 4
+    assert len(load_dataset(str(tmp_path / "b" / "export" / "trl_messages"), split="train")) == 6
 
 
 def test_push_export_goes_through_datasets_up_to_the_network(exported, monkeypatch):

@@ -61,18 +61,42 @@ def data_files_of(files: Sequence[str]) -> list[str]:
     return [name for name in files if name.endswith(DATA_SUFFIXES)]
 
 
-def card_header(info: CardInfo, n_rows: int, configs: dict[str, list[str]]) -> str:
-    """The YAML front matter: {config name: data file paths}; the first config is the default."""
-    entries = []
-    for i, (name, paths) in enumerate(configs.items()):
-        entry: dict[str, Any] = {"config_name": name, "data_files": [{"split": "train", "path": p} for p in paths]}
+def card_header(info: CardInfo, n_rows: int, configs: dict[str, list[dict[str, Any]]]) -> str:
+    """The YAML front matter. configs: {config name: [{"path", "bytes", "rows"} of its data files]};
+    the first config is the default.
+
+    Each config's `dataset_info` (row count, bytes) is declared too: it is what the Hub shows, and
+    `datasets` hashes it into the cache key of a local folder. Without it, two export folders of the
+    same name (runs/a/export/trl_messages, runs/b/export/trl_messages) would share a cache entry
+    and the second load would silently return the first one's rows.
+    """
+    entries, infos = [], []
+    for i, (name, files) in enumerate(configs.items()):
+        entry: dict[str, Any] = {"config_name": name,
+                                 "data_files": [{"split": "train", "path": f["path"]} for f in files]}
         if i == 0 and len(configs) > 1:
             entry["default"] = True
         entries.append(entry)
+        infos.append({"config_name": name, "download_size": sum(int(f["bytes"]) for f in files),
+                      "splits": [{"name": "train", "num_examples": sum(int(f["rows"]) for f in files)}]})
     meta = {"license": info.license, "language": list(info.language),
             "task_categories": ["text-generation", "question-answering"], "size_categories": [size_category(n_rows)],
-            "pretty_name": info.pretty_name, "tags": ["long-context", "synthetic", "ctxsynth"], "configs": entries}
+            "pretty_name": info.pretty_name, "tags": ["long-context", "synthetic", "ctxsynth"], "configs": entries,
+            "dataset_info": infos}
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
+
+
+def load_export_folder(folder: Path) -> Any:
+    """An export folder's rows as a datasets.Dataset, from the data files its manifest lists (cached
+    by file, so a re-export into the same folder is never served from a stale cache)."""
+    import json
+
+    from datasets import load_dataset
+
+    manifest = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
+    files = [str(Path(folder) / e["path"]) for e in manifest["files"] if e.get("rows") is not None]
+    builder = "parquet" if files[0].endswith(".parquet") else "json"
+    return load_dataset(builder, data_files=files, split="train")
 
 
 def training_lines(notes: dict[str, Any]) -> list[str]:
@@ -89,7 +113,7 @@ def training_lines(notes: dict[str, Any]) -> list[str]:
 
 def format_readme(fmt: str, manifest: dict[str, Any], info: CardInfo) -> str:
     """The card of one format folder: header + rows, provenance and how to load and train."""
-    data_files = [e["path"] for e in manifest["files"] if e.get("rows") is not None]
+    data_files = [e for e in manifest["files"] if e.get("rows") is not None]
     n = manifest["counts"]["total"]
     lines = [card_header(info, n, {"default": data_files}),
              f"# {info.pretty_name}: `{fmt}` export", "",
@@ -118,7 +142,6 @@ def push_export(export_dir: Path, repo_id: str, *, private: bool, card: str | No
     to report/ in the repository. Returns the pushed config names.
     The token comes from the environment (HF_TOKEN) or the huggingface-cli login unless given.
     """
-    import datasets
     from huggingface_hub import HfApi
 
     folders = sorted(p.parent for p in Path(export_dir).glob("*/manifest.json"))
@@ -134,7 +157,7 @@ def push_export(export_dir: Path, repo_id: str, *, private: bool, card: str | No
                         repo_type="dataset", commit_message=f"ctxsynth report: {Path(path).name}")
     pushed = []
     for folder in folders:
-        dataset = datasets.load_dataset(str(folder), split="train")
+        dataset = load_export_folder(folder)
         log.info("pushing %s (%d rows) to %s as config %r", folder, len(dataset), repo_id, folder.name)
         dataset.push_to_hub(repo_id, config_name=folder.name, private=private, token=token)
         pushed.append(folder.name)

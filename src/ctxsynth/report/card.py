@@ -159,7 +159,7 @@ def card_info(s: RunSummary) -> CardInfo:
 
 def front_matter(s: RunSummary, info: CardInfo) -> str:
     """Hugging Face dataset-card YAML: one config per export, paths relative to the export folder."""
-    configs = {fmt: [f"{fmt}/{e['path']}" for e in m.get("files", []) if e.get("rows") is not None]
+    configs = {fmt: [{**e, "path": f"{fmt}/{e['path']}"} for e in m.get("files", []) if e.get("rows") is not None]
                for fmt, m in sorted(s.exports.items())}
     n_rows = max((m.get("counts", {}).get("total", 0) for m in s.exports.values()), default=len(s.samples))
     return card_header(info, n_rows, configs) if configs else card_header(info, n_rows, {})
