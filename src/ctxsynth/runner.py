@@ -38,6 +38,7 @@ class LLMConfig:
     top_p: float = 1.0
     max_tokens: int = 4096
     options: dict[str, Any] = field(default_factory=dict)  # backend keyword arguments (base_url, batch_size, ...)
+    max_cost_usd: float | None = None  # stop (resumable) once this much is spent, priced by report.prices
 
 
 @dataclass

@@ -76,7 +76,14 @@ def build_backend(run: Run):
         inner = backend_cls(model=llm.model, **llm.options)
     except TypeError as e:
         raise cfg.ConfigError(f"llm.options for backend {llm.backend!r}: {e}") from None
-    return CachedBackend(inner, RequestCache(run.dir / "cache.sqlite"))
+    backend = CachedBackend(inner, RequestCache(run.dir / "cache.sqlite"))
+    if llm.max_cost_usd is not None:  # ctxsynth.budget: a spend limit, kept across resumes
+        from ctxsynth.budget import LEDGER, BudgetedBackend, model_price
+
+        price = model_price(run.config.report.prices, llm.model)
+        chunk = int(llm.options.get("max_concurrency", 16))
+        return BudgetedBackend(backend, llm.max_cost_usd, price, run.state / LEDGER, chunk=chunk)
+    return backend
 
 
 def sampling_params(llm: LLMConfig) -> SamplingParams:
