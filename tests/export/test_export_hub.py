@@ -41,7 +41,7 @@ def test_load_dataset_on_the_folder_reads_the_data_only(exported, fmt):
     assert meta["license"] == "cc-by-sa-4.0" and meta["language"] == ["en"] and meta["size_categories"] == ["n<1K"]
     assert meta["configs"] == [{"config_name": "default", "data_files": [
         {"split": "train", "path": "data.parquet" if fmt == "parquet" else "data.jsonl"}]}]
-    assert meta["dataset_info"][0]["splits"] == [{"name": "train", "num_examples": 10}]
+    assert meta["dataset_info"][0]["splits"][0]["num_examples"] == 10
 
 
 def test_manifest_says_which_formats_train_the_answer_only(exported):
@@ -80,7 +80,7 @@ def test_header_and_helpers():
                                   "default": True}
     assert "default" not in meta["configs"][1]
     assert meta["dataset_info"][1] == {"config_name": "b", "download_size": 7,
-                                       "splits": [{"name": "train", "num_examples": 3}]}
+                                       "splits": [{"name": "train", "num_bytes": 7, "num_examples": 3}]}
 
 
 def test_two_runs_with_the_same_format_name_do_not_share_a_datasets_cache_entry(tmp_path):

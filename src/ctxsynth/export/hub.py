@@ -77,8 +77,9 @@ def card_header(info: CardInfo, n_rows: int, configs: dict[str, list[dict[str, A
         if i == 0 and len(configs) > 1:
             entry["default"] = True
         entries.append(entry)
-        infos.append({"config_name": name, "download_size": sum(int(f["bytes"]) for f in files),
-                      "splits": [{"name": "train", "num_examples": sum(int(f["rows"]) for f in files)}]})
+        size = sum(int(f["bytes"]) for f in files)  # bytes of the data files as written
+        infos.append({"config_name": name, "download_size": size,
+                      "splits": [{"name": "train", "num_bytes": size, "num_examples": sum(int(f["rows"]) for f in files)}]})
     meta = {"license": info.license, "language": list(info.language),
             "task_categories": ["text-generation", "question-answering"], "size_categories": [size_category(n_rows)],
             "pretty_name": info.pretty_name, "tags": ["long-context", "synthetic", "ctxsynth"], "configs": entries,
