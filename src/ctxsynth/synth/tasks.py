@@ -105,12 +105,7 @@ class SynthesisTask(Protocol):
 
 
 def prompt_path(prompt_file: str | None, default: str) -> Path:
-    """Your prompt file, or a packaged one named without a folder (e.g. context_synthesis_small.txt)."""
-    if not prompt_file:
-        return PROMPT_DIR / default
-    path = Path(prompt_file)
-    packaged = PROMPT_DIR / prompt_file
-    return packaged if not path.exists() and path.name == prompt_file and packaged.exists() else path
+    return Path(prompt_file) if prompt_file else PROMPT_DIR / default
 
 
 class ContextSynthesis:
