@@ -181,8 +181,9 @@ def test_card_starts_with_hub_yaml_and_names_its_provenance(tmp_path):
     meta = _front_matter(text)
     assert meta["license"] == "cc-by-sa-4.0" and meta["language"] == ["en"] and meta["size_categories"] == ["n<1K"]
     assert meta["task_categories"] == ["text-generation", "question-answering"]
-    assert [c["config_name"] for c in meta["configs"]] == ["parquet", "trl_messages"]
-    assert meta["configs"][1]["data_files"] == [{"split": "train", "path": "trl_messages/data.jsonl"}]
+    assert [c["config_name"] for c in meta["configs"]] == ["trl_messages", "parquet"]
+    assert meta["configs"][0]["default"] is True
+    assert meta["configs"][0]["data_files"] == [{"split": "train", "path": "trl_messages/data.jsonl"}]
     assert "SQuAD v2.0 dev questions and answers (CC BY-SA 4.0)" in text and "`smollm2`" in text
     assert "### One example (`s0`" in text and "Builder 0" in text
     assert "fake" not in text

@@ -16,7 +16,9 @@ from ctxsynth.report.caveats import stage_input
 from ctxsynth.report.collect import RunSummary
 from ctxsynth.report.costs import cost_of, money
 
-EXAMPLE_HEAD, EXAMPLE_TAIL = 700, 400  # characters of a long prompt shown in the example
+EXAMPLE_HEAD, EXAMPLE_TAIL = 700, 400
+# the Hub's default config: the first of these that was exported (answer-only in TRL by default first)
+DEFAULT_CONFIGS = ("trl_prompt_completion", "trl_messages", "parquet")  # characters of a long prompt shown in the example
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
@@ -159,8 +161,9 @@ def card_info(s: RunSummary) -> CardInfo:
 
 def front_matter(s: RunSummary, info: CardInfo) -> str:
     """Hugging Face dataset-card YAML: one config per export, paths relative to the export folder."""
-    configs = {fmt: [{**e, "path": f"{fmt}/{e['path']}"} for e in m.get("files", []) if e.get("rows") is not None]
-               for fmt, m in sorted(s.exports.items())}
+    order = sorted(s.exports, key=lambda f: (f not in DEFAULT_CONFIGS, DEFAULT_CONFIGS.index(f) if f in DEFAULT_CONFIGS else 0, f))
+    configs = {fmt: [{**e, "path": f"{fmt}/{e['path']}"} for e in s.exports[fmt].get("files", []) if e.get("rows") is not None]
+               for fmt in order}
     n_rows = max((m.get("counts", {}).get("total", 0) for m in s.exports.values()), default=len(s.samples))
     return card_header(info, n_rows, configs) if configs else card_header(info, n_rows, {})
 
