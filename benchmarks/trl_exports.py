@@ -39,7 +39,7 @@ def _trainer(model: Any, folder: Path, settings: dict[str, Any], rows: int | Non
     kwargs = dict(settings)
     if "chat_template_path" in kwargs:
         kwargs["chat_template_path"] = str(folder / kwargs["chat_template_path"])
-    args = trl.SFTConfig(output_dir=out, report_to="none", use_cpu=True, max_steps=steps, logging_steps=1,
+    args = trl.SFTConfig(output_dir=out, report_to="none", use_cpu=True, max_steps=max(steps, 1), logging_steps=1,
                          per_device_train_batch_size=1, learning_rate=1e-5, save_strategy="no", **kwargs)
     return trl.SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
 
@@ -62,10 +62,9 @@ def measure(model: Any, folder: Path, settings: dict[str, Any], rows: int | None
             lengths.append(int(batch["input_ids"].shape[1]))
         answers = _answer_tokens(folder, trainer.processing_class)[: len(prepared)]
         start = time.time()
-        result = trainer.train()
+        loss = round(trainer.train().training_loss, 4) if steps > 0 else None  # --steps 0: count only
     return {"rows": len(prepared), "trained_tokens": trained, "answer_tokens": answers, "input_tokens": lengths,
-            "steps": trainer.state.global_step, "loss": round(result.training_loss, 4),
-            "seconds": round(time.time() - start, 1)}
+            "steps": trainer.state.global_step, "loss": loss, "seconds": round(time.time() - start, 1)}
 
 
 def report(name: str, m: dict[str, Any]) -> str:
@@ -79,7 +78,7 @@ def report(name: str, m: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a run directory with export/ folders")
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=3, help="training steps per export; 0 = count the labels only")
     parser.add_argument("--rows", type=int, default=None, help="only the first N rows of each export")
     parser.add_argument("--max-length", type=int, default=None, help="override the manifest's max_length")
     parser.add_argument("--no-defaults", action="store_true", help="skip the TRL-defaults runs of messages exports")
@@ -104,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         print(report(f"{fmt} with {settings}", measure(model, folder, settings, args.rows, args.steps)), flush=True)
         if "assistant_only_loss" in settings and not args.no_defaults:
             defaults = {"max_length": settings["max_length"]}
-            print(report(f"{fmt} with TRL defaults + {defaults}", measure(model, folder, defaults, args.rows, 1)),
+            print(report(f"{fmt} with TRL defaults + {defaults}", measure(model, folder, defaults, args.rows,
+                                                                          min(args.steps, 1))),
                   flush=True)
     return 0
 
