@@ -51,7 +51,12 @@ def _answer_tokens(folder: Path, tokenizer: Any) -> list[int]:
     return [len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers]
 
 
-def measure(model: Any, folder: Path, settings: dict[str, Any], rows: int | None, steps: int) -> dict[str, Any]:
+def measure(folder: Path, settings: dict[str, Any], rows: int | None, steps: int) -> dict[str, Any]:
+    from transformers import AutoModelForCausalLM
+
+    from ctxsynth.models import embedded_model_dir
+
+    model = AutoModelForCausalLM.from_pretrained(str(embedded_model_dir()))  # fresh: earlier steps changed it
     with tempfile.TemporaryDirectory() as out:
         trainer = _trainer(model, folder, settings, rows, steps, out)
         prepared = trainer.train_dataset
@@ -86,13 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import transformers
     import trl
-    from transformers import AutoModelForCausalLM
-
-    from ctxsynth.models import embedded_model_dir
 
     print(f"trl {trl.__version__}, transformers {transformers.__version__}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, model SmolLM2-135M-Instruct (CPU)")
-    model = AutoModelForCausalLM.from_pretrained(str(embedded_model_dir()))
     for fmt in FORMATS:
         folder = args.run / "export" / fmt
         if not (folder / "manifest.json").exists():
@@ -100,10 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = json.loads((folder / "manifest.json").read_text())["training"]["settings"]
         if args.max_length is not None:
             settings["max_length"] = args.max_length
-        print(report(f"{fmt} with {settings}", measure(model, folder, settings, args.rows, args.steps)), flush=True)
+        print(report(f"{fmt} with {settings}", measure(folder, settings, args.rows, args.steps)), flush=True)
         if "assistant_only_loss" in settings and not args.no_defaults:
             defaults = {"max_length": settings["max_length"]}
-            print(report(f"{fmt} with TRL defaults + {defaults}", measure(model, folder, defaults, args.rows,
+            print(report(f"{fmt} with TRL defaults + {defaults}", measure(folder, defaults, args.rows,
                                                                           min(args.steps, 1))),
                   flush=True)
     return 0
