@@ -1,5 +1,5 @@
 # ctxsynth: two commands do everything on a fresh machine (2 cores, no GPU, package registries only).
-#   make demo   set up .venv if needed, then synthesise contexts for a few SQuAD seeds with the embedded model
+#   make demo   set up .venv if needed, then the whole path (seeds -> synthesize -> assemble -> export -> report) with the embedded model
 #   make test   set up .venv if needed, then run the test suite
 SHELL := /bin/bash
 PYTHON ?= python3

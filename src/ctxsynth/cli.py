@@ -229,6 +229,25 @@ def _run_or_record_stop(run_, run_all, write_summary) -> None:
 
 
 @app.command()
+def estimate(config: ConfigArg, overrides: Overrides = None, stream_tps: Annotated[float, typer.Option(
+        help="Assumed output tokens per second of one request (for the time estimate).")] = 60.0,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False) -> None:
+    """Requests, tokens, cost (report.prices) and time of a run config, before any request is sent."""
+    _setup_logging(False)
+    import json
+
+    from ctxsynth.estimate import as_dicts, estimate_run, render
+
+    run_ = _guard(lambda: _load_run(config, overrides))
+    estimates = _guard(lambda: estimate_run(run_, stream_tps))
+    if as_json:
+        typer.echo(json.dumps(as_dicts(estimates), indent=2))
+        return
+    for line in render(estimates, run_):
+        Console().print(line, soft_wrap=True, markup=False)
+
+
+@app.command()
 def niah(config: ConfigArg, overrides: Overrides = None,
          out: Annotated[Optional[Path], typer.Option(help="Output folder (default runs/niah/<config name>).")] = None,
          verbose: Verbose = False) -> None:

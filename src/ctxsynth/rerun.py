@@ -16,7 +16,8 @@ from typing import Any
 
 from ctxsynth.stages import STAGE_NAMES, STAGES
 
-NO_OUTPUT_KEYS = ("out_dir", "name", "max_consecutive_failures")  # change where and how, never what
+# change where, how or how far a run goes, never what it writes
+NO_OUTPUT_KEYS = ("out_dir", "name", "max_consecutive_failures", "llm.max_cost_usd")
 
 
 def _reads(stage: str, key: str) -> bool:

@@ -47,6 +47,7 @@ class LLMConfig(ModelSpec):
     temperature: float = 0.8
     top_p: float = 1.0
     max_tokens: int = 4096
+    max_cost_usd: float | None = None  # stop (resumable) once this much is spent, priced by report.prices
 
     def sampling(self) -> SamplingParams:
         return SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens)
@@ -58,6 +59,10 @@ class ExportConfig:
     mix_path: str | None = None  # a general SFT file (JSONL of messages or sharegpt) to mix in
     mix_ratio: float = 0.0  # general records per long sample
     dataset_name: str = "ctxsynth"  # LLaMA-Factory dataset_info.json entry
+    license: str | None = None  # the cards' licence id; None = from the seed source (built-ins), else "other"
+    language: list[str] = field(default_factory=lambda: ["en"])  # the cards' language codes
+    push_to_hub: str | None = None  # a Hub dataset repo id: upload every format (one config each) + the card
+    private: bool = True  # the Hub repo's visibility when push_to_hub creates it
 
 
 @dataclass
@@ -140,9 +145,11 @@ class Run:
         return redact_config(cfg.to_dict(self.config))
 
     def config_hash(self) -> str:
-        """Hash of the settings that can change output bytes (not out_dir, name, shards, the breaker)."""
+        """Hash of the settings that can change output bytes (not out_dir, name, shards, the breaker,
+        the spend limit)."""
         view = {k: v for k, v in self.saved_view().items() if k not in ("out_dir", "name", "shards",
                                                                           "max_consecutive_failures")}
+        view["llm"] = {k: v for k, v in view.get("llm", {}).items() if k != "max_cost_usd"}
         return hashlib.sha256(json.dumps(view, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
 
     def prepare(self, overwrite: bool = False, force: str | None = None) -> None:

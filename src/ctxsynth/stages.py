@@ -134,6 +134,20 @@ def run_filter(run: Run, progress: Progress | None = None) -> dict[str, Any]:
     return run_sharded(run, "filter", run.config.shards, _split(run, [to_dict(s) for s in kept], rejected, extra))
 
 
+def synthesis_backend(run: Run) -> Any:
+    """llm: behind the breaker and the request cache; with `llm.max_cost_usd`, behind a spend limit
+    kept across resumes (ctxsynth.budget)."""
+    llm = run.config.llm
+    backend = llm.build(run.dir / "cache.sqlite", run.config.max_consecutive_failures)
+    if llm.max_cost_usd is None:
+        return backend
+    from ctxsynth.budget import LEDGER, BudgetedBackend, model_price
+
+    price = model_price(run.config.report.prices, llm.model)
+    chunk = int(llm.options.get("max_concurrency", 16))
+    return BudgetedBackend(backend, llm.max_cost_usd, price, run.state / LEDGER, chunk=chunk)
+
+
 def run_synthesize(run: Run, progress: Progress | None = None) -> dict[str, Any]:
     from ctxsynth.synth.stage import synthesize_shard, synthesized_to_dict
     from ctxsynth.synth.tasks import build_task
@@ -147,7 +161,7 @@ def run_synthesize(run: Run, progress: Progress | None = None) -> dict[str, Any]
     todo = [i for i in range(n_shards) if not markers.shard_done(i)]
     shards = {i: [seed_from_dict(d) for d in read_jsonl(source / shard_name(i))] for i in todo}
     progress.start("synthesize", sum(len(s) for s in shards.values()))
-    backend = run.config.llm.build(run.dir / "cache.sqlite", run.config.max_consecutive_failures) if todo else None
+    backend = synthesis_backend(run) if todo else None
 
     def work(i: int) -> ShardOutput:
         assert backend is not None  # built whenever a shard is left to do
@@ -195,6 +209,28 @@ def run_assemble(run: Run, progress: Progress | None = None) -> dict[str, Any]:
     return summary
 
 
+def card_info(run: Run) -> Any:
+    """What the cards state beyond the rows: licence and seeds (from the seed source), generator, tokenizer."""
+    from ctxsynth.export.hub import CardInfo, seed_source_info
+
+    c = run.config
+    licence, seeds_line = seed_source_info(c.seeds.source, c.seeds.path)
+    return CardInfo(license=c.export.license or licence, language=list(c.export.language), seed_sources=[seeds_line],
+                    generators=[f"{c.llm.backend}: {c.llm.model}"], tokenizer=c.assemble.tokenizer,
+                    pretty_name=c.export.dataset_name)
+
+
+def push_if_configured(run: Run, card: str | None, attachments: list[Path] | None = None) -> list[str]:
+    """Upload the export folder (and the card) when export.push_to_hub names a repository."""
+    from ctxsynth.export.hub import push_export
+
+    ec = run.config.export
+    if not ec.push_to_hub:
+        return []
+    return push_export(run.stage_dir("export"), ec.push_to_hub, private=ec.private, card=card,
+                       attachments=attachments or [])
+
+
 def run_export(run: Run, progress: Progress | None = None) -> dict[str, Any]:
     from ctxsynth.export import MixConfig, export_samples
     from ctxsynth.records import Sample
@@ -208,8 +244,11 @@ def run_export(run: Run, progress: Progress | None = None) -> dict[str, Any]:
     manifests = export_samples(
         samples, run.stage_dir("export"), ec.formats, config_hash=run.config_hash(),
         tokenizer_name=run.config.assemble.tokenizer, mix=mix, seed=run.config.seed, dataset_name=ec.dataset_name,
+        card=card_info(run),
     )
-    summary = {"n_in": len(samples), "formats": {k: v.get("counts", {}) for k, v in manifests.items()}}
+    summary: dict[str, Any] = {"n_in": len(samples), "formats": {k: v.get("counts", {}) for k, v in manifests.items()}}
+    if "report" not in run.config.stages:  # otherwise the report stage pushes, with the full card
+        summary["pushed"] = push_if_configured(run, None)
     run.markers("export").mark_stage(summary)
     return summary
 
@@ -218,7 +257,11 @@ def run_report(run: Run, progress: Progress | None = None) -> dict[str, Any]:
     from ctxsynth.report import write_report
 
     path = write_report(run.dir, price_table=run.config.report.prices or None)
-    summary = {"card": str(path)}
+    summary: dict[str, Any] = {"card": str(path)}
+    hub_card = run.stage_dir("export") / "README.md"
+    if run.config.export.push_to_hub and hub_card.exists():
+        card = hub_card.read_text(encoding="utf-8").replace("](../report/", "](report/")
+        summary["pushed"] = push_if_configured(run, card, sorted(path.parent.glob("*.png")))
     run.markers("report").mark_stage(summary)
     return summary
 

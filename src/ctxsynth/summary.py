@@ -119,6 +119,34 @@ def print_summary(summary: dict[str, Any], console: Any) -> None:
     console.print(f"throughput: {t['seeds_per_min']} seeds/min, {t['completion_tokens_per_s']} generated tokens/s "
                   f"({t['requests_sent']} requests sent, {t['requests_cached']} from cache, {t['seconds']} s)")
     console.print(verdict_text(summary))
-    card = Path(summary["run"]) / "report" / "README.md"
-    console.print(f"output: {summary['run']}/synth (kept), {summary['run']}/synth/rejected (with reasons), "
-                  f"{summary['run']}/summary.md" + (f", dataset card {card}" if card.exists() else ""))
+    for line in output_lines(Path(summary["run"])):
+        console.print(line, soft_wrap=True, markup=False)
+
+
+def _count(folder: Path) -> int:
+    return sum(1 for _ in read_shards(folder))
+
+
+def output_lines(run: Path) -> list[str]:
+    """Where each output of the run is, and the one command that trains on it (paths relative to the
+    working directory when the run is below it)."""
+    try:
+        run = run.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        pass
+    lines = ["outputs:"]
+    for stage, folder in (("seeds", "seeds"), ("filter", "filter"), ("synthesize", "synth"), ("assemble", "assemble")):
+        if (run / folder).is_dir():
+            lines.append(f"  {stage:<10} {run / folder}/ ({_count(run / folder)} records; rejected with reasons: "
+                         f"{run / folder / 'rejected'}/, {_count(run / folder / 'rejected')})")
+    for manifest in sorted((run / "export").glob("*/manifest.json")):
+        data = json.loads(manifest.read_text())
+        lines.append(f"  export     {manifest.parent}/ ({data['counts']['total']} rows, {data['format']})")
+    for name, path in (("summary", run / "summary.md"), ("card", run / "report" / "README.md")):
+        if path.exists():
+            lines.append(f"  {name:<10} {path}")
+    export = run / "export" / "trl_messages"
+    if (export / "manifest.json").exists():
+        lines.append(f"train on it: ctxsynth train configs/train/smollm2_quick.yaml 'data.train_files=[{export}]' "
+                     f"output_dir={run / 'train'}")
+    return lines

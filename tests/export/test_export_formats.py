@@ -137,4 +137,5 @@ def test_rerun_replaces_a_stale_folder_consistently(samples, tmp_path):
     _export(samples, tmp_path, ["trl_messages"])
     manifest = _export(samples[:4], tmp_path, ["trl_messages"])["trl_messages"]
     lines = (tmp_path / "trl_messages" / "data.jsonl").read_text().splitlines()
-    assert len(lines) == 4 == manifest["counts"]["total"] == manifest["files"][0]["rows"]
+    data_entry = next(e for e in manifest["files"] if e["path"] == "data.jsonl")
+    assert len(lines) == 4 == manifest["counts"]["total"] == data_entry["rows"]

@@ -164,3 +164,69 @@ def test_missing_run_directory_is_a_clear_error(tmp_path):
 ])
 def test_verdict_outcomes_are_read_from_common_shapes(value, expected):
     assert verdict_outcome(value) == expected
+
+
+def _front_matter(text: str) -> dict:
+    import yaml
+
+    assert text.startswith("---\n")
+    return yaml.safe_load(text.split("---\n")[1])
+
+
+def test_card_starts_with_hub_yaml_and_names_its_provenance(tmp_path):
+    run = build_run(tmp_path)
+    (run / "config.yaml").write_text("name: demo-run\nseeds: {source: squad}\nsynth: {target_words: 2000}\n"
+                                     "assemble: {tokenizer: smollm2}\n")
+    text = write_report(run).read_text()
+    meta = _front_matter(text)
+    assert meta["license"] == "cc-by-sa-4.0" and meta["language"] == ["en"] and meta["size_categories"] == ["n<1K"]
+    assert meta["task_categories"] == ["text-generation", "question-answering"]
+    assert [c["config_name"] for c in meta["configs"]] == ["trl_messages", "parquet"]
+    assert meta["configs"][0]["default"] is True
+    assert meta["configs"][0]["data_files"] == [{"split": "train", "path": "trl_messages/data.jsonl"}]
+    assert "SQuAD v2.0 dev questions and answers (CC BY-SA 4.0)" in text and "`smollm2`" in text
+    assert "### One example (`s0`" in text and "Builder 0" in text
+    assert "fake" not in text
+    # the export folder is the Hub dataset: the same card, plots linked from report/
+    hub = (run / "export" / "README.md").read_text()
+    assert _front_matter(hub) == meta and "](../report/token_lengths.png)" in hub
+
+
+def test_usage_counts_once_when_assembly_rejects_kept_contexts(tmp_path):
+    run = build_run(tmp_path)
+    rejected = [Rejected(f"seed{i}", "assemble", "pool_exhausted", "", to_dict(_synth(i))) for i in range(8)]
+    _shard(run / "assemble" / "rejected", rejected)
+    text = write_report(run, price_table=PRICES).read_text()
+    assert "15 calls" in text  # 12 records + 3 refusal retries, as without the assembly rejections
+
+
+def test_zero_samples_after_assembly_is_zero_not_pending(tmp_path):
+    run = build_run(tmp_path)
+    _shard(run / "assemble", [])
+    text = write_report(run).read_text()
+    assert "| Samples | 0 samples |" in text and "not assembled yet" not in text
+    assert "Assembly produced 0 samples from 8 verified contexts" in text
+
+
+def test_fake_backend_is_announced(tmp_path):
+    run = build_run(tmp_path, assembled=False)
+    fake = _synth(0)
+    fake.provenance["backend"] = "fake"
+    _shard(run / "synth", [fake])
+    text = write_report(run).read_text()
+    assert "Warning: made with the `fake` backend" in text and "not training data" in text
+
+
+def test_verdicts_count_rejected_records_and_few_records_still_plot(tmp_path):
+    from ctxsynth.report.collect import collect
+    from ctxsynth.report.plots import _bins
+
+    run = build_run(tmp_path)
+    summary = collect(run)
+    assert summary.verdicts[("verified", "pass")] == 8
+    assert summary.verdicts[("rejected (answer_not_supported)", "fail")] == 4
+    assert summary.verdicts[("answer_supported", "fail")] == 4  # from the rejected records' last attempt
+    # one record far from its target: the bars span the whole axis instead of a sliver
+    edges = _bins([97], [150])
+    assert edges[0] == 97 and edges[-1] == 150 and len(edges) == 9
+    assert _bins([5, 5]) == [4.5, 5.5]

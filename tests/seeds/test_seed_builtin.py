@@ -101,7 +101,7 @@ def test_files_are_parsed_once_and_edits_to_a_seed_do_not_leak(squad: list[Seed]
 def test_unknown_source_name_suggests_the_closest() -> None:
     with pytest.raises(RegistryError, match=r"Did you mean 'hotpotqa'\?"):
         SEED_SOURCES.get("hotpot_qa")
-    assert SEED_SOURCES.names() == ["hf_disk", "hotpotqa", "jsonl", "parquet", "squad"]
+    assert SEED_SOURCES.names() == ["hf_disk", "hotpotqa", "hub", "jsonl", "parquet", "squad"]
 
 
 def test_paul_graham_text_is_the_essay_collection() -> None:

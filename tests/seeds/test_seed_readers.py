@@ -264,7 +264,7 @@ def test_relative_paths_resolve_against_base_dir(tmp_path: Path) -> None:
     ({"source": "jsonl", "path": "x", "fields": {"answre": "a"}}, r"unknown seed field 'answre'.*'answer'"),
     ({"source": "jsonl", "path": "x", "on_error": "skip"}, r"seeds\.on_error must be one of raise, reject"),
     ({"source": "jsonl", "path": "x", "sample_seed": 3}, r"set seeds\.limit too"),
-    ({"source": "jsonl", "path": "x", "split": "train"}, r"seeds\.split applies to source 'hf_disk' only"),
+    ({"source": "jsonl", "path": "x", "split": "train"}, r"seeds\.split applies to sources 'hf_disk' and 'hub' only"),
     ({"source": "squad", "path": "x"}, r"seeds\.path is not used by the built-in source 'squad'"),
     ({"source": "squad", "fields": {"answer": "a"}}, r"seeds\.fields is not used"),
 ])

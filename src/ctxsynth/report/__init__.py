@@ -43,6 +43,16 @@ def write_report(run_dir: Path, price_table: dict[str, Any] | None = None) -> Pa
         atomic_write_bytes(stale, png)
         drawn.append((name, title, caption))
     card = out / "README.md"
-    atomic_write_text(card, render_card(summary, drawn, caveats(summary, price_table), price_table))
+    text = render_card(summary, drawn, caveats(summary, price_table), price_table)
+    atomic_write_text(card, text)
+    if summary.exports:  # the export folder is the Hub dataset: the same card, plots linked from report/
+        atomic_write_text(run_dir / "export" / "README.md", hub_card(text, drawn, "../report/"))
     log.info("report for %s: %d plots, card at %s", run_dir, len(drawn), card)
     return card
+
+
+def hub_card(text: str, drawn: list[tuple[str, str, str]], prefix: str) -> str:
+    """The card with each plot link prefixed (the plots stay in report/)."""
+    for name, _, _ in drawn:
+        text = text.replace(f"]({name})", f"]({prefix}{name})")
+    return text

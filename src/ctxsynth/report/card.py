@@ -11,9 +11,14 @@ import statistics
 from collections import Counter
 from collections.abc import Sequence
 
+from ctxsynth.export.hub import CardInfo, card_header, seed_source_info
 from ctxsynth.report.caveats import stage_input
 from ctxsynth.report.collect import RunSummary
 from ctxsynth.report.costs import cost_of, money
+
+EXAMPLE_HEAD, EXAMPLE_TAIL = 700, 400
+# the Hub's default config: the first of these that was exported (answer-only in TRL by default first)
+DEFAULT_CONFIGS = ("trl_prompt_completion", "trl_messages", "parquet")  # characters of a long prompt shown in the example
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
@@ -74,6 +79,18 @@ def _rejection_line(s: RunSummary) -> str:
     return "; ".join(f"{stage} {n:,} ({n / max(1, stage_input(s, stage, n)):.0%})" for stage, n in sorted(by_stage.items()))
 
 
+def assembled(s: RunSummary) -> bool:
+    """Whether assembly ran (finished or wrote output), so that no samples means 0, not 'not yet'."""
+    info = s.stage("assemble")
+    return bool(s.samples) or (info is not None and (info.done or info.shards_done > 0))
+
+
+def _samples_cell(s: RunSummary) -> str:
+    if s.samples:
+        return f"{len(s.samples):,}"
+    return "0 samples" if assembled(s) else "not assembled yet"
+
+
 def headline(s: RunSummary, prices: dict | None, n_caveats: int) -> list[str]:
     n_seeds, n_synth, n_samples = sum(s.seed_tasks.values()), len(s.context_words), len(s.samples)
     tasks = sorted(set(s.seed_tasks) | set(s.synth_tasks))
@@ -82,7 +99,7 @@ def headline(s: RunSummary, prices: dict | None, n_caveats: int) -> list[str]:
     if s.target_words and s.context_words:
         words += f" (requested {s.target_words:,})"
     rows = [
-        ("Samples", f"{n_samples:,}" if s.samples else "not assembled yet"),
+        ("Samples", _samples_cell(s)),
         ("Seeds -> synthesized -> samples", f"{n_seeds:,} -> {n_synth:,} -> {n_samples:,}"),
         ("Tasks", ", ".join(tasks) or "-"),
         ("Tokens per sample", _length_line(s)),
@@ -131,17 +148,76 @@ def detail_tables(s: RunSummary, prices: dict | None) -> list[str]:
     return lines
 
 
+def card_info(s: RunSummary) -> CardInfo:
+    """Licence, language, seeds, generator and tokenizer of the run, from its config and exports."""
+    seeds, export = s.config.get("seeds") or {}, s.config.get("export") or {}
+    licence, seeds_line = seed_source_info(str(seeds.get("source", "unknown")), seeds.get("path"))
+    tokenizers = sorted({str(m.get("tokenizer")) for m in s.exports.values() if m.get("tokenizer")})
+    tokenizer = ", ".join(tokenizers) or str((s.config.get("assemble") or {}).get("tokenizer", "unknown"))
+    return CardInfo(license=export.get("license") or licence, language=list(export.get("language") or ["en"]),
+                    seed_sources=[seeds_line], generators=sorted(m for m, u in s.usage.items() if u.calls),
+                    tokenizer=tokenizer, pretty_name=str(export.get("dataset_name") or s.name))
+
+
+def front_matter(s: RunSummary, info: CardInfo) -> str:
+    """Hugging Face dataset-card YAML: one config per export, paths relative to the export folder."""
+    order = sorted(s.exports, key=lambda f: (f not in DEFAULT_CONFIGS, DEFAULT_CONFIGS.index(f) if f in DEFAULT_CONFIGS else 0, f))
+    configs = {fmt: [{**e, "path": f"{fmt}/{e['path']}"} for e in s.exports[fmt].get("files", []) if e.get("rows") is not None]
+               for fmt in order}
+    n_rows = max((m.get("counts", {}).get("total", 0) for m in s.exports.values()), default=len(s.samples))
+    return card_header(info, n_rows, configs) if configs else card_header(info, n_rows, {})
+
+
+def _clip(text: str) -> str:
+    if len(text) <= EXAMPLE_HEAD + EXAMPLE_TAIL + 100:
+        return text
+    omitted = len(text) - EXAMPLE_HEAD - EXAMPLE_TAIL
+    return f"{text[:EXAMPLE_HEAD]}\n\n[... {omitted:,} characters omitted ...]\n\n{text[-EXAMPLE_TAIL:]}"
+
+
+def provenance_lines(s: RunSummary, info: CardInfo) -> list[str]:
+    lines = ["## Provenance", "", f"- Tokenizer of every token count: `{info.tokenizer}`"]
+    lines += [f"- Seeds: {line}" for line in info.seed_sources]
+    lines += [f"- Generator: `{g}`" for g in info.generators] or ["- Generator: none recorded"]
+    lines += [f"- Card licence field: `{info.license}` (the seeds' licence; the generator's terms of use also apply)", ""]
+    if s.example:
+        ex = s.example
+        lines += [f"### One example (`{ex['id']}`, task {ex['task']}, {ex['n_documents']} documents, gold depth "
+                  f"{ex['gold_depth']:.2f}, {(ex.get('tokens') or {}).get('total', '?')} tokens)", ""]
+        for m in ex.get("messages") or []:
+            lines += [f"**{m['role']}**:", "", "```text", _clip(str(m["content"])), "```", ""]
+    return lines
+
+
+def training_section(s: RunSummary) -> list[str]:
+    from ctxsynth.export.hub import training_lines
+
+    lines = []
+    for fmt, manifest in sorted(s.exports.items()):
+        if manifest.get("training"):
+            lines += [f"- `{fmt}`:"] + ["  " + line for line in training_lines(manifest["training"])]
+    return ["## Training on it", "", *lines, ""] if lines else []
+
+
 def render_card(s: RunSummary, plots: Sequence[tuple[str, str, str]], caveat_list: Sequence[str],
                 prices: dict | None) -> str:
     """plots: (file name relative to the card, title, caption) of the plots that were drawn."""
-    lines = [f"# Dataset card: {s.name}", "",
+    info = card_info(s)
+    lines = [front_matter(s, info), f"# Dataset card: {s.name}", "",
              "Long-context instruction-tuning data made by context synthesis with ctxsynth "
              f"(run directory `{s.run_dir}`).", ""]
+    if s.fake_backend:
+        lines += ["> **Warning: made with the `fake` backend.** The documents are canned test text, not "
+                  "generated by a language model: do not train on this data.", ""]
     lines += headline(s, prices, len(caveat_list))
+    if s.exports:
+        lines += ["Load an export: `datasets.load_dataset(\"<run>/export\", \"<format>\")` or "
+                  "`load_dataset(\"<run>/export/<format>\")`.", ""]
     if plots:
         lines += ["## Plots", ""]
         for name, title, caption in plots:
             lines += [f"### {title}", "", f"![{title}]({name})", "", caption, ""]
+    lines += training_section(s) + provenance_lines(s, info)
     details = detail_tables(s, prices)
     if details:
         lines += ["## Details", ""] + details

@@ -82,6 +82,11 @@ def generation_caveats(s: RunSummary, prices: dict | None) -> list[str]:
 
 def partial_caveat(s: RunSummary) -> list[str]:
     missing = [st.name for st in s.stages if st.tracked and not st.done]
+    info = s.stage("assemble")
+    if not s.samples and info is not None and (info.done or info.shards_done):
+        dropped = sum(n for (stage, _), n in s.rejections.items() if stage == "assemble")
+        return [f"Assembly produced 0 samples from {len(s.context_words)} verified contexts ({dropped} rejected "
+                "at assembly; see the Rejections table)."]
     if not s.samples:
         return ["Partial run: assembly has not produced samples yet, so only the earlier stages are "
                 f"reported. Stages not finished: {', '.join(missing) or 'assemble onward'}."]
@@ -90,5 +95,11 @@ def partial_caveat(s: RunSummary) -> list[str]:
     return []
 
 
+def fake_caveat(s: RunSummary) -> list[str]:
+    if not s.fake_backend:
+        return []
+    return ["Contexts came from the `fake` backend (canned test text, no language model): not training data."]
+
+
 def caveats(s: RunSummary, prices: dict | None) -> list[str]:
-    return partial_caveat(s) + rejection_caveats(s) + length_caveats(s) + generation_caveats(s, prices)
+    return fake_caveat(s) + partial_caveat(s) + rejection_caveats(s) + length_caveats(s) + generation_caveats(s, prices)

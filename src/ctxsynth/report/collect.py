@@ -74,6 +74,9 @@ class RunSummary:
     samples: list[SampleRow] = field(default_factory=list)
     exports: dict[str, dict[str, Any]] = field(default_factory=dict)
     target_words: int | None = None
+    counted: set[str] = field(default_factory=set)  # records whose generation is counted (each once)
+    example: dict[str, Any] | None = None  # the first assembled sample, shown in the card
+    fake_backend: bool = False  # some record came from the `fake` backend (not real data)
 
     def stage(self, name: str) -> StageInfo | None:
         return next((s for s in self.stages if s.name == name), None)
@@ -122,9 +125,22 @@ def _stage_infos(run_dir: Path) -> list[StageInfo]:
     return infos
 
 
-def _add_generation(summary: RunSummary, record: dict[str, Any]) -> None:
-    """Count generator usage and per-attempt failure reasons of a Synthesized dict."""
+def _record_id(record: dict[str, Any]) -> str | None:
+    rid = record.get("id") or (record.get("seed") or {}).get("id")
+    return str(rid) if rid is not None else None
+
+
+def _add_generation(summary: RunSummary, record: dict[str, Any], reason: str | None = None) -> None:
+    """Count generator usage, per-attempt failure reasons and final verdicts of a Synthesized dict (or
+    of the record of a synthesis rejection, whose last attempt holds the verdicts and `reason` the
+    failed check). A record seen before (a kept context that assembly later rejected) counts once."""
+    rid = _record_id(record)
+    if rid is not None:
+        if rid in summary.counted:
+            return
+        summary.counted.add(rid)
     provenance = record.get("provenance") or {}
+    summary.fake_backend |= provenance.get("backend") == "fake"
     usage = summary.usage[str(provenance.get("model", "unknown"))]
     attempts = record.get("attempts") or []
     calls = attempts or [{"usage": provenance.get("usage") or {}}]
@@ -135,10 +151,14 @@ def _add_generation(summary: RunSummary, record: dict[str, Any]) -> None:
         usage.completion_tokens += int(u.get("completion_tokens", 0))
         if attempt.get("reason"):
             summary.attempt_reasons[str(attempt["reason"])] += 1
-    for check, value in (record.get("verdicts") or {}).items():
+    verdicts = record.get("verdicts")
+    if verdicts is None and attempts:
+        verdicts = attempts[-1].get("verdicts")
+    for check, value in (verdicts or {}).items():
         outcome = verdict_outcome(value)
         if outcome is not None:
             summary.verdicts[(check, outcome)] += 1
+    summary.verdicts[("verified", "pass") if reason is None else (f"rejected ({reason})", "fail")] += 1
 
 
 def _add_synth(summary: RunSummary, record: dict[str, Any]) -> None:
@@ -198,10 +218,13 @@ def collect(run_dir: Path) -> RunSummary:
     for stage, rejected in _rejected(run_dir):
         summary.rejections[(str(rejected.get("stage") or stage), str(rejected.get("reason", "unknown")))] += 1
         if "provenance" in (rejected.get("record") or {}):
-            _add_generation(summary, rejected["record"])
+            _add_generation(summary, rejected["record"], str(rejected.get("reason", "unknown")))
     _add_reliance(summary, run_dir)
     _add_cache_hits(summary, run_dir)
-    summary.samples = [_sample_row(d) for d in read_shards(run_dir / stage_folder("assemble"))]
+    for d in read_shards(run_dir / stage_folder("assemble")):
+        summary.samples.append(_sample_row(d))
+        if summary.example is None:
+            summary.example = {k: d.get(k) for k in ("id", "task", "messages", "gold_depth", "n_documents", "tokens")}
     for manifest in sorted((run_dir / stage_folder("export")).glob("*/manifest.json")):
         summary.exports[manifest.parent.name] = json.loads(manifest.read_text())
     words = _find_key(config, ("target_words",))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -30,6 +30,22 @@ def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})
     return buf.getvalue()
+
+
+def _bins(values: list[float], marks: Sequence[float] = (), n: int = 30) -> list[float]:
+    """Histogram edges over the values and the marked lines together (few values: fewer, wider bins),
+    so that a handful of records still gives bars wide enough to see next to a far-away target line."""
+    lo, hi = min([*values, *marks]), max([*values, *marks])
+    if hi == lo:
+        return [lo - 0.5, hi + 0.5]
+    k = min(n, max(8, len(values)))
+    return [lo + i * (hi - lo) / k for i in range(k + 1)]
+
+
+def _rug(ax: object, values: list[float]) -> None:
+    """With few records, one tick per record under the bars: every record is visible."""
+    if len(values) <= 30:
+        ax.plot(values, [0] * len(values), "|", color=RED, markersize=14, clip_on=False)
 
 
 def _barh(counts: Counter, title: str, xlabel: str, color: str | Callable[[str], str] = BLUE,
@@ -56,7 +72,8 @@ def token_lengths(s: RunSummary, prices: dict | None = None) -> bytes | None:
     FigureCanvasAgg(fig)
     left, right = fig.subplots(1, 2)
     targets, totals = zip(*pairs, strict=True)
-    left.hist(totals, bins=30, color=BLUE, edgecolor="white")
+    left.hist(totals, bins=_bins(list(totals), sorted(set(targets))[:8]), color=BLUE, edgecolor="white")
+    _rug(left, list(totals))
     for t in sorted(set(targets))[:8]:
         left.axvline(t, color=GREY, linestyle="--", linewidth=1)
     left.set(xlabel="tokens per sample (dashed: targets)", ylabel="samples", title="Sample length")
@@ -134,7 +151,9 @@ def context_words(s: RunSummary, prices: dict | None = None) -> bytes | None:
     if not s.context_words:
         return None
     fig, ax = _figure()
-    ax.hist(s.context_words, bins=30, color=BLUE, edgecolor="white")
+    ax.hist(s.context_words, bins=_bins(s.context_words, [s.target_words] if s.target_words else []),
+            color=BLUE, edgecolor="white")
+    _rug(ax, s.context_words)
     if s.target_words:
         ax.axvline(s.target_words, color=RED, linestyle="--", label=f"requested ({s.target_words} words)")
         ax.legend(fontsize=8)
@@ -148,7 +167,7 @@ def verdicts(s: RunSummary, prices: dict | None = None) -> bytes | None:
         outcome = label.rsplit(": ", 1)[-1]
         return {"pass": BLUE, "fail": RED}.get(outcome, GREY)
 
-    return _barh(counts, "Verification verdicts (kept and rejected records)", "records", color=outcome_color)
+    return _barh(counts, "Verification verdicts (kept and rejected records)", "records", color=outcome_color, top=30)
 
 
 def reliance(s: RunSummary, prices: dict | None = None) -> bytes | None:
@@ -176,7 +195,9 @@ PLOTS: list[tuple[str, str, Callable[..., bytes | None], str]] = [
     ("per_task.png", "Per-task breakdown", per_task, "How many records of each task survive each stage."),
     ("context_words.png", "Synthesized context length", context_words,
      "Words per synthesized context against the requested length."),
-    ("verdicts.png", "Verification verdicts", verdicts, "Outcome of each verification check."),
+    ("verdicts.png", "Verification verdicts", verdicts,
+     "Outcome of each verification check over every synthesized record, kept and rejected (a rejected record's "
+     "last attempt), and the final result: verified, or rejected with the check that failed."),
     ("reliance.png", "Context reliance", reliance,
      "How much the context raises the answer's log-probability under the scoring model; near or below 0 means "
      "the answer does not depend on the context (see docs/filters.md for what this score can and cannot tell)."),

@@ -22,9 +22,13 @@ ON_ERROR = ("raise", "reject")
 class SeedsConfig:
     """Seed input options.
 
-    source: "jsonl" | "parquet" | "hf_disk" (a `datasets.save_to_disk` folder) | "squad" | "hotpotqa".
-    path: input file or folder of the file sources (relative paths resolve against `base_dir`: the directory ctxsynth runs from).
-    split: which split of a saved DatasetDict (hf_disk only; may be left out when there is one).
+    source: "jsonl" | "parquet" | "hf_disk" (a `datasets.save_to_disk` folder) | "hub" (a Hugging Face
+        Hub dataset id, through `datasets.load_dataset`; ctxsynth.seeds.hub) | "squad" | "hotpotqa".
+    path: input file or folder of the file sources (relative paths resolve against `base_dir`: the
+        directory ctxsynth runs from); the dataset id for "hub".
+    split: which split of a saved DatasetDict (hf_disk: may be left out when there is one; hub: "train"
+        unless set).
+    subset: the configuration of a multi-config Hub dataset (hub only).
     fields: Seed field -> input column; unnamed fields use their own name. Dotted paths reach into
         nested values ("answers.text"; through a list of dicts they collect one value per item).
         id, context, task and meta are optional unless named here, then every record must have them.
@@ -40,6 +44,7 @@ class SeedsConfig:
     source: str = "squad"
     path: str | None = None
     split: str | None = None
+    subset: str | None = None
     fields: dict[str, str] = field(default_factory=dict)
     task: str = ""
     limit: int | None = None
@@ -72,8 +77,10 @@ class SeedsConfig:
                     raise SeedError(f"seeds.{name} is not used by the built-in source {self.source!r}; remove it")
             if self.fields:
                 raise SeedError(f"seeds.fields is not used by the built-in source {self.source!r}; remove it")
-        if self.split is not None and self.source != "hf_disk":
-            raise SeedError(f"seeds.split applies to source 'hf_disk' only, not {self.source!r}; remove it")
+        if self.split is not None and self.source not in ("hf_disk", "hub"):
+            raise SeedError(f"seeds.split applies to sources 'hf_disk' and 'hub' only, not {self.source!r}; remove it")
+        if self.subset is not None and self.source != "hub":
+            raise SeedError(f"seeds.subset applies to source 'hub' only, not {self.source!r}; remove it")
 
     def _validate_fields(self) -> None:
         for name, column in self.fields.items():

@@ -17,7 +17,8 @@ LossNorm = Literal["token", "sequence"]
 
 @dataclass
 class DataConfig:
-    """Where the training rows come from: exported ctxsynth JSONL of {"messages": [...]} rows."""
+    """Where the training rows come from: export folders (runs/<name>/export/<format>) or JSONL /
+    Parquet files of any ctxsynth export shape (messages, prompt/completion, sharegpt; train.sources)."""
 
     train_files: list[str] = field(default_factory=list)
     # general SFT data of the same shape, mixed in (the paper mixes ShareGPT or UltraChat)

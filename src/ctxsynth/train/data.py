@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ctxsynth.errors import ConfigError, InputError
+from ctxsynth.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +36,10 @@ class TokenizedSample:
 
 
 def read_messages(paths: Sequence[str | Path], limit: int | None = None) -> list[list[dict[str, str]]]:
-    """Read {"messages": [...]} rows from JSONL files (plain or .gz), in file order."""
-    from ctxsynth.io import read_user_jsonl
+    """Conversations of export folders and JSONL/Parquet files in any export shape (train.sources)."""
+    from ctxsynth.train.sources import read_conversations
 
-    rows: list[list[dict[str, str]]] = []
-    for path in paths:
-        for line_no, row in read_user_jsonl(Path(path)):
-            messages = row.get("messages") if isinstance(row, dict) else None
-            if not messages or messages[-1].get("role") != "assistant":
-                raise InputError(f"{path}:{line_no}: expected 'messages' ending with an assistant turn")
-            rows.append(messages)
-            if limit is not None and len(rows) >= limit:
-                return rows
-    return rows
+    return read_conversations(paths, limit)
 
 
 def end_of_turn_id(tokenizer: Any, token: str | None = None) -> int:
@@ -83,15 +74,23 @@ def tokenize_chat(messages: Sequence[dict[str, str]], tokenizer: Any, eot_id: in
 def tokenize_all(
     conversations: Iterable[Sequence[dict[str, str]]], tokenizer: Any, eot_id: int, max_length: int
 ) -> tuple[list[TokenizedSample], int]:
-    """Tokenize every conversation; those longer than max_length are dropped and counted."""
+    """Tokenize every conversation; those longer than max_length are dropped and counted (all of them
+    dropped is an error naming the length that would keep them)."""
     kept: list[TokenizedSample] = []
-    dropped = 0
+    dropped = longest = 0
     for messages in conversations:
         sample = tokenize_chat(messages, tokenizer, eot_id)
+        longest = max(longest, len(sample))
         if len(sample) > max_length:
             dropped += 1
             continue
         kept.append(sample)
+    if dropped and not kept:
+        from ctxsynth.train.sources import TrainDataError
+
+        raise TrainDataError(f"all {dropped} samples are longer than data.max_length={max_length} tokens, so "
+                             f"nothing is left to train on; set data.max_length to at least {longest} (the "
+                             "longest sample; the export manifest's training.settings gives a value)")
     if dropped:
         log.warning("dropped %d samples longer than max_length=%d tokens", dropped, max_length)
     return kept, dropped

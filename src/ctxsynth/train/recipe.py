@@ -66,7 +66,12 @@ def load_model(config: TrainConfig) -> Any:
 
 def build_rows(config: TrainConfig, tokenizer: Any) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
     """Read, mix, tokenize and pack the training data; returns rows and counts for the summary."""
+    from ctxsynth.train.sources import TrainDataError
+
     dc = config.data
+    if not dc.train_files:
+        raise TrainDataError("data.train_files is empty: name an export folder, e.g. "
+                             "data.train_files=[runs/quickstart/export/trl_messages]")
     conversations = data.read_messages(dc.train_files, dc.max_samples)
     n_long = len(conversations)
     if dc.general_files:
