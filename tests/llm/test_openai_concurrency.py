@@ -63,6 +63,7 @@ def test_each_call_starts_from_the_full_limit() -> None:
         client.generate(requests(40))
         assert client.concurrency_limit < 8
         server.overload_above = None  # the server recovered
+        server.latency_s = 0.5  # long enough for all 8 to be in flight together on a busy machine
         server.reset_stats()
         client.generate(requests(16, prefix="again"))
         assert server.stats()["max_in_flight"] == 8
