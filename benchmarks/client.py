@@ -18,6 +18,13 @@ previous run). The two clients alternate, the order flipping each round; figures
 
     python benchmarks/client.py                                   # the issue's sizes (~20 min)
     python benchmarks/client.py --n 40 --volume-n 200 --repeats 1 --stall-s 2   # smoke
+    python benchmarks/client.py --pipeline 500    # `ctxsynth run` (seeds + synthesize) instead
+
+`--client-src DIR` imports the ctxsynth client (and, with --pipeline, the CLI) from another
+checkout's src/ (to measure an older version); the server always comes from this checkout.
+With `--pipeline N` the same server (the context-writing responder) serves `ctxsynth run` on N
+seeds, fault-free and with faults: wall time, contexts kept, and the share of wall time with no
+request in flight, measured at the server.
 
 The last line: `client_efficiency: <x> fault_usable: <u>/<n> fault_slowdown: <x>
 overload_vs_ideal: <x> cpu_ratio_20k: <x>` (ctxsynth's figures; cpu_ratio = ctxsynth / SDK CPU per
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import json
 import os
 import resource
@@ -76,10 +84,14 @@ def _ctxsynth(url: str, n: int, concurrency: int, max_tokens: int) -> tuple[int,
     counts = [0, 0]
 
     def count(_: int, result: Any) -> None:
-        counts[0 if result.ok else 1] += 1
+        counts[0 if result.ok and result.finish_reason != "length" else 1] += 1
 
-    backend.stream((ChatRequest(m, SamplingParams(temperature=p["temperature"], max_tokens=p["max_tokens"]))
-                    for m, p in _requests(n, max_tokens)), count)
+    batch = (ChatRequest(m, SamplingParams(temperature=p["temperature"], max_tokens=p["max_tokens"]))
+             for m, p in _requests(n, max_tokens))
+    if hasattr(backend, "stream"):
+        backend.stream(batch, count)
+    else:  # an older ctxsynth (--client-src): one batch
+        backend.generate(list(batch), on_result=count)
     return counts[0], counts[1]
 
 
@@ -96,9 +108,16 @@ def client_main(argv: list[str]) -> None:
     print(json.dumps({"usable": usable, "failed": failed, "wall_s": wall, "cpu_s": cpu, "rss_mb": rss_mb}))
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _env(src: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": src}
+
+
 def _server(args: argparse.Namespace, latency: float, extra: list[str]) -> tuple[subprocess.Popen, str]:
     cmd = [sys.executable, "-m", "ctxsynth.testing.openai_server", "--port", "0", "--latency", str(latency), *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=_env(os.path.join(ROOT, "src")))
     line = proc.stdout.readline() if proc.stdout else ""
     if not line.startswith("serving "):
         proc.kill()
@@ -110,9 +129,9 @@ def run_once(args: argparse.Namespace, kind: str, n: int, latency: float, extra:
     server, url = _server(args, latency, extra)
     try:
         out = subprocess.run([sys.executable, __file__, "_client", kind, url, str(n), str(args.concurrency),
-                              str(args.max_tokens)], capture_output=True, text=True, check=True)
-        with urllib.request.urlopen(url.removesuffix("/v1") + "/_stats", timeout=10) as resp:
-            stats = json.load(resp)
+                              str(args.max_tokens)], capture_output=True, text=True, check=True,
+                             env=_env(args.client_src))
+        stats = _stats(url)
     finally:
         server.kill()
         server.wait()
@@ -120,6 +139,67 @@ def run_once(args: argparse.Namespace, kind: str, n: int, latency: float, extra:
     row.update(server_hits=stats["hits"], server_max_in_flight=stats["max_in_flight"],
                server_429=stats["outcomes"].get("http_429", 0))
     return row
+
+
+def _stats(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url.removesuffix("/v1") + "/_stats", timeout=10) as resp:
+        return json.load(resp)
+
+
+def pipeline_once(args: argparse.Namespace, tmp: str, extra: list[str], label: str) -> dict[str, Any]:
+    """`ctxsynth run` (seeds + synthesize) on args.pipeline seeds against a fresh server."""
+    import yaml
+
+    seeds = os.path.join(tmp, "seeds.jsonl")
+    with open(seeds, "w") as f:
+        for i in range(args.pipeline):
+            f.write(json.dumps({"id": f"q{i}", "instruction": f"Which harbour did captain number {i} sail from?",
+                                "answer": f"Port Ilvar {i}", "task": "single_doc_qa"}) + "\n")
+    server, url = _server(args, args.latency, ["--responder", "context", *extra])
+    config = {"name": label, "out_dir": os.path.join(tmp, "runs"), "shards": 1, "stages": ["seeds", "synthesize"],
+              "seeds": {"source": "jsonl", "path": seeds}, "synth": {"target_words": 120},
+              "llm": {"backend": "openai", "model": "m", "max_tokens": 1024,
+                      "options": {"base_url": url, "max_concurrency": args.concurrency}}}
+    path = os.path.join(tmp, f"{label}.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(config, f)
+    try:
+        start, cpu0 = time.perf_counter(), os.times()
+        subprocess.run([sys.executable, "-m", "ctxsynth.cli", "run", path], capture_output=True, text=True,
+                       check=True, env=_env(args.client_src))
+        wall, cpu1 = time.perf_counter() - start, os.times()
+        stats = _stats(url)
+    finally:
+        server.kill()
+        server.wait()
+    with gzip.open(os.path.join(tmp, "runs", label, "synth", "shard-00000.jsonl.gz"), "rt") as f:
+        kept = sum(1 for _ in f)
+    return {"wall_s": wall, "kept": kept, "hits": stats["hits"], "idle_share": stats["idle_share"],
+            "server_busy_s": stats["busy_span_s"], "cpu_s": cpu1.children_user + cpu1.children_system
+            - cpu0.children_user - cpu0.children_system}
+
+
+def pipeline(args: argparse.Namespace) -> None:
+    import tempfile
+
+    faults = ["--fault-rate", str(args.fault_rate), "--fault-seed", str(args.fault_seed), "--stall-s", str(args.stall_s)]
+    rows: dict[str, list[dict[str, Any]]] = {"fault-free": [], f"faults {args.fault_rate:.0%}": []}
+    for r in range(args.repeats):
+        for (name, extra) in zip(rows, ([], faults), strict=True):
+            with tempfile.TemporaryDirectory() as tmp:
+                rows[name].append(pipeline_once(args, tmp, extra, f"p{r}"))
+            print(f"  pipeline {name} round {r + 1}: {json.dumps(rows[name][-1])}", file=sys.stderr, flush=True)
+    ideal = args.pipeline / (args.concurrency / args.latency)
+    print(f"ctxsynth run (seeds + synthesize), {args.pipeline} seeds, C={args.concurrency}, latency {args.latency}s, "
+          f"ideal {ideal:.1f}s; medians of {args.repeats}")
+    print(f"{'scenario':<14}{'wall s':>8}{'x ideal':>9}{'kept':>6}{'hits':>6}{'idle share':>12}{'CPU s':>8}")
+    med = {k: {f: statistics.median(row[f] for row in v) for f in v[0]} for k, v in rows.items()}
+    for name, m in med.items():
+        print(f"{name:<14}{m['wall_s']:>8.1f}{m['wall_s'] / ideal:>9.2f}{m['kept']:>6.0f}{m['hits']:>6.0f}"
+              f"{m['idle_share']:>12.3f}{m['cpu_s']:>8.1f}")
+    free, flt = med.values()
+    print(f"pipeline_idle_share: {free['idle_share']:.3f} pipeline_fault_slowdown: {flt['wall_s'] / free['wall_s']:.2f} "
+          f"pipeline_kept_faults: {flt['kept']:.0f}/{args.pipeline}")
 
 
 def scenario(args: argparse.Namespace, name: str, n: int, latency: float, extra: list[str]) -> dict[str, dict[str, float]]:
@@ -149,7 +229,12 @@ def main() -> None:
     p.add_argument("--volume-latency", type=float, default=0.05)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", help="also write all figures to this file")
+    p.add_argument("--client-src", default=os.path.join(ROOT, "src"), help="the src/ the ctxsynth client comes from")
+    p.add_argument("--pipeline", type=int, default=0, help="run `ctxsynth run` on this many seeds instead")
     args = p.parse_args()
+    if args.pipeline:
+        pipeline(args)
+        return
     faults = ["--fault-rate", str(args.fault_rate), "--fault-seed", str(args.fault_seed), "--stall-s", str(args.stall_s)]
     res = {
         "free": scenario(args, "fault-free", args.n, args.latency, []),

@@ -208,6 +208,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 1024  # the default listen backlog of 5 drops SYNs: connections wait 1 s to retry
     app: OpenAIServer
 
 
