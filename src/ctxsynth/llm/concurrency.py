@@ -25,16 +25,23 @@ most the one waiter it hands its slot to (no wake-everyone condition).
 `stall_after()` seconds an attempt gives its slot back (it keeps waiting, but no longer blocks
 other requests), after `deadline()` it is abandoned and retried. Both start at the configured
 timeout and tighten only once enough replies have been seen, so slow-but-steady servers (a long
-generation on a real model) keep their full timeout.
+generation on a real model) keep their full timeout; a request abandoned once gets a doubled
+deadline next time, so a reply that is slow rather than stuck is not retried for ever.
+
+`parse_retry_after` and `backoff_delay` say how long a retry waits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
 import math
+import random
 import time
 from collections import deque
+from collections.abc import Mapping
+from datetime import timezone
 
 log = logging.getLogger(__name__)
 
@@ -160,3 +167,39 @@ class LatencyTracker:
         same request, so a request that is slow rather than stuck gets its full timeout in the end."""
         base = max(self.deadline_floor_s, self.deadline_factor * self._p99)
         return min(self.timeout_s, base * 2 ** escalation)
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds to wait from `retry-after-ms`, or `Retry-After` as seconds or an HTTP date."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = lowered.get(name)
+        if not value:
+            continue
+        try:
+            seconds = float(value) / scale
+        except ValueError:
+            seconds = _seconds_until_http_date(value, now) if scale == 1.0 else None
+        if seconds is not None and math.isfinite(seconds):
+            return max(0.0, seconds)
+    return None
+
+
+def _seconds_until_http_date(value: str, now: float) -> float | None:
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp() - now
+
+
+def backoff_delay(attempt: int, base_s: float, max_s: float, retry_after: float | None, rng: random.Random) -> float:
+    """The server's Retry-After when given (capped at `max_s`), else exponential backoff with full
+    jitter: uniform(0, min(max_s, base_s * 2 ** (attempt - 1)))."""
+    if retry_after is not None:
+        return min(retry_after, max_s)
+    return rng.uniform(0.0, min(max_s, base_s * 2 ** (attempt - 1)))

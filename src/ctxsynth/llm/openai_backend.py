@@ -30,22 +30,19 @@ error text. A local server without the variable set gets a placeholder key.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
-import math
 import os
 import random
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timezone
 from typing import Any
 from urllib.parse import urlsplit
 
 from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, RequestQueue, ResultCallback, as_queue
-from ctxsynth.llm.concurrency import ConcurrencyController, LatencyTracker
+from ctxsynth.llm.concurrency import ConcurrencyController, LatencyTracker, backoff_delay, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -76,42 +73,6 @@ class _Run:
     on_result: ResultCallback
     key: str
     stalled: int = 0  # attempts that gave their slot back and still wait for a reply
-
-
-def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
-    """Seconds to wait from `retry-after-ms`, or `Retry-After` as seconds or an HTTP date."""
-    lowered = {k.lower(): v for k, v in headers.items()}
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = lowered.get(name)
-        if not value:
-            continue
-        try:
-            seconds = float(value) / scale
-        except ValueError:
-            seconds = _seconds_until_http_date(value, now) if scale == 1.0 else None
-        if seconds is not None and math.isfinite(seconds):
-            return max(0.0, seconds)
-    return None
-
-
-def _seconds_until_http_date(value: str, now: float) -> float | None:
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.timestamp() - now
-
-
-def backoff_delay(attempt: int, base_s: float, max_s: float, retry_after: float | None, rng: random.Random) -> float:
-    """The server's Retry-After when given (capped at `max_s`), else exponential backoff with full
-    jitter: uniform(0, min(max_s, base_s * 2 ** (attempt - 1)))."""
-    if retry_after is not None:
-        return min(retry_after, max_s)
-    return rng.uniform(0.0, min(max_s, base_s * 2 ** (attempt - 1)))
 
 
 def _is_local(base_url: str | None) -> bool:
