@@ -184,3 +184,14 @@ def test_latency_thresholds_start_at_the_timeout_and_tighten_with_evidence(
         tracker.observe(seconds)
     assert tracker.stall_after() == stall and tracker.deadline() == deadline
     assert tracker.deadline(escalation=10) == 120.0
+
+
+def test_an_exception_in_the_callback_stops_the_call_and_reaches_the_caller() -> None:
+    def on_result(i: int, result: ChatResult) -> None:
+        if i == 3:
+            raise RuntimeError("writer failed")
+
+    with OpenAIServer(latency_s=0.01) as server:
+        with pytest.raises(RuntimeError, match="writer failed"):
+            backend(server, max_concurrency=2).stream(requests(50), on_result)
+        assert server.hits < 50

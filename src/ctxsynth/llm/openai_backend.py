@@ -197,13 +197,19 @@ class OpenAIBackend(Backend):
         finished = asyncio.Event()
         counts = {"requests": 0, "failed": 0, "retries": 0}
 
+        errors: list[BaseException] = []
+
         def done(task: asyncio.Task[ChatResult]) -> None:
             alive.discard(task)
             finished.set()
-            if not task.cancelled() and task.exception() is None:
-                result = task.result()
-                counts["failed"] += not result.ok
-                counts["retries"] += result.attempts - 1
+            if task.cancelled():
+                return
+            if (error := task.exception()) is not None:
+                errors.append(error)
+                return
+            result = task.result()
+            counts["failed"] += not result.ok
+            counts["retries"] += result.attempts - 1
 
         try:
             while True:
@@ -216,8 +222,8 @@ class OpenAIBackend(Backend):
                     break
                 finished.clear()
                 await finished.wait()
-                for task in [t for t in alive if t.done()]:
-                    task.result()  # an exception from on_result stops the call
+                if errors:
+                    raise errors[0]  # from on_result: stops the call
         finally:
             for task in alive:
                 task.cancel()
