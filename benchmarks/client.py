@@ -202,10 +202,11 @@ def pipeline(args: argparse.Namespace) -> None:
           f"pipeline_kept_faults: {flt['kept']:.0f}/{args.pipeline}")
 
 
-def scenario(args: argparse.Namespace, name: str, n: int, latency: float, extra: list[str]) -> dict[str, dict[str, float]]:
+def scenario(args: argparse.Namespace, name: str, n: int, latency: float, extra: list[str],
+             repeats: int | None = None) -> dict[str, dict[str, float]]:
     """Medians per client over alternating rounds."""
     rows: dict[str, list[dict[str, Any]]] = {k: [] for k in CLIENTS}
-    for r in range(args.repeats):
+    for r in range(repeats or args.repeats):
         for kind in CLIENTS if r % 2 == 0 else CLIENTS[::-1]:
             rows[kind].append(run_once(args, kind, n, latency, extra))
             print(f"  {name} round {r + 1} {kind}: {json.dumps(rows[kind][-1])}", file=sys.stderr, flush=True)
@@ -228,6 +229,7 @@ def main() -> None:
     p.add_argument("--volume-n", type=int, default=20000)
     p.add_argument("--volume-latency", type=float, default=0.05)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--volume-repeats", type=int, default=None, help="rounds for the volume scenarios (default --repeats)")
     p.add_argument("--json", help="also write all figures to this file")
     p.add_argument("--client-src", default=os.path.join(ROOT, "src"), help="the src/ the ctxsynth client comes from")
     p.add_argument("--pipeline", type=int, default=0, help="run `ctxsynth run` on this many seeds instead")
@@ -240,8 +242,8 @@ def main() -> None:
         "free": scenario(args, "fault-free", args.n, args.latency, []),
         "faults": scenario(args, "faults", args.n, args.latency, faults),
         "overload": scenario(args, "overload", args.n, args.latency, ["--overload-above", str(args.overload_above)]),
-        "volume": scenario(args, "volume", args.volume_n, args.volume_latency, []),
-        "volume_quarter": scenario(args, "volume/4", args.volume_n // 4, args.volume_latency, []),
+        "volume": scenario(args, "volume", args.volume_n, args.volume_latency, [], args.volume_repeats),
+        "volume_quarter": scenario(args, "volume/4", args.volume_n // 4, args.volume_latency, [], args.volume_repeats),
     }
     report(args, res)
 
