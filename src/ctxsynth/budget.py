@@ -47,7 +47,11 @@ def model_price(prices: dict[str, Any], model: str) -> dict[str, float]:
 
 
 class BudgetedBackend(Backend):
-    """Stops generation when the run's spend (kept in `ledger`) reaches `limit_usd`."""
+    """Stops generation when the run's spend (kept in `ledger`) reaches `limit_usd`.
+
+    It keeps the base class's round-by-round `stream` on purpose: requests go out in chunks of
+    `chunk` and the spend is checked before each, so at most one chunk passes the limit (a
+    streaming backend may take requests ahead of sending them, past any check at take time)."""
 
     def __init__(self, inner: Backend, limit_usd: float, price: dict[str, float], ledger: Path,
                  chunk: int = 16) -> None:

@@ -36,7 +36,7 @@ def test_two_requests_come_back_in_order_with_callbacks_and_usage(backend: Trans
     seen: list[int] = []
     results = backend.generate([long_first, short], on_result=lambda i, r: seen.append(i))
     assert sorted(seen) == [0, 1]
-    assert all(r.ok and r.text for r in results)
+    assert all(r.answered and r.text for r in results)
     prompt_lens = [len(backend.encode_prompt(r)) for r in (long_first, short)]
     assert [r.usage["prompt_tokens"] for r in results] == prompt_lens
     assert prompt_lens[0] > prompt_lens[1]  # sorted by length internally, yet returned in request order
@@ -50,7 +50,7 @@ def test_seeded_sample_is_the_same_alone_and_inside_a_padded_batch(backend: Tran
     alone = backend.generate([ask(lighthouse, seed=42)])[0]
     batched = backend.generate([ask("Hi", seed=1), ask(lighthouse, seed=42), ask(jupiter, seed=2),
                                 ask(lighthouse, seed=43)])
-    assert alone.ok and batched[1].text == alone.text
+    assert alone.answered and batched[1].text == alone.text
     assert batched[1].usage == alone.usage
     assert batched[3].text != alone.text  # another seed, another sample
 
@@ -87,7 +87,7 @@ def test_a_failing_batch_only_fails_its_bad_request(backend: TransformersBackend
     faulty._model, faulty._tokenizer = backend._model, backend._tokenizer  # share the loaded weights
     good = [ask("Say hello.", max_tokens=4, seed=5), ask("Say goodbye now.", max_tokens=4, seed=6)]
     results = faulty.generate([good[0], ask("BOOM please", max_tokens=4), good[1]])
-    assert [r.ok for r in results] == [True, False, True]
+    assert [r.answered for r in results] == [True, False, True]
     assert "injected failure" in (results[1].error or "")
     assert [r.text for r in results[::2]] == [r.text for r in backend.generate(good)]
 
@@ -96,8 +96,8 @@ def test_a_prompt_over_the_input_limit_fails_alone(backend: TransformersBackend)
     limited = TransformersBackend(device="cpu", max_input_tokens=40)
     limited._model, limited._tokenizer = backend._model, backend._tokenizer
     results = limited.generate([ask("Hi", max_tokens=2), ask("word " * 60, max_tokens=2)])
-    assert results[0].ok
-    assert not results[1].ok and "more than the limit of 40" in (results[1].error or "")
+    assert results[0].answered
+    assert not results[1].answered and "more than the limit of 40" in (results[1].error or "")
 
 
 def test_identity_is_portable_and_tracks_the_config(tmp_path: Path) -> None:
@@ -160,7 +160,7 @@ def test_out_of_memory_halves_the_batch_and_keeps_every_result(backend: Transfor
     small._model, small._tokenizer, small.seen = backend._model, backend._tokenizer, []
     asks = [ask(f"Count to {n}.", max_tokens=4, seed=n) for n in range(7)]
     results = small.generate(asks)
-    assert all(r.ok for r in results)
+    assert all(r.answered for r in results)
     assert [r.text for r in results] == [r.text for r in backend.generate(asks)]
     assert small.batch_size == 2
     assert small.seen == [5, 3, 2, 1, 2, 2]  # 5 -> 3 -> 2 + 1, then 2, 2 with the lowered size
@@ -170,4 +170,4 @@ def test_out_of_memory_with_one_row_fails_that_request_alone(backend: Transforme
     small = SmallMemoryBackend(device="cpu", batch_size=2)
     small._model, small._tokenizer, small.seen, small.fits = backend._model, backend._tokenizer, [], 0
     results = small.generate([ask("Hi", max_tokens=2)])
-    assert not results[0].ok and "out of memory with batch 1" in (results[0].error or "")
+    assert not results[0].answered and "out of memory with batch 1" in (results[0].error or "")

@@ -79,3 +79,54 @@ def test_a_match_limits_an_injection_to_matching_requests() -> None:
         server.inject(Fault.http_error(500), times=2, match=lambda b: b["messages"][0]["content"] == "b")
         codes = [post(server.url, chat(t))[0] for t in ("a", "b", "a", "b", "b")]
     assert codes == [200, 500, 200, 500, 200]
+
+
+def test_random_faults_are_a_function_of_seed_request_and_attempt_in_equal_shares() -> None:
+    from collections import Counter
+
+    from ctxsynth.testing.scripting import FAULT_KINDS, random_faults
+
+    rule, again, other = random_faults(0.2, seed=1), random_faults(0.2, seed=1), random_faults(0.2, seed=2)
+    hits = [Hit(f"key{i}", n, 0, {}) for i in range(5000) for n in (1, 2)]
+    drawn = [rule(h) for h in hits]
+    assert drawn == [again(h) for h in reversed(hits)][::-1]  # arrival order does not matter
+    assert drawn != [other(h) for h in hits]
+    kinds = Counter("stall" if f.kind == "stall" else f.kind if f.kind != "status" else f"http_{f.status}"
+                    for f in drawn if f is not None)
+    assert 0.18 < sum(kinds.values()) / len(hits) < 0.22
+    assert set(kinds) == {"http_429", "http_500", "stall", "malformed", "truncated"} and len(FAULT_KINDS) == 5
+    assert max(kinds.values()) / min(kinds.values()) < 1.25
+    assert all(f.seconds == 30.0 for f in drawn if f is not None and f.kind == "stall")
+
+
+def test_overload_above_refuses_at_once_and_stats_measure_idle_time() -> None:
+    import threading
+    import time
+
+    with OpenAIServer(latency_s=0.3, overload_above=1) as server:
+        out: list[int] = []
+        workers = [threading.Thread(target=lambda i=i: out.append(post(server.url, chat(f"q{i}"))[0])) for i in range(3)]
+        for w in workers:
+            w.start()
+            time.sleep(0.05)
+        for w in workers:
+            w.join()
+        time.sleep(0.2)
+        post(server.url, chat("after a pause"))
+        stats = server.stats()
+    assert sorted(out) == [200, 429, 429]
+    assert stats["hits"] == 4 and stats["outcomes"] == {"ok": 2, "http_429": 2}
+    assert 0.15 < stats["idle_s"] < 0.6 and 0.0 < stats["idle_share"] < 0.6
+
+
+def test_the_cli_serves_faults_and_its_stats_from_another_process() -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "ctxsynth.testing.openai_server", "--port", "0",
+                             "--fault-rate", "1", "--fault-kinds", "server_error"], stdout=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().split()[1]  # type: ignore[union-attr]
+        assert post(url, chat("x"))[0] == 500
+        with urllib.request.urlopen(url.removesuffix("/v1") + "/_stats", timeout=5) as reply:
+            assert json.loads(reply.read())["outcomes"] == {"http_500": 1}
+    finally:
+        proc.kill()
+        proc.wait()

@@ -87,7 +87,7 @@ def _prediction_row(item: EvalItem, fitted: FittedPrompt | None, result: ChatRes
         "metric": item.metric,
         "prediction": text,
         "references": list(item.answers),
-        "score": metrics.score(item.metric, scored, item.answers, item.meta) if result.ok else 0.0,
+        "score": metrics.score(item.metric, scored, item.answers, item.meta) if result.answered else 0.0,  # a reply cut at max_new_tokens is scored as is
         "prompt_tokens": fitted.prompt_tokens if fitted else result.usage.get("prompt_tokens"),
         "truncated_tokens": fitted.truncated_tokens if fitted else 0,
         "backend_prompt_tokens": result.usage.get("prompt_tokens"),  # as the backend counted them

@@ -74,7 +74,7 @@ class ClosedBookFilter:
         verdicts = [Verdict.kept("yes/no or given-choice answer: not probed", probed=False) for _ in seeds]
         judged: list[tuple[int, str]] = []
         for i, result in zip(probed, results, strict=True):
-            if not result.ok:
+            if not result.answered:
                 verdicts[i] = Verdict.kept(f"probe request failed: {result.error}", probed=False)
                 continue
             prediction = clean_prediction(result.text or "")
@@ -102,7 +102,7 @@ class ClosedBookFilter:
                                 id=seeds[i].id) for i, p in judged]
         out = []
         for result in self.backend.generate(requests) if requests else []:
-            found = _MATCH.search(result.text or "") if result.ok else None
+            found = _MATCH.search(result.text or "") if result.answered else None
             out.append(found is not None and found.group(1).upper() == "MATCH")
         return out
 

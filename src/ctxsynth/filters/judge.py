@@ -72,7 +72,7 @@ class JudgeFilter:
         requests = [self._request(items[i]) for i in asked]  # type: ignore[arg-type]
         verdicts = [Verdict.kept("no context to judge", judged=False) for _ in items]
         for i, result in zip(asked, self.backend.generate(requests) if requests else [], strict=True):
-            if not result.ok:
+            if not result.answered:
                 verdicts[i] = Verdict.kept(f"judge request failed: {result.error}", judged=False)
                 continue
             verdicts[i] = self._verdict(parse_judgement(result.text or ""))

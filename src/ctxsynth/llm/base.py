@@ -3,6 +3,17 @@
 A backend implements one method, `generate`, over a batch of requests. It never raises for a
 single failed request: the failure comes back as a `ChatResult` with `error` set, so a batch
 always ends with one result per request (nothing lost, nothing duplicated).
+
+`stream` is the bounded-memory form: requests are taken lazily from an iterable or a
+`RequestQueue` (to which `on_result` may push follow-up requests, e.g. a regeneration), and each
+result goes only to the callback, so nothing per request is kept after its callback returned.
+The default `stream` sends what is queued in rounds through `generate` (right for batch backends);
+the `openai` backend streams natively.
+
+A result is `ok` only when it is a complete answer: a reply cut at the token budget
+(finish_reason "length") is `answered` but not `ok`, with `failure` "truncated". `failure` names the
+kind of every other failure too, and `infrastructure` tells an endpoint problem (auth, unknown model,
+outage, rate limit) from a problem with the request or its content.
 """
 
 from __future__ import annotations
@@ -10,9 +21,24 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
+
+# ChatResult.failure kinds. The first four are the endpoint's problem (retrying the request later,
+# elsewhere or with another key may work); the others belong to the request or its reply.
+INFRASTRUCTURE_FAILURES = frozenset({
+    "auth",  # 401/403: the key is refused
+    "not_found",  # 404: unknown model or route
+    "outage",  # connection refused/dropped, timeouts, 5xx or undecodable replies after all retries
+    "rate_limit",  # 429 after all retries
+})
+CONTENT_FAILURES = frozenset({
+    "truncated",  # answered, but cut at the token budget (finish_reason "length")
+    "rejected",  # another 4xx: the request itself was refused (too long, bad field, content policy)
+    "error",  # anything else (a client-side exception, a local backend's own error)
+})
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": str}
 # A request of one message with this role is plain text for the model: no chat template, the
@@ -46,13 +72,59 @@ class ChatResult:
     error: str | None = None  # why the request failed after all retries
     cached: bool = False
     attempts: int = 1  # HTTP attempts (retries included)
+    failure: str | None = None  # None when ok, else one of INFRASTRUCTURE_FAILURES | CONTENT_FAILURES
+
+    def __post_init__(self) -> None:
+        if self.failure is None and not self.ok:
+            self.failure = "truncated" if self.answered else "error"
+
+    @property
+    def answered(self) -> bool:
+        """The endpoint replied with text (complete or cut at the token budget)."""
+        return self.error is None and self.text is not None
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.text is not None
+        """A complete answer: replied, and not cut at the token budget."""
+        return self.answered and self.finish_reason != "length"
+
+    @property
+    def infrastructure(self) -> bool:
+        """The failure is the endpoint's (auth, unknown model, outage, rate limit), not the request's."""
+        return self.failure in INFRASTRUCTURE_FAILURES
 
 
 ResultCallback = Callable[[int, ChatResult], None]
+
+
+class RequestQueue:
+    """Requests for `Backend.stream`: taken lazily from `requests`, plus any `push`ed while results
+    arrive (pushed ones go first). Each request gets the index of the order it was taken in."""
+
+    def __init__(self, requests: Iterable[ChatRequest] = ()) -> None:
+        self._source = iter(requests)
+        self._pushed: deque[ChatRequest] = deque()
+        self.taken = 0
+
+    def push(self, request: ChatRequest) -> None:
+        self._pushed.append(request)
+
+    def take(self) -> tuple[int, ChatRequest] | None:
+        """The next (index, request), or None when nothing is queued right now."""
+        if self._pushed:
+            request = self._pushed.popleft()
+        else:
+            nxt = next(self._source, None)
+            if nxt is None:
+                return None
+            request = nxt
+        index = self.taken
+        self.taken += 1
+        return index, request
+
+
+def as_queue(requests: Iterable[ChatRequest] | RequestQueue) -> RequestQueue:
+    return requests if isinstance(requests, RequestQueue) else RequestQueue(requests)
 
 
 class Backend(ABC):
@@ -78,6 +150,27 @@ class Backend(ABC):
     def generate(self, requests: Sequence[ChatRequest], on_result: ResultCallback | None = None) -> list[ChatResult]:
         """Answer every request, in order. `on_result(i, result)` is called as soon as request i
         is finished (the cache uses it to persist results one by one)."""
+
+    def stream(self, requests: Iterable[ChatRequest] | RequestQueue, on_result: ResultCallback) -> None:
+        """Answer requests as they are queued, each result to `on_result(index, result)` only.
+        This default sends everything queued at once through `generate`, round after round, until
+        the callbacks push no more."""
+        queue = as_queue(requests)
+        while True:
+            batch = []
+            while (item := queue.take()) is not None:
+                batch.append(item)
+            if not batch:
+                return
+            delivered: set[int] = set()
+
+            def deliver(j: int, result: ChatResult, batch: list = batch, delivered: set = delivered) -> None:
+                if j not in delivered:
+                    delivered.add(j)
+                    on_result(batch[j][0], result)
+
+            for j, result in enumerate(self.generate([r for _, r in batch], on_result=deliver)):
+                deliver(j, result)
 
     def identity(self) -> dict[str, Any]:
         """What distinguishes this backend's outputs in the cache key (never secrets)."""

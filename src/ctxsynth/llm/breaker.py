@@ -10,11 +10,11 @@ cache (the cache sits above the breaker), so the rerun sends only what is still 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ctxsynth.errors import BackendUnavailable
-from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, ResultCallback
+from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, RequestQueue, ResultCallback
 from ctxsynth.llm.failures import INFRASTRUCTURE, failure_kind, status_of
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,16 @@ class CircuitBreaker(Backend):
             if i not in seen:
                 watch(i, result)
         return results
+
+    def stream(self, requests: Iterable[ChatRequest] | RequestQueue, on_result: ResultCallback) -> None:
+        """Streams through the inner backend, counting each result as it arrives (a trip raises out
+        of the callback, which stops the stream)."""
+
+        def watch(i: int, result: ChatResult) -> None:
+            self.observe(result)
+            on_result(i, result)
+
+        self.inner.stream(requests, watch)
 
     def close(self) -> None:
         self.inner.close()

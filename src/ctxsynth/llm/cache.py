@@ -2,7 +2,8 @@
 
 Each finished request is committed as soon as it arrives (WAL mode), so a kill -9 at any moment
 loses nothing already received, and a rerun repeats no finished request. Failed requests are not
-cached: a rerun tries them again.
+cached: a rerun tries them again. Answers cut at the token budget are cached (the same request
+gets the same cut), so a resumed run does not pay for them twice.
 """
 
 from __future__ import annotations
@@ -11,10 +12,18 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, ResultCallback, request_key
+from ctxsynth.llm.base import (
+    Backend,
+    ChatRequest,
+    ChatResult,
+    RequestQueue,
+    ResultCallback,
+    as_queue,
+    request_key,
+)
 from ctxsynth.sqlite_store import SqliteStore
 
 log = logging.getLogger(__name__)
@@ -62,40 +71,56 @@ class CachedBackend(Backend):
         return self.inner.identity()
 
     def generate(self, requests: Sequence[ChatRequest], on_result: ResultCallback | None = None) -> list[ChatResult]:
-        identity = self.inner.identity()
-        keys = [request_key(identity, r) for r in requests]
         results: list[ChatResult | None] = [None] * len(requests)
-        waiting: dict[str, list[int]] = {}  # key -> positions; identical requests are sent once
-        for i, key in enumerate(keys):
-            if key in waiting:
-                waiting[key].append(i)
-                continue
-            hit = self.cache.get(key)
-            if hit is None:
-                waiting[key] = [i]
-            else:
-                results[i] = hit
-                if on_result:
-                    on_result(i, hit)
-        if waiting:
-            sent = list(waiting)
-            log.info("cache: %d hits, %d requests to send", len(requests) - len(sent), len(sent))
 
-            def store(j: int, result: ChatResult) -> None:
-                positions = waiting[sent[j]]
-                if results[positions[0]] is not None:  # already stored through the callback
-                    return
-                if result.ok:
-                    self.cache.put(sent[j], identity, result)
-                for n, i in enumerate(positions):
-                    results[i] = result if n == 0 else dataclasses.replace(result)
-                    if on_result:
-                        on_result(i, results[i])  # type: ignore[arg-type]
+        def collect(i: int, result: ChatResult) -> None:
+            results[i] = result
+            if on_result:
+                on_result(i, result)
 
-            returned = self.inner.generate([requests[waiting[k][0]] for k in sent], on_result=store)
-            for j, result in enumerate(returned):  # backends that do not call back still get cached
-                store(j, result)
+        self.stream(requests, collect)
         return [r if r is not None else ChatResult(None, None, error="backend returned no result") for r in results]
+
+    def stream(self, requests: Iterable[ChatRequest] | RequestQueue, on_result: ResultCallback) -> None:
+        """Hits go to `on_result` as they are taken; misses stream through the inner backend and
+        are stored as they arrive. Identical requests in flight together are sent once; only the
+        requests in flight are remembered, so memory does not grow with the number of requests."""
+        outer = as_queue(requests)
+        identity = self.inner.identity()
+        waiting: dict[str, list[int]] = {}  # key in flight -> outer positions
+        keys: dict[int, str] = {}  # inner index -> key
+        counts = {"hits": 0, "sent": 0}
+        cache = self.cache
+
+        class Misses(RequestQueue):
+            def take(self) -> tuple[int, ChatRequest] | None:
+                while (item := outer.take()) is not None:
+                    i, request = item
+                    key = request_key(identity, request)
+                    if key in waiting:
+                        waiting[key].append(i)
+                        continue
+                    hit = cache.get(key)
+                    if hit is not None:
+                        counts["hits"] += 1
+                        on_result(i, hit)
+                        continue
+                    waiting[key] = [i]
+                    keys[self.taken] = key
+                    counts["sent"] += 1
+                    self.taken += 1
+                    return self.taken - 1, request
+                return None
+
+        def store(j: int, result: ChatResult) -> None:
+            key = keys.pop(j)
+            if result.answered:  # truncated replies too: the same request gets the same cut reply
+                cache.put(key, identity, result)
+            for n, i in enumerate(waiting.pop(key)):
+                on_result(i, result if n == 0 else dataclasses.replace(result))
+
+        self.inner.stream(Misses(), store)
+        log.info("cache: %d hits, %d requests sent", counts["hits"], counts["sent"])
 
     def close(self) -> None:
         self.inner.close()

@@ -5,17 +5,18 @@ rate limits that outlasted every retry) are never final: the stage that saw one 
 marking its shard complete, so rerunning the same command sends exactly those requests again. A
 content failure (a 400 for this prompt, a reply that fails its checks) is the request's own answer.
 
-`failure_kind` reads `ChatResult.failure_kind` when the backend sets it, and otherwise classifies
-the error text the backends write today (`http_<status>...`, `connection_error`, `timeout`, ...).
+`failure_kind` reads the kind a backend declares on `ChatResult.failure` (the openai backends
+declare every one); a generic "error" (local backends, older callers) is classified from the error
+text (`http_<status>...`, `connection_error`, `timeout`, ...).
 """
 
 from __future__ import annotations
 
 import re
 
-from ctxsynth.llm.base import ChatResult
+from ctxsynth.llm.base import INFRASTRUCTURE_FAILURES, ChatResult
 
-INFRASTRUCTURE = ("auth", "not_found", "rate_limit", "outage")
+INFRASTRUCTURE = tuple(sorted(INFRASTRUCTURE_FAILURES))
 _STATUS = re.compile(r"^http_(\d{3})")
 _OUTAGE_PREFIXES = ("connection_error", "timeout", "malformed_response", "backend returned no result", "batch:")
 
@@ -24,9 +25,10 @@ def failure_kind(result: ChatResult) -> str | None:
     """None for a success; "auth" | "not_found" | "rate_limit" | "outage" (infrastructure) or "content"."""
     if result.ok:
         return None
-    declared = getattr(result, "failure_kind", None)
-    if isinstance(declared, str) and declared:
-        return declared
+    if result.failure in INFRASTRUCTURE_FAILURES:
+        return result.failure
+    if result.failure in ("truncated", "rejected"):
+        return "content"
     return classify_error(result.error or "")
 
 

@@ -3,9 +3,24 @@
 Requests go out concurrently through the official async client with its own retries switched
 off, because retrying is done here where it can be counted and shaped: exponential backoff with
 full jitter, Retry-After honoured (seconds, HTTP date or retry-after-ms), retries on 429, 408,
-409, 5xx, timeouts, dropped connections and undecodable replies, and an adaptive concurrency
-limit that halves on 429 and grows back by one slot per window of successes. Every request ends
-as a `ChatResult`, answered or failed with a short reason; a batch never raises for one request.
+409, 5xx, timeouts, dropped connections and undecodable replies. Every request ends as a
+`ChatResult`, answered or failed with a short reason and a `failure` kind; a batch never raises
+for one request.
+
+Concurrency (see `ctxsynth.llm.concurrency`): each call starts at `max_concurrency`; the limit is
+cut only when a large share of a window of replies are 429s (an overloaded server), not on each
+429; it grows back with clean windows, which also close on time. An attempt slower than a few
+times the observed p95 latency gives its slot back (it keeps waiting; at most `max_concurrency`
+such attempts), and one slower than the observed p99 times eight (at least 5 s, at most
+`timeout_s`) is abandoned and retried with a doubled deadline. Requests are taken lazily from the
+queue (at most three per slot alive), so memory and CPU per request do not grow with the batch.
+
+Truncation policy: a reply with finish_reason "length" is not `ok` (`failure` "truncated"). When
+its usage shows it stopped short of the requested budget (completion_tokens < max_tokens: the cut
+was not the budget's, e.g. a proxy or a server fault), it is retried like a transient fault, within
+`max_retries`. When the budget was used up (or usage is missing) it is returned at once: the same
+request would be cut again, and the caller decides (the synthesis stage re-samples with a new seed
+and finally rejects the seed as `truncated`; evaluation scores the cut text).
 
 The API key is read from the environment when `generate` is called and handed to the client
 only; it is never logged, never part of `identity()` (hence never in the cache) and scrubbed from
@@ -15,23 +30,20 @@ error text. A local server without the variable set gets a placeholder key.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import email.utils
 import json
 import logging
-import math
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timezone
 from typing import Any
 from urllib.parse import urlsplit
 
 from ctxsynth.errors import ConfigError, MissingAPIKeyError
-from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, ResultCallback
+from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, RequestQueue, ResultCallback, as_queue
+from ctxsynth.llm.concurrency import ConcurrencyController, LatencyTracker, backoff_delay, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -41,84 +53,23 @@ PLACEHOLDER_KEY = "sk-local-no-key"
 
 
 @dataclass(frozen=True)
-class _Failure:
+class Failure:
     reason: str  # final error text if no retry is left
     retryable: bool
     retry_after: float | None = None
     rate_limited: bool = False
+    kind: str = "outage"  # ChatResult.failure if no retry is left
 
 
-def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
-    """Seconds to wait from `retry-after-ms`, or `Retry-After` as seconds or an HTTP date."""
-    lowered = {k.lower(): v for k, v in headers.items()}
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = lowered.get(name)
-        if not value:
-            continue
-        seconds: float | None
-        try:
-            seconds = float(value) / scale
-        except ValueError:
-            seconds = _seconds_until_http_date(value, now) if scale == 1.0 else None
-        if seconds is not None and math.isfinite(seconds):
-            return max(0.0, seconds)
-    return None
+@dataclass
+class _Run:
+    """State shared by the requests of one `stream` call."""
 
-
-def _seconds_until_http_date(value: str, now: float) -> float | None:
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.timestamp() - now
-
-
-def backoff_delay(attempt: int, base_s: float, max_s: float, retry_after: float | None, rng: random.Random) -> float:
-    """The server's Retry-After when given (capped at `max_s`), else exponential backoff with full
-    jitter: uniform(0, min(max_s, base_s * 2 ** (attempt - 1)))."""
-    if retry_after is not None:
-        return min(retry_after, max_s)
-    return rng.uniform(0.0, min(max_s, base_s * 2 ** (attempt - 1)))
-
-
-class AdaptiveLimit:
-    """At most `value` requests in flight: halved on a 429, regaining one slot per `value`
-    successes, never above the configured maximum. Replies to requests sent before the last cut
-    do not cut again, so one burst of 429s halves the limit once."""
-
-    def __init__(self, maximum: int, start: float | None = None) -> None:
-        self.maximum = maximum
-        self.value = min(float(maximum), start or float(maximum))
-        self._in_flight = 0
-        self._last_cut = -math.inf
-        self._cond = asyncio.Condition()  # create inside the running loop
-
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[float]:
-        cond = self._cond
-        async with cond:
-            await cond.wait_for(lambda: self._in_flight < max(1, int(self.value)))
-            self._in_flight += 1
-        started = time.monotonic()
-        try:
-            yield started
-        finally:
-            async with cond:
-                self._in_flight -= 1
-                cond.notify_all()
-
-    def cut(self, started: float) -> None:
-        if started >= self._last_cut:
-            self.value = max(1.0, self.value / 2)
-            self._last_cut = time.monotonic()
-            log.info("rate limited: concurrency limit now %d", int(self.value))
-
-    def grow(self) -> None:
-        self.value = min(float(self.maximum), self.value + 1.0 / self.value)
+    controller: ConcurrencyController
+    latency: LatencyTracker
+    on_result: ResultCallback
+    key: str
+    stalled: int = 0  # attempts that gave their slot back and still wait for a reply
 
 
 def _is_local(base_url: str | None) -> bool:
@@ -133,8 +84,9 @@ class OpenAIBackend(Backend):
 
     base_url: the endpoint up to /v1 (None: OPENAI_BASE_URL if set, as the client does, else
     api.openai.com); api_key_env: the variable holding the
-    key; max_concurrency: requests in flight at most (the adaptive limit never exceeds it);
-    timeout_s: per attempt; max_retries: retries after the first attempt; backoff_base_s and
+    key; max_concurrency: requests in flight at most (the adaptive limit never exceeds it; each
+    call starts there); timeout_s: the longest an attempt may take (the adaptive deadline is
+    usually shorter, see the module docstring); max_retries: retries after the first attempt; backoff_base_s and
     backoff_max_s: the jittered exponential backoff; extra_body: fields merged into every request
     body (e.g. vLLM's top_k), part of the cache identity; max_tokens_field: the body field that
     carries the reply budget, "max_tokens" (most servers) or "max_completion_tokens" (OpenAI's
@@ -180,7 +132,7 @@ class OpenAIBackend(Backend):
         self.backoff_max_s = backoff_max_s
         self.extra_body = dict(extra_body or {})
         self.max_tokens_field = max_tokens_field
-        self.concurrency_limit = float(max_concurrency)  # adaptive; carried from one batch to the next
+        self.concurrency_limit = float(max_concurrency)  # where the last call's adaptive limit ended
         self._rng = random.Random()
 
     def identity(self) -> dict[str, Any]:
@@ -217,108 +169,182 @@ class OpenAIBackend(Backend):
         )
 
     def generate(self, requests: Sequence[ChatRequest], on_result: ResultCallback | None = None) -> list[ChatResult]:
-        if not requests:
-            return []
+        results: list[ChatResult | None] = [None] * len(requests)
+
+        def collect(i: int, result: ChatResult) -> None:
+            results[i] = result
+            if on_result is not None:
+                on_result(i, result)
+
+        if requests:
+            self.stream(requests, collect)
+        return [r if r is not None else ChatResult(None, None, error="no result", failure="error") for r in results]
+
+    def stream(self, requests: Iterable[ChatRequest] | RequestQueue, on_result: ResultCallback) -> None:
+        queue = as_queue(requests)
         key = self._api_key()
-        coro = self._run(list(requests), on_result, key)
+        coro = self._run(queue, on_result, key)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(coro)
+            asyncio.run(coro)
+            return
         with ThreadPoolExecutor(max_workers=1) as pool:  # called from inside a running loop
-            return pool.submit(asyncio.run, coro).result()
+            pool.submit(asyncio.run, coro).result()
 
-    async def _run(self, requests: list[ChatRequest], on_result: ResultCallback | None, key: str) -> list[ChatResult]:
+    async def _run(self, queue: RequestQueue, on_result: ResultCallback, key: str) -> None:
+        """Take requests while fewer than three per slot are alive; each finished one wakes this loop."""
         import openai
 
         client = openai.AsyncOpenAI(api_key=key, base_url=self._base_url(), max_retries=0, timeout=self.timeout_s)
-        limit = AdaptiveLimit(self.max_concurrency, start=self.concurrency_limit)
-        try:
-            results = await asyncio.gather(
-                *(self._one(client, limit, i, req, on_result, key) for i, req in enumerate(requests))
-            )
-        finally:
-            self.concurrency_limit = limit.value
-            await client.close()
-        failed = sum(1 for r in results if not r.ok)
-        retries = sum(r.attempts - 1 for r in results)
-        log.info("openai %s: %d requests, %d failed, %d retries", self.model, len(results), failed, retries)
-        return list(results)
+        run = _Run(ConcurrencyController(self.max_concurrency), LatencyTracker(self.timeout_s), on_result, key)
+        alive: set[asyncio.Task[ChatResult]] = set()
+        finished = asyncio.Event()
+        counts = {"requests": 0, "failed": 0, "retries": 0}
 
-    async def _one(
-        self, client: Any, limit: AdaptiveLimit, i: int, request: ChatRequest,
-        on_result: ResultCallback | None, key: str,
-    ) -> ChatResult:
-        attempt = 0
+        errors: list[BaseException] = []
+
+        def done(task: asyncio.Task[ChatResult]) -> None:
+            alive.discard(task)
+            finished.set()
+            if task.cancelled():
+                return
+            if (error := task.exception()) is not None:
+                errors.append(error)
+                return
+            result = task.result()
+            counts["failed"] += not result.ok
+            counts["retries"] += result.attempts - 1
+
+        try:
+            while True:
+                while len(alive) < 3 * self.max_concurrency and (item := queue.take()) is not None:
+                    task = asyncio.create_task(self._one(client, run, item[0], item[1]))
+                    alive.add(task)
+                    task.add_done_callback(done)
+                    counts["requests"] += 1
+                if not alive:
+                    break
+                finished.clear()
+                await finished.wait()
+                if errors:
+                    raise errors[0]  # from on_result: stops the call
+        finally:
+            for task in alive:
+                task.cancel()
+            await asyncio.gather(*alive, return_exceptions=True)
+            self.concurrency_limit = run.controller.limit
+            await client.close()
+        log.info("openai %s: %d requests, %d not ok, %d retries, %d concurrency cuts", self.model,
+                 counts["requests"], counts["failed"], counts["retries"], run.controller.cuts)
+
+    async def _one(self, client: Any, run: _Run, i: int, request: ChatRequest) -> ChatResult:
+        attempt, timeouts = 0, 0
         while True:
             attempt += 1
-            async with limit.slot() as started:
-                outcome = await self._attempt(client, request, key)
-                if isinstance(outcome, _Failure) and outcome.rate_limited:
-                    limit.cut(started)
-                elif isinstance(outcome, ChatResult):
-                    limit.grow()
+            outcome = await self._slotted(client, run, request, timeouts)
             if isinstance(outcome, ChatResult):
-                outcome.attempts = attempt
-                break
+                if outcome.ok or not _cut_short(outcome, request) or attempt > self.max_retries:
+                    outcome.attempts = attempt
+                    break
+                outcome = Failure("truncated", retryable=True, kind="truncated")
             if not outcome.retryable or attempt > self.max_retries:
                 reason = outcome.reason + ("_exhausted" if outcome.reason.startswith("http_") and outcome.retryable else "")
-                outcome = ChatResult(None, None, error=reason, attempts=attempt)
+                outcome = ChatResult(None, None, error=reason, attempts=attempt, failure=outcome.kind)
                 log.warning("openai request %d failed after %d attempt(s): %s", i, attempt, reason)
                 break
+            timeouts += outcome.reason == "timeout"
             delay = backoff_delay(attempt, self.backoff_base_s, self.backoff_max_s, outcome.retry_after, self._rng)
             log.debug("openai request %d: %s, retry %d in %.2fs", i, outcome.reason, attempt, delay)
             await asyncio.sleep(delay)
-        if on_result is not None:
-            on_result(i, outcome)
+        run.on_result(i, outcome)
         return outcome
 
-    async def _attempt(self, client: Any, request: ChatRequest, key: str) -> ChatResult | _Failure:
+    async def _slotted(self, client: Any, run: _Run, request: ChatRequest, timeouts: int) -> ChatResult | Failure:
+        """One attempt inside a slot; the slot is given back early if the attempt stalls."""
+        ctl = run.controller
+        await ctl.acquire()
+        held = True
+
+        def free_on_stall() -> None:
+            nonlocal held
+            if run.stalled < self.max_concurrency:
+                held = False
+                run.stalled += 1
+                ctl.release()
+
+        started = time.monotonic()
+        handle = asyncio.get_running_loop().call_later(run.latency.stall_after(), free_on_stall)
+        try:
+            outcome = await self._attempt(client, request, run.key, run.latency.deadline(timeouts))
+            refused = isinstance(outcome, Failure) and outcome.rate_limited
+            if refused and held:  # a refusal holds its slot as long as an answer would: see concurrency.py
+                await asyncio.sleep(max(0.0, run.latency.typical - (time.monotonic() - started)))
+        finally:
+            handle.cancel()
+            if held:
+                ctl.release()
+            else:
+                run.stalled -= 1
+        if isinstance(outcome, ChatResult):
+            run.latency.observe(time.monotonic() - started)
+            ctl.min_window_s = run.latency.typical
+        ctl.record(started, rate_limited=refused)
+        return outcome
+
+    async def _attempt(self, client: Any, request: ChatRequest, key: str, deadline: float) -> ChatResult | Failure:
         import openai
 
         kwargs = self.sampling_fields(request)
         if self.extra_body:
             kwargs["extra_body"] = self.extra_body
         try:
-            response = await asyncio.wait_for(
-                client.chat.completions.create(model=self.model, messages=list(request.messages), **kwargs),
-                timeout=self.timeout_s,
-            )
+            async with asyncio.timeout(deadline):  # no extra task per attempt, unlike wait_for
+                response = await client.chat.completions.create(model=self.model, messages=list(request.messages),
+                                                                **kwargs)
         except (asyncio.TimeoutError, openai.APITimeoutError):
-            return _Failure("timeout", retryable=True)
+            return Failure("timeout", retryable=True)
         except openai.APIConnectionError:
-            return _Failure("connection_error", retryable=True)
+            return Failure("connection_error", retryable=True)
         except openai.APIStatusError as exc:
             return _status_failure(exc, key)
         except (json.JSONDecodeError, UnicodeDecodeError, openai.APIResponseValidationError):
-            return _Failure("malformed_response", retryable=True)
+            return Failure("malformed_response", retryable=True)
         except Exception as exc:  # one odd request must not sink the batch; keep the reason instead
-            return _Failure(_scrub(f"client_error: {type(exc).__name__}: {exc}", key)[:500], retryable=False)
-        return _to_result(response)
+            return Failure(scrub(f"client_error: {type(exc).__name__}: {exc}", key)[:500], retryable=False, kind="error")
+        return to_result(response)
 
 
-def _scrub(text: str, key: str) -> str:
+def scrub(text: str, key: str) -> str:
     return text.replace(key, "***") if key else text
 
 
-def _status_failure(exc: Any, key: str) -> _Failure:
+def _status_failure(exc: Any, key: str) -> Failure:
     status = int(exc.status_code)
-    if status == 429 or status in RETRYABLE_STATUS or status >= 500:
+    if status in RETRYABLE_STATUS or status >= 500:
         retry_after = parse_retry_after(exc.response.headers, now=time.time())
-        return _Failure(f"http_{status}", retryable=True, retry_after=retry_after, rate_limited=status == 429)
+        return Failure(f"http_{status}", retryable=True, retry_after=retry_after, rate_limited=status == 429,
+                        kind="rate_limit" if status == 429 else "outage")
     body = exc.body if isinstance(exc.body, dict) else {}
     error = body.get("error", body)
     message = error.get("message") if isinstance(error, dict) else None
-    return _Failure(_scrub(f"http_{status}: {message or exc.message}", key)[:500], retryable=False)
+    kind = {401: "auth", 403: "auth", 404: "not_found"}.get(status, "rejected")
+    return Failure(scrub(f"http_{status}: {message or exc.message}", key)[:500], retryable=False, kind=kind)
 
 
-def _to_result(response: Any) -> ChatResult | _Failure:
+def _cut_short(result: ChatResult, request: ChatRequest) -> bool:
+    """A truncated reply that stopped before its budget: the cut was not the budget's."""
+    used = result.usage.get("completion_tokens")
+    return result.finish_reason == "length" and used is not None and used < request.params.max_tokens
+
+
+def to_result(response: Any) -> ChatResult | Failure:
     try:
         choice = response.choices[0]
         text = choice.message.content
         finish_reason = choice.finish_reason
     except (AttributeError, IndexError, TypeError, KeyError):
-        return _Failure("malformed_response", retryable=True)
+        return Failure("malformed_response", retryable=True)
     usage: dict[str, int] = {}
     raw_usage = getattr(response, "usage", None)
     for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
@@ -327,9 +353,3 @@ def _to_result(response: Any) -> ChatResult | _Failure:
             usage[name] = value
     return ChatResult(text=text or "", finish_reason=str(finish_reason or "unknown"), usage=usage)
 
-
-# Public names for the openai-batch backend, which shares the failure mapping, the result conversion
-# and the secret scrubbing with this one (other modules never import the underscored names).
-Failure = _Failure
-scrub = _scrub
-to_result = _to_result

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ctxsynth.errors import ConfigError
-from ctxsynth.llm.base import ChatRequest, ChatResult, ResultCallback
+from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, ResultCallback
 from ctxsynth.llm.openai_backend import Failure, OpenAIBackend, scrub, to_result
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,8 @@ class OpenAIBatchBackend(OpenAIBackend):
         """The chat-completions body of one request (what the openai backend sends, as JSON)."""
         return {"model": self.model, "messages": list(request.messages), **self.sampling_fields(request),
                 **self.extra_body}
+
+    stream = Backend.stream  # one batch per round of queued requests, not the openai backend's streaming
 
     def generate(self, requests: Sequence[ChatRequest], on_result: ResultCallback | None = None) -> list[ChatResult]:
         if not requests:
@@ -186,5 +188,5 @@ class OpenAIBatchBackend(OpenAIBackend):
                 out[row["custom_id"]] = ChatResult(None, None, error=f"batch line failed: {str(detail)[:300]}")
                 continue
             result = to_result(ChatCompletion.model_validate(response["body"]))
-            out[row["custom_id"]] = result if not isinstance(result, Failure) else ChatResult(None, None, error=result.reason)
+            out[row["custom_id"]] = result if not isinstance(result, Failure) else ChatResult(None, None, error=result.reason, failure=result.kind)
         return out

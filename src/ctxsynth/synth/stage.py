@@ -1,8 +1,11 @@
 """The synthesize stage for one shard: generate, verify, regenerate failures with a new seed.
 
-All first attempts of a shard go to the backend as one batch (the openai backend runs them
-concurrently, the transformers backend batches them), then the failures as the next batch, up to
-`max_attempts`. Every attempt is recorded on the output record, pass or fail. The checks every task
+The shard's first attempts are streamed to the backend (`Backend.stream`), and each result is
+checked as it arrives; a failed attempt queues the seed's next one (a new sampling seed) at once,
+up to `max_attempts`, so regenerations overlap with first attempts instead of waiting for the
+whole shard (the openai backend keeps its slots full; batch backends such as transformers still
+see rounds: everything queued at once). Every attempt is recorded on the output record, pass or
+fail; the output does not depend on the order results arrive in. The checks every task
 shares (request failed, truncated, parse failure) run here; the task's own `verify` runs after them,
 and its `build` turns the kept fields into the output record.
 """
@@ -11,12 +14,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, replace
 from typing import Any
 
 from ctxsynth.errors import BackendUnavailable
-from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, SamplingParams
+from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, RequestQueue, SamplingParams
 from ctxsynth.llm.failures import failure_kind, is_infrastructure
 from ctxsynth.progress import NullProgress, Progress
 from ctxsynth.records import Attempt, Rejected, Seed, Synthesized, to_dict
@@ -76,6 +79,33 @@ def _attempt(result: ChatResult, attempt: int, seed_value: int, task: SynthesisT
     return record, parsed
 
 
+class _AttemptQueue(RequestQueue):
+    """The shard's requests, built when the backend takes them: queued retries first, then the next
+    seed's first attempt. Remembers (seed, attempt, sampling seed) per index while in flight."""
+
+    def __init__(self, seeds: list[Seed], task: SynthesisTask, sampling: SamplingParams, run_seed: int) -> None:
+        super().__init__()
+        self._first = iter(seeds)
+        self._retries: deque[tuple[Seed, int]] = deque()
+        self.task, self.sampling, self.run_seed = task, sampling, run_seed
+        self.in_flight: dict[int, tuple[Seed, int, int]] = {}
+
+    def retry(self, seed: Seed, attempt: int) -> None:
+        self._retries.append((seed, attempt))
+
+    def take(self) -> tuple[int, ChatRequest] | None:
+        if self._retries:
+            seed, attempt = self._retries.popleft()
+        elif (seed := next(self._first, None)) is not None:  # type: ignore[assignment]
+            attempt = 1
+        else:
+            return None
+        value = derive_seed(self.run_seed, "synthesize", seed.id, attempt)
+        index, self.taken = self.taken, self.taken + 1
+        self.in_flight[index] = (seed, attempt, value)
+        return index, ChatRequest(self.task.prompt(seed), replace(self.sampling, seed=value), id=seed.id)
+
+
 def synthesize_shard(
     seeds: list[Seed], task: SynthesisTask, backend: Backend, sampling: SamplingParams, config: SynthConfig,
     verify: VerifyConfig, run_seed: int, progress: Progress | None = None,
@@ -85,36 +115,30 @@ def synthesize_shard(
     unusable = {s.id: reason for s in seeds if (reason := task.unusable(s)) is not None}
     attempts: dict[str, list[Attempt]] = {s.id: [] for s in seeds}
     passed: dict[str, Any] = {}
-    pending = [s for s in seeds if s.id not in unusable]
     if unusable:
         progress.advance(len(unusable))
     usage = {"prompt_tokens": 0, "completion_tokens": 0, "requests_sent": 0, "requests_cached": 0}
     unanswered: list[ChatResult] = []
-    for attempt in range(1, config.max_attempts + 1):
-        if not pending:
-            break
-        if attempt > 1:
-            progress.add_total(len(pending))
-        seeds_used = [derive_seed(run_seed, "synthesize", s.id, attempt) for s in pending]
-        requests = [
-            ChatRequest(task.prompt(s), replace(sampling, seed=v), id=s.id) for s, v in zip(pending, seeds_used, strict=True)
-        ]
-        results = backend.generate(requests, on_result=lambda i, r: progress.advance())
-        still = []
-        for seed, seed_value, result in zip(pending, seeds_used, results, strict=True):
-            if is_infrastructure(result):  # not this seed's fault: never an attempt, never final
-                unanswered.append(result)
-                continue
-            usage["requests_cached" if result.cached else "requests_sent"] += 1
-            for key in ("prompt_tokens", "completion_tokens"):
-                usage[key] += int(result.usage.get(key, 0))
-            record, parsed = _attempt(result, attempt, seed_value, task, seed, verify)
-            attempts[seed.id].append(record)
-            if record.reason is None and parsed is not None:
-                passed[seed.id] = (parsed, record.verdicts)
-            else:
-                still.append(seed)
-        pending = still
+    queue = _AttemptQueue([s for s in seeds if s.id not in unusable], task, sampling, run_seed)
+
+    def on_result(index: int, result: ChatResult) -> None:
+        seed, attempt, seed_value = queue.in_flight.pop(index)
+        progress.advance()
+        if is_infrastructure(result):  # not this seed's fault: never an attempt, never final
+            unanswered.append(result)
+            return
+        usage["requests_cached" if result.cached else "requests_sent"] += 1
+        for key in ("prompt_tokens", "completion_tokens"):
+            usage[key] += int(result.usage.get(key, 0))
+        record, parsed = _attempt(result, attempt, seed_value, task, seed, verify)
+        attempts[seed.id].append(record)
+        if record.reason is None and parsed is not None:
+            passed[seed.id] = (parsed, record.verdicts)
+        elif attempt < config.max_attempts:
+            progress.add_total(1)
+            queue.retry(seed, attempt + 1)
+
+    backend.stream(queue, on_result)
     if unanswered:
         raise _unanswered(unanswered, backend)
     shard = _collect(seeds, attempts, passed, task, backend, sampling, config, usage, time.perf_counter() - started)

@@ -6,11 +6,15 @@ picks a free port), answers `POST /v1/chat/completions` with a responder callabl
 `GET /v1/models`, and can inject faults: 429 with Retry-After, 5xx, stalls, malformed JSON,
 truncated replies and dropped connections. It counts every hit, per request fingerprint too, so
 a test can assert that nothing was lost or sent twice, and records the peak number of requests in
-flight. It also speaks the Batch API (`POST /v1/files`, `GET /v1/files/{id}/content`,
+flight and the idle time (no request in flight between the first arrival and the last reply).
+`overload_above=N` plays an overloaded server: an arrival that finds more than N requests in flight
+gets 429 at once. It also speaks the Batch API (`POST /v1/files`, `GET /v1/files/{id}/content`,
 `POST /v1/batches`, `GET /v1/batches/{id}`): each batch line goes through the same responder in a
 background thread, after `batch_delay_s`; `batch_answer_limit` answers only that many lines and
 then lets the batch expire. Run `python -m ctxsynth.testing.openai_server --port 8000` for an echo
-server by hand.
+server by hand, or with `--fault-rate/--overload-above/--bursts` as a separate process for
+benchmarks (it prints its URL on the first line; `GET /_stats` and `POST /_stats/reset` read and
+reset its counters).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from ctxsynth.testing.scripting import (
+    FAULT_KINDS,
     Fault,
     FaultRule,
     Hit,
@@ -36,6 +41,8 @@ from ctxsynth.testing.scripting import (
     Reply,
     Responder,
     echo_responder,
+    random_faults,
+    rate_limit_bursts,
     request_fingerprint,
 )
 
@@ -87,7 +94,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         path = self.path.split("?")[0].rstrip("/").removeprefix("/v1")
         app = self.server.app
-        if path == "/models":
+        if path == "/_stats":
+            self._send_json(200, app.stats())
+        elif path == "/models":
             model = {"id": app.model, "object": "model", "created": 0, "owned_by": "ctxsynth"}
             self._send_json(200, {"object": "list", "data": [model]})
         elif path.startswith("/files/") and path.endswith("/content") and path[7:-8] in app._files:
@@ -105,6 +114,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         path = self.path.split("?")[0].rstrip("/")
+        if path == "/_stats/reset":
+            self.server.app.reset_stats()
+            self._send_json(200, {})
+            return
         if path in ("/v1/files", "/files"):
             self._upload(raw)
             return
@@ -125,7 +138,7 @@ class _Handler(BaseHTTPRequestHandler):
         hit, in_flight = app._arrive(body)
         outcome, status, payload, headers = "responder_error", 500, b"{}", ()
         try:
-            outcome, status, payload, headers = self._answer(app, hit)
+            outcome, status, payload, headers = self._answer(app, hit, in_flight)
         finally:  # recorded before the bytes go out: a client holding its reply finds the record
             app._leave(HitRecord(hit.key, hit.n, hit.total, in_flight, outcome,
                                  self.headers.get("Authorization", "")))
@@ -162,10 +175,16 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send_json(200, app._start_batch(body))
 
-    def _answer(self, app: OpenAIServer, hit: Hit) -> tuple[str, int | None, dict[str, Any] | bytes, Headers]:
+    def _answer(self, app: OpenAIServer, hit: Hit, in_flight: int) -> tuple[str, int | None, dict[str, Any] | bytes, Headers]:
         """Decide the response: (outcome, status or None to drop the connection, body, headers)."""
+        if app.overload_above is not None and in_flight > app.overload_above:
+            error = {"error": {"message": "overloaded", "type": "rate_limit", "code": 429}}
+            return "http_429", 429, error, (("Retry-After", "1"),)
         fault = app._fault_for(hit)
         kind = fault.kind if fault is not None else "ok"
+        if fault is not None and kind == "status" and fault.status == 429:
+            error = {"error": {"message": fault.message, "type": "injected", "code": 429}}
+            return "http_429", 429, error, fault.headers  # a rate limiter answers before the model
         if app.latency_s:
             app._stopping.wait(app.latency_s)
         if fault is not None and kind == "status":
@@ -189,6 +208,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 1024  # the default listen backlog of 5 drops SYNs: connections wait 1 s to retry
     app: OpenAIServer
 
 
@@ -206,6 +226,10 @@ class _Counters:
     max_in_flight: int = 0
     by_key: Counter[str] = field(default_factory=Counter)
     records: dict[int, HitRecord] = field(default_factory=dict)
+    first_arrival: float | None = None
+    last_leave: float | None = None
+    idle_s: float = 0.0  # no request in flight, between the first arrival and the last reply
+    outcomes: Counter[str] = field(default_factory=Counter)
 
 
 class OpenAIServer:
@@ -222,7 +246,11 @@ class OpenAIServer:
         port: int = 0,
         batch_delay_s: float = 0.0,
         batch_answer_limit: int | None = None,
+        overload_above: int | None = None,
+        keep_records: bool = True,
     ) -> None:
+        self.overload_above = overload_above
+        self.keep_records = keep_records  # False: no per-hit records (a long benchmark run)
         self.responder = responder
         self.batch_delay_s = batch_delay_s
         self.batch_answer_limit = batch_answer_limit
@@ -290,10 +318,29 @@ class OpenAIServer:
         with self._lock:
             return [self._counters.records[t] for t in sorted(self._counters.records)]
 
-    def _arrive(self, body: dict[str, Any]) -> tuple[Hit, int]:
-        key = request_fingerprint(body)
+    def stats(self) -> dict[str, Any]:
+        """Hits, peak in flight and idle time since the start or the last `reset_stats`."""
         with self._lock:
             c = self._counters
+            span = (c.last_leave - c.first_arrival) if c.first_arrival and c.last_leave else 0.0
+            return {"hits": c.total, "max_in_flight": c.max_in_flight, "busy_span_s": round(span, 4),
+                    "idle_s": round(c.idle_s, 4), "idle_share": round(c.idle_s / span, 4) if span else 0.0,
+                    "outcomes": dict(c.outcomes)}
+
+    def reset_stats(self) -> None:
+        with self._lock:
+            in_flight = self._counters.in_flight
+            self._counters = _Counters(in_flight=in_flight)
+
+    def _arrive(self, body: dict[str, Any]) -> tuple[Hit, int]:
+        key = request_fingerprint(body)
+        now = time.monotonic()
+        with self._lock:
+            c = self._counters
+            if c.first_arrival is None:
+                c.first_arrival = now
+            elif c.in_flight == 0 and c.last_leave is not None:
+                c.idle_s += now - c.last_leave
             c.total += 1
             c.by_key[key] += 1
             c.in_flight += 1
@@ -302,8 +349,13 @@ class OpenAIServer:
 
     def _leave(self, record: HitRecord) -> None:
         with self._lock:
-            self._counters.in_flight -= 1
-            self._counters.records[record.total] = record
+            c = self._counters
+            c.in_flight = max(0, c.in_flight - 1)
+            if c.in_flight == 0:
+                c.last_leave = time.monotonic()
+            c.outcomes[record.outcome] += 1
+            if self.keep_records:
+                c.records[record.total] = record
 
     def _fault_for(self, hit: Hit) -> Fault | None:
         with self._lock:
@@ -379,21 +431,46 @@ class OpenAIServer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Serve the echo responder until Ctrl-C (for trying a client by hand)."""
-    parser = argparse.ArgumentParser(description="OpenAI-compatible echo server for manual testing")
-    parser.add_argument("--port", type=int, default=8000)
+    """Serve until Ctrl-C: the echo responder by hand, or a fault-injecting server for benchmarks."""
+    parser = argparse.ArgumentParser(description="OpenAI-compatible test server (echo, faults on request)")
+    parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds to wait before each reply")
     parser.add_argument("--model", default="test-model")
+    parser.add_argument("--responder", choices=("echo", "context"), default="echo",
+                        help="context: write a context-synthesis document (ctxsynth.testing.responders)")
+    parser.add_argument("--fault-rate", type=float, default=0.0, help="share of attempts given a fault")
+    parser.add_argument("--fault-seed", type=int, default=0, help="faults are a function of this seed and the request")
+    parser.add_argument("--fault-kinds", default=",".join(FAULT_KINDS), help="comma list, equal shares")
+    parser.add_argument("--stall-s", type=float, default=30.0, help="how long a stall fault says nothing")
+    parser.add_argument("--bursts", default="", help="EVERY:LENGTH: 429 for LENGTH of every EVERY arrivals")
+    parser.add_argument("--overload-above", type=int, default=None, help="429 when more are in flight")
     args = parser.parse_args(argv)
-    server = OpenAIServer(latency_s=args.latency, model=args.model, host=args.host, port=args.port)
+    rules: list[FaultRule] = []
+    if args.fault_rate > 0:
+        rules.append(random_faults(args.fault_rate, args.fault_seed, kinds=tuple(args.fault_kinds.split(",")),
+                                   stall_s=args.stall_s))
+    if args.bursts:
+        every, length = (int(x) for x in args.bursts.split(":"))
+        rules.append(rate_limit_bursts(every, length))
+    responder: Responder = echo_responder
+    if args.responder == "context":
+        from ctxsynth.testing.responders import context_writer
+        responder = context_writer
+    server = OpenAIServer(responder, fault_rule=_first_fault(rules) if rules else None, latency_s=args.latency,
+                          model=args.model, host=args.host, port=args.port, overload_above=args.overload_above,
+                          keep_records=False)
     print(f"serving {server.url} (Ctrl-C stops)", flush=True)  # noqa: T201 - this is the CLI
     try:
-        server._httpd.serve_forever()
+        server._httpd.serve_forever(poll_interval=0.05)
     except KeyboardInterrupt:
         pass
     finally:
         server._httpd.server_close()
+
+
+def _first_fault(rules: list[FaultRule]) -> FaultRule:
+    return lambda hit: next((f for rule in rules if (f := rule(hit)) is not None), None)
 
 
 if __name__ == "__main__":

@@ -92,6 +92,41 @@ class HitRecord:
 Responder = Callable[[dict[str, Any]], "str | Reply"]
 FaultRule = Callable[[Hit], "Fault | None"]
 
+
+FAULT_KINDS = ("rate_limit", "server_error", "stall", "malformed", "truncated")
+
+
+def random_faults(rate: float, seed: int = 0, *, kinds: tuple[str, ...] = FAULT_KINDS, stall_s: float = 30.0,
+                  retry_after: float | None = 1.0) -> FaultRule:
+    """A fault rule giving each attempt a fault with probability `rate`, the kinds in equal shares.
+    Decided by hashing (seed, request fingerprint, attempt number), so the same request gets the
+    same faults in any arrival order, any client, any run: two clients compared on one seed meet
+    exactly the same faults."""
+    unknown = set(kinds) - set(FAULT_KINDS)
+    if unknown or not 0.0 <= rate <= 1.0:
+        raise ValueError(f"need 0 <= rate <= 1 and kinds from {FAULT_KINDS}, not {sorted(unknown)}")
+    faults = {
+        "rate_limit": Fault.rate_limit(retry_after=retry_after), "server_error": Fault.http_error(500),
+        "stall": Fault.stall(stall_s), "malformed": Fault.malformed(), "truncated": Fault.truncated(),
+    }
+
+    def rule(hit: Hit) -> Fault | None:
+        digest = hashlib.sha256(f"{seed}|{hit.key}|{hit.n}".encode()).digest()
+        draw = int.from_bytes(digest[:8], "big") / 2**64
+        if draw >= rate:
+            return None
+        return faults[kinds[int(draw / rate * len(kinds)) % len(kinds)]]
+
+    return rule
+
+
+def rate_limit_bursts(every: int, length: int, retry_after: float | None = 1.0) -> FaultRule:
+    """429 for `length` consecutive arrivals out of every `every` (a provider's quota window
+    refilling): arrivals are counted globally, so a burst hits whatever is in flight then."""
+    fault = Fault.rate_limit(retry_after=retry_after)
+    return lambda hit: fault if (hit.total - 1) % every < length else None
+
+
 def request_fingerprint(body: dict[str, Any]) -> str:
     """Stable key of a request: its messages plus sampling parameters."""
     payload = {"messages": body.get("messages"), **{k: body.get(k) for k in SAMPLING_FIELDS}}
