@@ -184,8 +184,9 @@ def _stage_command(stage: str):
     return command
 
 
-for _stage in STAGE_NAMES:
-    app.command(name=_stage)(_stage_command(_stage))
+for _stage in STAGES:
+    if not _stage.opt_in:  # train and eval: `ctxsynth run` runs them; their verbs below take their own configs
+        app.command(name=_stage.name)(_stage_command(_stage.name))
 
 
 @app.command()
