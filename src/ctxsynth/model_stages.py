@@ -70,6 +70,9 @@ def check_config(run: Run) -> None:
             raise ConfigError("eval.out_dir: a run evaluates into <run>/eval; remove the key")
         if not c.eval.model.model and "train" not in c.stages:
             raise ConfigError("eval.model.model: without the train stage in stages, name the model to evaluate")
+        if not c.eval.model.model and c.train.lora.enabled:
+            raise ConfigError("eval.model.model: the train stage saves a LoRA adapter (train.lora.enabled), which "
+                              "the eval backends do not load; merge it and name the merged folder here")
         if not (c.eval.niah or c.eval.items or c.eval.longbench or c.eval.builtin.hotpotqa or c.eval.builtin.squad):
             raise ConfigError("eval: name an evaluation set (eval.items, eval.niah, eval.longbench or eval.builtin.*)")
         c.eval.model.check("eval.model")
