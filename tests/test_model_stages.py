@@ -140,6 +140,8 @@ def test_eval_stage_compares_marks_each_model_and_resumes(tmp_path: Path) -> Non
         assert overall["trained"]["mean"] == pytest.approx(1.0) and overall["difference"]["mean"] == pytest.approx(0.8)
         card = (run_dir / "report" / "README.md").read_text()
         assert "## Trained model vs base" in card and "| all | 5 | 20.0 [" in card and "| 100.0 [100.0, 100.0] |" in card
+        line = "trained vs base model (x100, 95% intervals, n=5 items): base 20.0 ["
+        assert line in result.output and line in (run_dir / "summary.md").read_text()
         markers = Markers(run_dir / "_state", "eval")
         assert markers.shard_done(0) and markers.shard_done(1) and markers.stage_done()
 

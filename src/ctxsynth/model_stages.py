@@ -239,3 +239,13 @@ def preflight_checks(run: Run, pending: list[str]) -> list[str]:
                     raise PathNotFound(f"eval.{key}[{i}]: {_path(run, path)} does not exist (relative paths "
                                        f"resolve against the directory you ran from, {run.base_dir})")
     return [w for w in warnings if w]
+
+
+def summary_line(run_dir: Path) -> str | None:
+    """One line for the end-of-run summary: the trained model against the base, over all items."""
+    path = Path(run_dir) / "eval" / "comparison.json"
+    if not path.exists():
+        return None
+    b = json.loads(path.read_text(encoding="utf-8"))["overall"]
+    return (f"trained vs base model (x100, 95% intervals, n={b['n']} items): base {_fmt(b['base'])}, "
+            f"trained {_fmt(b['trained'])}, difference {_fmt(b['difference'])} (eval/comparison.md)")
