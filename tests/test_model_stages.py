@@ -160,3 +160,13 @@ def test_eval_stage_compares_marks_each_model_and_resumes(tmp_path: Path) -> Non
 
 def test_card_section_is_absent_without_a_comparison(tmp_path: Path) -> None:
     assert card_section(tmp_path) == []
+
+
+def test_the_shipped_end_to_end_config_validates() -> None:
+    config = Path(__file__).resolve().parents[1] / "configs" / "end_to_end.yaml"
+    result = CliRunner().invoke(app, ["validate", str(config)])
+    assert result.exit_code == 0, result.output
+    from ctxsynth import config as cfg
+
+    run_config = cfg.load(RunConfig, config)
+    assert run_config.stages[-3:] == ["train", "eval", "report"] and run_config.eval.builtin.hotpotqa == 20

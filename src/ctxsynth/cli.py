@@ -249,7 +249,8 @@ def niah(config: ConfigArg, overrides: Overrides = None,
 @app.command()
 def train(config: ConfigArg, overrides: Overrides = None, verbose: Verbose = False) -> None:
     """Fine-tune a causal LM on exported data (TRL + PEFT; packing without cross-attention, answer-only loss).
-    Several GPUs: `accelerate launch --config_file configs/accelerate/fsdp.yaml -m ctxsynth.cli train CONFIG`."""
+    Several GPUs: `accelerate launch --config_file configs/accelerate/fsdp.yaml -m ctxsynth.cli train CONFIG`.
+    In a run config, list `train` (and `eval`) in `stages:` instead: configs/end_to_end.yaml."""
     _setup_logging(verbose)
     from ctxsynth.train import TrainConfig
     from ctxsynth.train.recipe import train as run_training
@@ -266,7 +267,8 @@ def eval_(config: ConfigArg, overrides: Overrides = None, verbose: Verbose = Fal
               "--write-items", help="Write the config's evaluation items to this JSONL file and stop (no model "
               "runs): freezes the built-in sets for a machine without the asset packages (read back with items:).")] = None,
           ) -> None:
-    """Evaluate a model on NIAH test sets, LongBench-format files and the offline built-in sets."""
+    """Evaluate a model on NIAH test sets, LongBench-format files and the offline built-in sets.
+    In a run config, list `eval` after `train` in `stages:` to compare the trained and the base model."""
     _setup_logging(verbose)
     from ctxsynth.eval.job import EvalConfig, run_eval
     from ctxsynth.eval.job import write_items as write_eval_items
