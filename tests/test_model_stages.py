@@ -49,6 +49,7 @@ def test_default_stages_leave_train_and_eval_out_and_order_is_checked(tmp_path: 
     ({"eval": {}}, "name an evaluation set"),
     ({"eval": {"items": ["i.jsonl"], "model": {"backend": "nope"}}}, "nope"),
     ({"train": {"lora": {"enabled": True}}}, "LoRA adapter"),
+    ({"eval": {"items": ["i.jsonl"], "model": {"model": "served-name"}}}, "eval.model.tokenizer"),
     ({"stages": ["seeds", "synthesize", "assemble", "export", "eval"]}, "without the train stage"),
 ])
 def test_validate_names_the_bad_train_or_eval_key(tmp_path: Path, change: dict, message: str) -> None:

@@ -46,8 +46,9 @@ class RunEvalConfig(EvalConfig):
 
     name: str = "trained"
     out_dir: str = ""  # always <run>/eval
-    # model.model empty: the trained <run>/train/final (with model.backend, transformers by default)
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(model=""))
+    # model.model empty: the trained <run>/train/final (with model.backend, transformers by default);
+    # model.tokenizer empty: each evaluated model's own (the trained folder's; train.tokenizer or train.model)
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(model="", tokenizer=""))
     base: bool = True  # also evaluate train.model on the same items and compare
 
 
@@ -70,6 +71,9 @@ def check_config(run: Run) -> None:
             raise ConfigError("eval.out_dir: a run evaluates into <run>/eval; remove the key")
         if not c.eval.model.model and "train" not in c.stages:
             raise ConfigError("eval.model.model: without the train stage in stages, name the model to evaluate")
+        if c.eval.model.model and c.eval.model.tokenizer == "":
+            raise ConfigError("eval.model.tokenizer: set it (a local folder, 'smollm2', or null to send prompts "
+                              "uncut) when eval.model.model names the model to evaluate")
         if not c.eval.model.model and c.train.lora.enabled:
             raise ConfigError("eval.model.model: the train stage saves a LoRA adapter (train.lora.enabled), which "
                               "the eval backends do not load; merge it and name the merged folder here")
@@ -105,13 +109,14 @@ def run_train(run: Run, progress: Progress | None = None) -> dict[str, Any]:
     return marked
 
 
-def eval_targets(run: Run) -> list[tuple[str, str]]:
-    """(label, model) of every evaluation the stage runs: the trained model, then the base model."""
-    ec = run.config.eval
+def eval_targets(run: Run) -> list[tuple[str, str, str | None]]:
+    """(label, model, tokenizer) of every evaluation the stage runs: the trained model, then the base."""
+    ec, tc = run.config.eval, run.config.train
     trained = ec.model.model or str(run.stage_dir("train") / "final")
-    targets = [(ec.name, trained)]
+    own = ec.model.tokenizer != ""
+    targets = [(ec.name, trained, ec.model.tokenizer if own else trained)]
     if ec.base:
-        targets.append(("base", run.config.train.model))
+        targets.append(("base", tc.model, ec.model.tokenizer if own else tc.tokenizer or tc.model))
     return targets
 
 
@@ -123,14 +128,15 @@ def run_evaluation(run: Run, progress: Progress | None = None) -> dict[str, Any]
     out = run.stage_dir("eval")
     markers = run.markers("eval")
     targets = eval_targets(run)
-    for i, (label, model) in enumerate(targets):
+    for i, (label, model, tokenizer) in enumerate(targets):
         if markers.shard_done(i):
             continue
-        job = dataclasses.replace(ec, name=label, out_dir=str(out), model=dataclasses.replace(ec.model, model=model))
+        spec = dataclasses.replace(ec.model, model=model, tokenizer=tokenizer)
+        job = dataclasses.replace(ec, name=label, out_dir=str(out), model=spec)
         scores = run_eval(job, base=run.base_dir, progress=progress)
         markers.mark_shard(i, {"n_in": scores["n_items"], "n_out": scores["n_items"], "model": model})
     summary: dict[str, Any] = {"n_in": sum(s.get("n_in", 0) for s in markers.shard_stats()),
-                               "runs": [label for label, _ in targets]}
+                               "runs": [target[0] for target in targets]}
     if len(targets) == 2:
         comparison = write_comparison(out, base=targets[1][0], trained=targets[0][0])
         summary["difference"] = comparison["overall"]["difference"]
@@ -209,8 +215,18 @@ def _model_path_problem(key: str, name: str) -> str | None:
     return f"{key}: {name!r} is not a local folder; transformers will try the Hugging Face Hub when the stage starts"
 
 
+def _check_train_model(run: Run, warnings: list[str]) -> None:
+    from ctxsynth.tokenize import load_tokenizer
+
+    tc = run.config.train
+    problem = _model_path_problem("train.model", tc.model)
+    warnings.append(problem or "")
+    if tc.tokenizer or not problem:
+        load_tokenizer(tc.tokenizer or tc.model)  # a bad local folder fails now, not after synthesis
+
+
 def preflight_checks(run: Run, pending: list[str]) -> list[str]:
-    """Before any work: the train stage's data format, model and tokenizer; the eval stage's model
+    """Before any work: the train stage's data files, model and tokenizer; the eval stage's model
     spec (and key), tokenizer and evaluation files. Raises for what is certainly wrong; returns warnings."""
     from ctxsynth.errors import PathNotFound
     from ctxsynth.tokenize import load_tokenizer
@@ -218,21 +234,17 @@ def preflight_checks(run: Run, pending: list[str]) -> list[str]:
     check_config(run)
     c = run.config
     warnings: list[str] = []
+    if "train" in pending or ("eval" in pending and c.eval.base):  # the base model is train.model
+        _check_train_model(run, warnings)
     if "train" in pending:
-        warnings.append(_model_path_problem("train.model", c.train.model) or "")
-        tokenizer = c.train.tokenizer or c.train.model
-        if c.train.tokenizer or not _model_path_problem("train.model", c.train.model):
-            load_tokenizer(tokenizer)  # a bad local folder fails now, not after synthesis
         for i, path in enumerate(c.train.data.train_files + c.train.data.general_files):
             if not Path(_path(run, path)).exists():
                 raise PathNotFound(f"train.data: {_path(run, path)} does not exist (file {i + 1} of the train and "
                                    f"general files; relative paths resolve against {run.base_dir})")
     if "eval" in pending:
         c.eval.model.check("eval.model", need_key=True)
-        if c.eval.model.tokenizer:
+        if c.eval.model.tokenizer:  # empty: each model's own (the trained folder's, train.model's)
             load_tokenizer(c.eval.model.tokenizer)
-        if c.eval.base and "train" not in c.stages:
-            warnings.append(_model_path_problem("train.model (the base model of eval)", c.train.model) or "")
         for key in ("niah", "items", "longbench"):
             for i, path in enumerate(getattr(c.eval, key)):
                 if not Path(_path(run, path)).exists():
