@@ -98,6 +98,10 @@ def test_one_run_trains_evaluates_and_compares_and_resumes_a_killed_train(tmp_pa
         assert overall["n"] == 4 and comparison["runs"] == {"base": "base", "trained": "trained"}
         for key in ("base", "trained", "difference"):
             assert overall[key]["low"] <= overall[key]["mean"] <= overall[key]["high"]
+        facts = {label: json.loads((run_dir / "eval" / label / "scores.json").read_text())["run"]
+                 for label in ("trained", "base")}
+        assert facts["trained"]["backend"]["model"] == "final"  # the trained weights, not the base model's
+        assert facts["base"]["backend"]["model"] != "final" and facts["trained"]["tokenizer"] != facts["base"]["tokenizer"]
         trained_rows = (run_dir / "eval" / "trained" / "predictions.jsonl").read_text().splitlines()
         assert len(trained_rows) == 4 and json.loads(trained_rows[0])["error"] is None
         card = (run_dir / "report" / "README.md").read_text()

@@ -83,6 +83,12 @@ def test_train_config_defaults_come_from_the_run(tmp_path: Path) -> None:
     assert tc.output_dir == str(run.dir / "train") and tc.resume_from_checkpoint is True and tc.max_steps == 3
     assert type(tc).__name__ == "TrainConfig"
 
+    from ctxsynth.model_stages import eval_targets
+
+    given = _run(tmp_path, eval={"items": ["i.jsonl"], "model": {"max_model_len": 512}}, train={"model": "smollm2"})
+    final = str(given.dir / "train" / "final")
+    assert eval_targets(given) == [("trained", final, final), ("base", "smollm2", "smollm2")]
+
 
 def test_preflight_checks_eval_files_and_the_train_tokenizer(tmp_path: Path) -> None:
     with pytest.raises(PathNotFound, match=r"eval\.items\[0\]"):

@@ -41,14 +41,20 @@ class RunTrainConfig(TrainConfig):
 
 
 @dataclass
+class RunEvalModel(ModelConfig):
+    """`eval.model:` in a run config: an eval job's model whose model and tokenizer default to the run's."""
+
+    model: str = ""  # empty: the trained <run>/train/final (with `backend`, transformers by default)
+    tokenizer: str | None = ""  # empty: each evaluated model's own (the trained folder's; train.tokenizer or train.model)
+
+
+@dataclass
 class RunEvalConfig(EvalConfig):
     """`eval:` in a run config: an evaluation job; the model defaults to the trained one."""
 
     name: str = "trained"
     out_dir: str = ""  # always <run>/eval
-    # model.model empty: the trained <run>/train/final (with model.backend, transformers by default);
-    # model.tokenizer empty: each evaluated model's own (the trained folder's; train.tokenizer or train.model)
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(model="", tokenizer=""))
+    model: RunEvalModel = field(default_factory=RunEvalModel)
     base: bool = True  # also evaluate train.model on the same items and compare
 
 
