@@ -46,6 +46,7 @@ def test_default_stages_leave_train_and_eval_out_and_order_is_checked(tmp_path: 
     ({"train": {"export_format": "parquet"}}, "not one the trainer reads"),
     ({"train": {"output_dir": "elsewhere"}}, "train.output_dir"),
     ({"eval": {"out_dir": "elsewhere"}}, "eval.out_dir"),
+    ({"eval": {"items": ["i.jsonl"], "name": "base"}}, "eval.name"),
     ({"eval": {}}, "name an evaluation set"),
     ({"eval": {"items": ["i.jsonl"], "model": {"backend": "nope"}}}, "nope"),
     ({"train": {"lora": {"enabled": True}}}, "LoRA adapter"),

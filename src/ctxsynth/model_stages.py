@@ -75,6 +75,8 @@ def check_config(run: Run) -> None:
     if "eval" in c.stages:
         if c.eval.out_dir:
             raise ConfigError("eval.out_dir: a run evaluates into <run>/eval; remove the key")
+        if c.eval.base and c.eval.name == "base":
+            raise ConfigError("eval.name: 'base' is the base model's folder (eval.base); choose another name")
         if not c.eval.model.model and "train" not in c.stages:
             raise ConfigError("eval.model.model: without the train stage in stages, name the model to evaluate")
         if c.eval.model.model and c.eval.model.tokenizer == "":
