@@ -127,9 +127,9 @@ def print_summary(summary: dict[str, Any], console: Any) -> None:
     t = summary["throughput"]
     console.print(f"throughput: {t['seeds_per_min']} seeds/min, {t['completion_tokens_per_s']} generated tokens/s "
                   f"({t['requests_sent']} requests sent, {t['requests_cached']} from cache, {t['seconds']} s)")
-    console.print(verdict_text(summary))
-    if summary.get("model_comparison"):
+    if summary.get("model_comparison"):  # the train and eval stages ran
         console.print(summary["model_comparison"], highlight=False)
+    console.print(verdict_text(summary))
     card = Path(summary["run"]) / "report" / "README.md"
     console.print(f"output: {summary['run']}/synth (kept), {summary['run']}/synth/rejected (with reasons), "
                   f"{summary['run']}/summary.md" + (f", dataset card {card}" if card.exists() else ""))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 
 from ctxsynth.report.caveats import stage_input
 from ctxsynth.report.collect import RunSummary
@@ -139,14 +138,13 @@ def render_card(s: RunSummary, plots: Sequence[tuple[str, str, str]], caveat_lis
              "Long-context instruction-tuning data made by context synthesis with ctxsynth "
              f"(run directory `{s.run_dir}`).", ""]
     lines += headline(s, prices, len(caveat_list))
-    from ctxsynth.model_stages import card_section  # the train and eval stages' comparison, when run
-
-    lines += card_section(Path(s.run_dir))
     if plots:
         lines += ["## Plots", ""]
         for name, title, caption in plots:
             lines += [f"### {title}", "", f"![{title}]({name})", "", caption, ""]
     details = detail_tables(s, prices)
+    from ctxsynth.model_stages import card_section  # the train and eval stages' comparison, when run
+    lines += card_section(s.run_dir)
     if details:
         lines += ["## Details", ""] + details
     lines += ["## Caveats", ""]
