@@ -19,8 +19,7 @@ from ctxsynth.io import Markers, write_jsonl
 from ctxsynth.testing.openai_server import OpenAIServer
 from ctxsynth.testing.responders import context_writer
 
-pytest.importorskip("trl")
-pytestmark = pytest.mark.slow
+pytest.importorskip("trl")  # in the fast suite: about 46 s on a quiet 2-core box (the brief's limit was ~60 s)
 
 
 class _Killed(KeyboardInterrupt):

@@ -1,7 +1,7 @@
 """The train and eval stages of a run config, without training: config checks, rerun fingerprints,
 derived defaults, the eval stage's markers and comparison (against the local OpenAI-protocol server,
 which answers as a "trained" and a "base" model), and the card section. The whole path with real
-training of the embedded SmolLM2 is in tests/test_end_to_end_training.py (slow)."""
+training of the embedded SmolLM2 is in tests/test_end_to_end_training.py."""
 
 from __future__ import annotations
 
