@@ -184,8 +184,9 @@ def _stage_command(stage: str):
     return command
 
 
-for _stage in STAGE_NAMES:
-    app.command(name=_stage)(_stage_command(_stage))
+for _stage in STAGES:
+    if not _stage.opt_in:  # train and eval: `ctxsynth run` runs them; their verbs below take their own configs
+        app.command(name=_stage.name)(_stage_command(_stage.name))
 
 
 @app.command()
@@ -267,7 +268,8 @@ def niah(config: ConfigArg, overrides: Overrides = None,
 @app.command()
 def train(config: ConfigArg, overrides: Overrides = None, verbose: Verbose = False) -> None:
     """Fine-tune a causal LM on exported data (TRL + PEFT; packing without cross-attention, answer-only loss).
-    Several GPUs: `accelerate launch --config_file configs/accelerate/fsdp.yaml -m ctxsynth.cli train CONFIG`."""
+    Several GPUs: `accelerate launch --config_file configs/accelerate/fsdp.yaml -m ctxsynth.cli train CONFIG`.
+    In a run config, list `train` (and `eval`) in `stages:` instead: configs/end_to_end.yaml."""
     _setup_logging(verbose)
     from ctxsynth.train import TrainConfig
     from ctxsynth.train.recipe import train as run_training
@@ -284,7 +286,8 @@ def eval_(config: ConfigArg, overrides: Overrides = None, verbose: Verbose = Fal
               "--write-items", help="Write the config's evaluation items to this JSONL file and stop (no model "
               "runs): freezes the built-in sets for a machine without the asset packages (read back with items:).")] = None,
           ) -> None:
-    """Evaluate a model on NIAH test sets, LongBench-format files and the offline built-in sets."""
+    """Evaluate a model on NIAH test sets, LongBench-format files and the offline built-in sets.
+    In a run config, list `eval` after `train` in `stages:` to compare the trained and the base model."""
     _setup_logging(verbose)
     from ctxsynth.eval.job import EvalConfig, run_eval
     from ctxsynth.eval.job import write_items as write_eval_items

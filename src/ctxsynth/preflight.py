@@ -46,6 +46,10 @@ def preflight(run: Run, probe: bool = True, force: str | None = None) -> list[st
         from ctxsynth.tokenize import load_tokenizer
 
         load_tokenizer(run.config.assemble.tokenizer)  # a bad tokenizer fails now, not after synthesis
+    if {"train", "eval"} & set(pending):
+        from ctxsynth.model_stages import preflight_checks
+
+        warnings += preflight_checks(run, pending)  # model and tokenizer paths, eval files, the eval model's key
     if probe:
         probed: set[tuple[str, str]] = set()
         for where, spec in specs.items():

@@ -1,6 +1,8 @@
 """One run = one directory: the run config, and running the stages that read and write shard folders.
 
-    seeds -> filter -> synthesize -> assemble -> export -> report
+    seeds -> filter -> synthesize -> assemble -> export [-> train -> eval] -> report
+
+(train and eval run only when `stages:` lists them: ctxsynth.model_stages.)
 
 Each stage writes shard files atomically and a completion marker per shard, then a DONE marker;
 `run_all` skips finished stages and finished shards, and the request cache (cache.sqlite) makes a
@@ -28,9 +30,11 @@ from ctxsynth.filters.config import FiltersConfig
 from ctxsynth.io import Markers, atomic_write_text
 from ctxsynth.llm.base import SamplingParams
 from ctxsynth.llm.spec import ModelSpec, redact_config
+from ctxsynth.model_stages import RunEvalConfig, RunTrainConfig
+from ctxsynth.model_stages import check_config as check_model_stages
 from ctxsynth.progress import Progress
 from ctxsynth.seeds import SeedsConfig
-from ctxsynth.stages import STAGE_NAMES, stage_folder
+from ctxsynth.stages import DEFAULT_STAGES, STAGE_NAMES, stage_folder
 from ctxsynth.stages import stage as stage_entry
 from ctxsynth.synth.stage import SynthConfig
 from ctxsynth.verify.checks import VerifyConfig
@@ -77,7 +81,7 @@ class RunConfig:
     out_dir: str = "runs"
     seed: int = 0
     shards: int = 1
-    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    stages: list[str] = field(default_factory=lambda: list(DEFAULT_STAGES))  # train, eval: only when listed
     # circuit breaker: stop after this many infrastructure failures in a row (an auth or unknown-model
     # error before any success stops at once); the stage stays incomplete, the rerun resumes it
     max_consecutive_failures: int = 20
@@ -89,11 +93,16 @@ class RunConfig:
     assemble: AssembleConfig = field(default_factory=AssembleConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    train: RunTrainConfig = field(default_factory=RunTrainConfig)  # the train stage (ctxsynth.model_stages)
+    eval: RunEvalConfig = field(default_factory=RunEvalConfig)  # the eval stage
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.stages if s not in STAGES]
         if unknown:
             raise ConfigError(f"stages: unknown stage(s) {unknown}; known, in order: {', '.join(STAGES)}")
+        if [s for s in STAGES if s in self.stages] != list(self.stages):
+            raise ConfigError(f"stages: {self.stages} are out of order or repeated; they run in this order: "
+                              f"{', '.join(STAGES)}")
         if self.max_consecutive_failures < 1:
             raise ConfigError("max_consecutive_failures must be >= 1")
         if self.shards < 1:
@@ -259,6 +268,7 @@ def validate_run(run: Run) -> list[str]:
         problem = spec.missing_key()
         if problem:
             warnings.append(f"{where}: {problem}")
+    check_model_stages(run)  # train and eval sections, when those stages are listed
     build_task(c.synth, c.seed)  # unknown task names, prompt files and genres fail here
     if c.synth.task in ("context", "multidoc") and c.llm.max_tokens < c.synth.target_words * 1.4:
         warnings.append(

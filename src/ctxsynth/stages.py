@@ -35,6 +35,9 @@ class Stage:
     inputs: tuple[str, ...] = ()  # stages it reads; the first one the run includes (else the last) is read
     help: str = ""
     reads: tuple[str, ...] = ()  # config keys (dotted prefixes) its output depends on: a change reruns it
+    # listed in `stages:` only by choice (not in the default list) and no per-stage CLI verb of its
+    # own: `ctxsynth train` / `ctxsynth eval` take their own configs (ctxsynth.model_stages)
+    opt_in: bool = False
 
 
 @dataclass
@@ -253,6 +256,18 @@ def run_export(run: Run, progress: Progress | None = None) -> dict[str, Any]:
     return summary
 
 
+def run_train(run: Run, progress: Progress | None = None) -> dict[str, Any]:
+    from ctxsynth.model_stages import run_train as train_stage  # torch and trl load only here
+
+    return train_stage(run, progress)
+
+
+def run_eval(run: Run, progress: Progress | None = None) -> dict[str, Any]:
+    from ctxsynth.model_stages import run_evaluation
+
+    return run_evaluation(run, progress)
+
+
 def run_report(run: Run, progress: Progress | None = None) -> dict[str, Any]:
     from ctxsynth.report import write_report
 
@@ -277,10 +292,15 @@ STAGES: tuple[Stage, ...] = (
           ("assemble",)),
     Stage("export", "export", run_export, ("assemble",), "Write the samples in the trainers' formats.",
           ("export",)),
+    Stage("train", "train", run_train, ("export",),
+          "Fine-tune train.model on this run's export (resumes from its last checkpoint).", ("train",), opt_in=True),
+    Stage("eval", "eval", run_eval, ("train",),
+          "Evaluate the trained model and the base model on the eval sets; compare them.", ("eval",), opt_in=True),
     Stage("report", "report", run_report, ("seeds", "filter", "synthesize", "assemble", "export"),
           "Write the dataset card and its plots.", ("report",)),
 )
 STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
+DEFAULT_STAGES: tuple[str, ...] = tuple(s.name for s in STAGES if not s.opt_in)
 _BY_NAME = {s.name: s for s in STAGES}
 
 

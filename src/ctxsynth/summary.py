@@ -57,7 +57,14 @@ def build_summary(run_dir: Path, stopped: dict[str, Any] | None = None) -> dict[
         },
         "pass_rate": round(len(kept) / n, 3) if n else 0.0,
         "stopped": stopped,  # why the run stopped unfinished (cause, endpoint, status, message), else None
+        "model_comparison": _model_comparison(run_dir),
     }
+
+
+def _model_comparison(run_dir: Path) -> str | None:
+    from ctxsynth.model_stages import summary_line
+
+    return summary_line(run_dir)
 
 
 CAUSES = {"outage": "an outage (endpoint unreachable, timing out or failing)", "auth": "an authentication error",
@@ -92,6 +99,8 @@ def to_markdown(summary: dict[str, Any]) -> str:
     lines += ["", f"Context words (kept; target {summary['target_words']}): " + ", ".join(f"{k} {v}" for k, v in w.items())]
     t = summary["throughput"]
     lines += ["", "Throughput: " + ", ".join(f"{k} {v}" for k, v in t.items()), ""]
+    if summary.get("model_comparison"):  # the train and eval stages ran (ctxsynth.model_stages)
+        lines += [summary["model_comparison"], ""]
     return "\n".join(lines)
 
 
@@ -118,6 +127,8 @@ def print_summary(summary: dict[str, Any], console: Any) -> None:
     t = summary["throughput"]
     console.print(f"throughput: {t['seeds_per_min']} seeds/min, {t['completion_tokens_per_s']} generated tokens/s "
                   f"({t['requests_sent']} requests sent, {t['requests_cached']} from cache, {t['seconds']} s)")
+    if summary.get("model_comparison"):  # the train and eval stages ran
+        console.print(summary["model_comparison"], highlight=False)
     console.print(verdict_text(summary))
     for line in output_lines(Path(summary["run"])):
         console.print(line, soft_wrap=True, markup=False)

@@ -219,6 +219,8 @@ def render_card(s: RunSummary, plots: Sequence[tuple[str, str, str]], caveat_lis
             lines += [f"### {title}", "", f"![{title}]({name})", "", caption, ""]
     lines += training_section(s) + provenance_lines(s, info)
     details = detail_tables(s, prices)
+    from ctxsynth.model_stages import card_section  # the train and eval stages' comparison, when run
+    lines += card_section(s.run_dir)
     if details:
         lines += ["## Details", ""] + details
     lines += ["## Caveats", ""]
