@@ -20,6 +20,7 @@ from typing import Any
 from ctxsynth.errors import UserError
 from ctxsynth.eval import metrics
 from ctxsynth.eval.longbench_official import FIRST_LINE_TASKS, TASK_METRICS
+from ctxsynth.io import read_user_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -43,26 +44,19 @@ def read_predictions(path: Path, need_length: bool = False) -> TaskPredictions:
     answers: list[list[str]] = []
     lengths: list[float] = []
     all_classes = None
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{path}:{line_no}: not valid JSON ({err.msg})") from None
-            for field in ("pred", "answers"):
-                if field not in row:
-                    raise UserError(f"{path}:{line_no}: no {field!r} field (LongBench prediction lines have pred, "
-                                    "answers, all_classes, length)")
-            if need_length and not isinstance(row.get("length"), (int, float)):
-                raise UserError(f"{path}:{line_no}: LongBench-E scoring needs a numeric 'length' field")
-            preds.append(str(row["pred"]))
-            refs = row["answers"]
-            answers.append([refs] if isinstance(refs, str) else [str(r) for r in refs])
-            if "length" in row:
-                lengths.append(row["length"])
-            all_classes = row.get("all_classes")
+    for line_no, row in read_user_jsonl(path):
+        for field in ("pred", "answers"):
+            if not isinstance(row, dict) or field not in row:
+                raise UserError(f"{path}:{line_no}: no {field!r} field (LongBench prediction lines have pred, "
+                                "answers, all_classes, length)")
+        if need_length and not isinstance(row.get("length"), (int, float)):
+            raise UserError(f"{path}:{line_no}: LongBench-E scoring needs a numeric 'length' field")
+        preds.append(str(row["pred"]))
+        refs = row["answers"]
+        answers.append([refs] if isinstance(refs, str) else [str(r) for r in refs])
+        if "length" in row:
+            lengths.append(row["length"])
+        all_classes = row.get("all_classes")
     if not preds:
         raise UserError(f"{path}: no predictions in the file")
     return TaskPredictions(task, preds, answers, lengths, all_classes)

@@ -16,14 +16,14 @@ the file and line (or row) and say what to do; an input without rows is an error
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ctxsynth.errors import UserError
+from ctxsynth.errors import InputError, UserError
+from ctxsynth.io import read_user_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -60,18 +60,13 @@ def _rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         for number, row in enumerate(pq.read_table(path).to_pylist(), 1):
             yield f"{path}, row {number}", row
         return
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TrainDataError(f"{path}:{number}: not JSON ({e.msg}); training files are JSON Lines") from None
+    try:
+        for number, row in read_user_jsonl(path):
             if not isinstance(row, dict):
                 raise TrainDataError(f"{path}:{number}: expected a JSON object per line")
             yield f"{path}:{number}", row
+    except InputError as e:  # not JSON (Lines): the same message, as a training-data error
+        raise TrainDataError(f"{e}; training files are JSON Lines") from None
 
 
 def conversation(row: dict[str, Any], where: str) -> list[Message]:
