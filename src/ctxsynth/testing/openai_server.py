@@ -8,7 +8,7 @@ truncated replies and dropped connections. It counts every hit, per request fing
 a test can assert that nothing was lost or sent twice, and records the peak number of requests in
 flight and the idle time (no request in flight between the first arrival and the last reply).
 `overload_above=N` plays an overloaded server: an arrival that finds more than N requests in flight
-gets 429 at once. It also speaks the Batch API (`POST /v1/files`, `GET /v1/files/{id}/content`,
+gets 429 at once. It also speaks the Batch API (ctxsynth.testing.batch_api) (`POST /v1/files`, `GET /v1/files/{id}/content`,
 `POST /v1/batches`, `GET /v1/batches/{id}`): each batch line goes through the same responder in a
 background thread, after `batch_delay_s`; `batch_answer_limit` answers only that many lines and
 then lets the batch expire. Run `python -m ctxsynth.testing.openai_server --port 8000` for an echo
@@ -20,7 +20,6 @@ reset its counters).
 from __future__ import annotations
 
 import argparse
-import email.parser
 import json
 import logging
 import socket
@@ -32,6 +31,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from ctxsynth.testing.batch_api import BatchAPI, create_batch, upload
 from ctxsynth.testing.scripting import (
     FAULT_KINDS,
     Fault,
@@ -40,6 +40,7 @@ from ctxsynth.testing.scripting import (
     HitRecord,
     Reply,
     Responder,
+    completion_body,
     echo_responder,
     random_faults,
     rate_limit_bursts,
@@ -51,24 +52,6 @@ log = logging.getLogger(__name__)
 
 Headers = tuple[tuple[str, str], ...]
 CHAT_ROUTES = frozenset({"/v1/chat/completions", "/chat/completions"})
-
-
-def _completion_body(model: str, reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
-    prompt_words = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
-    usage = reply.usage or {
-        "prompt_tokens": prompt_words,
-        "completion_tokens": len(reply.text.split()),
-        "total_tokens": prompt_words + len(reply.text.split()),
-    }
-    return {
-        "id": f"chatcmpl-{request_fingerprint(body)}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text},
-                     "finish_reason": reply.finish_reason}],
-        "usage": usage,
-    }
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -119,10 +102,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, {})
             return
         if path in ("/v1/files", "/files"):
-            self._upload(raw)
+            upload(self, raw)
             return
         if path in ("/v1/batches", "/batches"):
-            self._create_batch(raw)
+            create_batch(self, raw)
             return
         if path not in CHAT_ROUTES:
             self._not_found()
@@ -150,30 +133,6 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(status, payload, headers)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (its timeout) before the answer was written
-
-    def _upload(self, raw: bytes) -> None:
-        """POST /v1/files, multipart/form-data with `purpose` and `file` (what the openai client sends)."""
-        header = f"Content-Type: {self.headers.get('Content-Type', '')}\r\n\r\n".encode()
-        message = email.parser.BytesParser().parsebytes(header + raw)
-        fields = {part.get_param("name", header="content-disposition"): part for part in message.get_payload() or []} \
-            if message.is_multipart() else {}
-        if "file" not in fields:
-            self._send_json(400, {"error": {"message": "multipart field 'file' missing", "type": "invalid_request_error"}})
-            return
-        purpose = (fields["purpose"].get_payload(decode=True) or b"").decode() if "purpose" in fields else ""
-        filename = fields["file"].get_filename() or "upload.jsonl"
-        self._send_json(200, self.server.app._add_file(fields["file"].get_payload(decode=True) or b"", filename, purpose))
-
-    def _create_batch(self, raw: bytes) -> None:
-        app = self.server.app
-        try:
-            body = json.loads(raw)
-            if body.get("input_file_id") not in app._files:
-                raise ValueError(f"no file {body.get('input_file_id')!r}")
-        except (ValueError, AttributeError) as exc:
-            self._send_json(400, {"error": {"message": f"bad request: {exc}", "type": "invalid_request_error"}})
-            return
-        self._send_json(200, app._start_batch(body))
 
     def _answer(self, app: OpenAIServer, hit: Hit, in_flight: int) -> tuple[str, int | None, dict[str, Any] | bytes, Headers]:
         """Decide the response: (outcome, status or None to drop the connection, body, headers)."""
@@ -203,7 +162,7 @@ class _Handler(BaseHTTPRequestHandler):
             return "responder_error", 500, {"error": {"message": f"responder failed: {exc!r}", "type": "server"}}, ()
         if kind == "truncated":
             reply = Reply(reply.text[: len(reply.text) // 2], "length", reply.usage)
-        return kind, 200, _completion_body(app.model, reply, hit.body), ()
+        return kind, 200, completion_body(app.model, reply, hit.body), ()
 
 
 class _Server(ThreadingHTTPServer):
@@ -232,7 +191,7 @@ class _Counters:
     outcomes: Counter[str] = field(default_factory=Counter)
 
 
-class OpenAIServer:
+class OpenAIServer(BatchAPI):
     """Context manager: `with OpenAIServer(responder) as srv: OpenAIBackend(m, base_url=srv.url)`."""
 
     def __init__(
@@ -364,66 +323,6 @@ class OpenAIServer:
                     inj.times -= 1
                     return inj.fault
         return self.fault_rule(hit) if self.fault_rule else None
-
-    # --- Batch API -------------------------------------------------------------------------
-
-    def _add_file(self, content: bytes, filename: str, purpose: str) -> dict[str, Any]:
-        with self._lock:
-            file_id = f"file-{len(self._files) + 1}"
-            self._files[file_id] = {"content": content, "filename": filename, "purpose": purpose}
-        return {"id": file_id, "object": "file", "bytes": len(content), "created_at": int(time.time()),
-                "filename": filename, "purpose": purpose, "status": "processed"}
-
-    def batch_ids(self) -> list[str]:
-        with self._lock:
-            return list(self._batches)
-
-    def _start_batch(self, body: dict[str, Any]) -> dict[str, Any]:
-        with self._lock:
-            batch_id = f"batch-{len(self._batches) + 1}"
-            self._batches[batch_id] = {
-                "id": batch_id, "object": "batch", "endpoint": body.get("endpoint", "/v1/chat/completions"),
-                "input_file_id": body["input_file_id"], "completion_window": body.get("completion_window", "24h"),
-                "status": "validating", "created_at": int(time.time()), "output_file_id": None,
-                "error_file_id": None, "metadata": body.get("metadata"),
-                "request_counts": {"total": 0, "completed": 0, "failed": 0},
-            }
-        threading.Thread(target=self._run_batch, args=(batch_id,), daemon=True, name=f"batch {batch_id}").start()
-        return self._batch_view(batch_id)
-
-    def _batch_view(self, batch_id: str) -> dict[str, Any]:
-        with self._lock:
-            return json.loads(json.dumps(self._batches[batch_id]))
-
-    def _run_batch(self, batch_id: str) -> None:
-        """Answer each line with the responder; write the output and error files; finish the batch."""
-        with self._lock:
-            batch = self._batches[batch_id]
-            lines = [json.loads(line) for line in self._files[batch["input_file_id"]]["content"].splitlines() if line.strip()]
-            batch["status"], batch["request_counts"]["total"] = "in_progress", len(lines)
-        if self._stopping.wait(self.batch_delay_s):
-            return
-        out, errors = [], []
-        for n, line in enumerate(lines):
-            if self.batch_answer_limit is not None and n >= self.batch_answer_limit:
-                break  # the rest "expires" unanswered, as a batch past its completion window does
-            try:
-                body = _completion_body(self.model, self._respond(line["body"]), line["body"])
-                out.append({"id": f"resp-{n}", "custom_id": line["custom_id"], "error": None,
-                            "response": {"status_code": 200, "request_id": f"req-{n}", "body": body}})
-            except Exception as exc:  # the responder refused this line: an error-file entry
-                errors.append({"id": f"resp-{n}", "custom_id": line["custom_id"], "response": None,
-                               "error": {"code": "server_error", "message": str(exc)}})
-            with self._lock:
-                self.batch_lines_answered += 1
-        # the API promises no order: lines come back reversed, so clients must match by custom_id
-        encode = lambda rows: "".join(json.dumps(r) + "\n" for r in reversed(rows)).encode()  # noqa: E731
-        output = self._add_file(encode(out), f"{batch_id}_output.jsonl", "batch_output")["id"] if out else None
-        error = self._add_file(encode(errors), f"{batch_id}_errors.jsonl", "batch_output")["id"] if errors else None
-        with self._lock:
-            batch.update(output_file_id=output, error_file_id=error,
-                         status="expired" if len(out) + len(errors) < len(lines) else "completed",
-                         request_counts={"total": len(lines), "completed": len(out), "failed": len(errors)})
 
     def _respond(self, body: dict[str, Any]) -> Reply:
         reply = self.responder(body)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -138,3 +139,22 @@ def echo_responder(body: dict[str, Any]) -> Reply:
     """Default responder: echoes the last user message."""
     users = [m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user"]
     return Reply(f"echo: {users[-1] if users else ''}")
+
+
+def completion_body(model: str, reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
+    """The chat.completion JSON the server sends for `reply` to the request `body`."""
+    prompt_words = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+    usage = reply.usage or {
+        "prompt_tokens": prompt_words,
+        "completion_tokens": len(reply.text.split()),
+        "total_tokens": prompt_words + len(reply.text.split()),
+    }
+    return {
+        "id": f"chatcmpl-{request_fingerprint(body)}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text},
+                     "finish_reason": reply.finish_reason}],
+        "usage": usage,
+    }
