@@ -71,7 +71,7 @@ def _generator_line(s: RunSummary, prices: dict | None) -> str:
 
 
 def _rejection_line(s: RunSummary) -> str:
-    by_stage = Counter()
+    by_stage: Counter[str] = Counter()
     for (stage, _), n in s.rejections.items():
         by_stage[stage] += n
     if not by_stage:
@@ -117,6 +117,7 @@ def headline(s: RunSummary, prices: dict | None, n_caveats: int) -> list[str]:
 def detail_tables(s: RunSummary, prices: dict | None) -> list[str]:
     lines: list[str] = []
     tasks = sorted(set(s.seed_tasks) | set(s.synth_tasks) | {r.task for r in s.samples})
+    rows: list[tuple[object, ...]]
     if tasks:
         rows = [(t, s.seed_tasks.get(t, 0), s.synth_tasks.get(t, 0), sum(r.task == t for r in s.samples),
                  _mean(s.context_words_by_task.get(t, [])),

@@ -10,6 +10,7 @@ import io
 from collections import Counter
 from collections.abc import Callable, Sequence
 
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
@@ -20,7 +21,7 @@ from ctxsynth.report.costs import cost_of, money
 BLUE, ORANGE, GREY, RED = "#3b6ea8", "#e08a2e", "#9a9a9a", "#c0392b"
 
 
-def _figure(width: float = 6.4, height: float = 3.6) -> tuple[Figure, object]:
+def _figure(width: float = 6.4, height: float = 3.6) -> tuple[Figure, Axes]:
     fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     return fig, fig.add_subplot()
@@ -32,7 +33,7 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def _bins(values: list[float], marks: Sequence[float] = (), n: int = 30) -> list[float]:
+def _bins(values: Sequence[float], marks: Sequence[float] = (), n: int = 30) -> list[float]:
     """Histogram edges over the values and the marked lines together (few values: fewer, wider bins),
     so that a handful of records still gives bars wide enough to see next to a far-away target line."""
     lo, hi = min([*values, *marks]), max([*values, *marks])
@@ -42,7 +43,7 @@ def _bins(values: list[float], marks: Sequence[float] = (), n: int = 30) -> list
     return [lo + i * (hi - lo) / k for i in range(k + 1)]
 
 
-def _rug(ax: object, values: list[float]) -> None:
+def _rug(ax: Axes, values: Sequence[float]) -> None:
     """With few records, one tick per record under the bars: every record is visible."""
     if len(values) <= 30:
         ax.plot(values, [0] * len(values), "|", color=RED, markersize=14, clip_on=False)
