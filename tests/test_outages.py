@@ -141,3 +141,20 @@ def test_the_breaker_trips_on_consecutive_infrastructure_failures_only() -> None
         for _ in range(2):
             breaker.observe(ChatResult(None, None, error="http_502_exhausted"))
     assert exc.value.cause == "outage" and exc.value.endpoint == "http://h/v1" and exc.value.status == 502
+
+
+def test_an_eval_against_an_unknown_model_stops_instead_of_scoring_zero(tmp_path: Path) -> None:
+    items = [{"id": f"i{i}", "task": "qa", "prompt": f"What is {i} plus one?", "answers": [str(i + 1)],
+              "metric": "qa_f1"} for i in range(4)]
+    (tmp_path / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
+    with OpenAIServer(context_writer, fault_rule=lambda hit: Fault("status", status=404,
+                                                                  message="model not found")) as server:
+        config = {"name": "e", "out_dir": "runs/eval", "items": ["items.jsonl"],
+                  "model": {"backend": "openai", "model": "test-model", "tokenizer": None, "truncation": "none",
+                            "options": {"base_url": server.url, "max_retries": 1}}}
+        (tmp_path / "eval.yaml").write_text(yaml.safe_dump(config))
+        proc = subprocess.run([sys.executable, "-m", "ctxsynth.cli", "eval", "eval.yaml"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "HTTP 404 on the first request (not_found)" in _error_line(proc)
+    assert not list((tmp_path / "runs" / "eval" / "e").glob("*scores*"))

@@ -57,6 +57,9 @@ class EvalConfig:
     limit_per_task: int | None = None
     builtin: BuiltinSets = field(default_factory=BuiltinSets)
     seed: int = 0
+    # infrastructure failures in a row (or one auth/404 before any answer) that stop the eval with exit 2
+    # instead of scoring the unanswered items as 0 (ctxsynth.llm.breaker)
+    max_consecutive_failures: int = 20
 
     def __post_init__(self) -> None:
         if self.model.truncation not in ("middle", "left", "none"):
@@ -124,7 +127,8 @@ def run_eval(config: EvalConfig, base: Path | None = None, progress: Any = None)
     out = (Path(config.out_dir) if Path(config.out_dir).is_absolute() else base / config.out_dir) / config.name
     items = collect_items(config, base)
     m = config.model
-    backend = m.build()  # evaluate() wraps it in the request cache under out/
+    # behind the circuit breaker; evaluate() wraps it in the request cache under out/
+    backend = m.build(max_consecutive_failures=config.max_consecutive_failures)
     try:
         return evaluate(items, backend, tokenizer=m.tokenizer, max_model_len=m.max_model_len,
                         truncation=m.truncation, out_dir=out,  # type: ignore[arg-type]
