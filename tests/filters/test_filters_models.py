@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from ctxsynth.errors import BackendUnavailable
 from ctxsynth.filters.closed_book import ClosedBookFilter, clean_prediction
 from ctxsynth.filters.config import ClosedBookConfig, FilterLLM, JudgeConfig, RelianceConfig
 from ctxsynth.filters.judge import JudgeFilter, JudgeItem, parse_judgement
@@ -16,6 +17,7 @@ from ctxsynth.llm.openai_backend import OpenAIBackend
 from ctxsynth.records import Seed, Synthesized
 from ctxsynth.seeds import SeedsConfig, read_seeds
 from ctxsynth.testing.openai_server import OpenAIServer
+from ctxsynth.testing.scripting import Fault, Hit
 
 KNOWN = {"What is the capital of France?": "Paris.", "Who wrote Hamlet?": "Answer: William Shakespeare",
          "In what year did the committee first meet in Vaduz?": "I think it was in the year 1712 or maybe later on"}
@@ -57,6 +59,30 @@ def test_closed_book_drops_known_answers_and_keeps_unknown_or_rambling(monkeypat
     assert by_id["yn"].keep and by_id["yn"].scores["probed"] is False
     assert by_id["pick"].keep and by_id["pick"].scores["probed"] is False
     assert by_id["obscure"].keep and by_id["obscure"].scores["f1"] == 0.0
+
+
+def test_model_filters_stop_on_a_down_endpoint_instead_of_keeping_unprobed_seeds(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 500 on one probe stops the filter (the stage stays unmarked, the rerun sends it again); a
+    400, the request's own failure, keeps that seed unprobed as before."""
+    def rule(status: int):  # type: ignore[no-untyped-def]
+        def fault(hit: Hit) -> Fault | None:
+            return Fault.http_error(status) if "Hamlet" in hit.body["messages"][-1]["content"] else None
+        return fault
+
+    seeds = [_seed("fr", "What is the capital of France?", "Paris"),
+             _seed("ham", "Who wrote Hamlet?", ["Shakespeare", "William Shakespeare"])]
+    with OpenAIServer(_probe_responder, fault_rule=rule(500)) as server:
+        with pytest.raises(BackendUnavailable, match="1 request.*infrastructure reasons.*filter stage was not marked"):
+            ClosedBookFilter(ClosedBookConfig(), _backend(server, monkeypatch)).check(seeds)
+    with OpenAIServer(_probe_responder, fault_rule=rule(400)) as server:
+        verdicts = ClosedBookFilter(ClosedBookConfig(), _backend(server, monkeypatch)).check(seeds)
+    assert verdicts[0].reason == "answerable_closed_book"
+    assert verdicts[1].keep and verdicts[1].scores["probed"] is False
+    items = [JudgeItem("ham", "Hamlet was written by Shakespeare.", "Who wrote Hamlet?", "Shakespeare")]
+    with OpenAIServer(_probe_responder, fault_rule=rule(503)) as server:
+        with pytest.raises(BackendUnavailable, match="infrastructure reasons"):
+            JudgeFilter(JudgeConfig(enabled=True), _backend(server, monkeypatch)).check_items(items)
 
 
 @pytest.mark.parametrize(("reply", "supported", "leak"), [

@@ -22,6 +22,7 @@ from ctxsynth.filters.registry import Filter, FilterContext
 from ctxsynth.filters.verdict import Verdict
 from ctxsynth.filters.wellformed import is_choice_among_given, is_yes_no
 from ctxsynth.llm.base import Backend, ChatRequest
+from ctxsynth.llm.failures import raise_if_unanswered
 from ctxsynth.records import Seed
 from ctxsynth.rng import derive_seed
 from ctxsynth.synth.tasks import PromptTemplate
@@ -71,6 +72,7 @@ class ClosedBookFilter:
                                 self.config.llm.params(derive_seed(self.run_seed, "closed_book", seeds[i].id)),
                                 id=seeds[i].id) for i in probed]
         results = self.backend.generate(requests)
+        raise_if_unanswered(results, self.backend, "the filter stage")
         verdicts = [Verdict.kept("yes/no or given-choice answer: not probed", probed=False) for _ in seeds]
         judged: list[tuple[int, str]] = []
         for i, result in zip(probed, results, strict=True):
@@ -101,7 +103,9 @@ class ClosedBookFilter:
                                 self.config.llm.params(derive_seed(self.run_seed, "closed_book_judge", seeds[i].id)),
                                 id=seeds[i].id) for i, p in judged]
         out = []
-        for result in self.backend.generate(requests) if requests else []:
+        results = self.backend.generate(requests) if requests else []
+        raise_if_unanswered(results, self.backend, "the filter stage")
+        for result in results:
             found = _MATCH.search(result.text or "") if result.answered else None
             out.append(found is not None and found.group(1).upper() == "MATCH")
         return out

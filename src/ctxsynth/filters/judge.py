@@ -18,6 +18,7 @@ from ctxsynth.filters.config import FiltersConfig, JudgeConfig
 from ctxsynth.filters.registry import Filter, FilterContext
 from ctxsynth.filters.verdict import Verdict
 from ctxsynth.llm.base import Backend, ChatRequest
+from ctxsynth.llm.failures import raise_if_unanswered
 from ctxsynth.records import Seed
 from ctxsynth.rng import derive_seed
 from ctxsynth.synth.tasks import PromptTemplate
@@ -71,7 +72,9 @@ class JudgeFilter:
         asked = [i for i, it in enumerate(items) if it is not None]
         requests = [self._request(items[i]) for i in asked]  # type: ignore[arg-type]
         verdicts = [Verdict.kept("no context to judge", judged=False) for _ in items]
-        for i, result in zip(asked, self.backend.generate(requests) if requests else [], strict=True):
+        results = self.backend.generate(requests) if requests else []
+        raise_if_unanswered(results, self.backend, "the filter stage")
+        for i, result in zip(asked, results, strict=True):
             if not result.answered:
                 verdicts[i] = Verdict.kept(f"judge request failed: {result.error}", judged=False)
                 continue

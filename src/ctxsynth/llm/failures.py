@@ -13,8 +13,11 @@ text (`http_<status>...`, `connection_error`, `timeout`, ...).
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Iterable
 
-from ctxsynth.llm.base import INFRASTRUCTURE_FAILURES, ChatResult
+from ctxsynth.errors import BackendUnavailable
+from ctxsynth.llm.base import INFRASTRUCTURE_FAILURES, Backend, ChatResult
 
 INFRASTRUCTURE = tuple(sorted(INFRASTRUCTURE_FAILURES))
 _STATUS = re.compile(r"^http_(\d{3})")
@@ -55,3 +58,23 @@ def status_of(error: str) -> int | None:
 
 def is_infrastructure(result: ChatResult) -> bool:
     return failure_kind(result) in INFRASTRUCTURE
+
+
+def unanswered_error(failed: list[ChatResult], backend: Backend, unit: str = "the shard") -> BackendUnavailable:
+    """The error that stops a stage unmarked: its infrastructure failures are retried by the rerun
+    (answered requests come back from the request cache)."""
+    kinds = Counter(failure_kind(r) or "outage" for r in failed)
+    cause = kinds.most_common(1)[0][0]
+    errors = Counter((r.error or "").split(":")[0] for r in failed)
+    shown = ", ".join(f"{n} x {e}" for e, n in errors.most_common(3))
+    return BackendUnavailable(
+        f"{len(failed)} request(s) to {backend.name} {backend.model} failed for infrastructure reasons ({shown}); "
+        f"{unit} was not marked complete: rerun the same command to send exactly those again", cause=cause)
+
+
+def raise_if_unanswered(results: Iterable[ChatResult], backend: Backend, unit: str) -> None:
+    """Stop when any result is an infrastructure failure: a filter must not keep (or drop) a seed
+    because its endpoint was down."""
+    failed = [r for r in results if is_infrastructure(r)]
+    if failed:
+        raise unanswered_error(failed, backend, unit)

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ctxsynth.errors import BackendUnavailable
 from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, RequestQueue, SamplingParams
-from ctxsynth.llm.failures import failure_kind, is_infrastructure
+from ctxsynth.llm.failures import is_infrastructure, unanswered_error
 from ctxsynth.progress import NullProgress, Progress
 from ctxsynth.records import Attempt, Rejected, Seed, Synthesized, to_dict
 from ctxsynth.rng import derive_seed
@@ -140,23 +139,12 @@ def synthesize_shard(
 
     backend.stream(queue, on_result)
     if unanswered:
-        raise _unanswered(unanswered, backend)
+        raise unanswered_error(unanswered, backend)
     shard = _collect(seeds, attempts, passed, task, backend, sampling, config, usage, time.perf_counter() - started)
     for seed in seeds:
         if seed.id in unusable:
             _reject_unusable(shard, seed, unusable[seed.id], task)
     return shard
-
-
-def _unanswered(failed: list[ChatResult], backend: Backend) -> BackendUnavailable:
-    """The shard stops unmarked: its infrastructure failures are retried by the rerun (answers are cached)."""
-    kinds = Counter(failure_kind(r) or "outage" for r in failed)
-    cause = kinds.most_common(1)[0][0]
-    errors = Counter((r.error or "").split(":")[0] for r in failed)
-    shown = ", ".join(f"{n} x {e}" for e, n in errors.most_common(3))
-    return BackendUnavailable(
-        f"{len(failed)} request(s) to {backend.name} {backend.model} failed for infrastructure reasons ({shown}); "
-        "the shard was not marked complete: rerun the same command to send exactly those again", cause=cause)
 
 
 def _provenance(task: SynthesisTask, backend: Backend, sampling: SamplingParams, config: SynthConfig,
