@@ -38,7 +38,9 @@ CTX_PACK = int(os.environ.get("BENCH_CTX_PACK", PACK))
 SHAPES: dict[str, dict[str, Any]] = {
     "1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
                num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=True, lora=False),
-    # a toy shape for a CPU dry run of the script itself (BENCH_DEVICE=cpu)
+    # toy shapes for a CPU dry run of the scripts themselves (BENCH_DEVICE=cpu)
+    "tinyfull": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                     num_key_value_heads=2, vocab_size=49152, tie_word_embeddings=True, lora=False),
     "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, vocab_size=49152, tie_word_embeddings=True, lora=True),
     "8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
@@ -89,8 +91,15 @@ def build_model(shape: str, attn: str) -> Any:
     cfg = {k: v for k, v in SHAPES[shape].items() if k != "lora"}
     config = LlamaConfig(**cfg, max_position_embeddings=131072)
     torch.manual_seed(0)
-    with torch.device(DEVICE):
+    with torch.device(model_device()):
         return LlamaForCausalLM._from_config(config, dtype=torch.bfloat16, attn_implementation=attn)
+
+
+def model_device() -> str:
+    """Where the model is built: this process's GPU under a distributed launcher (LOCAL_RANK)."""
+    if DEVICE == "cuda" and "LOCAL_RANK" in os.environ:
+        return f"cuda:{os.environ['LOCAL_RANK']}"
+    return DEVICE
 
 
 def lora_config() -> Any:
@@ -101,7 +110,7 @@ def lora_config() -> Any:
 
 
 def build_trainer(system: str, shape: str, attn: str, docs: list[tuple[list[int], int]], steps: int, tokenizer: Any,
-                  compile_layers: bool = False) -> Any:
+                  compile_layers: bool = False, grad_accum: int = 1, logging_steps: int = 1000) -> Any:
     from datasets import Dataset
 
     lora = SHAPES[shape]["lora"]
@@ -119,8 +128,8 @@ def build_trainer(system: str, shape: str, attn: str, docs: list[tuple[list[int]
     from ctxsynth.train.data import IGNORE_INDEX, TokenizedSample, build_rows
 
     config = TrainConfig(output_dir="/tmp/bench_ctx", max_steps=steps, learning_rate=1e-5, save_steps=10**6,
-                         logging_steps=1000, attn_implementation=attn, loss_normalization="sequence",
-                         compile=compile_layers)
+                         logging_steps=logging_steps, attn_implementation=attn, loss_normalization="sequence",
+                         compile=compile_layers, gradient_accumulation_steps=grad_accum)
     config.lora.enabled = lora
     samples = [TokenizedSample(ids, [IGNORE_INDEX] * (len(ids) - a) + ids[-a:]) for ids, a in docs]
     rows = build_rows(samples, CTX_PACK, packing=True, seed=0)

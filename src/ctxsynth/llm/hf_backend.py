@@ -12,6 +12,10 @@ logits agree bit for bit across devices or dtypes).
 Logit processors that the model's own generation_config.json asks for (a repetition penalty, say)
 still apply, before ours; its sampling defaults (temperature, top-k, top-p) do not.
 
+`devices` runs one replica per device, each in its own process (ctxsynth.llm.replicas): whole
+batches, cut as one replica would cut them, go to whichever replica is free, so the texts are the
+same as with one replica on the same kind of device.
+
 Batch invariance holds up to floating point: a padded row's logits differ from the same row run
 alone by ~1e-5 (other matrix shapes, other summation orders), which can flip a near-tie.
 """
@@ -136,7 +140,8 @@ class TransformersBackend(Backend):
     raw_prompts = True  # accepts a single RAW_ROLE message (see ctxsynth.llm.base)
 
     def __init__(self, model: str = "smollm2-135m-instruct", device: str = "auto", dtype: str = "auto",
-                 batch_size: int = 8, max_input_tokens: int | None = None) -> None:
+                 batch_size: int = 8, max_input_tokens: int | None = None,
+                 devices: int | str | list[str] | None = None) -> None:
         super().__init__(model)
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -152,6 +157,17 @@ class TransformersBackend(Backend):
         self.max_input_tokens = max_input_tokens
         self._model: Any = None
         self._tokenizer: Any = None
+        self._config: Any = None
+        self._pool: Any = None  # a ReplicaPool when `devices` names more than one replica
+        self._replica_devices: list[str] = []
+        if devices is not None:
+            from ctxsynth.llm.replicas import expand_devices
+
+            self._replica_devices = expand_devices(devices, device)
+            self.device = self._replica_devices[0]
+            self.dtype = _pick_dtype(dtype, self.device)
+        self._replica_kwargs = {"model": model, "dtype": dtype, "batch_size": batch_size,
+                                "max_input_tokens": max_input_tokens}
 
     def identity(self) -> dict[str, Any]:
         config = hashlib.sha256((self.path / "config.json").read_bytes()).hexdigest()[:16]
@@ -159,6 +175,9 @@ class TransformersBackend(Backend):
                 "weights": weights_fingerprint(self.path), "dtype": str(self.dtype).removeprefix("torch.")}
 
     def _load(self) -> None:
+        if len(self._replica_devices) > 1:
+            self._start_replicas()
+            return
         if self._model is not None:
             return
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -170,6 +189,18 @@ class TransformersBackend(Backend):
         self._model = model.to(self.device).eval()
         if not getattr(self._tokenizer, "chat_template", None):
             log.warning("%s has no chat template: messages are joined as plain text", self.path.name)
+
+    def _start_replicas(self) -> None:
+        """Data-parallel mode: the tokenizer and config here, the models in the replica processes."""
+        if self._pool is not None and self._pool.alive:
+            return
+        from transformers import AutoConfig, AutoTokenizer
+
+        from ctxsynth.llm.replicas import ReplicaPool
+
+        self._tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
+        self._config = AutoConfig.from_pretrained(str(self.path), local_files_only=True)
+        self._pool = ReplicaPool(self._replica_devices, self._replica_kwargs)
 
     def generate(self, requests: Sequence[ChatRequest], on_result: ResultCallback | None = None) -> list[ChatResult]:
         if not requests:
@@ -189,6 +220,11 @@ class TransformersBackend(Backend):
             except Exception as exc:  # a bad request fails alone
                 finish(i, ChatResult(None, None, error=f"prompt: {type(exc).__name__}: {exc}"))
         order = sorted(prompts, key=lambda i: (len(prompts[i]), i))
+        if self._pool is not None:
+            batches = [order[k:k + self.batch_size] for k in range(0, len(order), self.batch_size)]
+            work = [(n, [requests[i] for i in b], [prompts[i] for i in b]) for n, b in enumerate(batches)]
+            self._pool.run(work, lambda n, out: [finish(i, r) for i, r in zip(batches[n], out, strict=True)])
+            return [r if r is not None else ChatResult(None, None, error="no result") for r in results]
         start = 0
         while start < len(order):
             batch = order[start:start + self.batch_size]  # batch_size can shrink on out-of-memory
@@ -215,7 +251,8 @@ class TransformersBackend(Backend):
             else:
                 text = "\n\n".join(m["content"] for m in messages)
             ids = list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
-        limit = self.max_input_tokens or getattr(self._model.config, "max_position_embeddings", None)
+        config = self._config if self._pool is not None else self._model.config
+        limit = self.max_input_tokens or getattr(config, "max_position_embeddings", None)
         if limit is not None and len(ids) > limit:
             raise ValueError(f"prompt has {len(ids)} tokens, more than the limit of {limit}")
         return ids
@@ -293,6 +330,9 @@ class TransformersBackend(Backend):
         return self._eos_ids()[0]
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         self._model = None
         self._tokenizer = None
         if self.device.startswith("cuda"):

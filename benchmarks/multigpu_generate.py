@@ -1,0 +1,84 @@
+"""Generation throughput of the `transformers` backend on one replica vs one replica per GPU.
+
+Requests: N context-writing prompts ("a passage of about 220 words on <subject>, <angle>"),
+sampled (temperature 0.8, top-p 0.95, seed = request number), max_tokens ~300: the shape of the
+synthesize stage's contexts. The model is loaded before the clock starts (all replicas ready);
+the clock covers `generate` over all N requests. Prints one JSON line and writes it to --out,
+with a sha256 over all texts in request order, so two runs can be checked for identical outputs.
+
+  python benchmarks/multigpu_generate.py --devices 1 --n 2048 --out gen1.json           # one GPU
+  python benchmarks/multigpu_generate.py --devices 2 --n 2048 --out gen2.json           # two GPUs
+  python benchmarks/multigpu_generate.py --device cpu --devices 2 --n 4 --max-tokens 8  # CPU smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+SUBJECTS = ["a lighthouse", "glacier retreat", "medieval bridges", "honeybee colonies", "tidal power",
+            "the printing press", "desert rain", "a city library", "volcanic soil", "railway timetables",
+            "coral reefs", "a village bakery", "solar eclipses", "river deltas", "night trains", "paper mills"]
+ANGLES = ["its history", "how it works", "a day in its life", "what could go wrong", "its future",
+          "the people involved", "its costs", "a surprising fact"]
+
+
+def requests(n: int, max_tokens: int) -> list[Any]:
+    from ctxsynth.llm.base import ChatRequest, SamplingParams
+
+    out = []
+    for i in range(n):
+        subject, angle = SUBJECTS[i % len(SUBJECTS)], ANGLES[(i // len(SUBJECTS)) % len(ANGLES)]
+        text = f"Write a passage of about 220 words on {subject}, focusing on {angle}. Variant {i}."
+        out.append(ChatRequest([{"role": "user", "content": text}],
+                               SamplingParams(temperature=0.8, top_p=0.95, max_tokens=max_tokens, seed=i)))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--devices", type=int, default=1, help="replicas (1 = the model in this process)")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--n", type=int, default=2048)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--max-tokens", type=int, default=300)
+    p.add_argument("--model", default="smollm2-135m-instruct")
+    p.add_argument("--out", type=Path)
+    a = p.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    import torch
+
+    from ctxsynth.llm.hf_backend import TransformersBackend
+
+    backend = TransformersBackend(a.model, device=a.device, batch_size=a.batch_size,
+                                  devices=a.devices if a.devices > 1 else None)
+    t0 = time.perf_counter()
+    backend._load()  # every replica loaded and ready before the clock starts
+    load_s = time.perf_counter() - t0
+    reqs = requests(a.n, a.max_tokens)
+    t0 = time.perf_counter()
+    results = backend.generate(reqs)
+    seconds = time.perf_counter() - t0
+    backend.close()
+    tokens = sum(r.usage.get("completion_tokens", 0) for r in results)
+    digest = hashlib.sha256("\x00".join(r.text or f"<error {r.error}>" for r in results).encode()).hexdigest()
+    row = {"devices": a.devices, "device": a.device, "n": a.n, "batch_size": a.batch_size,
+           "max_tokens": a.max_tokens, "seconds": round(seconds, 2), "load_s": round(load_s, 2),
+           "completion_tokens": tokens, "tokens_per_s": round(tokens / seconds, 1),
+           "requests_per_s": round(a.n / seconds, 2), "failed": sum(1 for r in results if not r.answered),
+           "texts_sha256": digest, "torch": torch.__version__, "python": platform.python_version(),
+           "gpu": torch.cuda.get_device_name(0) if a.device.startswith("cuda") else "none (cpu)"}
+    print(json.dumps(row), flush=True)
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(row, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
