@@ -36,13 +36,15 @@ do_() { if [[ $DRY == 1 ]]; then echo "$*"; else "$@"; fi; }
 if [[ $TINY == 1 ]]; then
   N=(--n 8 --writer-n 12) NIAH_N=train.samples_per_variant=3 ITEMS=(builtin.hotpotqa=4 builtin.squad=2 'builtin.squad_lengths=[2048]')
   TEST_N=(test.samples_per_cell=1 'test.depths=[0.5]' 'test.lengths=[2048]')
-  GEN=(llm.options.device=cpu llm.options.batch_size=8 llm.max_tokens=48 synth.max_attempts=1)
-  TRAIN=(max_steps=2 bf16=false data.general_max_samples=8 data.max_length=4096)
-  EVAL=(model.options.device=cpu model.options.batch_size=4 model.max_model_len=2304 limit_per_task=2)
+  GEN=(llm.options.device=cpu llm.options.batch_size=8 llm.max_tokens=48 synth.max_attempts=1 synth.target_words=30
+       assemble.max_total_tokens=1024)
+  ASM=(assemble.max_total_tokens=1024)
+  TRAIN=(max_steps=1 bf16=false data.general_max_samples=1 data.max_length=1024 data.packing=false)
+  EVAL=(model.options.device=cpu model.options.batch_size=4 model.max_model_len=2304 limit_per_task=1)
   GENERAL_N=40 BUDGET=${BUDGET_TINY:-20000}
 else
   N=(--n 300 --writer-n 1000) NIAH_N=train.samples_per_variant=200 ITEMS=() TEST_N=()
-  GEN=(llm.options.device=$DEVICE) TRAIN=() EVAL=(model.options.device=$DEVICE) GENERAL_N=1000
+  GEN=(llm.options.device=$DEVICE) ASM=() TRAIN=() EVAL=(model.options.device=$DEVICE) GENERAL_N=1000
 fi
 
 save() {  # $1 name, rest: paths -> $SAVE/$1.tgz (small files only: no weights, no caches)
@@ -101,7 +103,7 @@ lane_gen_base() {  # lane 1: generator A, instruction synthesis, human contexts,
   pipe instruction "${GEN[@]}"
   save pipe-instruction runs/table3/pipe/table3-instruction
   say "gen: human contexts, 1 and 5 documents"
-  pipe human
+  pipe human "${ASM[@]}"
   for d in 1 5; do copy_synth $d; pipe cs_smollm2_d$d "${GEN[@]}"; done
   save pipe-other runs/table3/pipe/table3-human runs/table3/pipe/table3-cs-smollm2-d1 runs/table3/pipe/table3-cs-smollm2-d5
 }
