@@ -50,10 +50,10 @@ Scores = dict[str, float]
 
 def unpack(src: Path) -> Path:
     """A folder with runs/ in it: src itself, or a temporary one with every .tgz of src extracted."""
-    if (src / "runs").is_dir() and not list(src.glob("*.tgz")):
+    if (src / "runs").is_dir() and not list(src.rglob("*.tgz")):
         return src
     root = Path(tempfile.mkdtemp(prefix="table3-"))
-    for archive in sorted(src.glob("*.tgz")):
+    for archive in sorted(src.rglob("*.tgz"), key=lambda p: p.stat().st_mtime):  # a rerun's archive wins
         with tarfile.open(archive) as tar:
             tar.extractall(root, filter="data")
     return root
@@ -184,6 +184,40 @@ def plot(scores: dict[str, dict[str, Scores]], path: Path) -> None:
     plt.close(fig)
 
 
+def _device(root: Path) -> str:
+    for path in sorted((root / "runs" / "table3" / "train").glob("*/summary.json")):
+        device = json.loads(path.read_text()).get("device")
+        if device:
+            return str(device)
+    return "unknown"
+
+
+def setup(root: Path, n: dict[str, int]) -> list[str]:
+    """The page's head: what ran, on what, with which commands (numbers come from the files)."""
+    return [
+        "# Table 3 of the paper in miniature: SmolLM2-135M-Instruct, with intervals",
+        "",
+        "Every arm fine-tunes SmolLM2-135M-Instruct with the same recipe and the same 1,000 general rows",
+        "(short SQuAD v2 rows, `benchmarks/pilot.py general`), plus at most the same number of long-data",
+        "tokens (the budget; `benchmarks/table3.py cap`). Arms and configs: `configs/experiments/table3/`.",
+        "",
+        f"- Training device: {_device(root)}; one arm per GPU. Evaluation: greedy, bf16, window 8,192, middle truncation.",
+        "- Seeds: 300 pairs (150 SQuAD v2, 150 HotpotQA, seed partitions, none a general row). Context writer:",
+        "  SmolLM2 fine-tuned on human triples disjoint from them (`ctxsynth writer-data`, `writer_train.yaml`).",
+        "- Tests (held out from every seed, general row and writer triple): HotpotQA dev-distractor with its",
+        "  10 real paragraphs; SQuAD v2 dev padded with essays to 2k/4k/8k (depths 0.25/0.75); an NIAH test no arm",
+        "  trained on (multi-value, UUID keys, 2 distractor needles, Wikipedia haystack, 4k). Token F1 (QA) and",
+        "  share of values found (NIAH), x100. n per column: " + ", ".join(f"{c} {v}" for c, v in n.items()) + ".",
+        "- Intervals: 95% percentile bootstrap over items; differences: paired bootstrap over the same items",
+        "  (10,000 resamples, `ctxsynth.eval.stats`). They cover test-item sampling only: one training seed per arm.",
+        "- Commands: `bash benchmarks/table3.sh inputs` (CPU), then on the GPU machine `bash benchmarks/table3.sh gen`,",
+        "  `... arms1`, `... arms2` (two lanes each), then",
+        "  `python benchmarks/table3_report.py --src <returned files> --out docs/results/table3_smollm2`.",
+        "",
+        "![scores per arm](table3.png)",
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--src", type=Path, required=True)
@@ -209,6 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     lines += ["", "## Training data per arm", ""] + data_table(root)
     lines += ["", "## Generated data", ""] + pipe_table(root)
     args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "README.md").write_text("\n".join([*setup(root, n), "", *lines]) + "\n", encoding="utf-8")
     (args.out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (args.out / "results.json").write_text(json.dumps(records, indent=1), encoding="utf-8")
     plot(scores, args.out / "table3.png")
