@@ -265,6 +265,40 @@ def niah(config: ConfigArg, overrides: Overrides = None,
                   f"-> {out_dir} (summary.json)")
 
 
+@app.command(name="writer-data")
+def writer_data(config: ConfigArg, overrides: Overrides = None,
+                out: Annotated[Path, typer.Option(help="The JSONL file of chat rows to write.")] = Path("writer.jsonl"),
+                exclude: Annotated[Optional[list[Path]], typer.Option(
+                    help="Seed JSONL files of the experiment (repeatable): triples sharing an id, question or "
+                    "context with them are left out.")] = None,
+                verbose: Verbose = False) -> None:
+    """Training rows for a context writer: the config's seeds (with their human contexts) as the
+    synthesis prompt -> "Context: <human context>". Train on them with `ctxsynth train`, then use the
+    model as `llm.model` (transformers backend): docs/context_writer.md."""
+    _setup_logging(verbose)
+    from ctxsynth.io import atomic_write_text, dumps
+    from ctxsynth.records import Seed
+    from ctxsynth.seeds import read_seeds
+    from ctxsynth.seeds.config import SeedsConfig
+    from ctxsynth.synth.tasks import ContextSynthesis
+    from ctxsynth.synth.writer import writer_rows
+
+    run_ = _guard(lambda: _load_run(config, overrides))
+    sc = run_.config.synth
+    task = _guard(lambda: ContextSynthesis(target_words=sc.target_words, genre=sc.genre, prompt_file=sc.prompt_file))
+    excluded = [s for path in exclude or []
+                for s in _guard(lambda p=path: list(read_seeds(SeedsConfig(source="jsonl", path=str(p))))) if isinstance(s, Seed)]
+    seeds = [s for s in _guard(lambda: list(read_seeds(run_.config.seeds, base_dir=run_.base_dir))) if isinstance(s, Seed)]
+    data = writer_rows(seeds, task, excluded)
+    if not data.rows:
+        _fail(UserError(f"writer-data: none of the {len(seeds)} seeds has a context that is not excluded; "
+                        "use a seed source with a context field (squad, hotpotqa, a file with 'context')"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, "".join(dumps(r) + "\n" for r in data.rows))
+    console.print(f"writer-data: {len(data.rows)} rows -> {out} ({data.skipped_no_context} without a context, "
+                  f"{data.skipped_overlap} overlapping the excluded seeds)")
+
+
 @app.command()
 def train(config: ConfigArg, overrides: Overrides = None, verbose: Verbose = False) -> None:
     """Fine-tune a causal LM on exported data (TRL + PEFT; packing without cross-attention, answer-only loss).

@@ -244,7 +244,7 @@ def run_all(run: Run, progress_factory=None) -> dict[str, Any]:
 def model_specs(config: RunConfig) -> dict[str, ModelSpec]:
     """Every chat model a run will ask, by its config key: synthesis and the enabled model filters."""
     specs: dict[str, ModelSpec] = {}
-    if "synthesize" in config.stages:
+    if "synthesize" in config.stages and config.synth.task != "human":  # the human task asks no model
         specs["llm"] = config.llm
     if "filter" in config.stages:
         if config.filters.closed_book.enabled:

@@ -164,10 +164,10 @@ def run_synthesize(run: Run, progress: Progress | None = None) -> dict[str, Any]
     todo = [i for i in range(n_shards) if not markers.shard_done(i)]
     shards = {i: [seed_from_dict(d) for d in read_jsonl(source / shard_name(i))] for i in todo}
     progress.start("synthesize", sum(len(s) for s in shards.values()))
-    backend = synthesis_backend(run) if todo else None
+    # built whenever a shard is left to do and the task asks a model (synth.task=human does not)
+    backend = synthesis_backend(run) if todo and getattr(task, "needs_llm", True) else None
 
     def work(i: int) -> ShardOutput:
-        assert backend is not None  # built whenever a shard is left to do
         result = synthesize_shard(shards[i], task, backend, run.config.llm.sampling(), sc, run.config.verify,
                                   run.config.seed, progress)
         return ShardOutput([synthesized_to_dict(r) for r in result.kept], list(result.rejected), result.stats)

@@ -41,3 +41,32 @@ def test_collator_restarts_positions_and_masks_sample_starts():
     assert batch["labels"].tolist() == [[IGNORE_INDEX, 6, IGNORE_INDEX, 8, 9, IGNORE_INDEX, 2]]
     assert batch["cu_seq_lens_q"].tolist() == [0, 2, 5, 7] and batch["max_length_q"] == 3
     assert "attention_mask" not in batch
+
+
+def test_all_turns_labels_every_assistant_answer_and_nothing_else(smol_tokenizer):
+    """loss_turns=all: both answers (+ <|im_end|>) are labelled, user turns and markup are not; the ids
+    are the whole rendered conversation up to the last end-of-turn token."""
+    from ctxsynth.train.data import tokenize_chat_all_turns
+
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"},
+                {"role": "assistant", "content": "Paris."}, {"role": "user", "content": "And of Italy?"},
+                {"role": "assistant", "content": "Rome, 1871."}]
+    eot = end_of_turn_id(smol_tokenizer)
+    sample = tokenize_chat_all_turns(messages, smol_tokenizer, eot)
+    spans, current = [], []
+    for token, label in zip(sample.input_ids, sample.labels):
+        if label != IGNORE_INDEX:
+            assert label == token
+            current.append(token)
+        elif current:
+            spans.append(current)
+            current = []
+    spans.append(current)
+    assert [smol_tokenizer.decode(s) for s in spans] == ["Paris.<|im_end|>", "Rome, 1871.<|im_end|>"]
+    full = smol_tokenizer.apply_chat_template(messages, tokenize=False)
+    assert smol_tokenizer.decode(sample.input_ids) == full[: full.rindex("<|im_end|>") + len("<|im_end|>")]
+    # one assistant turn: the same ids and labels as the last-turn tokenizer
+    one = messages[:3]
+    last = tokenize_chat(one, smol_tokenizer, eot)
+    every = tokenize_chat_all_turns(one, smol_tokenizer, eot)
+    assert (every.input_ids, every.labels) == (last.input_ids, last.labels)

@@ -106,10 +106,17 @@ class _AttemptQueue(RequestQueue):
 
 
 def synthesize_shard(
-    seeds: list[Seed], task: SynthesisTask, backend: Backend, sampling: SamplingParams, config: SynthConfig,
+    seeds: list[Seed], task: SynthesisTask, backend: Backend | None, sampling: SamplingParams, config: SynthConfig,
     verify: VerifyConfig, run_seed: int, progress: Progress | None = None,
 ) -> ShardResult:
     progress = progress or NullProgress()
+    if not getattr(task, "needs_llm", True):  # the human-context arm: records without a model call
+        from ctxsynth.synth.human import HumanContexts, human_shard
+
+        assert isinstance(task, HumanContexts)
+        kept, rejected, stats = human_shard(seeds, task)
+        progress.advance(len(seeds))
+        return ShardResult(kept, rejected, stats)
     started = time.perf_counter()
     unusable = {s.id: reason for s in seeds if (reason := task.unusable(s)) is not None}
     attempts: dict[str, list[Attempt]] = {s.id: [] for s in seeds}
@@ -137,6 +144,7 @@ def synthesize_shard(
             progress.add_total(1)
             queue.retry(seed, attempt + 1)
 
+    assert backend is not None, f"task {task.name!r} needs a backend"
     backend.stream(queue, on_result)
     if unanswered:
         raise unanswered_error(unanswered, backend)

@@ -3,8 +3,9 @@
 The stage (stage.py) owns the loop and the checks every task shares (request failed, truncated,
 parse failure); a task owns the rest: what to ask, how to read the reply, which content checks
 apply (each failure a named reason) and how the kept fields become a `Synthesized` record. Tasks:
-"context" (the paper's, here), "instruction" (the instruction-synthesis baseline, instruction.py)
-and "multidoc" (evidence split over several documents, multidoc.py).
+"context" (the paper's, here), "instruction" (the instruction-synthesis baseline, instruction.py),
+"multidoc" (evidence split over several documents, multidoc.py) and "human" (the seed's own human
+context, no model call: the human-context arm, human.py).
 
 A prompt file has a `[system]` and a `[user]` section with str.format placeholders; '#' lines are
 comments. The prompt file's hash is recorded as provenance, and since the rendered messages are
@@ -160,6 +161,7 @@ SYNTHESIS_TASKS = Registry("synthesis task")
 SYNTHESIS_TASKS.register("context", ContextSynthesis)
 SYNTHESIS_TASKS.register("instruction", "ctxsynth.synth.instruction:InstructionSynthesis")
 SYNTHESIS_TASKS.register("multidoc", "ctxsynth.synth.multidoc:MultiDocSynthesis")
+SYNTHESIS_TASKS.register("human", "ctxsynth.synth.human:HumanContexts")
 
 
 def build_task(config: SynthConfig, run_seed: int = 0) -> SynthesisTask:

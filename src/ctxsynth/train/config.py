@@ -74,6 +74,9 @@ class TrainConfig:
     # the pack length), fusing norms, rotary, SwiGLU and residual adds. Costs a minute or so of
     # compilation at the first steps; pays off on GPUs for long runs (docs/results/train_throughput.md)
     compile: bool = False
+    # which assistant turns carry the loss: "last" (the final answer: ctxsynth's samples are single-turn)
+    # or "all" (every assistant turn of a multi-turn conversation, as LongAlign trains)
+    loss_turns: Literal["last", "all"] = "last"
     # the token that closes an assistant turn; None = the tokenizer's eos token
     end_of_turn_token: str | None = None
     # passed into the model config: e.g. {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 8192}

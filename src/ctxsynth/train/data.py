@@ -71,15 +71,55 @@ def tokenize_chat(messages: Sequence[dict[str, str]], tokenizer: Any, eot_id: in
     )
 
 
+def _answer_ids(text: str, tokenizer: Any, eot_id: int) -> tuple[list[int], str]:
+    """The ids of an assistant turn's rendered text up to its end-of-turn token, and that text."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if eot_id not in ids:
+        return ids + [eot_id], text  # templates that end turns with nothing
+    eot_text = tokenizer.convert_ids_to_tokens(eot_id)
+    cut = text.find(eot_text)
+    covered = text[: cut + len(eot_text)] if cut >= 0 else text
+    return ids[: ids.index(eot_id) + 1], covered
+
+
+def tokenize_chat_all_turns(messages: Sequence[dict[str, str]], tokenizer: Any, eot_id: int) -> TokenizedSample:
+    """Token ids of the whole conversation; labels on every assistant turn and its end-of-turn token.
+
+    Each assistant turn is located as `tokenize_chat` locates the last one: the conversation before it
+    rendered with the generation prompt is a prefix of the conversation through it. Text between
+    turns (template markup, user turns) is tokenized in its own segments, always unlabelled."""
+    input_ids: list[int] = []
+    labels: list[int] = []
+    done = ""  # the rendered text already tokenized
+    for k, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prompt = tokenizer.apply_chat_template(list(messages[:k]), tokenize=False, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(list(messages[: k + 1]), tokenize=False)
+        if not (full.startswith(prompt) and prompt.startswith(done)):
+            raise ConfigError("the chat template does not render each turn's prompt as a prefix of the conversation")
+        context_ids = tokenizer(prompt[len(done):], add_special_tokens=False)["input_ids"]
+        answer_ids, covered = _answer_ids(full[len(prompt):], tokenizer, eot_id)
+        input_ids += context_ids + answer_ids
+        labels += [IGNORE_INDEX] * len(context_ids) + answer_ids
+        done = prompt + covered
+    if not labels or all(t == IGNORE_INDEX for t in labels):
+        raise ConfigError("a conversation has no assistant turn to train on")
+    return TokenizedSample(input_ids=input_ids, labels=labels)
+
+
 def tokenize_all(
-    conversations: Iterable[Sequence[dict[str, str]]], tokenizer: Any, eot_id: int, max_length: int
+    conversations: Iterable[Sequence[dict[str, str]]], tokenizer: Any, eot_id: int, max_length: int,
+    all_turns: bool = False,
 ) -> tuple[list[TokenizedSample], int]:
-    """Tokenize every conversation; those longer than max_length are dropped and counted (all of them
-    dropped is an error naming the length that would keep them)."""
+    """Tokenize every conversation (loss on the last assistant turn, or on every one with all_turns);
+    those longer than max_length are dropped and counted (all of them dropped is an error naming the
+    length that would keep them)."""
     kept: list[TokenizedSample] = []
     dropped = longest = 0
+    tokenize = tokenize_chat_all_turns if all_turns else tokenize_chat
     for messages in conversations:
-        sample = tokenize_chat(messages, tokenizer, eot_id)
+        sample = tokenize(messages, tokenizer, eot_id)
         longest = max(longest, len(sample))
         if len(sample) > max_length:
             dropped += 1

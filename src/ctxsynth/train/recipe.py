@@ -69,15 +69,16 @@ def build_rows(config: TrainConfig, tokenizer: Any) -> tuple[list[dict[str, list
     from ctxsynth.train.sources import TrainDataError
 
     dc = config.data
-    if not dc.train_files:
+    if not dc.train_files and not dc.general_files:  # general data alone is a valid arm (the paper's first row)
         raise TrainDataError("data.train_files is empty: name an export folder, e.g. "
                              "data.train_files=[runs/quickstart/export/trl_messages]")
-    conversations = data.read_messages(dc.train_files, dc.max_samples)
+    conversations = data.read_messages(dc.train_files, dc.max_samples) if dc.train_files else []
     n_long = len(conversations)
     if dc.general_files:
         conversations += data.read_messages(dc.general_files, dc.general_max_samples)
     eot = data.end_of_turn_id(tokenizer, config.end_of_turn_token)
-    samples, dropped = data.tokenize_all(conversations, tokenizer, eot, dc.max_length)
+    samples, dropped = data.tokenize_all(conversations, tokenizer, eot, dc.max_length,
+                                         all_turns=config.loss_turns == "all")
     rows = data.build_rows(samples, dc.max_length, dc.packing, dc.shuffle_seed)
     counts = {"long_samples": n_long, "general_samples": len(conversations) - n_long, "dropped_too_long": dropped,
               "rows": len(rows), "tokens": sum(len(s) for s in samples),
