@@ -90,7 +90,7 @@ def worker(a: argparse.Namespace) -> dict[str, Any] | None:
             "tokens_per_s": rates[len(rates) // 2],
             "window_mean_tokens_per_s": sum(step_tokens[i] for i in timed) / sum(durations[i] for i in timed),
             "tokens_per_step": sum(step_tokens[i] for i in timed) / len(timed), "losses": losses,
-            "step_durations": [round(d, 3) for d in durations], "peak_mem_gib": peak,
+            "step_durations": [round(d, 4) for d in durations], "step_tokens": step_tokens, "peak_mem_gib": peak,
             "versions": tt.versions(), "pack": tt.PACK}
 
 

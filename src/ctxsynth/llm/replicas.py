@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import queue
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -74,7 +75,8 @@ def _worker(device: str, kwargs: dict[str, Any], tasks: Any, results: Any, cpu_t
     except Exception as exc:  # reported to the parent, which fails the run with it
         results.put(("dead", device, f"{type(exc).__name__}: {exc}"))
         return
-    while (task := tasks.get()) is not None:
+    parent = os.getppid()
+    while (task := _next_task(tasks, parent)) is not None:
         number, requests, prompts = task
         try:
             out = backend._run_isolated(requests, dict(enumerate(prompts)), list(range(len(requests))))
@@ -82,6 +84,17 @@ def _worker(device: str, kwargs: dict[str, Any], tasks: Any, results: Any, cpu_t
             out = [ChatResult(None, None, error=f"generation: {type(exc).__name__}: {exc}") for _ in requests]
         results.put(("batch", number, out))
     backend.close()
+
+
+def _next_task(tasks: Any, parent: int) -> Batch | None:
+    """The next batch; None on the stop sentinel or when the parent process is gone (killed)."""
+    while True:
+        try:
+            task: Batch | None = tasks.get(timeout=_POLL_S)
+            return task
+        except queue.Empty:
+            if os.getppid() != parent:
+                return None
 
 
 class ReplicaPool:
@@ -93,8 +106,6 @@ class ReplicaPool:
         ctx = mp.get_context("spawn")
         self._tasks = ctx.Queue()
         self._results = ctx.Queue()
-        import os
-
         threads = max(1, (os.cpu_count() or 1) // len(self.devices))
         self._procs = [ctx.Process(target=_worker, args=(d, backend_kwargs, self._tasks, self._results, threads),
                                    daemon=True, name=f"ctxsynth-replica-{i}") for i, d in enumerate(self.devices)]
