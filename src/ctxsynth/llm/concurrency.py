@@ -158,6 +158,11 @@ class LatencyTracker:
             self._p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
             self._p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
+    @property
+    def warm(self) -> bool:
+        """Whether enough replies were seen for the thresholds to be below the timeout."""
+        return math.isfinite(self._p99)
+
     def stall_after(self) -> float:
         """Seconds after which an attempt gives its slot back."""
         return min(self.timeout_s, max(self.stall_floor_s, self.stall_factor * self._p95))
