@@ -113,7 +113,7 @@ class ConcurrencyController:
         old = self.limit
         if share > self.overload_share / 2:
             self._congested_at = now
-        if share > self.overload_share:
+        if share > self.overload_share and self._replies >= self.window_min:  # a few replies prove nothing
             self.limit = max(1.0, self.limit / 2, self.limit * (1.0 - share))
             self.cuts += 1
             log.info("%.0f%% of %d replies were 429: concurrency limit %d -> %d",

@@ -72,6 +72,7 @@ class _Run:
     on_result: ResultCallback
     key: str
     stalled: int = 0  # attempts that gave their slot back and still wait for a reply
+    stopped: bool = False  # on_result raised: the call is ending
 
 
 def _is_local(base_url: str | None) -> bool:
@@ -113,7 +114,7 @@ class OpenAIBackend(Backend):
         max_concurrency: int = 16,
         timeout_s: float = 120.0,
         max_retries: int = 6,
-        backoff_base_s: float = 1.0,
+        backoff_base_s: float = 0.5,  # the SDK's own first retry delay
         backoff_max_s: float = 60.0,
         extra_body: dict[str, Any] | None = None,
         max_tokens_field: str = "max_tokens",
@@ -260,13 +261,20 @@ class OpenAIBackend(Backend):
             delay = backoff_delay(attempt, self.backoff_base_s, self.backoff_max_s, outcome.retry_after, self._rng)
             log.debug("openai request %d: %s, retry %d in %.2fs", i, outcome.reason, attempt, delay)
             await asyncio.sleep(delay)
-        run.on_result(i, outcome)
+        try:
+            run.on_result(i, outcome)
+        except BaseException:
+            run.stopped = True  # the call stops: no attempt may start from here on
+            raise
         return outcome
 
     async def _slotted(self, client: Any, run: _Run, request: ChatRequest, timeouts: int) -> ChatResult | Failure:
         """One attempt inside a slot; the slot is given back early if the attempt stalls."""
         ctl = run.controller
         await ctl.acquire()
+        if run.stopped:  # a callback raised while this one waited for its slot
+            ctl.release()
+            raise asyncio.CancelledError
         watch = _Watch(run, timeouts, self.max_concurrency)
         try:
             outcome = await self._attempt(client, request, watch)
@@ -290,9 +298,12 @@ class OpenAIBackend(Backend):
         body: dict[str, Any] = {"model": self.model, "messages": list(request.messages), **self.sampling_fields(request),
                                 **self.extra_body}
         try:
-            async with asyncio.timeout(None) as timeout:  # no extra task per attempt, unlike wait_for
-                watch.start(timeout)
-                raw = await client.post("/chat/completions", body=body, cast_to=bytes)
+            try:
+                async with asyncio.timeout(None) as timeout:  # no extra task per attempt, unlike wait_for
+                    watch.start(timeout)
+                    raw = await client.post("/chat/completions", body=body, cast_to=bytes)
+            finally:
+                watch.stop()
             return result_from_json(json.loads(raw))
         except asyncio.TimeoutError:
             return Failure("timeout", retryable=True)
@@ -334,16 +345,23 @@ class _Watch:
             self.run.stalled += 1
             self.run.controller.release()
         when = loop.time() + max(0.0, deadline - elapsed)
-        if self._timeout is not None and self._timeout.when() != when:
+        if self._timeout is not None and not self._timeout.expired() and self._timeout.when() != when:
             self._timeout.reschedule(when)
         waits = [stall - elapsed] if self.held and elapsed < stall else []
         if not latency.warm:
             waits.append(WARMUP_RECHECK_S)
         self._handle = loop.call_later(min(waits), self._check) if waits else None
 
-    def end(self) -> None:
+    def stop(self) -> None:
+        """The attempt is over: no more checks (its timeout is finished)."""
+        self._timeout = None
         if self._handle is not None:
             self._handle.cancel()
+            self._handle = None
+
+    def end(self) -> None:
+        """Give the slot back (or leave the stalled count)."""
+        self.stop()
         if self.held:
             self.run.controller.release()
         else:
