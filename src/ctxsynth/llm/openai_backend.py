@@ -1,7 +1,8 @@
 """The `openai` backend: any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, SGLang, ...).
 
-Requests go out concurrently through the official async client with its own retries switched
-off, because retrying is done here where it can be counted and shaped: exponential backoff with
+Requests go out concurrently through the official async client (its aiohttp transport,
+`openai[aiohttp]`, where installed) with its own retries switched off, because retrying is done here
+where it can be counted and shaped: exponential backoff with
 full jitter, Retry-After honoured (seconds, HTTP date or retry-after-ms), retries on 429, 408,
 409, 5xx, timeouts, dropped connections and undecodable replies. Every request ends as a
 `ChatResult`, answered or failed with a short reason and a `failure` kind; a batch never raises
@@ -14,6 +15,14 @@ times the observed p95 latency gives its slot back (it keeps waiting; at most `m
 such attempts), and one slower than the observed p99 times eight (at least 5 s, at most
 `timeout_s`) is abandoned and retried with a doubled deadline. Requests are taken lazily from the
 queue (at most three per slot alive), so memory and CPU per request do not grow with the batch.
+While fewer than 32 replies were seen (so both thresholds are still `timeout_s`), an attempt re-reads
+them every half second: a stall in the first wave is cut as soon as typical latencies are known.
+
+CPU per request: the body is a plain dict sent with the client's `post` and the reply is decoded
+with `json`, skipping the SDK's typed request transform and response models (for a chat completion
+they cost more CPU than the rest of the path), and the aiohttp transport replaces httpx's pool,
+which scans every connection on each request. Auth, headers, base URL and the status errors are
+still the SDK's.
 
 Truncation policy: a reply with finish_reason "length" is not `ok` (`failure` "truncated"). When
 its usage shows it stopped short of the requested budget (completion_tokens < max_tokens: the cut
@@ -43,12 +52,17 @@ from urllib.parse import urlsplit
 
 from ctxsynth.errors import ConfigError, MissingAPIKeyError
 from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, RequestQueue, ResultCallback, as_queue
-from ctxsynth.llm.concurrency import ConcurrencyController, LatencyTracker, backoff_delay, parse_retry_after
+from ctxsynth.llm.concurrency import (
+    AttemptWatch,
+    ConcurrencyController,
+    LatencyTracker,
+    backoff_delay,
+    parse_retry_after,
+)
 
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
-WARMUP_RECHECK_S = 0.5  # how often an attempt re-reads its thresholds while latencies are unknown
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
 PLACEHOLDER_KEY = "sk-local-no-key"
 
@@ -70,7 +84,6 @@ class _Run:
     latency: LatencyTracker
     on_result: ResultCallback
     key: str
-    stalled: int = 0  # attempts that gave their slot back and still wait for a reply
     stopped: bool = False  # on_result raised: the call is ending
 
 
@@ -274,9 +287,9 @@ class OpenAIBackend(Backend):
         if run.stopped:  # a callback raised while this one waited for its slot
             ctl.release()
             raise asyncio.CancelledError
-        watch = _Watch(run, timeouts, self.max_concurrency)
+        watch = AttemptWatch(ctl, run.latency, timeouts)
         try:
-            outcome = await self._attempt(client, request, watch)
+            outcome = await self._attempt(client, run, request, watch)
             refused = isinstance(outcome, Failure) and outcome.rate_limited
             if refused and watch.held:  # a refusal holds its slot as long as an answer would: see concurrency.py
                 await asyncio.sleep(max(0.0, run.latency.typical - (time.monotonic() - watch.started)))
@@ -288,7 +301,7 @@ class OpenAIBackend(Backend):
         ctl.record(watch.started, rate_limited=refused)
         return outcome
 
-    async def _attempt(self, client: Any, request: ChatRequest, watch: _Watch) -> ChatResult | Failure:
+    async def _attempt(self, client: Any, run: _Run, request: ChatRequest, watch: AttemptWatch) -> ChatResult | Failure:
         """One HTTP attempt through the SDK's client (auth, headers, status errors) with a plain JSON body
         and reply: the SDK's typed request transform and response models cost more CPU than the rest
         of a request's path together, and a chat completion needs neither."""
@@ -310,61 +323,12 @@ class OpenAIBackend(Backend):
             timed_out = isinstance(exc, openai.APITimeoutError) and not _dropped(exc)
             return Failure("timeout" if timed_out else "connection_error", retryable=True)
         except openai.APIStatusError as exc:
-            return _status_failure(exc, key=watch.run.key)
+            return _status_failure(exc, key=run.key)
         except (ValueError, openai.APIResponseValidationError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             return Failure("malformed_response", retryable=True)
         except Exception as exc:  # one odd request must not sink the batch; keep the reason instead
-            return Failure(scrub(f"client_error: {type(exc).__name__}: {exc}", watch.run.key)[:500], retryable=False,
+            return Failure(scrub(f"client_error: {type(exc).__name__}: {exc}", run.key)[:500], retryable=False,
                            kind="error")
-
-
-class _Watch:
-    """One attempt's stall and deadline: it gives its slot back after `stall_after()` and is abandoned
-    after `deadline()`. While the latency tracker is still warming up (both thresholds are the
-    configured timeout) they are re-read every `WARMUP_RECHECK_S`, so an attempt of the first wave
-    that stalls is cut as soon as typical latencies are known instead of waiting out the timeout."""
-
-    def __init__(self, run: _Run, escalation: int, max_stalled: int) -> None:
-        self.run, self.escalation, self.max_stalled = run, escalation, max_stalled
-        self.started = time.monotonic()
-        self.held = True
-        self._timeout: asyncio.Timeout | None = None
-        self._handle: asyncio.TimerHandle | None = None
-
-    def start(self, timeout: asyncio.Timeout) -> None:
-        self._timeout = timeout
-        self._check()
-
-    def _check(self) -> None:
-        latency, loop = self.run.latency, asyncio.get_running_loop()
-        elapsed = time.monotonic() - self.started
-        stall, deadline = latency.stall_after(), latency.deadline(self.escalation)
-        if self.held and elapsed >= stall and self.run.stalled < self.max_stalled:
-            self.held = False
-            self.run.stalled += 1
-            self.run.controller.release()
-        when = loop.time() + max(0.0, deadline - elapsed)
-        if self._timeout is not None and not self._timeout.expired() and self._timeout.when() != when:
-            self._timeout.reschedule(when)
-        waits = [stall - elapsed] if self.held and elapsed < stall else []
-        if not latency.warm:
-            waits.append(WARMUP_RECHECK_S)
-        self._handle = loop.call_later(min(waits), self._check) if waits else None
-
-    def stop(self) -> None:
-        """The attempt is over: no more checks (its timeout is finished)."""
-        self._timeout = None
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-
-    def end(self) -> None:
-        """Give the slot back (or leave the stalled count)."""
-        self.stop()
-        if self.held:
-            self.run.controller.release()
-        else:
-            self.run.stalled -= 1
 
 
 def _dropped(exc: BaseException) -> bool:
