@@ -52,6 +52,8 @@ from collections.abc import Iterator
 from typing import Any
 
 CLIENTS = ("sdk", "ctxsynth")
+SIZES = ("n", "concurrency", "latency", "max_tokens", "fault_rate", "fault_seed", "stall_s", "overload_above",
+         "volume_n", "volume_latency")
 
 
 def _requests(n: int, max_tokens: int) -> Iterator[tuple[list[dict[str, str]], dict[str, Any]]]:
@@ -264,9 +266,14 @@ def main() -> None:
         return
     if args.merge:
         res: dict[str, dict[str, dict[str, float]]] = {}
-        for path in args.merge:
+        for path in args.merge:  # the sizes come from the parts: they must agree
             with open(path) as f:
-                res.update(json.load(f)["medians"])
+                part = json.load(f)
+            for name in SIZES:
+                if getattr(args, name) != part["args"][name] and path != args.merge[0]:
+                    raise SystemExit(f"--merge: {path} has {name}={part['args'][name]}, not {getattr(args, name)}")
+                setattr(args, name, part["args"][name])
+            res.update(part["medians"])
         report(args, res)
         return
     faults = ["--fault-rate", str(args.fault_rate), "--fault-seed", str(args.fault_seed), "--stall-s", str(args.stall_s)]
