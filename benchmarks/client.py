@@ -19,6 +19,10 @@ previous run). The two clients alternate, the order flipping each round; figures
     python benchmarks/client.py                                   # the issue's sizes (~20 min)
     python benchmarks/client.py --n 40 --volume-n 200 --repeats 1 --stall-s 2   # smoke
     python benchmarks/client.py --pipeline 500    # `ctxsynth run` (seeds + synthesize) instead
+    # in parts (e.g. under a per-command time limit), then one report:
+    python benchmarks/client.py --scenarios free,faults --json a.json
+    python benchmarks/client.py --scenarios overload,volume,volume_quarter --json b.json
+    python benchmarks/client.py --merge a.json b.json
 
 `--client-src DIR` imports the ctxsynth client (and, with --pipeline, the CLI) from another
 checkout's src/ (to measure an older version); the server always comes from this checkout.
@@ -48,6 +52,8 @@ from collections.abc import Iterator
 from typing import Any
 
 CLIENTS = ("sdk", "ctxsynth")
+SIZES = ("n", "concurrency", "latency", "max_tokens", "fault_rate", "fault_seed", "stall_s", "overload_above",
+         "volume_n", "volume_latency")
 
 
 def _requests(n: int, max_tokens: int) -> Iterator[tuple[list[dict[str, str]], dict[str, Any]]]:
@@ -133,13 +139,29 @@ def run_once(args: argparse.Namespace, kind: str, n: int, latency: float, extra:
                               str(args.max_tokens)], capture_output=True, text=True, check=True,
                              env=_env(args.client_src))
         stats = _stats(url)
+        server_cpu = _cpu_s(server.pid)
     finally:
         server.kill()
         server.wait()
     row = json.loads(out.stdout.strip().splitlines()[-1])
     row.update(server_hits=stats["hits"], server_max_in_flight=stats["max_in_flight"],
-               server_429=stats["outcomes"].get("http_429", 0))
+               server_429=stats["outcomes"].get("http_429", 0), server_cpu_s=server_cpu, load=_load())
     return row
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a running process (Linux /proc; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _load() -> float:
+    """The 1-minute load average: how busy the machine was (the figures are only comparable within a round)."""
+    return os.getloadavg()[0]
 
 
 def _stats(url: str) -> dict[str, Any]:
@@ -176,6 +198,7 @@ def pipeline_once(args: argparse.Namespace, tmp: str, extra: list[str], label: s
     with gzip.open(os.path.join(tmp, "runs", label, "synth", "shard-00000.jsonl.gz"), "rt") as f:
         kept = sum(1 for _ in f)
     return {"wall_s": wall, "kept": kept, "hits": stats["hits"], "idle_share": stats["idle_share"],
+            "idle_s": stats["idle_s"], "load": _load(),
             "server_busy_s": stats["busy_span_s"], "cpu_s": cpu1.children_user + cpu1.children_system
             - cpu0.children_user - cpu0.children_system}
 
@@ -193,14 +216,15 @@ def pipeline(args: argparse.Namespace) -> None:
     ideal = args.pipeline / (args.concurrency / args.latency)
     print(f"ctxsynth run (seeds + synthesize), {args.pipeline} seeds, C={args.concurrency}, latency {args.latency}s, "
           f"ideal {ideal:.1f}s; medians of {args.repeats}")
-    print(f"{'scenario':<14}{'wall s':>8}{'x ideal':>9}{'kept':>6}{'hits':>6}{'idle share':>12}{'CPU s':>8}")
+    print(f"{'scenario':<14}{'wall s':>8}{'x ideal':>9}{'kept':>6}{'hits':>6}{'idle s':>8}{'idle share':>12}{'CPU s':>8}"
+          f"{'load':>6}")
     med = {k: {f: statistics.median(row[f] for row in v) for f in v[0]} for k, v in rows.items()}
     for name, m in med.items():
         print(f"{name:<14}{m['wall_s']:>8.1f}{m['wall_s'] / ideal:>9.2f}{m['kept']:>6.0f}{m['hits']:>6.0f}"
-              f"{m['idle_share']:>12.3f}{m['cpu_s']:>8.1f}")
+              f"{m['idle_s']:>8.2f}{m['idle_share']:>12.3f}{m['cpu_s']:>8.1f}{m['load']:>6.1f}")
     free, flt = med.values()
-    print(f"pipeline_idle_share: {free['idle_share']:.3f} pipeline_fault_slowdown: {flt['wall_s'] / free['wall_s']:.2f} "
-          f"pipeline_kept_faults: {flt['kept']:.0f}/{args.pipeline}")
+    print(f"pipeline_idle_share: {free['idle_share']:.3f} pipeline_idle_share_faults: {flt['idle_share']:.3f} "
+          f"pipeline_fault_slowdown: {flt['wall_s'] / free['wall_s']:.2f} pipeline_kept_faults: {flt['kept']:.0f}/{args.pipeline}")
 
 
 def scenario(args: argparse.Namespace, name: str, n: int, latency: float, extra: list[str],
@@ -234,19 +258,44 @@ def main() -> None:
     p.add_argument("--json", help="also write all figures to this file")
     p.add_argument("--client-src", default=os.path.join(ROOT, "src"), help="the src/ the ctxsynth client comes from")
     p.add_argument("--pipeline", type=int, default=0, help="run `ctxsynth run` on this many seeds instead")
+    p.add_argument("--scenarios", help="comma list of free,faults,overload,volume,volume_quarter (default all)")
+    p.add_argument("--merge", nargs="+", help="report from the --json files of runs with --scenarios (same sizes)")
     args = p.parse_args()
     if args.pipeline:
         pipeline(args)
         return
+    if args.merge:
+        res: dict[str, dict[str, dict[str, float]]] = {}
+        for path in args.merge:  # the sizes come from the parts: they must agree
+            with open(path) as f:
+                part = json.load(f)
+            for name in SIZES:
+                if getattr(args, name) != part["args"][name] and path != args.merge[0]:
+                    raise SystemExit(f"--merge: {path} has {name}={part['args'][name]}, not {getattr(args, name)}")
+                setattr(args, name, part["args"][name])
+            res.update(part["medians"])
+        report(args, res)
+        return
     faults = ["--fault-rate", str(args.fault_rate), "--fault-seed", str(args.fault_seed), "--stall-s", str(args.stall_s)]
-    res = {
-        "free": scenario(args, "fault-free", args.n, args.latency, []),
-        "faults": scenario(args, "faults", args.n, args.latency, faults),
-        "overload": scenario(args, "overload", args.n, args.latency, ["--overload-above", str(args.overload_above)]),
-        "volume": scenario(args, "volume", args.volume_n, args.volume_latency, [], args.volume_repeats),
-        "volume_quarter": scenario(args, "volume/4", args.volume_n // 4, args.volume_latency, [], args.volume_repeats),
+    plan = {
+        "free": lambda: scenario(args, "fault-free", args.n, args.latency, []),
+        "faults": lambda: scenario(args, "faults", args.n, args.latency, faults),
+        "overload": lambda: scenario(args, "overload", args.n, args.latency, ["--overload-above", str(args.overload_above)]),
+        "volume": lambda: scenario(args, "volume", args.volume_n, args.volume_latency, [], args.volume_repeats),
+        "volume_quarter": lambda: scenario(args, "volume/4", args.volume_n // 4, args.volume_latency, [],
+                                           args.volume_repeats),
     }
-    report(args, res)
+    wanted = args.scenarios.split(",") if args.scenarios else list(plan)
+    if unknown := set(wanted) - set(plan):
+        raise SystemExit(f"--scenarios: unknown {sorted(unknown)}; choose from {','.join(plan)}")
+    res = {name: plan[name]() for name in wanted}
+    if set(res) == set(plan):
+        report(args, res)
+    else:  # a part of the run: --merge puts the parts' --json files together
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"args": vars(args), "medians": res}, f, indent=1)
+        print(json.dumps(res, indent=1))
 
 
 def report(args: argparse.Namespace, res: dict[str, dict[str, dict[str, float]]]) -> None:
@@ -262,11 +311,15 @@ def report(args: argparse.Namespace, res: dict[str, dict[str, dict[str, float]]]
             "ovl": ovl["wall_s"] / ideal_overload, "ovl_fail": int(ovl["failed"]), "ovl_429": int(ovl["server_429"]),
             "vol_tput": args.volume_n / vol["wall_s"], "cpu_ms": 1000 * vol["cpu_s"] / args.volume_n,
             "rss": vol["rss_mb"], "rss_q": q["rss_mb"], "vol_fail": int(vol["failed"]),
+            "srv_ms": 1000 * free["server_cpu_s"] / free["server_hits"], "srv_share": free["server_cpu_s"] / free["wall_s"],
+            "load": statistics.median(res[s][k]["load"] for s in res),
         })
     sdk, ours = lines
     table = [
         ("fault-free", f"throughput / (C/latency={limit:.0f}/s)", "eff", ".3f"),
         ("fault-free", "wall s", "free_wall", ".1f"),
+        ("fault-free", "server CPU ms/request", "srv_ms", ".3f"),
+        ("fault-free", "server CPU s / wall s", "srv_share", ".2f"),
         (f"faults {args.fault_rate:.0%}", f"usable of {args.n}", "usable", "d"),
         (f"faults {args.fault_rate:.0%}", "wall s", "fault_wall", ".1f"),
         (f"faults {args.fault_rate:.0%}", "wall / own fault-free wall", "slow", ".2f"),
@@ -278,6 +331,7 @@ def report(args: argparse.Namespace, res: dict[str, dict[str, dict[str, float]]]
         (f"{args.volume_n} at {args.volume_latency}s", "peak RSS MB", "rss", ".0f"),
         (f"{args.volume_n // 4} at {args.volume_latency}s", "peak RSS MB", "rss_q", ".0f"),
         (f"{args.volume_n} at {args.volume_latency}s", "failed requests", "vol_fail", "d"),
+        ("all", "1-min load average (median)", "load", ".1f"),
     ]
     for scen, fig, key, fmt in table:
         print(f"{scen:<24}{fig:<34}{format(sdk[key], fmt):>12}{format(ours[key], fmt):>12}")

@@ -82,6 +82,18 @@ def test_a_stalled_attempt_gives_its_slot_back_and_the_rest_flows_past_it() -> N
     assert stalled.total < len(records) - 20  # many requests answered after it arrived and before it ended
 
 
+def test_a_stall_in_the_first_wave_is_abandoned_once_latencies_are_known() -> None:
+    """Request 0 stalls for 20 s before any latency is known (its thresholds are the 60 s timeout
+    when it starts); once 32 replies are in, its deadline is re-read (the 5 s floor) and it is
+    abandoned and retried: the server sees the client hang up on it, long before the stall ends."""
+    with OpenAIServer(latency_s=0.02) as server:
+        server.inject(Fault.stall(20.0), match=lambda body: body["messages"][-1]["content"] == "question 0")
+        results = backend(server, max_concurrency=8, timeout_s=60.0).generate(requests(120))
+        records = server.records()
+    assert all(r.ok for r in results) and results[0].attempts == 2
+    assert sorted(r.outcome for r in records) == ["abandoned"] + ["ok"] * 120  # one retry, nothing else
+
+
 def test_stream_takes_requests_lazily_and_callbacks_may_push_follow_ups() -> None:
     taken: list[int] = []
     seen_when_first_done: list[int] = []

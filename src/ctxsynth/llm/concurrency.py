@@ -28,6 +28,10 @@ timeout and tighten only once enough replies have been seen, so slow-but-steady 
 generation on a real model) keep their full timeout; a request abandoned once gets a doubled
 deadline next time, so a reply that is slow rather than stuck is not retried for ever.
 
+`AttemptWatch` applies them to one attempt: it frees the slot at the stall threshold and moves
+the attempt's `asyncio.Timeout` to the deadline, re-reading both every half second while the
+tracker is still warming up (a stall in the first wave is then cut once latencies are known).
+
 `parse_retry_after` and `backoff_delay` say how long a retry waits.
 """
 
@@ -45,6 +49,8 @@ from datetime import timezone
 
 log = logging.getLogger(__name__)
 
+WARMUP_RECHECK_S = 0.5  # how often an attempt re-reads its thresholds while latencies are unknown
+
 
 class ConcurrencyController:
     """An adaptive bound on requests in flight; see the module docstring."""
@@ -61,6 +67,7 @@ class ConcurrencyController:
         self.overload_share = overload_share
         self.recover_s = recover_s
         self.cuts = 0
+        self.stalled = 0  # attempts that gave their slot back (AttemptWatch) and still wait for a reply
         self.min_window_s = 0.0  # set by the user to the typical latency
         self._congested_at = -math.inf  # when a window last had more than half the overload share
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -113,7 +120,7 @@ class ConcurrencyController:
         old = self.limit
         if share > self.overload_share / 2:
             self._congested_at = now
-        if share > self.overload_share:
+        if share > self.overload_share and self._replies >= self.window_min:  # a few replies prove nothing
             self.limit = max(1.0, self.limit / 2, self.limit * (1.0 - share))
             self.cuts += 1
             log.info("%.0f%% of %d replies were 429: concurrency limit %d -> %d",
@@ -158,6 +165,11 @@ class LatencyTracker:
             self._p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
             self._p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
+    @property
+    def warm(self) -> bool:
+        """Whether enough replies were seen for the thresholds to be below the timeout."""
+        return math.isfinite(self._p99)
+
     def stall_after(self) -> float:
         """Seconds after which an attempt gives its slot back."""
         return min(self.timeout_s, max(self.stall_floor_s, self.stall_factor * self._p95))
@@ -167,6 +179,55 @@ class LatencyTracker:
         same request, so a request that is slow rather than stuck gets its full timeout in the end."""
         base = max(self.deadline_floor_s, self.deadline_factor * self._p99)
         return min(self.timeout_s, base * 2 ** escalation)
+
+
+class AttemptWatch:
+    """One attempt's stall and deadline: it gives its slot back after `stall_after()` and is abandoned
+    after `deadline()`. While the latency tracker is still warming up (both thresholds are the
+    configured timeout) they are re-read every `WARMUP_RECHECK_S`, so an attempt of the first wave
+    that stalls is cut as soon as typical latencies are known instead of waiting out the timeout."""
+
+    def __init__(self, controller: ConcurrencyController, latency: LatencyTracker, escalation: int) -> None:
+        self.controller, self.latency, self.escalation = controller, latency, escalation
+        self.started = time.monotonic()
+        self.held = True
+        self._timeout: asyncio.Timeout | None = None
+        self._handle: asyncio.TimerHandle | None = None
+
+    def start(self, timeout: asyncio.Timeout) -> None:
+        self._timeout = timeout
+        self._check()
+
+    def _check(self) -> None:
+        latency, ctl, loop = self.latency, self.controller, asyncio.get_running_loop()
+        elapsed = time.monotonic() - self.started
+        stall, deadline = latency.stall_after(), latency.deadline(self.escalation)
+        if self.held and elapsed >= stall and ctl.stalled < ctl.maximum:  # at most `maximum` such attempts
+            self.held = False
+            ctl.stalled += 1
+            ctl.release()
+        when = loop.time() + max(0.0, deadline - elapsed)
+        if self._timeout is not None and not self._timeout.expired() and self._timeout.when() != when:
+            self._timeout.reschedule(when)
+        waits = [stall - elapsed] if self.held and elapsed < stall else []
+        if not latency.warm:
+            waits.append(WARMUP_RECHECK_S)
+        self._handle = loop.call_later(min(waits), self._check) if waits else None
+
+    def stop(self) -> None:
+        """The attempt is over: no more checks (its timeout is finished)."""
+        self._timeout = None
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def end(self) -> None:
+        """Give the slot back (or leave the stalled count)."""
+        self.stop()
+        if self.held:
+            self.controller.release()
+        else:
+            self.controller.stalled -= 1
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import select
 import socket
 import threading
 import time
@@ -153,8 +154,8 @@ class _Handler(BaseHTTPRequestHandler):
             return "drop", None, b"", ()
         if kind == "malformed":
             return "malformed", 200, b'{"id": "chatcmpl-broken", "choices": [{"message": {"content": "he', ()
-        if fault is not None and kind == "stall":
-            app._stopping.wait(fault.seconds)
+        if fault is not None and kind == "stall" and self._hung_up_within(app, fault.seconds):
+            return "abandoned", None, b"", ()  # the client gave up: no longer in flight
         try:
             reply = app._respond(hit.body)
         except Exception as exc:  # a broken responder is a 500, not a dead connection
@@ -163,6 +164,21 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "truncated":
             reply = Reply(reply.text[: len(reply.text) // 2], "length", reply.usage)
         return kind, 200, completion_body(app.model, reply, hit.body), ()
+
+
+    def _hung_up_within(self, app: OpenAIServer, seconds: float) -> bool:
+        """Wait up to `seconds` (a stall); True as soon as the client closes its end."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0 and not app._stopping.is_set():
+            readable, _, _ = select.select([self.connection], [], [], min(0.1, left))
+            if readable:
+                try:
+                    if not self.connection.recv(1, socket.MSG_PEEK):
+                        return True
+                except OSError:
+                    return True
+                app._stopping.wait(min(0.1, left))  # pipelined bytes, not a hang-up: keep stalling
+        return False
 
 
 class _Server(ThreadingHTTPServer):

@@ -86,7 +86,7 @@ class HitRecord:
     n: int
     total: int
     in_flight: int  # requests in flight when this one arrived, itself included
-    outcome: str  # "ok", "truncated", "stall", "malformed", "drop", "http_<status>", "responder_error"
+    outcome: str  # "ok", "truncated", "stall", "abandoned" (a stall the client hung up on), "malformed", "drop", "http_<status>", "responder_error"
     authorization: str  # the Authorization header as received
 
 
