@@ -195,6 +195,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--cache-dir", default="runs/bench_reliance", help="score/LLM caches ('' = none)")
     ap.add_argument("--no-question", dest="question", action="store_false", help="skip the question probe (half the passes)")
+    ap.add_argument("--score-first", type=int, default=0,
+                    help="score only the first K pairs of each dataset (0 = all); negatives still come from all 2N")
     ap.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
     ap.add_argument("--filters", action="store_true", help="also run apply_filters and print drop counts")
     ap.add_argument("--dump", default="", help="write per-pair scores and contexts as JSON here")
@@ -203,6 +205,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"command: {' '.join(sys.argv)}\nmachine: {platform.node()} {platform.machine()} python {platform.python_version()}")
     seeds = [s for s in load(args.n, args.sample_seed) if s.context]
     contexts = {"real": [s.context for s in seeds], **negatives(seeds, args.sample_seed)}
+    if args.score_first:
+        keep = [i for task in ("single_doc_qa", "multi_doc_qa")
+                for i in [j for j, s in enumerate(seeds) if s.task == task][:args.score_first]]
+        seeds, contexts = [seeds[i] for i in keep], {k: [v[i] for i in keep] for k, v in contexts.items()}
     scores = score_all(seeds, contexts, args)
     subsets = {"squad": [i for i, s in enumerate(seeds) if s.task == "single_doc_qa"],
                "hotpotqa": [i for i, s in enumerate(seeds) if s.task == "multi_doc_qa"],

@@ -128,3 +128,24 @@ def _grouped_aucs(positives: list[Sequence[float]], positive_groups: Sequence[in
         low, high = np.nanpercentile(draw, [tail, 100 - tail])
         out.append(Estimate(point, float(low), float(high), k))
     return out
+
+
+def average_ranks(values: Sequence[float]) -> np.ndarray:
+    """1-based ranks, ties sharing the mean of their ranks."""
+    x = np.asarray(values, dtype=float)
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(x.size)
+    ranks[order] = np.arange(1, x.size + 1)
+    for value in np.unique(x):
+        tied = x == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rank correlation (Pearson's r of the average ranks); nan when a side is constant."""
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError("spearman needs two sequences of the same length, at least 2")
+    ra, rb = average_ranks(a) - (len(a) + 1) / 2, average_ranks(b) - (len(b) + 1) / 2
+    denominator = float(np.sqrt((ra ** 2).sum() * (rb ** 2).sum()))
+    return float((ra * rb).sum() / denominator) if denominator else float("nan")
