@@ -119,7 +119,8 @@ def bm25_scores(questions: list[str], contexts: dict[str, list[str | None]]) -> 
         known = [t for t in tokens if t in retriever.vocab_dict]
         scores = retriever.get_scores(known) if known else np.zeros(len(corpus))
         for kind, cs in contexts.items():
-            out[kind].append(float(scores[row[cs[i]]]) if cs[i] else None)
+            text = cs[i]
+            out[kind].append(float(scores[row[text]]) if text else None)
     return out
 
 
