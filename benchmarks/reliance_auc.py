@@ -11,7 +11,8 @@ For N SQuAD and N HotpotQA seeds, each pair's real human context is scored again
 with minus without the context), its parts, `question` (log-prob of the question with minus without
 the context: ctxsynth.filters.reliance.question_reliance_scores), `reliance+question`, and the trivial
 baselines `containment` (an accepted answer occurs in the context, normalised) and `bm25`
-(question-context BM25, bm25s, over all contexts of the run). AUC = P(real > negative) + 0.5 P(tie),
+(question-context BM25, bm25s, over all contexts of the run); `reliance+bm25` is the mean of the
+two scores' percentiles (does reliance add anything to BM25?). AUC = P(real > negative) + 0.5 P(tie),
 with a 95% bootstrap interval over pairs (ctxsynth.eval.stats.grouped_auc); differences are paired.
 Scores are cached under --cache-dir, so a rerun is instant.
 
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ctxsynth.eval.metrics import contains_normalized
-from ctxsynth.eval.stats import Estimate, grouped_auc, grouped_auc_difference
+from ctxsynth.eval.stats import Estimate, average_ranks, grouped_auc, grouped_auc_difference
 from ctxsynth.filters import FiltersConfig, apply_filters
 from ctxsynth.filters.reliance import build_scorer, question_reliance_scores
 from ctxsynth.records import Seed
@@ -153,7 +154,21 @@ def score_all(seeds: list[Seed], contexts: dict[str, list[str | None]], args: ar
         scores["containment"][kind] = [None if c is None else float(not answer_free(c, s))
                                        for c, s in zip(contexts[kind], seeds, strict=True)]
         scores["bm25"][kind] = bm25[kind]
+    scores["reliance+bm25"] = rank_mean(scores["reliance"], scores["bm25"])
     return scores
+
+
+def percentiles(values: dict[str, list[float | None]]) -> dict[str, list[float | None]]:
+    """Each value's average rank among all values of the score (every kind), divided by their count."""
+    flat = [v for vs in values.values() for v in vs if v is not None]
+    ranks = iter((average_ranks(flat) / len(flat)).tolist())
+    return {k: [None if v is None else next(ranks) for v in vs] for k, vs in values.items()}
+
+
+def rank_mean(a: dict[str, list[float | None]], b: dict[str, list[float | None]]) -> dict[str, list[float | None]]:
+    """The mean of two scores' percentiles: a label-free combination of scores on different scales."""
+    pa, pb = percentiles(a), percentiles(b)
+    return {k: [None if x is None or y is None else (x + y) / 2 for x, y in zip(pa[k], pb[k], strict=True)] for k in pa}
 
 
 def auc_inputs(values: dict[str, list[float | None]], kinds: Sequence[str], idx: Sequence[int]) -> tuple[list[float], list[int], list[float], list[int]]:
@@ -221,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
         if idx:
             every[name] = table(scores, idx, args.resamples)
             print_table(name, every[name])
-    candidates = [c for c in ("reliance", "question", "reliance+question") if c in scores]
+    candidates = [c for c in ("reliance", "question", "reliance+question", "reliance+bm25") if c in scores]
     differences(scores, subsets["all"], candidates, args.resamples)
     if args.dump:
         rows = [{"id": s.id, "task": s.task, "contexts": {k: contexts[k][i] for k in contexts},
