@@ -48,13 +48,13 @@ def test_assemble_benchmark_runs_tiny(tmp_path: Path) -> None:
 
 
 def test_reliance_benchmark_runs_tiny(tmp_path: Path) -> None:
-    out = _run([sys.executable, str(BENCH / "reliance_auc.py"), "--n", "2", "--cache-dir", "", "--resamples", "50"],
-               tmp_path)
-    assert re.search(r"^auc: [\d.]+ n: 4 baseline_auc: [\d.]+ baseline: (containment|bm25)$", out, re.M), out
+    out = _run([sys.executable, str(BENCH / "reliance_auc.py"), "--n", "2", "--score-first", "1", "--cache-dir", "",
+                "--resamples", "50"], tmp_path, timeout=600)
+    assert re.search(r"^auc: [\d.]+ n: 2 baseline_auc: [\d.]+ baseline: (containment|bm25)$", out, re.M), out
     for score in ("reliance", "question", "reliance+question", "containment", "bm25"):
         assert f"| {score} | " in out, out
     # an answer pasted into unrelated text ties with the real context under containment: AUC exactly 0.5
-    assert re.search(r"^\| containment \| [\d.]+ \[[\d.]+, [\d.]+\] \(n=4\) \| [\d.]+ .*\| 0\.500 \[0\.500, 0\.500\]", out, re.M), out
+    assert re.search(r"^\| containment \| [\d.]+ \[[\d.]+, [\d.]+\] \(n=\d\) \| [\d.]+ .*\| 0\.500 \[0\.500, 0\.500\]", out, re.M), out
 
 
 def test_reliance_rank_benchmark_runs_tiny(tmp_path: Path) -> None:
