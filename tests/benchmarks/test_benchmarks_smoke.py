@@ -20,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks"
 # a script added to benchmarks/ without a smoke test here fails test_every_benchmark_has_a_smoke_test
-SMOKED = {"assemble.py", "reliance_auc.py", "train_throughput.py", "smollm2_gpu.sh", "pilot.py", "pilot_report.py", "pilot.sh",
+SMOKED = {"assemble.py", "reliance_auc.py", "reliance_rank.py", "train_throughput.py", "smollm2_gpu.sh", "pilot.py", "pilot_report.py", "pilot.sh",
           "trl_exports.py", "client.py"}
 # smoke-tested elsewhere: trl_exports.py in tests/export/test_trl_exports_benchmark.py, client.py in
 # tests/llm/test_client_benchmark.py
@@ -48,8 +48,33 @@ def test_assemble_benchmark_runs_tiny(tmp_path: Path) -> None:
 
 
 def test_reliance_benchmark_runs_tiny(tmp_path: Path) -> None:
-    out = _run([sys.executable, str(BENCH / "reliance_auc.py"), "--n", "3", "--cache-dir", ""], tmp_path)
-    assert re.search(r"^auc: [\d.]+ n: \d+$", out, re.M), out
+    out = _run([sys.executable, str(BENCH / "reliance_auc.py"), "--n", "2", "--score-first", "1", "--cache-dir", "",
+                "--resamples", "50"], tmp_path, timeout=600)
+    assert re.search(r"^auc: [\d.]+ n: 2 baseline_auc: [\d.]+ baseline: (containment|bm25)$", out, re.M), out
+    for score in ("reliance", "question", "reliance+question", "containment", "bm25"):
+        assert f"| {score} | " in out, out
+    # an answer pasted into unrelated text ties with the real context under containment: AUC exactly 0.5
+    assert re.search(r"^\| containment \| [\d.]+ \[[\d.]+, [\d.]+\] \(n=\d\) \| [\d.]+ .*\| 0\.500 \[0\.500, 0\.500\]", out, re.M), out
+
+
+def test_reliance_rank_benchmark_runs_tiny(tmp_path: Path) -> None:
+    from ctxsynth.records import Seed, Synthesized, to_dict
+
+    facts = [("Who built the mill?", "Ada Berg", "The mill on the river was built by Ada Berg in 1840."),
+             ("Which year did the bridge open?", "1902", "The stone bridge over the Lune opened in 1902."),
+             ("What colour was the ferry?", "green", "The old ferry to the island was painted green.")]
+    unrelated = "Rain fell on the coast for most of the week and the markets closed early."
+    paths = []
+    for name, with_context in (("grounded", True), ("ungrounded", False)):
+        rows = [to_dict(Synthesized(f"{name}{i}", "qa", Seed(f"{name}{i}", "qa", q, a), c if with_context else unrelated,
+                                    {}, {}, [])) for i, (q, a, c) in enumerate(facts)]
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        paths.append(f"{name}={tmp_path / f'{name}.jsonl'}")
+    (tmp_path / "gaps.json").write_text(json.dumps({"grounded": {"a": 0.2, "b": 0.4}, "ungrounded": 0.01}))
+    out = _run([sys.executable, str(BENCH / "reliance_rank.py"), "--dataset", *paths[:1], "--dataset", paths[1],
+                "--gaps", str(tmp_path / "gaps.json"), "--cache-dir", "", "--resamples", "50"], tmp_path)
+    assert "| grounded | 3 | " in out and "| 0.300 [0.200, 0.400] (2) |" in out, out
+    assert re.search(r"^spearman: -?[\d.]+ datasets: 2$", out, re.M), out
 
 
 def test_train_throughput_runs_the_tiny_shape_on_cpu(tmp_path: Path) -> None:

@@ -1,5 +1,7 @@
 """Bootstrap intervals: hand-computed cases, pairing, determinism."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -55,3 +57,35 @@ def test_unmatched_items_are_an_error():
 
 def test_format_scales_to_percent():
     assert bootstrap([0.0, 1.0]).format() == "50.0 [0.0, 100.0]"
+
+
+def test_grouped_auc_counts_wins_and_half_ties_by_hand() -> None:
+    from ctxsynth.eval.stats import grouped_auc
+
+    # positives 1, 2, 3 vs negatives 0, 2, 5: wins 1+1.5+2 = 4.5 of 9 pairs
+    est = grouped_auc([1, 2, 3], [0, 1, 2], [0, 2, 5], [0, 1, 2], resamples=500)
+    assert est.mean == 0.5 and est.n == 3 and 0.0 <= est.low <= 0.5 <= est.high <= 1.0
+    # perfect separation: every resample is 1.0, so the interval collapses
+    sure = grouped_auc([5, 6], [0, 1], [1, 2, 3, 4], [0, 0, 1, 1], resamples=500)
+    assert (sure.mean, sure.low, sure.high, sure.n) == (1.0, 1.0, 1.0, 2)
+
+
+def test_grouped_auc_difference_is_paired_by_hand() -> None:
+    from ctxsynth.eval.stats import grouped_auc_difference
+
+    # a: 4.5/9 (above); b: negatives 0, 1, 0 -> 2.5 + 3 + 3 = 8.5/9; difference 4/9
+    diff = grouped_auc_difference(([1, 2, 3], [0, 2, 5]), ([1, 2, 3], [0, 1, 0]), [0, 1, 2], [0, 1, 2], resamples=500)
+    assert diff.mean == pytest.approx(4 / 9) and diff.low <= diff.mean <= diff.high
+    same = grouped_auc_difference(([1, 2], [0, 3]), ([1, 2], [0, 3]), [0, 1], [0, 1], resamples=200)
+    assert (same.mean, same.low, same.high) == (0.0, 0.0, 0.0)  # identical scores: zero in every resample
+
+
+def test_spearman_and_average_ranks_by_hand() -> None:
+    from ctxsynth.eval.stats import average_ranks, spearman
+
+    assert average_ranks([10, 30, 20, 30]).tolist() == [1.0, 3.5, 2.0, 3.5]
+    assert spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    # ranks (1, 2, 3, 4) vs (2, 1, 4, 3): d = (-1, 1, -1, 1), rho = 1 - 6 * 4 / (4 * 15) = 0.6
+    assert spearman([1, 2, 3, 4], [20, 10, 40, 30]) == pytest.approx(0.6)
+    assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))

@@ -26,6 +26,7 @@ from ctxsynth.testing.baseline_responders import (
     qa_about,
     render_documents,
 )
+from ctxsynth.testing.judge_responders import containment_judge
 from ctxsynth.testing.openai_server import OpenAIServer
 from ctxsynth.testing.scripting import Reply
 from ctxsynth.verify.checks import VerifyConfig
@@ -45,7 +46,10 @@ def _run(tmp_path: Path, responder, task, seeds: list[Seed]):  # noqa: ANN001, A
 
 
 def instruction_crafted(body: dict) -> Reply:
-    """The document's first word selects the misbehaviour."""
+    """The document's first word selects the misbehaviour; judge requests get a containment verdict."""
+    judged = containment_judge(body)
+    if judged is not None:
+        return judged
     doc = instruction_fields(body)["document"]
     kind = doc.split()[0]
     question, answer = qa_about(doc, body.get("seed"))
@@ -79,6 +83,11 @@ def test_each_instruction_synthesis_reason_is_triggered_by_a_crafted_reply(tmp_p
     kept = result.kept[0]
     assert kept.seed.context is None and kept.provenance["original_seed"]["answer"] == "orig"
     assert kept.provenance["chunk"]["source"] == "seed_context" and kept.context == f"ok {DOC}".strip()
+    # the invented answer is no span of the document: the judge, not the string check, rejected it
+    invented = next(r for r in result.rejected if r.id == "invented").record["attempts"][-1]["verdicts"]["support"]
+    assert invented["method"] == "judge" and invented["non_extractive"] == "not_a_span"
+    assert invented["judge"]["reply"] == "SUPPORTED: no" and invented["string"]["supported"] is False
+    assert result.stats["judge_unsupported"] == 1
 
 
 def test_question_answer_parser_is_strict_but_tolerates_markdown() -> None:

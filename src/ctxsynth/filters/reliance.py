@@ -38,6 +38,26 @@ def reliance_scores(scorer: AnswerScorer, triples: Sequence[Triple]) -> list[dic
             for w, wo in zip(with_ctx, without, strict=True)]
 
 
+QUESTION_PROBE = Path(__file__).parent / "prompts" / "question_probe.txt"
+
+
+def question_probe() -> str:
+    """The instruction that asks for a question about the context (the file minus '#' lines)."""
+    lines = QUESTION_PROBE.read_text(encoding="utf-8").splitlines()
+    return " ".join(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def question_reliance_scores(scorer: AnswerScorer, pairs: Sequence[tuple[str, str]]) -> list[float]:
+    """For (context, question) pairs: mean log p(question | context + probe) - mean log p(question | probe),
+    in nats per question token. High when the context makes this question likely (it is about what
+    the question asks), whatever the answer; an answer string pasted into unrelated text does not
+    raise it. Used beside `reliance_scores` (docs/filters.md, benchmarks/reliance_auc.py)."""
+    probe = question_probe()
+    with_ctx = scorer.mean_logprobs([(ctx, probe, question) for ctx, question in pairs])
+    without = scorer.mean_logprobs([(None, probe, question) for _, question in pairs])
+    return [round(w.mean_logprob - wo.mean_logprob, 5) for w, wo in zip(with_ctx, without, strict=True)]
+
+
 def _answer(answers: Sequence[str]) -> str:
     """The first accepted answer is scored (the others are aliases of it)."""
     return answers[0] if answers else ""

@@ -89,8 +89,8 @@ class InstructionSynthesis:
             return "question_copied", verdicts
         if normalize_answer(answer) not in _UNQUOTABLE and contains_normalized(question, answer):
             return "answer_in_question", verdicts
-        verdicts["support"] = answer_support(chunk.text, [answer], config)
-        if not verdicts["support"]["supported"]:
+        verdicts["support"] = answer_support(chunk.text, [answer], config, judge_reason="answer_not_grounded")
+        if verdicts["support"]["supported"] is False:
             return "answer_not_grounded", verdicts
         return None, verdicts
 

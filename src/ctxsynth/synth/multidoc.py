@@ -22,7 +22,7 @@ from ctxsynth.synth import evidence
 from ctxsynth.synth.config import SynthConfig
 from ctxsynth.synth.tasks import ParseError, PromptTemplate, genre_for, prompt_path
 from ctxsynth.verify.checks import REASONS as CONTEXT_REASONS
-from ctxsynth.verify.checks import VerifyConfig, answer_support, verify_context
+from ctxsynth.verify.checks import VerifyConfig, answer_support, string_support, verify_context
 
 REASONS = (
     "request_failed", "truncated", "parse_failure",  # shared, checked by the stage
@@ -109,8 +109,8 @@ class MultiDocSynthesis:
         if any(recalls[k][k] < self.evidence_recall for k in range(len(parts))):
             return "evidence_missing", verdicts
         verdicts["support"] = answer_support("\n\n".join(fields), seed.answers, config)
-        verdicts["answer_in_documents"] = [answer_support(d, seed.answers, config)["supported"] for d in fields]
-        if "answer_not_supported" in set(config.checks or CONTEXT_REASONS) and not verdicts["support"]["supported"]:
+        verdicts["answer_in_documents"] = [string_support(d, seed.answers, config)["supported"] for d in fields]
+        if "answer_not_supported" in set(config.checks or CONTEXT_REASONS) and verdicts["support"]["supported"] is False:
             return "answer_not_supported", verdicts
         carries_all = [all(r >= self.evidence_recall for r in row) for row in recalls] if len(parts) > 1 else []
         verdicts["carries_all_evidence"] = carries_all

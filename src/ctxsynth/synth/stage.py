@@ -8,6 +8,11 @@ see rounds: everything queued at once). Every attempt is recorded on the output 
 fail; the output does not depend on the order results arrive in. The checks every task
 shares (request failed, truncated, parse failure) run here; the task's own `verify` runs after them,
 and its `build` turns the kept fields into the output record.
+
+An answer no string check can support (yes / no / unanswerable, or not a span of the document:
+`supported: None` from ctxsynth.verify.checks) waits for the support judge: once the stream is
+drained, the waiting attempts are judged in one batch (by `judge`, default the synthesis backend),
+and those the judge rejects are regenerated like any failure, until none waits.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from ctxsynth.rng import derive_seed
 from ctxsynth.synth.config import SynthConfig
 from ctxsynth.synth.tasks import ParseError, SynthesisTask
 from ctxsynth.verify.checks import VerifyConfig
+from ctxsynth.verify.judge import SupportJudge, needs_judge
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +113,9 @@ class _AttemptQueue(RequestQueue):
 
 def synthesize_shard(
     seeds: list[Seed], task: SynthesisTask, backend: Backend | None, sampling: SamplingParams, config: SynthConfig,
-    verify: VerifyConfig, run_seed: int, progress: Progress | None = None,
+    verify: VerifyConfig, run_seed: int, progress: Progress | None = None, judge: Backend | None = None,
 ) -> ShardResult:
+    """Synthesize and verify one shard. `judge` answers the support judge's requests (default: `backend`)."""
     progress = progress or NullProgress()
     if not getattr(task, "needs_llm", True):  # the human-context arm: records without a model call
         from ctxsynth.synth.human import HumanContexts, human_shard
@@ -126,6 +133,7 @@ def synthesize_shard(
     usage = {"prompt_tokens": 0, "completion_tokens": 0, "requests_sent": 0, "requests_cached": 0}
     unanswered: list[ChatResult] = []
     queue = _AttemptQueue([s for s in seeds if s.id not in unusable], task, sampling, run_seed)
+    waiting: dict[str, tuple[Seed, Attempt, Any]] = {}  # seed id -> attempt waiting for the judge
 
     def on_result(index: int, result: ChatResult) -> None:
         seed, attempt, seed_value = queue.in_flight.pop(index)
@@ -138,7 +146,9 @@ def synthesize_shard(
             usage[key] += int(result.usage.get(key, 0))
         record, parsed = _attempt(result, attempt, seed_value, task, seed, verify)
         attempts[seed.id].append(record)
-        if record.reason is None and parsed is not None:
+        if record.reason is None and parsed is not None and needs_judge(record.verdicts):
+            waiting[seed.id] = (seed, record, parsed)
+        elif record.reason is None and parsed is not None:
             passed[seed.id] = (parsed, record.verdicts)
         elif attempt < config.max_attempts:
             progress.add_total(1)
@@ -148,11 +158,50 @@ def synthesize_shard(
     backend.stream(queue, on_result)
     if unanswered:
         raise unanswered_error(unanswered, backend)
+    judged = Counter[str]()
+    while waiting:
+        retries = _judge_round(waiting, SupportJudge(verify, run_seed), judge or backend, task, progress, judged)
+        for seed, record, parsed in retries:
+            if record.reason is None:
+                passed[seed.id] = (parsed, record.verdicts)
+            elif record.attempt < config.max_attempts:
+                progress.add_total(1)
+                queue.retry(seed, record.attempt + 1)
+        backend.stream(queue, on_result)
+        if unanswered:
+            raise unanswered_error(unanswered, backend)
     shard = _collect(seeds, attempts, passed, task, backend, sampling, config, usage, time.perf_counter() - started)
+    shard.stats.update({f"judge_{k}": n for k, n in sorted(judged.items())})
     for seed in seeds:
         if seed.id in unusable:
             _reject_unusable(shard, seed, unusable[seed.id], task)
     return shard
+
+
+def _judge_round(waiting: dict[str, tuple[Seed, Attempt, Any]], judge: SupportJudge, backend: Backend,
+                 task: SynthesisTask, progress: Progress, judged: Counter[str]) -> list[tuple[Seed, Attempt, Any]]:
+    """Judge every waiting attempt in one batch; each gets its final support verdict and, when the
+    judge says no, its task's reason. Returns them all (the caller passes or regenerates each)."""
+    items = list(waiting.values())
+    waiting.clear()
+    requests = []
+    for seed, record, parsed in items:
+        built = task.build(seed, parsed, {}, record.verdicts, [])  # the record as it would be kept
+        requests.append(judge.request(seed.id, record.attempt, built.context or "", built.seed.instruction,
+                                      built.seed.answers[0]))
+    progress.add_total(len(requests))
+    results = backend.generate(requests)
+    progress.advance(len(requests))
+    failed = [r for r in results if is_infrastructure(r)]
+    if failed:
+        raise unanswered_error(failed, backend)
+    for (_, record, _), result in zip(items, results, strict=True):
+        support = judge.resolve(record.verdicts["support"], result)
+        record.verdicts["support"] = support
+        judged["supported" if support["supported"] else "unsupported"] += 1
+        if not support["supported"]:
+            record.reason = support["judge_reason"]
+    return items
 
 
 def _provenance(task: SynthesisTask, backend: Backend, sampling: SamplingParams, config: SynthConfig,

@@ -14,6 +14,7 @@ import random
 import re
 from typing import Any
 
+from ctxsynth.testing.judge_responders import containment_judge
 from ctxsynth.testing.scripting import Reply
 
 _DOCUMENT = re.compile(r"Document:\s*(.+?)\s*Write one new question", re.DOTALL)
@@ -97,4 +98,7 @@ def render_documents(docs: list[str]) -> str:
 
 
 def multidoc_writer(body: dict[str, Any]) -> Reply:
+    judged = containment_judge(body)  # yes/no answers are judged: the documents state them verbatim
+    if judged is not None:
+        return judged
     return Reply(render_documents(multidoc_documents(multidoc_fields(body))))

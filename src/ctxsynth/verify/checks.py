@@ -1,6 +1,13 @@
 """Checks that a generated context is usable: parsed, not a refusal, complete, of the right length,
 not degenerate, and supporting the seed's answer.
 
+Answer support is checked by string where a string can tell: an accepted answer found in the
+context, a close token-F1 window, or the content-word recall of a long answer. A string cannot tell
+for non-extractive answers ("yes", "no", "unanswerable", ... and short answers that occur nowhere as
+a span): "no" occurs in most texts and "yes" in few, whatever they say. With `non_extractive:
+judge` (the default) such answers get `supported: None` and `judge_reason`, and the synthesize stage
+asks an LLM judge (ctxsynth.verify.judge) instead; `non_extractive: string` keeps the string verdict.
+
 `verify_context` runs the checks in a fixed order and stops at the first failure, whose name is the
 rejection reason written to rejected/. All measured values are kept in the verdict dictionary so a
 reader can see how close a failure was.
@@ -10,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ctxsynth.errors import ConfigError
@@ -48,8 +55,18 @@ class VerifyConfig:
     long_answer_words: int = 20  # answers longer than this are "long" (summaries)
     long_answer_recall: float = 0.5  # share of the long answer's content words found in the context
     checks: list[str] | None = None  # None = all of REASONS; request_failed/truncated/parse always run
+    non_extractive: str = "judge"  # "judge": non-extractive answers are judged by the LLM | "string"
+    non_extractive_answers: list[str] = field(default_factory=lambda: [
+        "yes", "no", "true", "false", "unanswerable", "not answerable", "no answer", "unknown", "none",
+        "cannot be determined", "cannot be answered", "insufficient information", "not enough information",
+        "not mentioned", "not given", "n/a",
+    ])  # answers (normalised) that no string check can support: always judged
+    judge_max_tokens: int = 16  # the judge replies "SUPPORTED: yes|no"
+    judge_prompt_file: str | None = None  # None = verify/prompts/support_judge.txt
 
     def __post_init__(self) -> None:
+        if self.non_extractive not in ("judge", "string"):
+            raise ConfigError(f"verify.non_extractive must be 'judge' or 'string', not {self.non_extractive!r}")
         unknown = set(self.checks or []) - set(REASONS)
         if unknown:
             raise ConfigError(f"unknown verification checks {sorted(unknown)}; known: {', '.join(REASONS)}")
@@ -77,8 +94,31 @@ def _window_f1(context_tokens: list[str], answer_tokens: list[str]) -> float:
     return best
 
 
-def answer_support(context: str, answers: list[str], config: VerifyConfig) -> dict[str, Any]:
-    """How well the context supports any accepted answer: alias match, window F1, or content recall."""
+def non_extractive_kind(answers: list[str], config: VerifyConfig) -> str | None:
+    """"phrase" when an accepted answer is one of `non_extractive_answers` (normalised), else None."""
+    phrases = {normalize_answer(p) for p in config.non_extractive_answers}
+    return "phrase" if any(normalize_answer(a) in phrases for a in answers) else None
+
+
+def answer_support(context: str, answers: list[str], config: VerifyConfig,
+                   judge_reason: str = "answer_not_supported") -> dict[str, Any]:
+    """How well the context supports any accepted answer: alias match, window F1, or content recall.
+
+    With `non_extractive: judge`, a yes/no/unanswerable-like answer, or a short answer that the
+    string checks do not find, gets `supported: None`, `method: "judge"`, the string verdict under
+    `string` and `judge_reason` (the reason to give when the judge says no): the stage decides."""
+    string = string_support(context, answers, config)
+    if config.non_extractive != "judge" or not answers:
+        return string
+    kind = non_extractive_kind(answers, config)
+    if kind is None and (string["supported"] or string["method"] == "long_recall"):
+        return string
+    return {"supported": None, "method": "judge", "non_extractive": kind or "not_a_span",
+            "string": string, "judge_reason": judge_reason}
+
+
+def string_support(context: str, answers: list[str], config: VerifyConfig) -> dict[str, Any]:
+    """The string verdict alone (no judge): alias match, window F1, or content recall."""
     if any(contains_normalized(context, a) for a in answers):
         return {"supported": True, "method": "exact_alias", "score": 1.0}
     ctx_tokens = normalize_answer(context).split()
@@ -130,8 +170,11 @@ def verify_context(
     verdicts["repeated_fraction"] = round(rep, 4)
     if "repetition" in enabled and rep > config.max_repeated_fraction:
         return "repetition", verdicts
+    if "answer_not_supported" not in enabled:
+        verdicts["support"] = string_support(context, answers, config)
+        return None, verdicts
     support = answer_support(context, answers, config)
     verdicts["support"] = support
-    if "answer_not_supported" in enabled and not support["supported"]:
+    if support["supported"] is False:
         return "answer_not_supported", verdicts
     return None, verdicts
