@@ -188,3 +188,20 @@ def test_request_cache_takes_concurrent_writers_from_several_processes(tmp_path:
     assert len(cache) == 1200
     hit = cache.get("w3-k299")
     assert hit is not None and hit.text == "text 3 299" and hit.usage == {"prompt_tokens": 299}
+
+
+def test_to_dict_equals_dataclasses_asdict() -> None:
+    """The fast record conversion (no deep copy of leaves) returns what dataclasses.asdict returns."""
+    import dataclasses
+
+    from ctxsynth.records import Attempt, Rejected, Seed, Synthesized, to_dict
+
+    seed = Seed(id="a", task="t", instruction="Who?", answer=["x", "y"], meta={"k": [1, {"z": (1, 2.5)}]})
+    attempt = Attempt(attempt=1, sampling_seed=3, text="t", finish_reason="stop", usage={"prompt_tokens": 1},
+                      error=None, verdicts={"f": 0.5}, reason=None)
+    record = Synthesized(id="a", task="t", seed=seed, context="c", provenance={"p": [1]}, verdicts={},
+                         attempts=[attempt])
+    rejected = Rejected("a", "s", "r", "d", {"seed": to_dict(seed), "t": (1, [2])})
+    for obj in (seed, attempt, record, rejected):
+        assert to_dict(obj) == dataclasses.asdict(obj)
+    assert to_dict(record)["attempts"][0]["usage"] is not attempt.usage  # a copy, as asdict makes
