@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ctxsynth import config as cfg
 from ctxsynth.io import read_jsonl, read_shards, shard_files, shard_name, split_even, write_jsonl
 from ctxsynth.progress import NullProgress, Progress
-from ctxsynth.records import Rejected, Seed, seed_from_dict, synthesized_from_dict, to_dict
+from ctxsynth.records import Rejected, seed_from_dict, synthesized_from_dict, to_dict
 
 if TYPE_CHECKING:  # the runner imports this module, never the other way round
     from ctxsynth.runner import Run
