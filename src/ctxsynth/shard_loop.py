@@ -34,8 +34,9 @@ class _Loop:
         self.executor: Executor = run.executor() if len(todo) > 1 else Executor()
         self.in_process = self.executor.in_process()
         workers = 1 if self.in_process else self.executor.workers
-        self.parallel = max(1, min(workers, work.max_parallel(run, workers)))
-        self.work = work.for_parallel(self.parallel)
+        cap = work.max_parallel(run, workers) if hasattr(work, "max_parallel") else workers
+        self.parallel = max(1, min(workers, cap))
+        self.work = work.for_parallel(self.parallel) if hasattr(work, "for_parallel") else work
         self.queue: deque[int] = deque(todo)
         self.running: dict[Any, int] = {}
         self.tries: Counter[int] = Counter()

@@ -106,10 +106,10 @@ def run_sharded(run: Run, stage: str, n_shards: int, work: ShardWork | Callable[
     A `ShardWork` goes to the run's executor (workers); a plain `work(i)` runs here, one shard after another."""
     markers = run.markers(stage)
     todo = [i for i in range(n_shards) if not markers.shard_done(i)]
-    if isinstance(work, ShardWork):
+    if isinstance(work, ShardWork) or callable(getattr(work, "run_shard", None)):  # a ShardWork, or shaped like one
         from ctxsynth.shard_loop import run_shards
 
-        run_shards(run, stage, todo, work, progress or NullProgress())
+        run_shards(run, stage, todo, work, progress or NullProgress())  # type: ignore[arg-type]
     else:
         for i in todo:
             write_shard(run, stage, i, work(i))
