@@ -44,10 +44,11 @@ def write_seeds(path: Path, n: int) -> None:
                                 "answer": f"Founder {i}"}) + "\n")
 
 
-def pipeline_config(out: Path, seeds: Path, n: int, workers: int, executor: str, shard_size: int) -> dict[str, Any]:
+def pipeline_config(out: Path, seeds: Path, n: int, workers: int, executor: str, shard_size: int,
+                    stages: list[str]) -> dict[str, Any]:
     return {
         "name": "bench", "out_dir": str(out), "seed": 1, "shards": max(1, -(-n // shard_size)),
-        "executor": executor, "workers": workers, "stages": STAGES,
+        "executor": executor, "workers": workers, "stages": stages,
         "seeds": {"source": "jsonl", "path": str(seeds)},
         "llm": {"backend": "fake", "model": "fake", "max_tokens": 1024, "options": {"words": 300}},
         "synth": {"target_words": 300, "max_attempts": 1},
@@ -66,15 +67,16 @@ def child(args: argparse.Namespace) -> None:
     run.prepare()
     seconds: dict[str, float] = {}
     try:
-        for stage in STAGES:
+        for stage in run.config.stages:
             started = time.perf_counter()
             run_stage(run, stage, keep_executor=True)
             seconds[stage] = round(time.perf_counter() - started, 2)
     finally:
         run.close_executor()
-    exported = json.loads((run.state / "export" / "DONE").read_text()).get("n_in", 0)
-    assembled = json.loads((run.state / "assemble" / "DONE").read_text()).get("n_out", 0)
-    print(json.dumps({"seconds": seconds, "exported": exported, "assembled": assembled,
+    last, before = run.config.stages[-1], run.config.stages[-2]
+    written = json.loads((run.state / last / "DONE").read_text()).get("n_in" if last == "export" else "n_out", 0)
+    expected = json.loads((run.state / before / "DONE").read_text()).get("n_out", 0) if last == "export" else written
+    print(json.dumps({"seconds": seconds, "exported": written, "assembled": expected,
                       "self_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                       "children_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
 
@@ -114,13 +116,13 @@ class Result:
         return self.records / self.seconds
 
 
-def run_pipeline(root: Path, n: int, workers: int, executor: str, shard_size: int) -> Result:
+def run_pipeline(root: Path, n: int, workers: int, executor: str, shard_size: int, stages: list[str]) -> Result:
     work = root / f"n{n}-w{workers}"
     work.mkdir(parents=True)
     seeds = work / "seeds.jsonl"
     write_seeds(seeds, n)
     spec = work / "config.json"
-    spec.write_text(json.dumps(pipeline_config(work / "runs", seeds, n, workers, executor, shard_size)))
+    spec.write_text(json.dumps(pipeline_config(work / "runs", seeds, n, workers, executor, shard_size, stages)))
     proc = subprocess.Popen([sys.executable, __file__, "--child", str(spec)], stdout=subprocess.PIPE, text=True)
     peak = {"kb": 0}
 
@@ -158,6 +160,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--executor", choices=["local", "ray"], default="local")
     parser.add_argument("--shard-size", type=int, default=10_000, help="records per shard")
+    parser.add_argument("--stages", default=",".join(STAGES),
+                        help="a prefix of seeds,synthesize,assemble,export (e.g. seeds,synthesize: the executor part alone)")
     parser.add_argument("--work-dir", type=Path, default=None, help="where the runs go (default: a temp dir)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -166,15 +170,18 @@ def main(argv: list[str] | None = None) -> None:
     from importlib.metadata import version
 
     print(f"# python {platform.python_version()}, ctxsynth {version('ctxsynth')}, {os.cpu_count()} cores, "
-          f"{platform.platform()}; executor={args.executor}", flush=True)
+          f"{platform.platform()}; executor={args.executor} stages={args.stages} shard_size={args.shard_size}", flush=True)
     small = max(1, args.records // 10)
+    stages = args.stages.split(",")
+    if stages != STAGES[:len(stages)] or len(stages) < 2:
+        parser.error(f"--stages must be a prefix of {','.join(STAGES)} with at least two stages")
     with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
         root = Path(tmp)
-        one = run_pipeline(root, small, 1, args.executor, args.shard_size)
+        one = run_pipeline(root, small, 1, args.executor, args.shard_size, stages)
         show(one)
-        many_small = run_pipeline(root, small, args.workers, args.executor, args.shard_size)
+        many_small = run_pipeline(root, small, args.workers, args.executor, args.shard_size, stages)
         show(many_small)
-        big = run_pipeline(root, args.records, args.workers, args.executor, args.shard_size)
+        big = run_pipeline(root, args.records, args.workers, args.executor, args.shard_size, stages)
         show(big)
     print(f"records: {args.records} rss_ratio: {big.peak_mb / many_small.peak_mb:.2f} peak_rss_mb: {big.peak_mb:.0f} "
           f"worker_speedup: {many_small.rate / one.rate:.2f}")
