@@ -21,7 +21,7 @@ from ctxsynth.io import shard_files
 from ctxsynth.llm.base import ChatResult
 from ctxsynth.llm.cache import RequestCache
 from ctxsynth.progress import Progress
-from ctxsynth.runner import Run, RunConfig, run_all
+from ctxsynth.runner import Run, RunConfig, run_all, run_stage
 from ctxsynth.stages import ShardOutput, ShardWork, run_sharded
 from ctxsynth.testing.openai_server import OpenAIServer
 from ctxsynth.testing.responders import context_writer, prompt_fields
@@ -205,3 +205,17 @@ def test_to_dict_equals_dataclasses_asdict() -> None:
     for obj in (seed, attempt, record, rejected):
         assert to_dict(obj) == dataclasses.asdict(obj)
     assert to_dict(record)["attempts"][0]["usage"] is not attempt.usage  # a copy, as asdict makes
+
+
+def test_changing_the_executor_reruns_nothing(tmp_path: Path) -> None:
+    """executor, workers, shard_retries and ray.* change where shards run, never what they hold."""
+    write_seeds(tmp_path / "seeds.jsonl", 4)
+    first = Run(run_config(tmp_path, "http://127.0.0.1:9/v1", "r", shards=2, executor="serial"))
+    first.prepare()
+    run_stage(first, "seeds")
+    hash_before = first.config_hash()
+    data = cfg.to_dict(first.config)
+    data.update(executor="ray", workers=3, shard_retries=0, ray={"address": "auto", "num_cpus": 1})
+    second = Run(cfg.from_dict(RunConfig, data))
+    second.prepare()  # no "different config" error, no invalidation
+    assert second.markers("seeds").stage_done() and second.config_hash() == hash_before

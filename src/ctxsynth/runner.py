@@ -13,6 +13,7 @@ which this module imports (never the other way round).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import shutil
@@ -162,9 +163,6 @@ class Run:
             self._executor.close()
             self._executor = None
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_executor": None}  # a Run travels to workers without its executor
-
     def stage_dir(self, stage: str) -> Path:
         return self.dir / stage_folder(stage)
 
@@ -310,6 +308,8 @@ def validate_run(run: Run) -> list[str]:
             warnings.append(f"{where}: {problem}")
     check_model_stages(run)  # train and eval sections, when those stages are listed
     build_task(c.synth, c.seed)  # unknown task names, prompt files and genres fail here
+    if c.executor == "ray" and importlib.util.find_spec("ray") is None:
+        warnings.append("executor: ray needs Ray installed: pip install 'ctxsynth[ray]'")
     if c.synth.task in ("context", "multidoc") and c.llm.max_tokens < c.synth.target_words * 1.4:
         warnings.append(
             f"llm.max_tokens={c.llm.max_tokens} may truncate documents of {c.synth.target_words} words "
