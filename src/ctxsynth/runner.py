@@ -13,6 +13,7 @@ which this module imports (never the other way round).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import shutil
@@ -26,6 +27,7 @@ from ctxsynth import config as cfg
 from ctxsynth import rerun
 from ctxsynth.assemble.config import AssembleConfig
 from ctxsynth.errors import ConfigError
+from ctxsynth.executors import Executor, ExecutorKind, RayConfig, build_executor
 from ctxsynth.filters.config import FiltersConfig
 from ctxsynth.io import Markers, atomic_write_text
 from ctxsynth.llm.base import SamplingParams
@@ -41,6 +43,8 @@ from ctxsynth.verify.checks import VerifyConfig
 
 log = logging.getLogger(__name__)
 
+# where and how shards run: never part of the output (excluded from config_hash; a change reruns nothing)
+EXECUTION_KEYS = ("executor", "workers", "shard_retries", "ray")
 STAGES = STAGE_NAMES  # the names, in order; the table (folders, bodies, inputs) is ctxsynth.stages.STAGES
 
 
@@ -85,6 +89,12 @@ class RunConfig:
     # circuit breaker: stop after this many infrastructure failures in a row (an auth or unknown-model
     # error before any success stops at once); the stage stays incomplete, the rerun resumes it
     max_consecutive_failures: int = 20
+    # where shards run (ctxsynth.executors): serial (this process), local (worker processes), ray;
+    # workers: shards at once (0: one per core, or the Ray cluster's CPUs); none changes output bytes
+    executor: ExecutorKind = "local"
+    workers: int = 0
+    shard_retries: int = 1  # a shard that failed (not for a user error) or whose worker died runs again
+    ray: RayConfig = field(default_factory=RayConfig)  # ray.address: an existing cluster; unset: start one
     seeds: SeedsConfig = field(default_factory=SeedsConfig)
     filters: FiltersConfig = field(default_factory=FiltersConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
@@ -107,6 +117,8 @@ class RunConfig:
             raise ConfigError("max_consecutive_failures must be >= 1")
         if self.shards < 1:
             raise ConfigError("shards must be >= 1")
+        if self.workers < 0 or self.shard_retries < 0:
+            raise ConfigError("workers and shard_retries must be >= 0 (workers 0: one per core)")
         if not self.name or "/" in self.name:
             raise ConfigError(f"name {self.name!r} must be a non-empty folder name")
 
@@ -136,15 +148,32 @@ class Run:
         out = Path(config.out_dir)
         self.dir = (out if out.is_absolute() else self.base_dir / out) / config.name
         self.state = self.dir / "_state"
+        self._executor: Executor | None = None
+
+    def executor(self) -> Executor:
+        """The run's executor, started on first use (a local Ray starts here) and kept for the run."""
+        if self._executor is None:
+            c = self.config
+            self._executor = build_executor(c.executor, c.workers, c.ray)
+        return self._executor
+
+    def close_executor(self) -> None:
+        """Stop the worker processes (and a Ray started for the run)."""
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
 
     def stage_dir(self, stage: str) -> Path:
         return self.dir / stage_folder(stage)
 
-    def input_dir(self, stage: str) -> Path:
-        """The folder a stage reads: its first input stage that this run includes (else its last input)."""
+    def input_stage(self, stage: str) -> str:
+        """The stage whose output `stage` reads: its first input stage that this run includes (else its last input)."""
         inputs = stage_entry(stage).inputs
-        chosen = next((s for s in inputs if s in self.config.stages), inputs[-1])
-        return self.stage_dir(chosen)
+        return next((s for s in inputs if s in self.config.stages), inputs[-1])
+
+    def input_dir(self, stage: str) -> Path:
+        """The folder a stage reads (see input_stage)."""
+        return self.stage_dir(self.input_stage(stage))
 
     def markers(self, stage: str) -> Markers:
         return Markers(self.state, stage)
@@ -156,8 +185,8 @@ class Run:
     def config_hash(self) -> str:
         """Hash of the settings that can change output bytes (not out_dir, name, shards, the breaker,
         the spend limit)."""
-        view = {k: v for k, v in self.saved_view().items() if k not in ("out_dir", "name", "shards",
-                                                                          "max_consecutive_failures")}
+        view = {k: v for k, v in self.saved_view().items()
+                if k not in ("out_dir", "name", "shards", "max_consecutive_failures") + EXECUTION_KEYS}
         view["llm"] = {k: v for k, v in view.get("llm", {}).items() if k != "max_cost_usd"}
         return hashlib.sha256(json.dumps(view, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
 
@@ -222,22 +251,31 @@ class Run:
                 "--force seeds to read it again (later stages rerun too; cached requests are not paid twice)")
 
 
-def run_stage(run: Run, stage: str, progress: Progress | None = None, force: bool = False) -> dict[str, Any] | None:
-    """Run one stage unless it is complete (force reruns it from scratch and invalidates later stages)."""
+def run_stage(run: Run, stage: str, progress: Progress | None = None, force: bool = False,
+              keep_executor: bool = False) -> dict[str, Any] | None:
+    """Run one stage unless it is complete (force reruns it from scratch and invalidates later stages).
+    The executor's workers stop at the end unless `keep_executor` (run_all keeps them for the next stage)."""
     markers = run.markers(stage)
     if force:
         run.invalidate(stage)
     if markers.stage_done():
         log.info("%s: already complete, skipped", stage)
         return None
-    return stage_entry(stage).function(run, progress)
+    try:
+        return stage_entry(stage).function(run, progress)
+    finally:
+        if not keep_executor:
+            run.close_executor()
 
 
 def run_all(run: Run, progress_factory=None) -> dict[str, Any]:
     results = {}
-    for stage in run.config.stages:
-        progress = progress_factory() if progress_factory else None
-        results[stage] = run_stage(run, stage, progress)
+    try:
+        for stage in run.config.stages:
+            progress = progress_factory() if progress_factory else None
+            results[stage] = run_stage(run, stage, progress, keep_executor=True)
+    finally:
+        run.close_executor()
     return results
 
 
@@ -270,6 +308,8 @@ def validate_run(run: Run) -> list[str]:
             warnings.append(f"{where}: {problem}")
     check_model_stages(run)  # train and eval sections, when those stages are listed
     build_task(c.synth, c.seed)  # unknown task names, prompt files and genres fail here
+    if c.executor == "ray" and importlib.util.find_spec("ray") is None:
+        warnings.append("executor: ray needs Ray installed: pip install 'ctxsynth[ray]'")
     if c.synth.task in ("context", "multidoc") and c.llm.max_tokens < c.synth.target_words * 1.4:
         warnings.append(
             f"llm.max_tokens={c.llm.max_tokens} may truncate documents of {c.synth.target_words} words "

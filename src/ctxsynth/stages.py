@@ -9,6 +9,7 @@ skips finished work; the request cache makes a half-finished synthesis shard che
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ctxsynth import config as cfg
 from ctxsynth.io import read_jsonl, read_shards, shard_files, shard_name, split_even, write_jsonl
 from ctxsynth.progress import NullProgress, Progress
-from ctxsynth.records import Rejected, Seed, seed_from_dict, synthesized_from_dict, to_dict
+from ctxsynth.records import Rejected, seed_from_dict, synthesized_from_dict, to_dict
 
 if TYPE_CHECKING:  # the runner imports this module, never the other way round
     from ctxsynth.runner import Run
@@ -49,26 +50,69 @@ class ShardOutput:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def run_sharded(run: Run, stage: str, n_shards: int, work: Callable[[int], ShardOutput]) -> dict[str, Any]:
-    """Run `work` on every unfinished shard; write, count and mark each; mark and return the stage.
+class ShardWork:
+    """A stage's per-shard work that can run in another process (the contract: ctxsynth.executors).
 
-    Counts per shard: n_out (kept), dropped_<reason> (rejected) and n_in (their sum), overridden
-    or extended by the stats `work` returns."""
-    markers = run.markers(stage)
+    Subclasses are small picklable (frozen) dataclasses; `run_shard` is called in a worker with a
+    `Run` rebuilt from the config, builds its resources through `executors.worker_resource`, and
+    returns the shard's output; the worker writes and marks it."""
+
+    def run_shard(self, run: Run, index: int, progress: Progress) -> ShardOutput:
+        raise NotImplementedError
+
+    def max_parallel(self, run: Run, workers: int) -> int:
+        """How many shards may run at once (an API limit shared by the workers may lower it)."""
+        return workers
+
+    def for_parallel(self, parallel: int) -> ShardWork:
+        """This work, told how many shards will run at once (to split a shared limit); default: itself."""
+        return self
+
+
+def write_shard(run: Run, stage: str, index: int, shard: ShardOutput) -> dict[str, Any]:
+    """Write a shard's kept and rejected records atomically, then its marker; return its counts.
+
+    Counts: n_out (kept), dropped_<reason> (rejected) and n_in (their sum), overridden or extended
+    by the shard's own stats."""
     out = run.stage_dir(stage)
-    for i in range(n_shards):
-        if markers.shard_done(i):
-            continue
-        shard = work(i)
-        write_jsonl(out / shard_name(i), shard.kept)
-        rejected = shard.rejected or []
-        if shard.rejected is not None:
-            write_jsonl(out / "rejected" / shard_name(i), (to_dict(r) for r in rejected))
-        stats: dict[str, Any] = {"n_in": len(shard.kept) + len(rejected), "n_out": len(shard.kept)}
-        for r in rejected:
-            stats[f"dropped_{r.reason}"] = stats.get(f"dropped_{r.reason}", 0) + 1
-        stats.update(shard.stats)
-        markers.mark_shard(i, stats)
+    write_jsonl(out / shard_name(index), shard.kept)
+    rejected = shard.rejected or []
+    if shard.rejected is not None:
+        write_jsonl(out / "rejected" / shard_name(index), (to_dict(r) for r in rejected))
+    stats: dict[str, Any] = {"n_in": len(shard.kept) + len(rejected), "n_out": len(shard.kept)}
+    for r in rejected:
+        stats[f"dropped_{r.reason}"] = stats.get(f"dropped_{r.reason}", 0) + 1
+    stats.update(shard.stats)
+    run.markers(stage).mark_shard(index, stats)
+    return stats
+
+
+def execute_shard(config: Any, base_dir: str, stage: str, work: ShardWork, index: int, session: str,
+                  progress: Progress | None = None) -> dict[str, Any]:
+    """One shard in whichever process the executor chose: rebuild the run, work, write, mark."""
+    from ctxsynth.executors import enter_session
+    from ctxsynth.runner import Run
+
+    enter_session(session)
+    run = Run(config, Path(base_dir))
+    shard = work.run_shard(run, index, progress or NullProgress())
+    return write_shard(run, stage, index, shard)
+
+
+def run_sharded(run: Run, stage: str, n_shards: int, work: ShardWork | Callable[[int], ShardOutput],
+                progress: Progress | None = None) -> dict[str, Any]:
+    """Run every unfinished shard; each is written and marked as it finishes; mark and return the stage.
+
+    A `ShardWork` goes to the run's executor (workers); a plain `work(i)` runs here, one shard after another."""
+    markers = run.markers(stage)
+    todo = [i for i in range(n_shards) if not markers.shard_done(i)]
+    if isinstance(work, ShardWork) or callable(getattr(work, "run_shard", None)):  # a ShardWork, or shaped like one
+        from ctxsynth.shard_loop import run_shards
+
+        run_shards(run, stage, todo, work, progress or NullProgress())  # type: ignore[arg-type]
+    else:
+        for i in todo:
+            write_shard(run, stage, i, work(i))
     summary = merge_stats(markers.shard_stats())
     markers.mark_stage(summary)
     return summary
@@ -100,22 +144,20 @@ def _split(run: Run, kept: list[dict[str, Any]], rejected: list[Rejected],
 
 
 def run_seeds(run: Run, progress: Progress | None = None) -> dict[str, Any]:
-    from ctxsynth.seeds import read_seeds
+    """Read the seed source once, streaming it to a spill file (driver pass), then cut the spill into
+    even shards in the workers: memory does not grow with the number of seeds."""
+    from ctxsynth.seeds.spill import spill_seeds
 
     progress = progress or NullProgress()
-    seeds: list[Seed] = []
-    rejected: list[Rejected] = []
     progress.start("seeds", run.config.seeds.limit or 0)
-    for item in read_seeds(run.config.seeds, base_dir=run.base_dir):
-        if isinstance(item, Rejected):
-            rejected.append(item)
-        else:
-            seeds.append(item)
-        progress.advance()
-    progress.finish()
-    summary = run_sharded(run, "seeds", run.config.shards, _split(run, [to_dict(s) for s in seeds], rejected, {}))
+    try:
+        work, n_kept, n_rejected = spill_seeds(run, progress)
+        summary = run_sharded(run, "seeds", run.config.shards, work)
+    finally:
+        progress.finish()
+    work.remove()
     run.record_seed_inputs()
-    log.info("seeds: %d kept, %d rejected", len(seeds), len(rejected))
+    log.info("seeds: %d kept, %d rejected", n_kept, n_rejected)
     return summary
 
 
@@ -137,10 +179,13 @@ def run_filter(run: Run, progress: Progress | None = None) -> dict[str, Any]:
     return run_sharded(run, "filter", run.config.shards, _split(run, [to_dict(s) for s in kept], rejected, extra))
 
 
-def synthesis_backend(run: Run) -> Any:
+def synthesis_backend(run: Run, max_concurrency: int | None = None) -> Any:
     """llm: behind the breaker and the request cache; with `llm.max_cost_usd`, behind a spend limit
-    kept across resumes (ctxsynth.budget)."""
+    kept across resumes (ctxsynth.budget). `max_concurrency` replaces the option of that name (a
+    worker's share of the limit)."""
     llm = run.config.llm
+    if max_concurrency is not None:
+        llm = dataclasses.replace(llm, options={**llm.options, "max_concurrency": max_concurrency})
     backend = llm.build(run.dir / "cache.sqlite", run.config.max_consecutive_failures)
     if llm.max_cost_usd is None:
         return backend
@@ -152,32 +197,18 @@ def synthesis_backend(run: Run) -> Any:
 
 
 def run_synthesize(run: Run, progress: Progress | None = None) -> dict[str, Any]:
-    from ctxsynth.synth.stage import synthesize_shard, synthesized_to_dict
-    from ctxsynth.synth.tasks import build_task
+    from ctxsynth.synth.work import SynthesizeShard
 
     progress = progress or NullProgress()
-    markers = run.markers("synthesize")
-    sc = run.config.synth
-    task = build_task(sc, run.config.seed)
     source = run.input_dir("synthesize")
     n_shards = len(shard_files(source))
-    todo = [i for i in range(n_shards) if not markers.shard_done(i)]
-    shards = {i: [seed_from_dict(d) for d in read_jsonl(source / shard_name(i))] for i in todo}
-    progress.start("synthesize", sum(len(s) for s in shards.values()))
-    # built whenever a shard is left to do and the task asks a model (synth.task=human does not)
-    backend = synthesis_backend(run) if todo and getattr(task, "needs_llm", True) else None
-
-    def work(i: int) -> ShardOutput:
-        result = synthesize_shard(shards[i], task, backend, run.config.llm.sampling(), sc, run.config.verify,
-                                  run.config.seed, progress)
-        return ShardOutput([synthesized_to_dict(r) for r in result.kept], list(result.rejected), result.stats)
-
+    markers = run.markers("synthesize")
+    counts = [int(s.get("n_out", 0)) for s in run.markers(run.input_stage("synthesize")).shard_stats()]
+    progress.start("synthesize", sum(n for i, n in enumerate(counts) if not markers.shard_done(i)))
     try:
-        return run_sharded(run, "synthesize", n_shards, work)
+        return run_sharded(run, "synthesize", n_shards, SynthesizeShard(str(source)), progress)
     finally:
         progress.finish()
-        if backend is not None:
-            backend.close()
 
 
 def run_assemble(run: Run, progress: Progress | None = None) -> dict[str, Any]:

@@ -20,8 +20,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks"
 # a script added to benchmarks/ without a smoke test here fails test_every_benchmark_has_a_smoke_test
-SMOKED = {"assemble.py", "reliance_auc.py", "reliance_rank.py", "train_throughput.py", "smollm2_gpu.sh", "pilot.py", "pilot_report.py", "pilot.sh",
-          "trl_exports.py", "client.py"}
+SMOKED = {"assemble.py", "reliance_auc.py", "reliance_rank.py", "train_throughput.py", "smollm2_gpu.sh", "pilot.py",
+          "pilot_report.py", "pilot.sh", "trl_exports.py", "client.py", "scale.py"}
 # smoke-tested elsewhere: trl_exports.py in tests/export/test_trl_exports_benchmark.py, client.py in
 # tests/llm/test_client_benchmark.py
 SHELL = {p for p in SMOKED if p.endswith(".sh")}
@@ -45,6 +45,14 @@ def test_assemble_benchmark_runs_tiny(tmp_path: Path) -> None:
                 "--naive-samples", "1", "--audit", "4"], tmp_path)
     assert re.search(r"^speedup: [\d.]+x within_budget: 4/4$", out, re.M), out
     assert "audit: 4/4" in out
+
+
+def test_scale_benchmark_runs_tiny(tmp_path: Path) -> None:
+    out = _run([sys.executable, str(BENCH / "scale.py"), "--records", "200", "--shard-size", "50", "--workers", "2"],
+               tmp_path, timeout=400)
+    assert re.search(r"^n=20 workers=1 .*records_per_s=\d+", out, re.M), out
+    last = out.strip().splitlines()[-1]
+    assert re.fullmatch(r"records: 200 rss_ratio: [\d.]+ peak_rss_mb: \d+ worker_speedup: [\d.]+", last), out
 
 
 def test_reliance_benchmark_runs_tiny(tmp_path: Path) -> None:

@@ -152,3 +152,9 @@ def test_chinese_retrieval_reads_duanluo_labels() -> None:
     assert metrics.score("retrieval_zh", "答案是段落12", ["段落12"]) == 1.0
     assert metrics.score("retrieval_zh", "段落3或段落12", ["段落12"]) == 0.5
     assert metrics.score("retrieval_zh", "不知道", ["段落12"]) == 0.0
+
+
+def test_normalize_answer_drops_exactly_ascii_punctuation() -> None:
+    """str.translate deletes the same characters as the per-character filter it replaced."""
+    text = "Dr. Müller's «café» — 3.5% (approx.)! L'été; an A-team"
+    assert metrics.normalize_answer(text) == "dr müllers «café» — 35 approx lété ateam"

@@ -22,13 +22,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = set(string.punctuation)
+_DROP_PUNCT = str.maketrans("", "", string.punctuation)  # the same deletion as a per-character filter, in C
 
 
 def normalize_answer(text: str) -> str:
     """Lower-case, drop punctuation and English articles, collapse whitespace (SQuAD/LongBench)."""
     text = text.lower()
-    text = "".join(ch for ch in text if ch not in _PUNCT)
+    text = text.translate(_DROP_PUNCT)
     text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())
 

@@ -76,11 +76,12 @@ def last_user_text(messages: Sequence[Message]) -> str:
 def pseudo_document(source: str, words: int, rng: random.Random) -> list[str]:
     """`words` words as sentences, each a run of 4-14 consecutive words of `source`."""
     vocab = _WORD.findall(source) or list(_FILLER)
+    ring = vocab * (2 + 14 // len(vocab))  # ring[i] == vocab[i % len(vocab)] for every i a run reaches
     out: list[str] = []
     while len(out) < words:
         length = rng.randint(4, 14)
         start = rng.randrange(len(vocab))
-        run = [vocab[(start + k) % len(vocab)] for k in range(length)]
+        run = ring[start:start + length]
         run[0] = run[0][:1].upper() + run[0][1:]
         run[-1] = run[-1].rstrip(".,;:!?") + "."
         out.extend(run)

@@ -22,6 +22,7 @@ from ctxsynth.records import Rejected, Seed, to_dict
 from ctxsynth.seeds.config import FIELD_NAMES, SeedsConfig
 from ctxsynth.seeds.mapping import BadRecord, lookup, record_to_seed
 from ctxsynth.seeds.rows import Row, hf_disk_rows, jsonl_rows, parquet_rows
+from ctxsynth.seeds.seen import SeenIds
 from ctxsynth.seeds.sources import SEED_SOURCES, Candidate, Location, SeedError
 
 logger = logging.getLogger(__name__)
@@ -134,23 +135,25 @@ def _json_safe(data: dict[str, Any]) -> dict[str, Any]:
 
 def _checked(candidates: Iterable[Candidate], config: SeedsConfig) -> Iterator[Seed | Rejected]:
     """Apply the on_error policy and drop no record silently: duplicates become errors or rejections."""
-    first_seen: dict[str, Location] = {}
-    for candidate in candidates:
-        item = candidate.item
-        if isinstance(item, Seed) and config.max_chars is not None and _chars(item) > config.max_chars:
-            yield _too_long(candidate, item, config.max_chars)
-            continue
-        if isinstance(item, Seed):
-            earlier = first_seen.get(item.id)
-            if earlier is None:
-                first_seen[item.id] = candidate.where
-                yield item
-                continue
-            candidate = _duplicate(candidate, item, earlier)
+    first_seen = SeenIds()  # on disk: memory does not grow with the number of seeds
+    try:
+        for candidate in candidates:
             item = candidate.item
-        if config.on_error == "raise":
-            raise SeedError(candidate.message or f"{candidate.where.describe()}: bad record")
-        yield item
+            if isinstance(item, Seed) and config.max_chars is not None and _chars(item) > config.max_chars:
+                yield _too_long(candidate, item, config.max_chars)
+                continue
+            if isinstance(item, Seed):
+                earlier = first_seen.first(item.id, candidate.where)
+                if earlier is None:
+                    yield item
+                    continue
+                candidate = _duplicate(candidate, item, earlier)
+                item = candidate.item
+            if config.on_error == "raise":
+                raise SeedError(candidate.message or f"{candidate.where.describe()}: bad record")
+            yield item
+    finally:
+        first_seen.close()
 
 
 def _chars(seed: Seed) -> int:

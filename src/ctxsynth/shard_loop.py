@@ -1,0 +1,105 @@
+"""The driver loop of a sharded stage: hand the unfinished shards to the run's executor, at most
+`parallel` at a time, retry the failed ones, and stop on a user error.
+
+A shard that raised anything but a `UserError`, or whose worker died, goes back to the queue until it
+has failed `shard_retries + 1` times; then the stage stops with that error. A `UserError` (bad input,
+`BackendUnavailable`, a spend limit) is not retried: no new shard starts, the ones running finish
+(and are marked), and the error is raised with the stage left incomplete. When a local worker dies,
+the pool is rebuilt and every shard that was running in it counts one failed try.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter, deque
+from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING, Any
+
+from ctxsynth.errors import UserError
+from ctxsynth.executors import Executor, close_worker_resources, worker_died
+from ctxsynth.progress import Progress
+
+if TYPE_CHECKING:
+    from ctxsynth.runner import Run
+    from ctxsynth.stages import ShardWork
+
+log = logging.getLogger(__name__)
+
+
+class _Loop:
+    def __init__(self, run: Run, stage: str, todo: list[int], work: ShardWork, progress: Progress) -> None:
+        self.run, self.stage, self.work, self.progress = run, stage, work, progress
+        # one shard left: no worker to start for it
+        self.executor: Executor = run.executor() if len(todo) > 1 else Executor()
+        self.in_process = self.executor.in_process()
+        workers = 1 if self.in_process else self.executor.workers
+        cap = work.max_parallel(run, workers) if hasattr(work, "max_parallel") else workers
+        self.parallel = max(1, min(workers, cap))
+        self.work = work.for_parallel(self.parallel) if hasattr(work, "for_parallel") else work
+        self.queue: deque[int] = deque(todo)
+        self.running: dict[Any, int] = {}
+        self.tries: Counter[int] = Counter()
+        self.fatal: BaseException | None = None
+        self.session = uuid.uuid4().hex
+
+    def submit_ready(self) -> None:
+        from ctxsynth.stages import execute_shard
+
+        while self.queue and self.fatal is None and len(self.running) < self.parallel:
+            i = self.queue.popleft()
+            args = (self.run.config, str(self.run.base_dir), self.stage, self.work, i, self.session,
+                    self.progress if self.in_process else None)
+            self.running[self.executor.submit(execute_shard, *args)] = i
+
+    def settle(self, handle: Any) -> bool:
+        """Read one finished shard; True when its worker died (the local pool must be rebuilt)."""
+        i = self.running.pop(handle)
+        try:
+            stats = self.executor.outcome(handle)
+        except UserError as exc:
+            self.fatal = self.fatal or exc
+            return False
+        except Exception as exc:
+            self.tries[i] += 1
+            died = worker_died(exc)
+            if self.tries[i] > self.run.config.shard_retries:
+                self.fatal = self.fatal or exc
+            else:
+                what = "its worker died" if died else f"{type(exc).__name__}: {exc}"
+                log.warning("%s: shard %d failed (%s); trying again (%d of %d)", self.stage, i, what,
+                            self.tries[i], self.run.config.shard_retries)
+                self.queue.append(i)
+            return isinstance(exc, BrokenProcessPool)
+        if not self.in_process:
+            self.progress.advance(int(stats.get("n_in", 0)))
+        return False
+
+    def drive(self) -> None:
+        while True:
+            self.submit_ready()
+            if not self.running:
+                break
+            broken = False
+            for handle in self.executor.wait(list(self.running)):
+                broken = self.settle(handle) or broken
+            if broken:  # every other shard of the broken pool failed with it
+                for handle in list(self.running):
+                    self.settle(handle)
+                self.executor.reset()
+        if self.fatal is not None:
+            raise self.fatal
+
+
+def run_shards(run: Run, stage: str, todo: list[int], work: ShardWork, progress: Progress) -> None:
+    """Run the shards `todo` of `stage` (each writes and marks itself); see the module docstring."""
+    if not todo:
+        return
+    loop = _Loop(run, stage, todo, work, progress)
+    log.info("%s: %d shard(s) on the %s executor, %d at a time", stage, len(todo), loop.executor.kind,
+             loop.parallel)
+    try:
+        loop.drive()
+    finally:
+        if loop.in_process:
+            close_worker_resources()
