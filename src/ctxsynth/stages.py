@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ctxsynth import config as cfg
 from ctxsynth.io import read_jsonl, read_shards, shard_files, shard_name, split_even, write_jsonl
 from ctxsynth.progress import NullProgress, Progress
-from ctxsynth.records import Rejected, Seed, seed_from_dict, synthesized_from_dict, to_dict
+from ctxsynth.records import Rejected, Seed, seed_from_dict, to_dict
 
 if TYPE_CHECKING:  # the runner imports this module, never the other way round
     from ctxsynth.runner import Run
@@ -181,35 +181,25 @@ def run_synthesize(run: Run, progress: Progress | None = None) -> dict[str, Any]
 
 
 def run_assemble(run: Run, progress: Progress | None = None) -> dict[str, Any]:
-    """Gold context + distractors -> samples at the configured budget; the pool is every kept context."""
-    from ctxsynth.assemble import Assembler
+    """Gold context + distractors -> samples at the configured budget; the pool is every kept context.
+
+    The pool is built once on disk (streaming, ctxsynth.assemble.pool), then each shard is assembled
+    against it: memory holds one shard and the pool documents it reads, never the whole pool."""
+    from ctxsynth.assemble.shards import POOL_FILE, AssembleShard, ensure_pool
 
     progress = progress or NullProgress()
     markers = run.markers("assemble")
-    shards = [[synthesized_from_dict(d) for d in read_jsonl(p)] for p in shard_files(run.input_dir("assemble"))]
-    pool = [record for shard in shards for record in shard]  # distractors come from every shard
-    todo = [i for i in range(len(shards)) if not markers.shard_done(i)]
-    assembler = Assembler(run.config.assemble, pool, run.config.seed) if todo and pool else None
-    progress.start("assemble", sum(len(shards[i]) for i in todo))
-
-    def work(i: int) -> ShardOutput:
-        samples, rejected = [], []
-        for record in shards[i]:
-            assert assembler is not None  # records exist, so the pool is not empty
-            item = assembler.assemble(record)
-            if isinstance(item, Rejected):
-                rejected.append(item)
-            else:
-                samples.append(to_dict(item))
-            progress.advance()
-        return ShardOutput(samples, rejected)
-
-    summary = run_sharded(run, "assemble", len(shards), work)
-    progress.finish()
-    if assembler is not None:
-        summary["assembler"] = dict(assembler.stats)
-        run.markers("assemble").mark_stage(summary)
-    return summary
+    files = shard_files(run.input_dir("assemble"))
+    todo = [i for i in range(len(files)) if not markers.shard_done(i)]
+    pool_path = markers.dir / POOL_FILE
+    if todo:
+        ensure_pool(files, run.config.assemble, pool_path)
+    progress.start("assemble", 0)
+    work = AssembleShard(run.config.assemble, run.config.seed, files, pool_path, progress)
+    try:
+        return run_sharded(run, "assemble", len(files), work)
+    finally:
+        progress.finish()
 
 
 def card_info(run: Run) -> Any:
