@@ -10,7 +10,7 @@ skips finished work; the request cache makes a half-finished synthesis shard che
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -229,17 +229,24 @@ def run_export(run: Run, progress: Progress | None = None) -> dict[str, Any]:
     from ctxsynth.records import Sample
 
     ec = run.config.export
-    samples = [Sample(**d) for d in read_shards(run.input_dir("export"))]
+    n_in = 0
+
+    def samples() -> Iterator[Sample]:  # streamed: export memory does not grow with the samples
+        nonlocal n_in
+        for d in read_shards(run.input_dir("export")):
+            n_in += 1
+            yield Sample(**d)
+
     mix = None
     if ec.mix_path:
         path = Path(ec.mix_path)
         mix = MixConfig(path if path.is_absolute() else run.base_dir / path, ec.mix_ratio)
     manifests = export_samples(
-        samples, run.stage_dir("export"), ec.formats, config_hash=run.config_hash(),
+        samples(), run.stage_dir("export"), ec.formats, config_hash=run.config_hash(),
         tokenizer_name=run.config.assemble.tokenizer, mix=mix, seed=run.config.seed, dataset_name=ec.dataset_name,
         card=card_info(run),
     )
-    summary: dict[str, Any] = {"n_in": len(samples), "formats": {k: v.get("counts", {}) for k, v in manifests.items()}}
+    summary: dict[str, Any] = {"n_in": n_in, "formats": {k: v.get("counts", {}) for k, v in manifests.items()}}
     if "report" not in run.config.stages:  # otherwise the report stage pushes, with the full card
         summary["pushed"] = push_if_configured(run, None)
     run.markers("export").mark_stage(summary)
