@@ -185,7 +185,7 @@ def run_assemble(run: Run, progress: Progress | None = None) -> dict[str, Any]:
 
     The pool is built once on disk (streaming, ctxsynth.assemble.pool), then each shard is assembled
     against it: memory holds one shard and the pool documents it reads, never the whole pool."""
-    from ctxsynth.assemble.shards import POOL_FILE, AssembleShard, ensure_pool
+    from ctxsynth.assemble.shards import POOL_FILE, AssembleShard, ensure_pool, release_assembler
 
     progress = progress or NullProgress()
     markers = run.markers("assemble")
@@ -195,10 +195,11 @@ def run_assemble(run: Run, progress: Progress | None = None) -> dict[str, Any]:
     if todo:
         ensure_pool(files, run.config.assemble, pool_path)
     progress.start("assemble", 0)
-    work = AssembleShard(run.config.assemble, run.config.seed, files, pool_path, progress)
+    work = AssembleShard(run.config.assemble, run.config.seed, tuple(map(str, files)), str(pool_path))
     try:
-        return run_sharded(run, "assemble", len(files), work)
+        return run_sharded(run, "assemble", len(files), lambda i: work.run_shard(run, i, progress))
     finally:
+        release_assembler()
         progress.finish()
 
 

@@ -13,8 +13,10 @@ from test_assemble_multigold import multi_pool
 from conftest import make_pool
 from ctxsynth.assemble import AssembleConfig, Assembler
 from ctxsynth.assemble.pool import DocPool, build_pool
+from ctxsynth.assemble import shards
 from ctxsynth.assemble.shards import AssembleShard
 from ctxsynth.io import shard_name, write_jsonl
+from ctxsynth.progress import NullProgress
 from ctxsynth.records import Synthesized, to_dict
 from ctxsynth.synth.stage import synthesized_to_dict
 from ctxsynth.tokenize import load_tokenizer
@@ -74,12 +76,13 @@ def test_shard_work_pickles_as_paths_and_assembles_the_same_in_a_copy(tmp_path: 
     write_jsonl(files[0], [synthesized_to_dict(r) for r in records[:18]])
     write_jsonl(files[1], [synthesized_to_dict(r) for r in records[18:]])
     pool = _disk(tmp_path, records)
-    work = AssembleShard(AssembleConfig(target_tokens=1200), 2, files, pool.path)
-    direct = work(1)
+    work = AssembleShard(AssembleConfig(target_tokens=1200), 2, tuple(map(str, files)), str(pool.path))
+    direct = work.run_shard(None, 1, NullProgress())
     blob = pickle.dumps(work)
     assert len(blob) < 2000  # settings and paths, not documents or a tokenizer
     copy = pickle.loads(blob)
-    again = copy(1)
+    shards._ASSEMBLER.clear()  # as in a fresh worker process
+    again = copy.run_shard(None, 1, NullProgress())
     assert again.kept == direct.kept and again.stats == direct.stats
     assert pickle.loads(pickle.dumps(pool)).get("rec001") == pool.get("rec001")
     expected = Assembler(AssembleConfig(target_tokens=1200), records, 2)

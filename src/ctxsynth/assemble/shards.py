@@ -10,16 +10,17 @@ worker's memory is one shard plus the pool documents it reads.
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ctxsynth.assemble.config import AssembleConfig
 from ctxsynth.assemble.pool import DocPool, build_pool
 from ctxsynth.io import read_jsonl
-from ctxsynth.progress import NullProgress, Progress
+from ctxsynth.progress import Progress
 from ctxsynth.records import Rejected, Synthesized, synthesized_from_dict, to_dict
 
 if TYPE_CHECKING:
@@ -45,45 +46,55 @@ def ensure_pool(files: list[Path], config: AssembleConfig, path: Path) -> DocPoo
     return DocPool(path)
 
 
-@dataclass
+_ASSEMBLER: dict[tuple[Any, ...], Assembler] = {}  # this process's assembler (one at a time)
+
+
+def shard_assembler(config: AssembleConfig, run_seed: int, pool_path: str) -> Assembler:
+    """The Assembler over the pool file, built once per process and reused across its shards
+    (a rebuilt pool file is a new file: its inode and mtime are part of the key)."""
+    from ctxsynth.assemble.assembler import Assembler
+
+    stat = os.stat(pool_path)
+    key = (pool_path, stat.st_ino, stat.st_mtime_ns, run_seed, repr(config))
+    if key not in _ASSEMBLER:
+        release_assembler()
+        _ASSEMBLER[key] = Assembler(config, DocPool(Path(pool_path)), run_seed)
+    return _ASSEMBLER[key]
+
+
+def release_assembler() -> None:
+    """Close this process's assembler (its pool connection) and forget it."""
+    for old in _ASSEMBLER.values():
+        if isinstance(old.pool, DocPool):
+            old.pool.close()
+    _ASSEMBLER.clear()
+
+
+@dataclass(frozen=True)
 class AssembleShard:
-    """`work(i)` for run_sharded: assemble input shard i against the pool file."""
+    """Assemble input shard `index` against the pool file: settings and paths only, so it pickles
+    small; the Assembler (tokenizer, open pool) is built in the process that runs it."""
 
     config: AssembleConfig
     run_seed: int
-    files: list[Path]
-    pool_path: Path
-    progress: Progress = field(default_factory=NullProgress, repr=False)
-    _assembler: Assembler | None = field(default=None, repr=False)
+    files: tuple[str, ...]
+    pool_path: str
 
-    def __getstate__(self) -> dict[str, Any]:
-        # the assembler (tokenizer, open pool) and the progress bar stay in this process
-        return {**self.__dict__, "_assembler": None, "progress": NullProgress()}
-
-    def assembler(self) -> Assembler:
-        if self._assembler is None:
-            from ctxsynth.assemble.assembler import Assembler
-
-            self._assembler = Assembler(self.config, DocPool(self.pool_path), self.run_seed)
-        return self._assembler
-
-    def __call__(self, i: int) -> ShardOutput:
+    def run_shard(self, run: Any, index: int, progress: Progress) -> ShardOutput:
         from ctxsynth.stages import ShardOutput
 
         samples: list[dict[str, Any]] = []
         rejected: list[Rejected] = []
-        records = [synthesized_from_dict(d) for d in read_jsonl(self.files[i])]
-        if records:
-            assembler = self.assembler()
-            assembler.stats = Counter()
-            for record in records:
-                item = assembler.assemble(record)
-                if isinstance(item, Rejected):
-                    rejected.append(item)
-                else:
-                    samples.append(to_dict(item))
-                self.progress.advance()
-            stats = {"assembler": dict(assembler.stats)}
-        else:
-            stats = {}
-        return ShardOutput(samples, rejected, stats)
+        records = [synthesized_from_dict(d) for d in read_jsonl(Path(self.files[index]))]
+        if not records:
+            return ShardOutput(samples, rejected)
+        assembler = shard_assembler(self.config, self.run_seed, self.pool_path)
+        assembler.stats = Counter()
+        for record in records:
+            item = assembler.assemble(record)
+            if isinstance(item, Rejected):
+                rejected.append(item)
+            else:
+                samples.append(to_dict(item))
+            progress.advance()
+        return ShardOutput(samples, rejected, {"assembler": dict(assembler.stats)})
