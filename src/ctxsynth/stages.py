@@ -10,13 +10,14 @@ skips finished work; the request cache makes a half-finished synthesis shard che
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ctxsynth import config as cfg
-from ctxsynth.io import read_jsonl, read_shards, shard_files, shard_name, split_even, write_jsonl
+from ctxsynth.io import Markers, read_jsonl, read_shards, shard_files, shard_name, split_even, write_jsonl
 from ctxsynth.progress import NullProgress, Progress
 from ctxsynth.records import Rejected, Seed, seed_from_dict, to_dict
 
@@ -122,19 +123,40 @@ def run_seeds(run: Run, progress: Progress | None = None) -> dict[str, Any]:
 def run_filter(run: Run, progress: Progress | None = None) -> dict[str, Any]:
     """Drop seeds that do not need a context, are ill-posed, duplicated or contaminated (ctxsynth.filters).
 
-    Filters see all seeds at once (dedup is global); the survivors are re-sharded like the seeds."""
-    from ctxsynth.filters import apply_filters
+    Streaming (ctxsynth.filters.stage): dedup's global pass in order over the input shards (its
+    index on disk), the per-record filters shard by shard, then the survivors re-sharded evenly."""
+    from ctxsynth.filters.stage import (
+        FilterShard,
+        clear_work,
+        global_pass,
+        merge_tallies,
+        output_work,
+        release_filters,
+    )
 
     progress = progress or NullProgress()
-    seeds = [seed_from_dict(d) for d in read_shards(run.input_dir("filter"))]
-    progress.start("filter", len(seeds))
-    kept, rejected, stats = apply_filters(seeds, run.config.filters, run.config.seed, cache_dir=run.dir,
-                                          max_consecutive_failures=run.config.max_consecutive_failures)
-    progress.advance(len(seeds))
-    progress.finish()
-    extra = {k: v for k, v in stats.items() if k not in ("in", "kept") and not k.startswith("dropped_")
-             or k.startswith("dropped_by_")}
-    return run_sharded(run, "filter", run.config.shards, _split(run, [to_dict(s) for s in kept], rejected, extra))
+    files = shard_files(run.input_dir("filter"))
+    work = run.markers("filter").dir / "work"
+    clear_work(work)
+    counts = [int(s.get("n_out", 0)) for s in Markers(run.state, _input_stage(run, "filter")).shard_stats()]
+    progress.start("filter", sum(counts))
+    try:
+        tally, names = global_pass(run, files, work, progress)
+        shard = FilterShard(str(work))
+        results = [shard.run_shard(run, i, progress) for i in range(len(files))]
+    finally:
+        release_filters()
+        progress.finish()
+    extra = merge_tallies(tally, results, [v for r in results for v in r["reliance"]])
+    summary = run_sharded(run, "filter", run.config.shards, output_work(run, work, [r["kept"] for r in results],
+                                                                        names, extra))
+    shutil.rmtree(work, ignore_errors=True)
+    return summary
+
+
+def _input_stage(run: Run, stage_name: str) -> str:
+    inputs = stage(stage_name).inputs
+    return next((s for s in inputs if s in run.config.stages), inputs[-1])
 
 
 def synthesis_backend(run: Run) -> Any:

@@ -11,9 +11,8 @@ import pytest
 from test_assemble_multigold import multi_pool
 
 from conftest import make_pool
-from ctxsynth.assemble import AssembleConfig, Assembler
+from ctxsynth.assemble import AssembleConfig, Assembler, shards
 from ctxsynth.assemble.pool import DocPool, build_pool
-from ctxsynth.assemble import shards
 from ctxsynth.assemble.shards import AssembleShard
 from ctxsynth.io import shard_name, write_jsonl
 from ctxsynth.progress import NullProgress

@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 
 _BATCH = 256
 _COLUMNS = "id, task, text, n_tokens, head, middle, tail, norm, sketch"
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS {{table}} (
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS {table} (
     pos INTEGER PRIMARY KEY, seq INTEGER, rid TEXT, k INTEGER,
     id TEXT, task TEXT, text TEXT, n_tokens INTEGER, head INTEGER, middle INTEGER, tail INTEGER,
     norm TEXT, sketch BLOB)
