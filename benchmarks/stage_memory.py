@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -41,15 +42,16 @@ def _sentences() -> list[str]:
     return [s for _, text in load_corpus("essays", 40) for s in text.split(". ") if len(s.split()) > 4]
 
 
-def make_records(n: int, words: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
+def make_records(n: int, words: int, seed: int = 0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(seed dicts, synthesized dicts) of n records; record i's answer is unique to it."""
     rng = random.Random(seed)
     sentences = _sentences()
-    seeds, synth = [], []
+    seeds: list[dict[str, Any]] = []
+    synth: list[dict[str, Any]] = []
     for i in range(n):
         task = TASKS[i % len(TASKS)]
         answer = f"code{i:07d}"
-        seed_row = {"id": f"s{i:07d}", "task": task, "instruction": f"What code did record {i} of set {i % 97} give?",
+        seed_row: dict[str, Any] = {"id": f"s{i:07d}", "task": task, "instruction": f"What code did record {i} of set {i % 97} give?",
                     "answer": answer, "context": None, "meta": {}}
         body: list[str] = []
         while sum(len(s.split()) for s in body) < words:

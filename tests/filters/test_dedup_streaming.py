@@ -39,7 +39,7 @@ def in_memory_reference(ids: list[str], texts: list[str | None], threshold: floa
             continue
         mh = MinHash(num_perm=num_perm, seed=1)
         mh.update_batch([s.encode() for s in _shingles(norm, shingle_chars, shingle_words)])
-        found = sorted(((-hashes[k].jaccard(mh), order[k], k) for k in lsh.query(mh)))
+        found = sorted((-hashes[k].jaccard(mh), order[k], k) for k in lsh.query(mh))
         if found and -found[0][0] >= threshold:
             best, sim = found[0][2], -found[0][0]
             out.append(Verdict.drop("duplicate_near", f"duplicate_of={best} (jaccard~{sim:.2f})", duplicate_of=best,
