@@ -216,7 +216,8 @@ def run_assemble(run: Run, progress: Progress | None = None) -> dict[str, Any]:
     pool_path = markers.dir / POOL_FILE
     if todo:
         ensure_pool(files, run.config.assemble, pool_path)
-    progress.start("assemble", 0)
+    counts = [int(s.get("n_out", 0)) for s in Markers(run.state, _input_stage(run, "assemble")).shard_stats()]
+    progress.start("assemble", sum(n for i, n in enumerate(counts) if i in todo))
     work = AssembleShard(run.config.assemble, run.config.seed, tuple(map(str, files)), str(pool_path))
     try:
         return run_sharded(run, "assemble", len(files), lambda i: work.run_shard(run, i, progress))
