@@ -125,7 +125,8 @@ class DocPool(Sequence[Doc]):
     @property
     def db(self) -> sqlite3.Connection:
         if self._db is None:
-            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            uri = f"{self.path.resolve().as_uri()}?mode=ro"  # as_uri escapes spaces, '?' and '#'
+            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
         return self._db
 
     def close(self) -> None:
