@@ -12,7 +12,7 @@ from test_assemble_multigold import multi_pool
 
 from conftest import make_pool
 from ctxsynth.assemble import AssembleConfig, Assembler, shards
-from ctxsynth.assemble.pool import DocPool, build_pool
+from ctxsynth.assemble.pool import DocPool, build_pool, index_records, merge_pool
 from ctxsynth.assemble.shards import AssembleShard
 from ctxsynth.io import shard_name, write_jsonl
 from ctxsynth.progress import NullProgress
@@ -87,3 +87,13 @@ def test_shard_work_pickles_as_paths_and_assembles_the_same_in_a_copy(tmp_path: 
     expected = Assembler(AssembleConfig(target_tokens=1200), records, 2)
     assert direct.kept == [to_dict(s) for s in (expected.assemble(r) for r in records[18:])
                            if not hasattr(s, "reason")]
+
+
+def test_parts_indexed_apart_merge_into_the_same_pool(tmp_path: Path) -> None:
+    records = _records()  # the repeated id's later record sits in the second part
+    tokenizer = load_tokenizer("smollm2")
+    parts = [tmp_path / f"part{i}" for i in range(3)]
+    for part, chunk in zip(parts, (records[:12], records[12:25], records[25:]), strict=True):
+        index_records(iter(chunk), tokenizer, part)
+    merge_pool(parts, tmp_path / "merged.sqlite")
+    assert list(DocPool(tmp_path / "merged.sqlite")) == list(_disk(tmp_path, records))

@@ -55,24 +55,51 @@ def _doc(row: Sequence[Any]) -> Doc:
 
 
 def build_pool(records: Iterable[Synthesized], tokenizer: Tokenizer, path: Path) -> int:
-    """Index every record's documents into a new pool file at `path`; returns the document count.
+    """Index every record's documents into a new pool file at `path`; returns the document count."""
+    part = path.with_name(f".{path.name}.part")
+    try:
+        index_records(records, tokenizer, part)
+        return merge_pool([part], path)
+    finally:
+        part.unlink(missing_ok=True)
 
-    Memory: one batch of documents; the ordering (by record id) is SQLite's external sort."""
+
+def index_records(records: Iterable[Synthesized], tokenizer: Tokenizer, path: Path) -> int:
+    """Tokenize and index one run of records (e.g. one synth shard) into a part file, in input order;
+    returns the number of records. Parts are independent: they can be made in parallel, then merged."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    db = sqlite3.connect(path)
+    try:
+        db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + _SCHEMA.format(table="docs"))
+        n = _stage(db, records, tokenizer)
+    finally:
+        db.close()
+    return n
+
+
+def merge_pool(parts: Sequence[Path], path: Path) -> int:
+    """The pool file of the parts (in input order) at `path`, written atomically; returns its document
+    count. Memory: SQLite's page cache; the ordering by record id is SQLite's external sort."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     staging = path.with_name(f".{path.name}.staging")
     for p in (tmp, staging):
         p.unlink(missing_ok=True)
+    columns = ", ".join("d." + c.strip() for c in _COLUMNS.split(","))
     db = sqlite3.connect(tmp)
     try:
-        db.execute("PRAGMA journal_mode=OFF")
-        db.execute("PRAGMA synchronous=OFF")
+        db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")
         db.execute("ATTACH DATABASE ? AS staging", (str(staging),))
         db.execute(_SCHEMA.format(table="staging.docs"))
-        _stage(db, records, tokenizer)
+        for number, part in enumerate(parts):  # a record's place: (part, position in the part)
+            db.execute("ATTACH DATABASE ? AS part", (str(part),))
+            db.execute(f"INSERT INTO staging.docs (seq, rid, k, {_COLUMNS}) SELECT ? * 4294967296 + d.seq, d.rid, d.k, "
+                       f"{columns} FROM part.docs d", (number,))
+            db.commit()
+            db.execute("DETACH DATABASE part")
         db.execute(_SCHEMA.format(table="main.docs"))
-        db.execute(f"""INSERT INTO main.docs (seq, rid, k, {_COLUMNS})
-                       SELECT d.seq, d.rid, d.k, {', '.join('d.' + c.strip() for c in _COLUMNS.split(','))}
+        db.execute(f"""INSERT INTO main.docs (seq, rid, k, {_COLUMNS}) SELECT d.seq, d.rid, d.k, {columns}
                        FROM staging.docs d JOIN (SELECT rid, MAX(seq) AS seq FROM staging.docs GROUP BY rid) last
                        ON d.rid = last.rid AND d.seq = last.seq ORDER BY d.rid, d.k""")
         db.commit()
@@ -85,27 +112,29 @@ def build_pool(records: Iterable[Synthesized], tokenizer: Tokenizer, path: Path)
         db.close()
         staging.unlink(missing_ok=True)
     tmp.replace(path)
-    log.info("distractor pool: %d documents in %s", n, path)
+    log.info("distractor pool: %d documents from %d part(s) in %s", n, len(parts), path)
     return int(n)
 
 
-def _stage(db: sqlite3.Connection, records: Iterable[Synthesized], tokenizer: Tokenizer) -> None:
+def _stage(db: sqlite3.Connection, records: Iterable[Synthesized], tokenizer: Tokenizer) -> int:
     batch: list[tuple[int, str, int, tuple[str, str, str]]] = []
 
     def flush() -> None:
         docs = index_documents(tokenizer, [item for _, _, _, item in batch])
-        db.executemany(f"INSERT INTO staging.docs (seq, rid, k, {_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        db.executemany(f"INSERT INTO docs (seq, rid, k, {_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                        [(seq, rid, k, *_row(doc)) for (seq, rid, k, _), doc in zip(batch, docs, strict=True)])
         batch.clear()
 
-    for seq, record in enumerate(records):
+    n = 0
+    for n, record in enumerate(records, 1):
         for k, item in enumerate(pool_items(record)):
-            batch.append((seq, record.id, k, item))
+            batch.append((n - 1, record.id, k, item))
         if len(batch) >= _BATCH:
             flush()
     if batch:
         flush()
     db.commit()
+    return n
 
 
 class DocPool(Sequence[Doc]):

@@ -2,7 +2,8 @@
 
 `ensure_pool` is the one global pass: it streams the synthesize stage's shards into the disk pool
 (ctxsynth.assemble.pool) once, in the driver, before any shard is assembled; a rerun reuses the
-finished file. `AssembleShard` then assembles one input shard: it pickles as its settings and
+finished file. Tokenizing is per input shard (`index_part`, picklable arguments, so an executor
+can run the parts in parallel); only the merge, an SQLite sort, must see every part. `AssembleShard` then assembles one input shard: it pickles as its settings and
 paths, and builds its Assembler over the pool file lazily in the process that runs it, so a
 worker's memory is one shard plus the pool documents it reads.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ctxsynth.assemble.config import AssembleConfig
-from ctxsynth.assemble.pool import DocPool, build_pool
+from ctxsynth.assemble.pool import DocPool, index_records, merge_pool
 from ctxsynth.io import read_jsonl
 from ctxsynth.progress import Progress
 from ctxsynth.records import Rejected, Synthesized, synthesized_from_dict, to_dict
@@ -38,12 +39,25 @@ def read_records(files: list[Path]) -> Iterator[Synthesized]:
 
 
 def ensure_pool(files: list[Path], config: AssembleConfig, path: Path) -> DocPool:
-    """The pool file of these shards at `path`, built (streaming) unless a finished one is there."""
+    """The pool file of these shards at `path`, built (streaming) unless a finished one is there:
+    one part per input shard (`index_part`, independent of the others), then one merge."""
     if not path.exists():
-        from ctxsynth.tokenize import load_tokenizer
-
-        build_pool(read_records(files), load_tokenizer(config.tokenizer), path)
+        parts = [path.with_name(f".{path.name}.part-{i:05d}") for i in range(len(files))]
+        try:
+            for source, part in zip(files, parts, strict=True):
+                index_part(str(source), str(part), config.tokenizer)
+            merge_pool(parts, path)
+        finally:
+            for part in parts:
+                part.unlink(missing_ok=True)
     return DocPool(path)
+
+
+def index_part(source: str, part: str, tokenizer: str) -> int:
+    """Index one synth shard's documents into a part file (picklable arguments: any process can do it)."""
+    from ctxsynth.tokenize import load_tokenizer
+
+    return index_records(read_records([Path(source)]), load_tokenizer(tokenizer), Path(part))
 
 
 _ASSEMBLER: dict[tuple[Any, ...], Assembler] = {}  # this process's assembler (one at a time)
