@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ctxsynth.assemble.documents import Doc
-from ctxsynth.assemble.pool import DocPool, TaskView
+from ctxsynth.assemble.pool import DocPool, candidates_at
 from ctxsynth.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -31,27 +31,27 @@ class CandidateSource(Protocol):
 class RandomSource:
     """Uniformly shuffled documents, of the gold's task only (paper) or of any task/corpus.
 
-    `docs` is a list or a DocPool (on disk): a task's documents are its pool positions, and only
-    the candidates a sample looks at are read."""
+    `docs` is a list or a DocPool (on disk): a task's documents are its positions, and a candidate
+    is read from the pool only when selection looks past its token count."""
 
     def __init__(self, docs: Sequence[Doc], same_task: bool) -> None:
         self.docs = docs
         self.same_task = same_task
-        self.by_task: dict[str, Sequence[Doc]] = {}
+        self.by_task: dict[str, Sequence[int]] = {}
 
-    def task_docs(self, task: str) -> Sequence[Doc]:
+    def task_positions(self, task: str) -> Sequence[int]:
         if task not in self.by_task:
             if isinstance(self.docs, DocPool):
-                self.by_task[task] = TaskView(self.docs, self.docs.positions(task))
+                self.by_task[task] = self.docs.positions(task)
             else:
-                self.by_task[task] = [doc for doc in self.docs if doc.task == task]
+                self.by_task[task] = [i for i, doc in enumerate(self.docs) if doc.task == task]
         return self.by_task[task]
 
     def candidates(self, gold: Doc, rng: random.Random) -> Iterator[Doc]:
-        docs = self.task_docs(gold.task) if self.same_task else self.docs
-        order = list(range(len(docs)))
+        positions = self.task_positions(gold.task) if self.same_task else range(len(self.docs))
+        order = list(range(len(positions)))
         rng.shuffle(order)
-        return (doc for doc in map(docs.__getitem__, order) if doc.id != gold.id)
+        return candidates_at(self.docs, (positions[i] for i in order), gold.id)
 
 
 class EmbeddingSource:
@@ -79,7 +79,7 @@ class EmbeddingSource:
         # rounding makes the ranking immune to last-bit BLAS differences between processes
         scores = np.round(self.matrix @ vector, 4)
         order = np.lexsort((np.arange(len(scores)), -scores))
-        return (doc for doc in map(self.docs.__getitem__, order.tolist()) if doc.id != gold.id)
+        return candidates_at(self.docs, order.tolist(), gold.id)
 
 
 class BM25Source:
@@ -106,7 +106,7 @@ class BM25Source:
         seen = set(ranked)
         rest = [i for i in range(len(self.docs)) if i not in seen]
         rng.shuffle(rest)
-        return (doc for doc in map(self.docs.__getitem__, ranked + rest) if doc.id != gold.id)
+        return candidates_at(self.docs, ranked + rest, gold.id)
 
 
 def _rows(docs: Sequence[Doc]) -> Callable[[str], int | None]:

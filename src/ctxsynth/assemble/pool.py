@@ -17,7 +17,7 @@ import sqlite3
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, cast, overload
 
 from ctxsynth.assemble.documents import Doc, index_documents
 from ctxsynth.records import Synthesized
@@ -144,6 +144,7 @@ class DocPool(Sequence[Doc]):
         self.path = Path(path)
         self._db: sqlite3.Connection | None = None
         self._len: int | None = None
+        self._counts: array[int] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {"path": self.path}
@@ -203,6 +204,16 @@ class DocPool(Sequence[Doc]):
         row = self.db.execute("SELECT pos - 1 FROM docs WHERE id = ? ORDER BY pos DESC LIMIT 1", (doc_id,)).fetchone()
         return None if row is None else int(row[0])
 
+    def positions_of(self, doc_id: str) -> set[int]:
+        """Every 0-based position holding a document with this id."""
+        return {int(r[0]) for r in self.db.execute("SELECT pos - 1 FROM docs WHERE id = ?", (doc_id,))}
+
+    def token_counts(self) -> array[int]:
+        """Token count per position (4 bytes a document), read once."""
+        if self._counts is None:
+            self._counts = array("i", (r[0] for r in self.db.execute("SELECT n_tokens FROM docs ORDER BY pos")))
+        return self._counts
+
     def positions(self, task: str | None = None) -> Sequence[int]:
         """Pool positions (0-based) of the documents of `task` (all documents when None), in pool order."""
         if task is None:
@@ -214,23 +225,29 @@ class DocPool(Sequence[Doc]):
         return [r[0] for r in self.db.execute("SELECT DISTINCT task FROM docs ORDER BY task")]
 
 
-class TaskView(Sequence[Doc]):
-    """The documents of one task (or all), as a sequence over a DocPool or a list."""
+class LazyDoc:
+    """A pool document known by position and token count; the row is read on first use of any other
+    field. Selection walks hundreds of candidates per sample and reads most only for their count."""
 
-    def __init__(self, docs: Sequence[Doc], positions: Sequence[int]) -> None:
-        self.docs = docs
-        self.positions = positions
+    __slots__ = ("_doc", "_pool", "_position", "n_tokens")
 
-    def __len__(self) -> int:
-        return len(self.positions)
+    def __init__(self, pool: DocPool, position: int, n_tokens: int) -> None:
+        self._pool, self._position, self.n_tokens = pool, position, n_tokens
+        self._doc: Doc | None = None
 
-    @overload
-    def __getitem__(self, index: int) -> Doc: ...
+    def load(self) -> Doc:
+        if self._doc is None:
+            self._doc = self._pool[self._position]
+        return self._doc
 
-    @overload
-    def __getitem__(self, index: slice) -> list[Doc]: ...
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.load(), name)
 
-    def __getitem__(self, index: int | slice) -> Doc | list[Doc]:
-        if isinstance(index, slice):
-            return [self.docs[p] for p in self.positions[index]]
-        return self.docs[self.positions[index]]
+
+def candidates_at(docs: Sequence[Doc], positions: Iterable[int], gold_id: str) -> Iterator[Doc]:
+    """docs[p] for p in positions, without documents whose id is gold_id (a DocPool's lazily)."""
+    if isinstance(docs, DocPool):
+        skip = docs.positions_of(gold_id)
+        counts = docs.token_counts()
+        return (cast(Doc, LazyDoc(docs, p, counts[p])) for p in positions if p not in skip)
+    return (doc for doc in map(docs.__getitem__, positions) if doc.id != gold_id)
