@@ -31,14 +31,13 @@ from typing import Any
 
 import yaml
 
-from ctxsynth.assemble.corpus import load_corpus
-from ctxsynth.io import Markers, shard_name, split_even, write_jsonl
-
 STAGES = ("filter", "assemble", "export")
 TASKS = ("hotpotqa", "narrativeqa", "qasper", "musique")
 
 
 def _sentences() -> list[str]:
+    from ctxsynth.assemble.corpus import load_corpus  # imported in the child that writes records
+
     return [s for _, text in load_corpus("essays", 40) for s in text.split(". ") if len(s.split()) > 4]
 
 
@@ -90,6 +89,8 @@ def make_samples(synth: list[dict], target: int) -> list[dict]:
 
 
 def write_stage(run_dir: Path, folder: str, stage: str, rows: list[dict], shards: int) -> None:
+    from ctxsynth.io import Markers, shard_name, split_even, write_jsonl
+
     for i, (start, stop) in enumerate(split_even(len(rows), shards)):
         write_jsonl(run_dir / folder / shard_name(i), rows[start:stop])
         Markers(run_dir / "_state", stage).mark_shard(i, {"n_out": stop - start})
@@ -132,7 +133,12 @@ def measure(n: int, shards: int, words: int, target: int, keep: Path | None,
             stages: list[str]) -> dict[str, tuple[float, float]]:
     root = Path(tempfile.mkdtemp(prefix="ctxsynth-mem-", dir=keep))
     try:
-        config = prepare(root, n, shards, words, target, direct_samples="assemble" not in stages)
+        # the records are made in a child: a forked child's ru_maxrss counts the parent's pages at
+        # fork time, so this process must stay small while it starts the measured stages
+        direct = "assemble" not in stages
+        subprocess.run([sys.executable, __file__, "--prepare", str(root), str(n), str(shards), str(words),
+                        str(target), str(int(direct))], check=True)
+        config = root / f"n{n}.yaml"
         out = {}
         for stage in stages:
             seconds, mb = out[stage] = run_stage(config, stage)
@@ -145,6 +151,11 @@ def measure(n: int, shards: int, words: int, target: int, keep: Path | None,
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--prepare":  # the child that writes the records (see measure)
+        root, n, shards, words, target, direct = argv[1:]
+        prepare(Path(root), int(n), int(shards), int(words), int(target), bool(int(direct)))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, nargs=2, default=[20000, 200000], metavar=("SMALL", "LARGE"))
     parser.add_argument("--shards", type=int, default=8)
