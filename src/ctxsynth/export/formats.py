@@ -38,8 +38,8 @@ LLAMAFACTORY_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "hu
                      "assistant_tag": "gpt", "system_tag": "system"}
 # a Parquet row group ends after this many rows or characters of messages, whichever comes first;
 # an export below both is one row group, exactly as pyarrow.parquet.write_table writes it
-PARQUET_GROUP_ROWS = 8192
-PARQUET_GROUP_CHARS = 64 * 1024 * 1024
+PARQUET_GROUP_ROWS = 2048
+PARQUET_GROUP_CHARS = 16 * 1024 * 1024
 
 
 class Sink(Protocol):
