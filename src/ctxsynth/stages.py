@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ctxsynth import config as cfg
-from ctxsynth.io import read_jsonl, read_shards, shard_files, shard_name, split_even, write_jsonl
+from ctxsynth.io import read_shards, shard_files, shard_name, split_even, write_jsonl
 from ctxsynth.progress import NullProgress, Progress
-from ctxsynth.records import Rejected, seed_from_dict, synthesized_from_dict, to_dict
+from ctxsynth.records import Rejected, to_dict
 
 if TYPE_CHECKING:  # the runner imports this module, never the other way round
     from ctxsynth.runner import Run
@@ -164,19 +165,35 @@ def run_seeds(run: Run, progress: Progress | None = None) -> dict[str, Any]:
 def run_filter(run: Run, progress: Progress | None = None) -> dict[str, Any]:
     """Drop seeds that do not need a context, are ill-posed, duplicated or contaminated (ctxsynth.filters).
 
-    Filters see all seeds at once (dedup is global); the survivors are re-sharded like the seeds."""
-    from ctxsynth.filters import apply_filters
+    Streaming (ctxsynth.filters.stage): dedup's global pass in order over the input shards (its
+    index on disk), the per-record filters shard by shard, then the survivors re-sharded evenly."""
+    from ctxsynth.filters.stage import (
+        FilterShard,
+        clear_work,
+        global_pass,
+        merge_tallies,
+        output_work,
+        release_filters,
+    )
 
     progress = progress or NullProgress()
-    seeds = [seed_from_dict(d) for d in read_shards(run.input_dir("filter"))]
-    progress.start("filter", len(seeds))
-    kept, rejected, stats = apply_filters(seeds, run.config.filters, run.config.seed, cache_dir=run.dir,
-                                          max_consecutive_failures=run.config.max_consecutive_failures)
-    progress.advance(len(seeds))
-    progress.finish()
-    extra = {k: v for k, v in stats.items() if k not in ("in", "kept") and not k.startswith("dropped_")
-             or k.startswith("dropped_by_")}
-    return run_sharded(run, "filter", run.config.shards, _split(run, [to_dict(s) for s in kept], rejected, extra))
+    files = shard_files(run.input_dir("filter"))
+    work = run.markers("filter").dir / "work"
+    clear_work(work)
+    counts = [int(s.get("n_out", 0)) for s in run.markers(run.input_stage("filter")).shard_stats()]
+    progress.start("filter", sum(counts))
+    try:
+        tally, names = global_pass(run, files, work, progress)
+        shard = FilterShard(str(work))
+        results = [shard.run_shard(run, i, progress) for i in range(len(files))]
+    finally:
+        release_filters()
+        progress.finish()
+    extra = merge_tallies(tally, results, [v for r in results for v in r["reliance"]])
+    summary = run_sharded(run, "filter", run.config.shards, output_work(run, work, [r["kept"] for r in results],
+                                                                        names, extra))
+    shutil.rmtree(work, ignore_errors=True)
+    return summary
 
 
 def synthesis_backend(run: Run, max_concurrency: int | None = None) -> Any:
@@ -212,35 +229,27 @@ def run_synthesize(run: Run, progress: Progress | None = None) -> dict[str, Any]
 
 
 def run_assemble(run: Run, progress: Progress | None = None) -> dict[str, Any]:
-    """Gold context + distractors -> samples at the configured budget; the pool is every kept context."""
-    from ctxsynth.assemble import Assembler
+    """Gold context + distractors -> samples at the configured budget; the pool is every kept context.
+
+    The pool is built once on disk (streaming, ctxsynth.assemble.pool), then each shard is assembled
+    against it: memory holds one shard and the pool documents it reads, never the whole pool."""
+    from ctxsynth.assemble.shards import POOL_FILE, AssembleShard, ensure_pool, release_assembler
 
     progress = progress or NullProgress()
     markers = run.markers("assemble")
-    shards = [[synthesized_from_dict(d) for d in read_jsonl(p)] for p in shard_files(run.input_dir("assemble"))]
-    pool = [record for shard in shards for record in shard]  # distractors come from every shard
-    todo = [i for i in range(len(shards)) if not markers.shard_done(i)]
-    assembler = Assembler(run.config.assemble, pool, run.config.seed) if todo and pool else None
-    progress.start("assemble", sum(len(shards[i]) for i in todo))
-
-    def work(i: int) -> ShardOutput:
-        samples, rejected = [], []
-        for record in shards[i]:
-            assert assembler is not None  # records exist, so the pool is not empty
-            item = assembler.assemble(record)
-            if isinstance(item, Rejected):
-                rejected.append(item)
-            else:
-                samples.append(to_dict(item))
-            progress.advance()
-        return ShardOutput(samples, rejected)
-
-    summary = run_sharded(run, "assemble", len(shards), work)
-    progress.finish()
-    if assembler is not None:
-        summary["assembler"] = dict(assembler.stats)
-        run.markers("assemble").mark_stage(summary)
-    return summary
+    files = shard_files(run.input_dir("assemble"))
+    todo = [i for i in range(len(files)) if not markers.shard_done(i)]
+    pool_path = markers.dir / POOL_FILE
+    if todo:
+        ensure_pool(files, run.config.assemble, pool_path)
+    counts = [int(s.get("n_out", 0)) for s in run.markers(run.input_stage("assemble")).shard_stats()]
+    progress.start("assemble", sum(n for i, n in enumerate(counts) if i in todo))
+    work = AssembleShard(run.config.assemble, run.config.seed, tuple(map(str, files)), str(pool_path))
+    try:
+        return run_sharded(run, "assemble", len(files), work, progress)  # in the executor's workers
+    finally:
+        release_assembler()
+        progress.finish()
 
 
 def card_info(run: Run) -> Any:
@@ -270,17 +279,24 @@ def run_export(run: Run, progress: Progress | None = None) -> dict[str, Any]:
     from ctxsynth.records import Sample
 
     ec = run.config.export
-    samples = [Sample(**d) for d in read_shards(run.input_dir("export"))]
+    n_in = 0
+
+    def samples() -> Iterator[Sample]:  # streamed: export memory does not grow with the samples
+        nonlocal n_in
+        for d in read_shards(run.input_dir("export")):
+            n_in += 1
+            yield Sample(**d)
+
     mix = None
     if ec.mix_path:
         path = Path(ec.mix_path)
         mix = MixConfig(path if path.is_absolute() else run.base_dir / path, ec.mix_ratio)
     manifests = export_samples(
-        samples, run.stage_dir("export"), ec.formats, config_hash=run.config_hash(),
+        samples(), run.stage_dir("export"), ec.formats, config_hash=run.config_hash(),
         tokenizer_name=run.config.assemble.tokenizer, mix=mix, seed=run.config.seed, dataset_name=ec.dataset_name,
         card=card_info(run),
     )
-    summary: dict[str, Any] = {"n_in": len(samples), "formats": {k: v.get("counts", {}) for k, v in manifests.items()}}
+    summary: dict[str, Any] = {"n_in": n_in, "formats": {k: v.get("counts", {}) for k, v in manifests.items()}}
     if "report" not in run.config.stages:  # otherwise the report stage pushes, with the full card
         summary["pushed"] = push_if_configured(run, None)
     run.markers("export").mark_stage(summary)

@@ -23,6 +23,7 @@ from ctxsynth.assemble.config import CORPUS_PREFIXES, AssembleConfig
 from ctxsynth.assemble.corpus import load_corpus
 from ctxsynth.assemble.distractors import build_source
 from ctxsynth.assemble.documents import Doc, index_documents, trim_document
+from ctxsynth.assemble.pool import DocPool, pool_items
 from ctxsynth.assemble.templates import TemplateSet, document_prefix, joiner
 from ctxsynth.records import Rejected, Sample, Synthesized, to_dict
 from ctxsynth.rng import rng_for
@@ -35,18 +36,26 @@ Trimmer = Callable[[Doc, int], "Doc | None"]
 
 
 class Assembler:
-    """Builds indexes over the pool once; `assemble` is then a pure function of the record."""
+    """Builds indexes over the pool once; `assemble` is then a pure function of the record.
 
-    def __init__(self, config: AssembleConfig, pool: Sequence[Synthesized], run_seed: int) -> None:
+    `pool`: the records whose contexts serve as distractors (indexed here, in memory), or a DocPool
+    file built from them (ctxsynth.assemble.pool: read on demand); both give the same samples."""
+
+    def __init__(self, config: AssembleConfig, pool: Sequence[Synthesized] | DocPool, run_seed: int) -> None:
         self.config = config
         self.run_seed = run_seed
         self.tokenizer = load_tokenizer(config.tokenizer)
         self.frame = ChatFrame.of(self.tokenizer)
         self.templates = TemplateSet(config.template)
         self.joiner = joiner(config.separator)
-        unique = {r.id: r for r in sorted(pool, key=lambda r: r.id)}
-        self.pool = index_documents(self.tokenizer, [item for r in unique.values() for item in _pool_items(r)])
-        self.by_id = {doc.id: doc for doc in self.pool}
+        self.pool: Sequence[Doc]
+        self.by_id: dict[str, Doc] | None = None
+        if isinstance(pool, DocPool):
+            self.pool = pool
+        else:
+            unique = {r.id: r for r in sorted(pool, key=lambda r: r.id)}
+            self.pool = index_documents(self.tokenizer, [item for r in unique.values() for item in pool_items(r)])
+            self.by_id = {doc.id: doc for doc in self.pool}
         corpus: list[Doc] = []
         if config.distractors.startswith(CORPUS_PREFIXES):
             items = load_corpus(config.distractors.split(":", 1)[1], config.corpus_chunk_words)
@@ -103,11 +112,18 @@ class Assembler:
 
     def golds(self, record: Synthesized) -> list[Doc]:
         """The record's gold document(s), from the pool index when the text is unchanged."""
-        items = _pool_items(record)
-        docs = [self.by_id.get(doc_id) for doc_id, _, _ in items]
+        items = pool_items(record)
+        docs = [self.lookup(doc_id) for doc_id, _, _ in items]
         if all(d is not None and d.text == text.strip() for d, (_, _, text) in zip(docs, items, strict=True)):
             return docs  # type: ignore[return-value]
         return index_documents(self.tokenizer, items)
+
+    def lookup(self, doc_id: str) -> Doc | None:
+        """The pool document with this id, or None."""
+        if self.by_id is not None:
+            return self.by_id.get(doc_id)
+        assert isinstance(self.pool, DocPool)
+        return self.pool.get(doc_id)
 
     def query(self, record: Synthesized, golds: list[Doc]) -> Doc:
         """What distractor strategies rank against: the gold, or all gold documents together."""
@@ -251,13 +267,6 @@ class Assembler:
     def _reject(self, record: Synthesized, reason: str, detail: str) -> Rejected:
         self.stats[f"dropped_{reason}"] += 1
         return Rejected(id=record.id, stage="assemble", reason=reason, detail=detail, record=to_dict(record))
-
-
-def _pool_items(record: Synthesized) -> list[tuple[str, str, str]]:
-    """(id, task, text) of a record's document(s): one per generated document when it has several."""
-    if record.documents:
-        return [(f"{record.id}#{k}", record.task, text) for k, text in enumerate(record.documents, 1)]
-    return [(record.id, record.task, record.context)]
 
 
 def _merge(order: list[Doc], golds: list[Doc], gaps: list[int]) -> tuple[list[Doc], tuple[int, ...]]:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
 from ctxsynth.assemble.documents import Doc
+from ctxsynth.assemble.pool import DocPool, candidates_at
 from ctxsynth.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -28,20 +29,29 @@ class CandidateSource(Protocol):
 
 
 class RandomSource:
-    """Uniformly shuffled documents, of the gold's task only (paper) or of any task/corpus."""
+    """Uniformly shuffled documents, of the gold's task only (paper) or of any task/corpus.
+
+    `docs` is a list or a DocPool (on disk): a task's documents are its positions, and a candidate
+    is read from the pool only when selection looks past its token count."""
 
     def __init__(self, docs: Sequence[Doc], same_task: bool) -> None:
-        self.docs = list(docs)
+        self.docs = docs
         self.same_task = same_task
-        self.by_task: dict[str, list[Doc]] = {}
-        for doc in self.docs:
-            self.by_task.setdefault(doc.task, []).append(doc)
+        self.by_task: dict[str, Sequence[int]] = {}
+
+    def task_positions(self, task: str) -> Sequence[int]:
+        if task not in self.by_task:
+            if isinstance(self.docs, DocPool):
+                self.by_task[task] = self.docs.positions(task)
+            else:
+                self.by_task[task] = [i for i, doc in enumerate(self.docs) if doc.task == task]
+        return self.by_task[task]
 
     def candidates(self, gold: Doc, rng: random.Random) -> Iterator[Doc]:
-        docs = self.by_task.get(gold.task, []) if self.same_task else self.docs
-        order = list(range(len(docs)))
+        positions = self.task_positions(gold.task) if self.same_task else range(len(self.docs))
+        order = list(range(len(positions)))
         rng.shuffle(order)
-        return (docs[i] for i in order if docs[i].id != gold.id)
+        return candidates_at(self.docs, (positions[i] for i in order), gold.id)
 
 
 class EmbeddingSource:
@@ -50,9 +60,9 @@ class EmbeddingSource:
     def __init__(self, docs: Sequence[Doc], model_dir: Path) -> None:
         from sentence_transformers import SentenceTransformer
 
-        self.docs = list(docs)
+        self.docs = docs  # a list or a DocPool; the embedding matrix itself is held in memory
         self.model = SentenceTransformer(str(model_dir), device="cpu")
-        self.row = {doc.id: i for i, doc in enumerate(self.docs)}
+        self.row = _rows(docs)
         self.matrix = self._embed([doc.text for doc in self.docs])
         log.info("embedded %d pool documents with %s", len(self.docs), model_dir)
 
@@ -64,12 +74,12 @@ class EmbeddingSource:
     def candidates(self, gold: Doc, rng: random.Random) -> Iterator[Doc]:
         import numpy as np
 
-        row = self.row.get(gold.id)
+        row = self.row(gold.id)
         vector = self.matrix[row] if row is not None and self.docs[row].text == gold.text else self._embed([gold.text])[0]
         # rounding makes the ranking immune to last-bit BLAS differences between processes
         scores = np.round(self.matrix @ vector, 4)
         order = np.lexsort((np.arange(len(scores)), -scores))
-        return (self.docs[i] for i in order.tolist() if self.docs[i].id != gold.id)
+        return candidates_at(self.docs, order.tolist(), gold.id)
 
 
 class BM25Source:
@@ -78,7 +88,7 @@ class BM25Source:
     def __init__(self, docs: Sequence[Doc]) -> None:
         import bm25s
 
-        self.docs = list(docs)
+        self.docs = docs  # a list or a DocPool; the BM25 index itself is held in memory
         self.bm25s = bm25s
         self.retriever = bm25s.BM25()
         corpus = bm25s.tokenize([d.text for d in self.docs], stopwords="en", show_progress=False)
@@ -96,7 +106,15 @@ class BM25Source:
         seen = set(ranked)
         rest = [i for i in range(len(self.docs)) if i not in seen]
         rng.shuffle(rest)
-        return (self.docs[i] for i in ranked + rest if self.docs[i].id != gold.id)
+        return candidates_at(self.docs, ranked + rest, gold.id)
+
+
+def _rows(docs: Sequence[Doc]) -> Callable[[str], int | None]:
+    """id -> position of the last document with that id (as a dict over the list keeps)."""
+    if isinstance(docs, DocPool):
+        return docs.position
+    rows = {doc.id: i for i, doc in enumerate(docs)}
+    return rows.get
 
 
 def build_source(strategy: str, pool: Sequence[Doc], corpus: Sequence[Doc], model_dir: Path | None) -> CandidateSource:

@@ -14,14 +14,16 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from ctxsynth.export.formats import FORMATS
 from ctxsynth.export.hub import CardInfo, format_readme
-from ctxsynth.export.manifest import MANIFEST_NAME, build_manifest, file_entry
-from ctxsynth.export.mix import MixConfig, mix_rows
-from ctxsynth.export.rows import ExportRow, context_free, row_from_sample
+from ctxsynth.export.manifest import MANIFEST_NAME, RowStats, file_entry, manifest_of
+from ctxsynth.export.mix import MixConfig
+from ctxsynth.export.rows import ExportRow
+from ctxsynth.export.stream import entries, long_rows, mixed_rows, stream_formats
 from ctxsynth.export.training import extra_files, training_notes
 from ctxsynth.io import atomic_write_bytes, atomic_write_text
 from ctxsynth.records import Sample
@@ -29,18 +31,13 @@ from ctxsynth.records import Sample
 __all__ = ["FORMATS", "MANIFEST_NAME", "CardInfo", "MixConfig", "export_samples"]
 
 log = logging.getLogger(__name__)
-DATA_SUFFIXES = (".jsonl", ".parquet")
 
 
-def _write_format(fmt: str, rows: Sequence[ExportRow], folder: Path, meta: dict[str, Any],
-                  card: CardInfo) -> dict[str, Any]:
-    writer = FORMATS.get(fmt)
-    files = writer(rows, meta.pop("dataset_name"))
-    files.update(extra_files(fmt, meta["tokenizer_name"]))
-    # a stale manifest must not vouch for files that are about to change
-    (folder / MANIFEST_NAME).unlink(missing_ok=True)
-    data_files = [name for name in files if name.endswith(DATA_SUFFIXES)]
-    manifest = build_manifest(fmt, rows, files, data_files=data_files, **meta)
+def _finish_format(fmt: str, folder: Path, stats: RowStats, side: dict[str, bytes], data_entry: dict[str, Any],
+                   meta: dict[str, Any], card: CardInfo) -> dict[str, Any]:
+    """Write a folder's side files, README.md and (last) manifest.json; its data file is in place."""
+    files = {**side, **extra_files(fmt, meta["tokenizer_name"])}
+    manifest = manifest_of(fmt, stats, [data_entry, *entries(files)], **meta)
     manifest["training"] = training_notes(fmt, meta["tokenizer_name"], manifest["tokens"]["total"].get("max"))
     readme = format_readme(fmt, manifest, card).encode("utf-8")
     files["README.md"] = readme
@@ -49,7 +46,7 @@ def _write_format(fmt: str, rows: Sequence[ExportRow], folder: Path, meta: dict[
         atomic_write_bytes(folder / name, data)
     text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     atomic_write_text(folder / MANIFEST_NAME, text)
-    log.info("exported %d rows as %s to %s", len(rows), fmt, folder)
+    log.info("exported %d rows as %s to %s", manifest["counts"]["total"], fmt, folder)
     return manifest
 
 
@@ -60,26 +57,24 @@ def export_samples(samples: Iterable[Sample], out_dir: Path, formats: Sequence[s
 
     Without `mix` the rows keep the input order; with it they are shuffled by `seed`. Every format
     gets the same rows in the same order. `dataset_name` names the LLaMA-Factory dataset_info entry.
-    Raises before writing anything when a format name is unknown or the context-free twin cannot
+    Raises before replacing anything when a format name is unknown or the context-free twin cannot
     be built. `card` supplies the licence, language and provenance lines of each folder's README.md.
+    `samples` is read once, as a stream (ctxsynth.export.stream): memory does not grow with it.
     """
     card = card or CardInfo(tokenizer=tokenizer_name, pretty_name=dataset_name)
     formats = list(dict.fromkeys(formats))
     for fmt in formats:
         FORMATS.get(fmt)  # unknown names fail here, with a did-you-mean hint
-    rows = [row_from_sample(s) for s in samples]
-    if "context_free" in formats:
-        for row in rows:
-            context_free(row)
-    names = sorted({row.sample.tokenizer for row in rows if row.sample is not None} - {tokenizer_name})
+    out_dir = Path(out_dir)
+    with ExitStack() as stack:
+        rows: Iterable[ExportRow] = long_rows(samples, twin="context_free" in formats)
+        mix_info = None
+        if mix is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            rows, mix_info = mixed_rows(rows, mix, seed, out_dir, stack)
+        stats, finished = stream_formats(rows, out_dir, formats, dataset_name)
+    names = sorted(stats.tokenizers - {tokenizer_name})
     if names:
         log.warning("samples were counted with %s, the export says %s", names, tokenizer_name)
-    mix_info = None
-    if mix is not None:
-        rows, mix_info = mix_rows(rows, mix, seed)
-    manifests = {}
-    for fmt in formats:
-        meta = {"config_hash": config_hash, "tokenizer_name": tokenizer_name, "seed": seed,
-                "mix": mix_info, "dataset_name": dataset_name}
-        manifests[fmt] = _write_format(fmt, rows, Path(out_dir) / fmt, meta, card)
-    return manifests
+    meta = {"config_hash": config_hash, "tokenizer_name": tokenizer_name, "seed": seed, "mix": mix_info}
+    return {fmt: _finish_format(fmt, out_dir / fmt, stats, *finished[fmt], meta, card) for fmt in formats}

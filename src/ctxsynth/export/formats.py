@@ -1,8 +1,11 @@
 """Export formats: each turns the row list into named file contents, found by name in `FORMATS`.
 
-A writer returns {file name: bytes} and writes nothing itself; `export_samples` writes the files
-atomically and the manifest after them. Files are canonical JSON (sorted keys) or Parquet, so the
-same rows always give the same bytes.
+Each format is a `Sink` that takes rows one at a time and writes its data file as a stream (JSONL
+lines; Parquet row groups of at most PARQUET_GROUP_ROWS rows or PARQUET_GROUP_CHARS characters of
+messages), so an export's memory does not grow with its rows; `export_samples` streams every format
+at once. The writers in `FORMATS` (rows -> {file name: bytes}) run the same sinks into memory, so
+both give the same bytes. Files are canonical JSON (sorted keys) or Parquet, so the same rows always
+give the same bytes.
 
 | name                  | files                                | loads with                          |
 |-----------------------|--------------------------------------|-------------------------------------|
@@ -18,53 +21,70 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ctxsynth.export import rows as r
-from ctxsynth.io import encode_jsonl
+from ctxsynth.io import dumps
 from ctxsynth.registry import Registry
 
 Writer = Callable[[Sequence[r.ExportRow], str], dict[str, bytes]]
 
-FORMATS = Registry("export format")
 LLAMAFACTORY_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human",
                      "assistant_tag": "gpt", "system_tag": "system"}
+# a Parquet row group ends after this many rows or characters of messages, whichever comes first;
+# an export below both is one row group, exactly as pyarrow.parquet.write_table writes it
+PARQUET_GROUP_ROWS = 2048
+PARQUET_GROUP_CHARS = 16 * 1024 * 1024
 
 
-def _jsonl(records: Sequence[dict[str, Any]]) -> dict[str, bytes]:
-    return {"data.jsonl": encode_jsonl(records, compress=False)}
+class Sink(Protocol):
+    def add(self, row: r.ExportRow) -> None: ...
+
+    def close(self) -> dict[str, bytes]:
+        """Finish the data file; return the format's small side files (name -> bytes)."""
+        ...
 
 
-def write_trl_messages(rows: Sequence[r.ExportRow], dataset_name: str) -> dict[str, bytes]:
-    return _jsonl([{"id": row.id, "messages": list(row.messages)} for row in rows])
+class JsonlSink:
+    """One canonical JSON line per row."""
+
+    def __init__(self, out: BinaryIO, encode: Callable[[r.ExportRow], dict[str, Any]]) -> None:
+        self.out = out
+        self.encode = encode
+
+    def add(self, row: r.ExportRow) -> None:
+        self.out.write((dumps(self.encode(row)) + "\n").encode("utf-8"))
+
+    def close(self) -> dict[str, bytes]:
+        return {}
 
 
-def write_trl_prompt_completion(rows: Sequence[r.ExportRow], dataset_name: str) -> dict[str, bytes]:
-    return _jsonl([r.prompt_completion(row) for row in rows])
+class LlamaFactorySink(JsonlSink):
+    """sharegpt lines, and a dataset_info.json whose columns name `system` when any row has one."""
 
+    def __init__(self, out: BinaryIO, dataset_name: str) -> None:
+        super().__init__(out, r.sharegpt)
+        self.dataset_name = dataset_name
+        self.system = False
 
-def write_longalign(rows: Sequence[r.ExportRow], dataset_name: str) -> dict[str, bytes]:
-    return _jsonl([{"messages": list(row.messages)} for row in rows])
+    def add(self, row: r.ExportRow) -> None:
+        record = r.sharegpt(row)
+        self.system = self.system or "system" in record
+        self.out.write((dumps(record) + "\n").encode("utf-8"))
 
-
-def write_context_free(rows: Sequence[r.ExportRow], dataset_name: str) -> dict[str, bytes]:
-    return write_trl_messages([r.context_free(row) for row in rows], dataset_name)
-
-
-def write_llamafactory(rows: Sequence[r.ExportRow], dataset_name: str) -> dict[str, bytes]:
-    records = [r.sharegpt(row) for row in rows]
-    columns = {"messages": "conversations"}
-    if any("system" in rec for rec in records):
-        columns["system"] = "system"
-    entry = {dataset_name: {"file_name": "data.jsonl", "formatting": "sharegpt",
-                            "columns": columns, "tags": LLAMAFACTORY_TAGS}}
-    info = json.dumps(entry, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    return {**_jsonl(records), "dataset_info.json": info.encode("utf-8")}
-
+    def close(self) -> dict[str, bytes]:
+        columns = {"messages": "conversations"}
+        if self.system:
+            columns["system"] = "system"
+        entry = {self.dataset_name: {"file_name": "data.jsonl", "formatting": "sharegpt",
+                                     "columns": columns, "tags": LLAMAFACTORY_TAGS}}
+        info = json.dumps(entry, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        return {"dataset_info.json": info.encode("utf-8")}
 
 _INT_LIST = pa.list_(pa.int64())
 _STR_LIST = pa.list_(pa.string())
@@ -101,16 +121,74 @@ def _parquet_record(row: r.ExportRow) -> dict[str, Any]:
     return rec
 
 
-def write_parquet(rows: Sequence[r.ExportRow], dataset_name: str) -> dict[str, bytes]:
-    table = pa.Table.from_pylist([_parquet_record(row) for row in rows], schema=PARQUET_SCHEMA)
+class ParquetSink:
+    """Rows buffered into row groups of bounded size, each written as soon as it is full."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.writer = pq.ParquetWriter(out, PARQUET_SCHEMA, compression="zstd")
+        self.buffer: list[dict[str, Any]] = []
+        self.chars = 0
+        self.groups = 0
+
+    def add(self, row: r.ExportRow) -> None:
+        self.buffer.append(_parquet_record(row))
+        self.chars += sum(len(m.get("content") or "") for m in row.messages)
+        if len(self.buffer) >= PARQUET_GROUP_ROWS or self.chars >= PARQUET_GROUP_CHARS:
+            self._flush()
+
+    def _flush(self) -> None:
+        self.writer.write_table(pa.Table.from_pylist(self.buffer, schema=PARQUET_SCHEMA))
+        self.buffer, self.chars = [], 0
+        self.groups += 1
+
+    def close(self) -> dict[str, bytes]:
+        if self.buffer or not self.groups:  # no rows at all: an empty table, as write_table writes it
+            self._flush()
+        self.writer.close()
+        return {}
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    """A format's data file and the sink that streams rows into it."""
+
+    data_file: str
+    sink: Callable[[BinaryIO, str], Sink]  # (data stream, dataset name) -> sink
+
+
+def _messages(row: r.ExportRow) -> dict[str, Any]:
+    return {"id": row.id, "messages": list(row.messages)}
+
+
+SPECS: dict[str, FormatSpec] = {
+    "trl_messages": FormatSpec("data.jsonl", lambda out, _: JsonlSink(out, _messages)),
+    "trl_prompt_completion": FormatSpec("data.jsonl", lambda out, _: JsonlSink(out, r.prompt_completion)),
+    "longalign": FormatSpec("data.jsonl", lambda out, _: JsonlSink(out, lambda row: {"messages": list(row.messages)})),
+    "llamafactory": FormatSpec("data.jsonl", LlamaFactorySink),
+    "parquet": FormatSpec("data.parquet", lambda out, _: ParquetSink(out)),
+    "context_free": FormatSpec("data.jsonl", lambda out, _: JsonlSink(out, lambda row: _messages(r.context_free(row)))),
+}
+
+
+def write_in_memory(fmt: str, rows: Iterable[r.ExportRow], dataset_name: str) -> dict[str, bytes]:
+    """{file name: bytes} of one format: its sink run into memory."""
+    spec = SPECS[fmt]
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
-    return {"data.parquet": buf.getvalue()}
+    sink = spec.sink(buf, dataset_name)
+    for row in rows:
+        sink.add(row)
+    extra = sink.close()
+    return {spec.data_file: buf.getvalue(), **extra}
 
 
-FORMATS.register("trl_messages", write_trl_messages)
-FORMATS.register("trl_prompt_completion", write_trl_prompt_completion)
-FORMATS.register("longalign", write_longalign)
-FORMATS.register("llamafactory", write_llamafactory)
-FORMATS.register("parquet", write_parquet)
-FORMATS.register("context_free", write_context_free)
+def _writer(fmt: str) -> Writer:
+    def write(rows: Sequence[r.ExportRow], dataset_name: str) -> dict[str, bytes]:
+        return write_in_memory(fmt, rows, dataset_name)
+
+    write.__name__ = f"write_{fmt}"
+    return write
+
+
+FORMATS = Registry("export format")
+for _name in SPECS:
+    FORMATS.register(_name, _writer(_name))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import statistics
+from array import array
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -18,7 +19,7 @@ from ctxsynth.export.rows import ExportRow
 MANIFEST_NAME = "manifest.json"
 
 
-def _summary(values: Sequence[int | float]) -> dict[str, float]:
+def _summary(values: Sequence[int | float] | array[Any]) -> dict[str, float]:
     if not values:
         return {}
     ordered = sorted(values)
@@ -27,20 +28,69 @@ def _summary(values: Sequence[int | float]) -> dict[str, float]:
             "median": statistics.median(ordered), "p90": p90, "max": ordered[-1], "sum": sum(ordered)}
 
 
+class _Column:
+    """Numbers of one statistic, 8 bytes each (ints in an array; a float turns it into a list)."""
+
+    def __init__(self, typecode: str = "q") -> None:
+        self.values: array[Any] | list[int | float] = array(typecode)
+
+    def append(self, value: int | float) -> None:
+        if isinstance(self.values, array) and self.values.typecode == "q" and not isinstance(value, int):
+            self.values = list(self.values)
+        self.values.append(value)
+
+
+class RowStats:
+    """What a manifest says about its rows, gathered one row at a time (counts, token statistics)."""
+
+    KEYS = ("total", "target", "prompt", "answer")
+
+    def __init__(self) -> None:
+        self.sources: Counter[str] = Counter()
+        self.tasks: Counter[str] = Counter()
+        self.tokenizers: set[str] = set()
+        self.columns = {key: _Column() for key in self.KEYS}
+        self.n_with_total = 0
+        self.within_target = 0
+        self.pairs = 0
+        self.fill_ratio = _Column("d")
+
+    def add(self, row: ExportRow) -> None:
+        self.sources[row.source] += 1
+        s = row.sample
+        if s is None:
+            return
+        self.tasks[s.task] += 1
+        self.tokenizers.add(s.tokenizer)
+        for key in self.KEYS:
+            value = s.tokens.get(key)
+            if isinstance(value, int | float):
+                self.columns[key].append(value)
+        if "total" in s.tokens:
+            self.n_with_total += 1
+            if s.tokens.get("target"):
+                total, target = s.tokens["total"], s.tokens["target"]
+                self.pairs += 1
+                self.within_target += total <= target
+                self.fill_ratio.append(round(total / target, 4))
+
+    def token_stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = {"tokenizers": sorted(self.tokenizers)}
+        for key in self.KEYS:
+            stats[key] = _summary(self.columns[key].values)
+        stats["n_with_total"] = self.n_with_total
+        if self.pairs:
+            stats["within_target"] = self.within_target
+            stats["fill_ratio"] = _summary(self.fill_ratio.values)
+        return stats
+
+
 def token_stats(rows: Sequence[ExportRow]) -> dict[str, Any]:
     """Statistics of Sample.tokens over the long rows (general rows carry no counts)."""
-    samples = [row.sample for row in rows if row.sample is not None]
-    totals = [s.tokens["total"] for s in samples if "total" in s.tokens]
-    pairs = [(s.tokens["total"], s.tokens["target"]) for s in samples
-             if s.tokens.get("target") and "total" in s.tokens]
-    stats: dict[str, Any] = {"tokenizers": sorted({s.tokenizer for s in samples})}
-    for key in ("total", "target", "prompt", "answer"):
-        stats[key] = _summary([s.tokens[key] for s in samples if isinstance(s.tokens.get(key), int | float)])
-    stats["n_with_total"] = len(totals)
-    if pairs:
-        stats["within_target"] = sum(total <= target for total, target in pairs)
-        stats["fill_ratio"] = _summary([round(total / target, 4) for total, target in pairs])
-    return stats
+    stats = RowStats()
+    for row in rows:
+        stats.add(row)
+    return stats.token_stats()
 
 
 def file_entry(name: str, data: bytes, n_rows: int | None) -> dict[str, Any]:
@@ -50,17 +100,25 @@ def file_entry(name: str, data: bytes, n_rows: int | None) -> dict[str, Any]:
 def build_manifest(fmt: str, rows: Sequence[ExportRow], files: dict[str, bytes], *, config_hash: str,
                    tokenizer_name: str, seed: int, mix: dict[str, Any] | None,
                    data_files: Sequence[str]) -> dict[str, Any]:
-    sources = Counter(row.source for row in rows)
-    tasks = Counter(row.sample.task for row in rows if row.sample is not None)
+    stats = RowStats()
+    for row in rows:
+        stats.add(row)
+    entries = [file_entry(name, files[name], len(rows) if name in data_files else None) for name in sorted(files)]
+    return manifest_of(fmt, stats, entries, config_hash=config_hash, tokenizer_name=tokenizer_name, seed=seed,
+                       mix=mix)
+
+
+def manifest_of(fmt: str, stats: RowStats, entries: list[dict[str, Any]], *, config_hash: str,
+                tokenizer_name: str, seed: int, mix: dict[str, Any] | None) -> dict[str, Any]:
+    """The manifest of a format folder from its row statistics and its file entries (sorted by path)."""
     return {
         "format": fmt,
         "config_hash": config_hash,
         "tokenizer": tokenizer_name,
         "seed": seed,
-        "counts": {"total": len(rows), "long": sources.get("long", 0), "general": sources.get("general", 0),
-                   "per_task": dict(sorted(tasks.items()))},
+        "counts": {"total": sum(stats.sources.values()), "long": stats.sources.get("long", 0),
+                   "general": stats.sources.get("general", 0), "per_task": dict(sorted(stats.tasks.items()))},
         "mix": mix,
-        "tokens": token_stats(rows),
-        "files": [file_entry(name, files[name], len(rows) if name in data_files else None)
-                  for name in sorted(files)],
+        "tokens": stats.token_stats(),
+        "files": sorted(entries, key=lambda e: e["path"]),
     }

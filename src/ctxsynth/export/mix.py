@@ -121,15 +121,23 @@ def draw_indices(n_available: int, n_needed: int, rng: random.Random, repeat: bo
     return out[:n_needed]
 
 
-def mix_rows(long_rows: Sequence[ExportRow], mix: MixConfig, seed: int) -> tuple[list[ExportRow], dict]:
-    """The long rows plus exactly mix.n_general(len(long_rows)) general rows, shuffled by seed."""
+def plan_mix(n_long: int, mix: MixConfig, seed: int) -> tuple[list[int], list[ExportRow], dict[str, Any]]:
+    """(order, general rows, info): row k of the mixed export is row order[k] of the n_long long rows
+    followed by the general rows; exactly mix.n_general(n_long) general rows, shuffled by seed."""
     general = load_general(mix.path)
     rng = random.Random(f"ctxsynth-mix:{seed}")
-    n_needed = mix.n_general(len(long_rows))
+    n_needed = mix.n_general(n_long)
     picked = [general.rows[i] for i in draw_indices(len(general.rows), n_needed, rng, mix.repeat)]
-    rows = list(long_rows) + picked
-    rng.shuffle(rows)
+    order = list(range(n_long + len(picked)))
+    rng.shuffle(order)  # the permutation shuffling the rows themselves would apply
     info = {"path": str(mix.path), "ratio_general_per_long": mix.ratio, "repeat": mix.repeat,
-            "n_long": len(long_rows), "n_general": len(picked), "general_available": len(general.rows),
+            "n_long": n_long, "n_general": len(picked), "general_available": len(general.rows),
             "general_skipped": dict(general.skipped)}
-    return rows, info
+    return order, picked, info
+
+
+def mix_rows(long_rows: Sequence[ExportRow], mix: MixConfig, seed: int) -> tuple[list[ExportRow], dict]:
+    """The long rows plus exactly mix.n_general(len(long_rows)) general rows, shuffled by seed."""
+    order, picked, info = plan_mix(len(long_rows), mix, seed)
+    rows = list(long_rows) + picked
+    return [rows[i] for i in order], info

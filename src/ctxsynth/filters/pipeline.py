@@ -51,27 +51,55 @@ def apply_filters(seeds: list[Seed], config: FiltersConfig, run_seed: int, *, ba
     None builds each section's `llm`. cache_dir: where cache.sqlite (LLM requests, when building
     the backend here) and scores.sqlite (reliance scores) live; None caches nothing.
     max_consecutive_failures: a circuit breaker on the backends built here (ctxsynth.llm.breaker).
+    The filter stage runs the same checks shard by shard instead (ctxsynth.filters.stage).
     """
     built: list[Backend] = []
+    context = FilterContext(run_seed, backend, cache_dir, built, max_consecutive_failures)
+    filters = build_filters(config, context)
     try:
-        context = FilterContext(run_seed, backend, cache_dir, built, max_consecutive_failures)
-        kept, rejected, stats, reasons = _run_checks([(f.name, f.check) for f in build_filters(config, context)],
-                                                     seeds)
+        tally = Tally([f.name for f in filters])
+        kept, rejected = run_checks([(f.name, f.check) for f in filters], seeds, tally)
     finally:
-        for b in built:
-            b.close()
-    stats.update({f"dropped_{r}": n for r, n in sorted(reasons.items())})
+        close_filters(filters, built)
+    stats: dict[str, Any] = {"in": len(seeds), **tally.stats()}
+    stats.update({f"dropped_{r}": n for r, n in sorted(tally.reasons.items())})
     stats["kept"] = len(kept)
     stats.update(reliance_summary(kept))
-    return kept, rejected, stats
+    return kept, [r for name in tally.names for r in rejected[name]], stats
 
 
-def _run_checks(checks: list[tuple[str, Check]], seeds: list[Seed]
-                ) -> tuple[list[Seed], list[Rejected], dict[str, Any], Counter[str]]:
+def close_filters(filters: Sequence[Any], built: Sequence[Backend]) -> None:
+    """Close stateful filters (their on-disk indexes) and the backends built for them."""
+    for f in filters:
+        close = getattr(f, "close", None)
+        if callable(close):
+            close()
+    for b in built:
+        b.close()
+
+
+class Tally:
+    """Per-filter seconds and drops, and drops per reason, summed over the batches checked."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = list(names)
+        self.seconds = dict.fromkeys(self.names, 0.0)
+        self.dropped = dict.fromkeys(self.names, 0)
+        self.reasons: Counter[str] = Counter()
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in self.names:
+            out[f"seconds_{name}"] = round(self.seconds[name], 3)
+            out[f"dropped_by_{name}"] = self.dropped[name]
+        return out
+
+
+def run_checks(checks: Sequence[tuple[str, Check]], seeds: list[Seed], tally: Tally
+               ) -> tuple[list[Seed], dict[str, list[Rejected]]]:
+    """Each check on the survivors of the ones before; (kept, rejected records by check name)."""
     kept = list(seeds)
-    rejected: list[Rejected] = []
-    stats: dict[str, Any] = {"in": len(seeds)}
-    reasons: Counter[str] = Counter()
+    rejected: dict[str, list[Rejected]] = {name: [] for name, _ in checks}
     for name, check in checks:
         start = time.perf_counter()
         verdicts = check(kept) if kept else []
@@ -81,18 +109,22 @@ def _run_checks(checks: list[tuple[str, Check]], seeds: list[Seed]
             if verdict.keep:
                 survivors.append(marked)
             else:
-                reasons[verdict.reason or "unknown"] += 1
-                rejected.append(Rejected(seed.id, STAGE, verdict.reason or "unknown", verdict.detail, to_dict(marked)))
-        stats[f"seconds_{name}"] = round(time.perf_counter() - start, 3)
-        stats[f"dropped_by_{name}"] = len(kept) - len(survivors)
-        log.info("filter %s: %d in, %d dropped", name, len(kept), len(kept) - len(survivors))
+                tally.reasons[verdict.reason or "unknown"] += 1
+                rejected[name].append(Rejected(seed.id, STAGE, verdict.reason or "unknown", verdict.detail,
+                                               to_dict(marked)))
+        tally.seconds[name] += round(time.perf_counter() - start, 3)
+        tally.dropped[name] += len(kept) - len(survivors)
+        log.debug("filter %s: %d in, %d dropped", name, len(kept), len(kept) - len(survivors))
         kept = survivors
-    return kept, rejected, stats, reasons
+    return kept, rejected
 
 
 def reliance_summary(seeds: Sequence[Seed]) -> dict[str, Any]:
-    values = [s.meta["filters"]["reliance"]["reliance"] for s in seeds
-              if "reliance" in s.meta.get("filters", {}).get("reliance", {})]
+    return reliance_stats([s.meta["filters"]["reliance"]["reliance"] for s in seeds
+                           if "reliance" in s.meta.get("filters", {}).get("reliance", {})])
+
+
+def reliance_stats(values: Sequence[float]) -> dict[str, Any]:
     if not values:
         return {}
     q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3

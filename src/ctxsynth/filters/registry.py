@@ -40,6 +40,7 @@ class FilterContext:
     cache_dir: Path | None = None  # where cache.sqlite and scores.sqlite live; None caches nothing
     built: list[Backend] = field(default_factory=list)  # backends built here, closed by the caller
     max_consecutive_failures: int | None = None  # circuit breaker on built backends (None: none)
+    work_dir: Path | None = None  # where stateful filters (dedup) keep their on-disk index; None: a temp folder
 
     def chat(self, spec: FilterLLM) -> Backend:
         if self.backend is not None:
