@@ -23,10 +23,10 @@ from ctxsynth.assemble.pool import DocPool, index_records, merge_pool
 from ctxsynth.io import read_jsonl
 from ctxsynth.progress import Progress
 from ctxsynth.records import Rejected, Synthesized, synthesized_from_dict, to_dict
+from ctxsynth.stages import ShardOutput, ShardWork
 
 if TYPE_CHECKING:
     from ctxsynth.assemble.assembler import Assembler
-    from ctxsynth.stages import ShardOutput
 
 log = logging.getLogger(__name__)
 POOL_FILE = "pool.sqlite"
@@ -85,7 +85,7 @@ def release_assembler() -> None:
 
 
 @dataclass(frozen=True)
-class AssembleShard:
+class AssembleShard(ShardWork):
     """Assemble input shard `index` against the pool file: settings and paths only, so it pickles
     small; the Assembler (tokenizer, open pool) is built in the process that runs it."""
 
@@ -95,7 +95,6 @@ class AssembleShard:
     pool_path: str
 
     def run_shard(self, run: Any, index: int, progress: Progress) -> ShardOutput:
-        from ctxsynth.stages import ShardOutput
 
         samples: list[dict[str, Any]] = []
         rejected: list[Rejected] = []
