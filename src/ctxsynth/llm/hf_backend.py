@@ -39,7 +39,10 @@ from ctxsynth.models import pick_dtype, resolve_model_path, weights_fingerprint
 try:
     import torch
     from transformers import LogitsProcessor, StoppingCriteria
-    from transformers.generation.logits_process import NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor
+    from transformers.generation.logits_process import (
+        NoRepeatNGramLogitsProcessor,
+        RepetitionPenaltyLogitsProcessor,
+    )
 except ImportError as exc:  # checked when the module is imported through the registry
     raise MissingDependency(
         "the 'transformers' backend needs torch and transformers: pip install torch 'ctxsynth[local]'"
