@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/ctxsynth run configs/quickstart.yaml
+	$(VENV)/bin/ctxsynth run configs/demo.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not gpu" -p no:cacheprovider

@@ -310,6 +310,9 @@ def validate_run(run: Run) -> list[str]:
     build_task(c.synth, c.seed)  # unknown task names, prompt files and genres fail here
     if c.executor == "ray" and importlib.util.find_spec("ray") is None:
         warnings.append("executor: ray needs Ray installed: pip install 'ctxsynth[ray]'")
+    if c.synth.prefill and not getattr(c.llm.backend_class(), "prefill", False):
+        raise ConfigError(f"synth.prefill needs a backend that continues a prefilled reply (transformers); "
+                          f"llm.backend {c.llm.backend!r} cannot: set synth.prefill=false")
     if c.synth.task in ("context", "multidoc") and c.llm.max_tokens < c.synth.target_words * 1.4:
         warnings.append(
             f"llm.max_tokens={c.llm.max_tokens} may truncate documents of {c.synth.target_words} words "

@@ -11,6 +11,14 @@ CUDA): a seed gives the same text on the same kind of device, not across kinds (
 logits agree bit for bit across devices or dtypes).
 Logit processors that the model's own generation_config.json asks for (a repetition penalty, say)
 still apply, before ours; its sampling defaults (temperature, top-k, top-p) do not.
+Two backend options curb the loops small models fall into, on the reply's own tokens only (the
+prompt is never penalised, so a reply can still quote it): `repetition_penalty` (transformers'
+RepetitionPenaltyLogitsProcessor: a generated token's logit is divided by it when positive,
+multiplied when negative) and `no_repeat_ngram_size` (an n-gram of generated tokens never occurs twice).
+
+A request whose last message is an assistant message is a prefill: the chat template renders that
+message open (`continue_final_message`) and the model continues it; the result's text is the
+continuation only, without the prefilled text (`prefill = True` says this backend can).
 
 `devices` runs one replica per device, each in its own process (ctxsynth.llm.replicas): whole
 batches, cut as one replica would cut them, go to whichever replica is free, so the texts are the
@@ -35,6 +43,10 @@ from ctxsynth.models import pick_dtype, resolve_model_path, weights_fingerprint
 try:
     import torch
     from transformers import LogitsProcessor, StoppingCriteria
+    from transformers.generation.logits_process import (
+        NoRepeatNGramLogitsProcessor,
+        RepetitionPenaltyLogitsProcessor,
+    )
 except ImportError as exc:  # checked when the module is imported through the registry
     raise MissingDependency(
         "the 'transformers' backend needs torch and transformers: pip install torch 'ctxsynth[local]'"
@@ -133,18 +145,36 @@ class RowTokenBudget(StoppingCriteria):
         return (self.budgets <= generated).to(input_ids.device)
 
 
+class GeneratedNoRepeatNGram(LogitsProcessor):
+    """transformers' NoRepeatNGramLogitsProcessor over the generated tokens only (left-padded
+    batches: every row's reply starts at `prompt_width`)."""
+
+    def __init__(self, ngram_size: int, prompt_width: int) -> None:
+        self.inner = NoRepeatNGramLogitsProcessor(ngram_size)
+        self.prompt_width = prompt_width
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        return self.inner(input_ids[:, self.prompt_width:], scores)
+
+
 class TransformersBackend(Backend):
     """Batched chat generation with a local transformers model (loaded on first use)."""
 
     name = "transformers"
     raw_prompts = True  # accepts a single RAW_ROLE message (see ctxsynth.llm.base)
+    prefill = True  # continues a final assistant message (see the module docstring)
 
     def __init__(self, model: str = "smollm2-135m-instruct", device: str = "auto", dtype: str = "auto",
-                 batch_size: int = 8, max_input_tokens: int | None = None,
-                 devices: int | str | list[str] | None = None) -> None:
+                 batch_size: int = 8, max_input_tokens: int | None = None, repetition_penalty: float = 1.0,
+                 no_repeat_ngram_size: int = 0, devices: int | str | list[str] | None = None) -> None:
         super().__init__(model)
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        if repetition_penalty <= 0 or no_repeat_ngram_size < 0:
+            raise ConfigError(f"repetition_penalty must be > 0 (1 = off) and no_repeat_ngram_size >= 0 (0 = off), "
+                              f"got {repetition_penalty} and {no_repeat_ngram_size}")
+        self.repetition_penalty = float(repetition_penalty)
+        self.no_repeat_ngram_size = int(no_repeat_ngram_size)
         self.path = Path(resolve_model_path(model))
         if not (self.path / "config.json").is_file():
             raise PathNotFound(
@@ -167,12 +197,19 @@ class TransformersBackend(Backend):
             self.device = self._replica_devices[0]
             self.dtype = _pick_dtype(dtype, self.device)
         self._replica_kwargs = {"model": model, "dtype": dtype, "batch_size": batch_size,
-                                "max_input_tokens": max_input_tokens}
+                                "max_input_tokens": max_input_tokens, "repetition_penalty": repetition_penalty,
+                                "no_repeat_ngram_size": no_repeat_ngram_size}
 
     def identity(self) -> dict[str, Any]:
         config = hashlib.sha256((self.path / "config.json").read_bytes()).hexdigest()[:16]
         return {"backend": self.name, "model": self.path.name, "config_sha256": config,
-                "weights": weights_fingerprint(self.path), "dtype": str(self.dtype).removeprefix("torch.")}
+                "weights": weights_fingerprint(self.path), "dtype": str(self.dtype).removeprefix("torch."),
+                **self._decoding()}
+
+    def _decoding(self) -> dict[str, Any]:
+        """The decoding options that are on (left out when off, so cache keys without them stay)."""
+        on = {"repetition_penalty": self.repetition_penalty != 1.0, "no_repeat_ngram_size": self.no_repeat_ngram_size > 0}
+        return {k: getattr(self, k) for k, v in on.items() if v}
 
     def _load(self) -> None:
         if len(self._replica_devices) > 1:
@@ -246,8 +283,10 @@ class TransformersBackend(Backend):
         if len(messages) == 1 and messages[0]["role"] == RAW_ROLE:  # plain text, BOS as the tokenizer adds it
             ids = list(self._tokenizer(messages[0]["content"])["input_ids"])
         else:
+            prefill = messages[-1]["role"] == "assistant"
             if getattr(self._tokenizer, "chat_template", None):
-                text = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+                text = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=not prefill,
+                                                           continue_final_message=prefill)
             else:
                 text = "\n\n".join(m["content"] for m in messages)
             ids = list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -295,12 +334,17 @@ class TransformersBackend(Backend):
         budgets = [p.max_tokens for p in params]
         sampler = RowGumbelSampler([request_seed(r) for r in requests], [p.temperature for p in params],
                                    [p.top_p for p in params], width)
+        processors: list[LogitsProcessor] = []
+        if self.repetition_penalty != 1.0:
+            processors.append(RepetitionPenaltyLogitsProcessor(self.repetition_penalty, prompt_ignore_length=width))
+        if self.no_repeat_ngram_size > 0:
+            processors.append(GeneratedNoRepeatNGram(self.no_repeat_ngram_size, width))
         config = GenerationConfig(max_new_tokens=max(budgets), do_sample=False, num_beams=1,
                                   eos_token_id=self._eos_ids(), pad_token_id=pad_id)
         with torch.inference_mode():
             out = self._model.generate(
                 input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
-                generation_config=config, logits_processor=LogitsProcessorList([sampler]),
+                generation_config=config, logits_processor=LogitsProcessorList([*processors, sampler]),
                 stopping_criteria=StoppingCriteriaList([RowTokenBudget(budgets, width)]),
             )
         generated = out[:, width:].cpu().tolist()

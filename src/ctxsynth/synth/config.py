@@ -13,7 +13,7 @@ from ctxsynth.errors import ConfigError
 
 # the options only some tasks read; every other field is shared by all tasks
 TASK_OPTIONS: dict[str, tuple[str, ...]] = {
-    "context": ("target_words", "genre"),
+    "context": ("target_words", "genre", "prefill"),
     "multidoc": ("target_words", "genre", "documents", "evidence_recall", "require_split"),
     "instruction": ("chunk_words", "corpus"),
 }
@@ -26,6 +26,9 @@ class SynthConfig:
     genre: str = "auto"  # auto = by seed task (synth/prompts/genres.yaml), or a genre name
     prompt_file: str | None = None  # your own prompt file ([system]/[user] sections)
     max_attempts: int = 3  # generations per seed before it is rejected
+    # context task: start the model's reply with the "Context:" label (an assistant-turn prefill the
+    # model continues), so a reply cannot miss the label; backends with `prefill` only (transformers)
+    prefill: bool = False
     # instruction synthesis (PAPER.md section 3)
     chunk_words: int = 3000  # a contiguous chunk of about this many words is shown to the LLM
     corpus: str | None = None  # None = each seed's own context; "essays" | "wiki" | a .txt/.jsonl file or folder

@@ -116,13 +116,18 @@ class ContextSynthesis:
     name = "context"
     reasons = REASONS
 
+    PREFILL = "Context:"  # the reply's start with `prefill`: the label the parser looks for
+
     @classmethod
     def from_config(cls, config: SynthConfig, run_seed: int = 0) -> ContextSynthesis:
-        return cls(target_words=config.target_words, genre=config.genre, prompt_file=config.prompt_file)
+        return cls(target_words=config.target_words, genre=config.genre, prompt_file=config.prompt_file,
+                   prefill=config.prefill)
 
-    def __init__(self, target_words: int = 2000, genre: str = "auto", prompt_file: str | None = None) -> None:
+    def __init__(self, target_words: int = 2000, genre: str = "auto", prompt_file: str | None = None,
+                 prefill: bool = False) -> None:
         self.target_words = target_words
         self.genre = genre
+        self.prefill = self.PREFILL if prefill else ""
         self.template = PromptTemplate.from_file(prompt_path(prompt_file, "context_synthesis.txt"))
         genre_for("", genre)  # validate the override early
 
@@ -131,13 +136,22 @@ class ContextSynthesis:
 
     def prompt(self, seed: Seed) -> list[Message]:
         g = genre_for(seed.task, self.genre)
-        return self.template.render(
+        messages = self.template.render(
             genre=g["genre"], genre_detail=g["detail"], instruction=seed.instruction.strip(),
             answer=seed.answers[0].strip(), target_words=self.target_words,
         )
+        if self.prefill:  # the model continues an assistant turn that already holds the label
+            messages.append({"role": "assistant", "content": self.prefill})
+        return messages
 
     def parse(self, text: str) -> str:
-        """The text after the first "Context:" label; ParseError when there is no label or no text."""
+        """The text after the first "Context:" label; ParseError when there is no label or no text.
+        With `prefill`, the reply is the continuation of the label, read as label + reply (a label
+        the model repeats right after it is dropped too)."""
+        if self.prefill:
+            reply = text.lstrip()
+            repeated = _CONTEXT_LABEL.match(reply)
+            text = self.prefill + " " + (reply[repeated.end():] if repeated else reply)
         match = _CONTEXT_LABEL.search(text)
         if match is None:
             raise ParseError('no "Context:" label in the reply')
