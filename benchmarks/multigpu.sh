@@ -23,11 +23,14 @@ ITEMS=${ITEMS:-runs/items/hotpotqa_heldout200.jsonl.gz} EVAL_N=200
 REPORT=${REPORT:-docs/results/multigpu.md}
 GEN_N=${GEN_N:-2048} GEN_TOKENS=${GEN_TOKENS:-300} GEN_BATCH=${GEN_BATCH:-256}
 TRAIN_STEPS=${TRAIN_STEPS:-20} TRAIN_WARMUP=${TRAIN_WARMUP:-6}
-SHAPE=(--shape 1b --attn ctxsynth_varlen --compile) DEV=cuda EVAL_BATCH=32 EVAL_EXTRA=()
+SHAPE=(--shape 1b --attn ctxsynth_varlen --compile) DEV=cuda EVAL_BATCH=32 EVAL_EXTRA=() EVAL_TO=240 GEN_TO=300
+# torch.compile's worker processes stay few, so the training lane of `one` leaves the CPU cores of
+# the generation lane alone (both lanes run at once); the same setting for 1 and 2 processes
+export TORCHINDUCTOR_COMPILE_THREADS=${COMPILE_THREADS:-8}
 if [[ $TINY == 1 ]]; then
-  export BENCH_DEVICE=cpu BENCH_PACK=512 CUDA_VISIBLE_DEVICES=""
+  export BENCH_DEVICE=cpu BENCH_PACK=512 CUDA_VISIBLE_DEVICES="" OMP_NUM_THREADS=1
   GEN_N=4 GEN_TOKENS=8 GEN_BATCH=2 TRAIN_STEPS=3 TRAIN_WARMUP=1 EVAL_BATCH=2
-  SHAPE=(--shape tinyfull --attn sdpa) DEV=cpu EVAL_N=3 ITEMS=${OUT}/items_tiny.jsonl.gz EVAL_EXTRA=(model.max_model_len=768)
+  SHAPE=(--shape tinyfull --attn sdpa) DEV=cpu EVAL_N=3 ITEMS=${OUT}/items_tiny.jsonl.gz EVAL_EXTRA=(model.max_model_len=768) EVAL_TO=900 GEN_TO=900
 fi
 say() { printf '\n== %s  (%s)\n' "$1" "$(date +%T)"; }
 do_() { if [[ $DRY == 1 ]]; then echo "${CUDA_VISIBLE_DEVICES+CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES }$*"; else "$@"; fi; }
@@ -46,14 +49,14 @@ train() {  # $1 processes
 }
 
 gen() {  # $1 replicas
-  do_ timeout 300 $PY benchmarks/multigpu_generate.py --device $DEV --devices "$1" --n "$GEN_N" \
+  do_ timeout $GEN_TO $PY benchmarks/multigpu_generate.py --device $DEV --devices "$1" --n "$GEN_N" \
       --max-tokens "$GEN_TOKENS" --batch-size "$GEN_BATCH" --out "$R/gen_$1.json" || echo "gen on $1 failed ($?)"
 }
 
 evaluate() {  # $1 replicas: the 200 HotpotQA items, greedy, batches of EVAL_BATCH
   local opts="{device: $DEV, batch_size: $EVAL_BATCH}"
   [[ $1 -gt 1 ]] && opts="{device: $DEV, batch_size: $EVAL_BATCH, devices: $1}"
-  do_ timeout 200 $PY -m ctxsynth.cli eval configs/experiments/pilot/eval.yaml name=eval_$1 out_dir="$R/eval" \
+  do_ timeout $EVAL_TO $PY -m ctxsynth.cli eval configs/experiments/pilot/eval.yaml name=eval_$1 out_dir="$R/eval" \
       'niah=[]' "items=[$ITEMS]" "model.options=$opts" "${EVAL_EXTRA[@]}" || echo "eval on $1 failed ($?)"
 }
 

@@ -190,6 +190,10 @@ class TransformersBackend(Backend):
         if not getattr(self._tokenizer, "chat_template", None):
             log.warning("%s has no chat template: messages are joined as plain text", self.path.name)
 
+    def load(self) -> None:
+        """Load the model now (in every replica with `devices`) instead of at the first request."""
+        self._load()
+
     def _start_replicas(self) -> None:
         """Data-parallel mode: the tokenizer and config here, the models in the replica processes."""
         if self._pool is not None and self._pool.alive:
@@ -223,7 +227,12 @@ class TransformersBackend(Backend):
         if self._pool is not None:
             batches = [order[k:k + self.batch_size] for k in range(0, len(order), self.batch_size)]
             work = [(n, [requests[i] for i in b], [prompts[i] for i in b]) for n, b in enumerate(batches)]
-            self._pool.run(work, lambda n, out: [finish(i, r) for i, r in zip(batches[n], out, strict=True)])
+
+            def finish_batch(n: int, out: list[ChatResult]) -> None:
+                for i, result in zip(batches[n], out, strict=True):
+                    finish(i, result)
+
+            self._pool.run(work, finish_batch)
             return [r if r is not None else ChatResult(None, None, error="no result") for r in results]
         start = 0
         while start < len(order):
