@@ -43,7 +43,8 @@ def test_multigpu_script_dry_run_names_every_part(tmp_path: Path) -> None:
 def test_generation_benchmark_runs_one_replica_and_the_report_marks_missing_parts(tmp_path: Path) -> None:
     results = tmp_path / "multigpu"
     out = _run([sys.executable, str(BENCH / "multigpu_generate.py"), "--device", "cpu", "--devices", "1", "--n", "3",
-                "--max-tokens", "4", "--batch-size", "2", "--out", str(results / "gen_1.json")], tmp_path)
+                "--max-tokens", "4", "--batch-size", "2", "--out", str(results / "gen_1.json")], tmp_path,
+               {"OMP_NUM_THREADS": "1"})
     row = json.loads(out.splitlines()[-1])
     assert row["n"] == 3 and row["failed"] == 0 and 3 <= row["completion_tokens"] <= 12 and row["tokens_per_s"] > 0
     report = _run([sys.executable, str(BENCH / "multigpu_report.py"), "--results", str(results), "--out",
