@@ -3,7 +3,7 @@
 #
 #   bash benchmarks/multigpu.sh inputs      # CPU, needs the asset packages: the 200 HotpotQA eval items
 #   bash benchmarks/multigpu.sh one         # GPU 0: FSDP train on 1 process | GPU 1: generate, then eval
-#   bash benchmarks/multigpu.sh train2      # both GPUs: FSDP train on 2 processes, same global batch
+#   bash benchmarks/multigpu.sh train2      # both GPUs: FSDP train on 2 processes (train1: 1 process alone)
 #   bash benchmarks/multigpu.sh gen2 eval2  # both GPUs: generation and evaluation, one replica per GPU
 #   bash benchmarks/multigpu.sh report      # CPU: $OUT -> docs/results/multigpu.md
 #   bash benchmarks/multigpu.sh all         # one train2 gen2 eval2, one after another
@@ -93,11 +93,12 @@ for step in "$@"; do
   case $step in
     inputs) inputs;;
     one) one;;
+    train1) say train1; gpu 0 train 1;;
     train2) say train2; train 2;;
     gen2) say gen2; gen 2;;
     eval2) say eval2; evaluate 2;;
     all) one; say train2; train 2; say gen2; gen 2; say eval2; evaluate 2;;
     report) report;;
-    *) echo "unknown step $step (inputs, one, train2, gen2, eval2, all, report)" >&2; exit 2;;
+    *) echo "unknown step $step (inputs, one, train1, train2, gen2, eval2, all, report)" >&2; exit 2;;
   esac
 done
