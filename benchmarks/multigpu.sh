@@ -24,8 +24,8 @@ ITEMS=${ITEMS:-runs/items/hotpotqa_heldout200.jsonl.gz} EVAL_N=200
 REPORT=${REPORT:-docs/results/multigpu.md}
 GEN_N=${GEN_N:-2048} GEN_TOKENS=${GEN_TOKENS:-300} GEN_BATCH=${GEN_BATCH:-256}
 TRAIN_STEPS=${TRAIN_STEPS:-20} TRAIN_WARMUP=${TRAIN_WARMUP:-6}
-SHAPE=(--shape 1b --attn ctxsynth_varlen --compile) DEV=cuda
-[[ ${COMPILE:-1} == 1 ]] || SHAPE=(--shape 1b --attn ctxsynth_varlen) EVAL_BATCH=32 EVAL_EXTRA=() EVAL_TO=240 GEN_TO=300
+SHAPE=(--shape 1b --attn ctxsynth_varlen --compile) DEV=cuda EVAL_BATCH=32 EVAL_EXTRA=() EVAL_TO=240 GEN_TO=300
+[[ ${COMPILE:-1} == 1 ]] || SHAPE=(--shape 1b --attn ctxsynth_varlen)
 # torch.compile's worker processes stay few, so the training lane of `one` leaves the CPU cores of
 # the generation lane alone (both lanes run at once); the same setting for 1 and 2 processes
 export TORCHINDUCTOR_COMPILE_THREADS=${COMPILE_THREADS:-8}
