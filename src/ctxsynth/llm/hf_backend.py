@@ -138,6 +138,8 @@ class TransformersBackend(Backend):
 
     name = "transformers"
     raw_prompts = True  # accepts a single RAW_ROLE message (see ctxsynth.llm.base)
+    _pool: Any = None  # a ReplicaPool when `devices` names more than one replica
+    _config: Any = None  # the model config, loaded without the model in the replicas' parent
 
     def __init__(self, model: str = "smollm2-135m-instruct", device: str = "auto", dtype: str = "auto",
                  batch_size: int = 8, max_input_tokens: int | None = None,
@@ -157,8 +159,6 @@ class TransformersBackend(Backend):
         self.max_input_tokens = max_input_tokens
         self._model: Any = None
         self._tokenizer: Any = None
-        self._config: Any = None
-        self._pool: Any = None  # a ReplicaPool when `devices` names more than one replica
         self._replica_devices: list[str] = []
         if devices is not None:
             from ctxsynth.llm.replicas import expand_devices
@@ -260,8 +260,8 @@ class TransformersBackend(Backend):
             else:
                 text = "\n\n".join(m["content"] for m in messages)
             ids = list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
-        config = self._config if self._pool is not None else self._model.config
-        limit = self.max_input_tokens or getattr(config, "max_position_embeddings", None)
+        limit = self.max_input_tokens or getattr(self._config if self._pool is not None else self._model.config,
+                                                 "max_position_embeddings", None)
         if limit is not None and len(ids) > limit:
             raise ValueError(f"prompt has {len(ids)} tokens, more than the limit of {limit}")
         return ids
