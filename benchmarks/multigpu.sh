@@ -3,7 +3,7 @@
 #
 #   bash benchmarks/multigpu.sh inputs      # CPU, needs the asset packages: the 200 HotpotQA eval items
 #   bash benchmarks/multigpu.sh one         # GPU 0: FSDP train on 1 process | GPU 1: generate, then eval
-#   bash benchmarks/multigpu.sh train2      # both GPUs: FSDP train on 2 processes, same global batch
+#   bash benchmarks/multigpu.sh train2      # both GPUs: FSDP train on 2 processes (train1: 1 process alone)
 #   bash benchmarks/multigpu.sh gen2 eval2  # both GPUs: generation and evaluation, one replica per GPU
 #   bash benchmarks/multigpu.sh report      # CPU: $OUT -> docs/results/multigpu.md
 #   bash benchmarks/multigpu.sh all         # one train2 gen2 eval2, one after another
@@ -12,7 +12,8 @@
 # itself). `one` runs its two lanes at the same time on different GPUs (the 1-GPU baselines).
 # DRY=1 prints the commands; TINY=1 runs everything at smoke size on CPU (BENCH_DEVICE=cpu).
 # Sizes: GEN_N (2048) requests of GEN_TOKENS (300) tokens in batches of GEN_BATCH (256); the 1B
-# shape, 32k packs, TRAIN_STEPS (20) steps, TRAIN_WARMUP (6) not timed, global batch 2, compile on.
+# shape, 32k packs, TRAIN_STEPS (20) steps, TRAIN_WARMUP (6) not timed, global batch 2, compile on
+# (COMPILE=0: off, for a rerun if compilation under FSDP fails).
 set -euo pipefail
 PY=${PY:-python3}
 DRY=${DRY:-0}
@@ -23,11 +24,15 @@ ITEMS=${ITEMS:-runs/items/hotpotqa_heldout200.jsonl.gz} EVAL_N=200
 REPORT=${REPORT:-docs/results/multigpu.md}
 GEN_N=${GEN_N:-2048} GEN_TOKENS=${GEN_TOKENS:-300} GEN_BATCH=${GEN_BATCH:-256}
 TRAIN_STEPS=${TRAIN_STEPS:-20} TRAIN_WARMUP=${TRAIN_WARMUP:-6}
-SHAPE=(--shape 1b --attn ctxsynth_varlen --compile) DEV=cuda EVAL_BATCH=32 EVAL_EXTRA=()
+SHAPE=(--shape 1b --attn ctxsynth_varlen --compile) DEV=cuda EVAL_BATCH=32 EVAL_EXTRA=() EVAL_TO=240 GEN_TO=300
+[[ ${COMPILE:-1} == 1 ]] || SHAPE=(--shape 1b --attn ctxsynth_varlen)
+# torch.compile's worker processes stay few, so the training lane of `one` leaves the CPU cores of
+# the generation lane alone (both lanes run at once); the same setting for 1 and 2 processes
+export TORCHINDUCTOR_COMPILE_THREADS=${COMPILE_THREADS:-8}
 if [[ $TINY == 1 ]]; then
-  export BENCH_DEVICE=cpu BENCH_PACK=512 CUDA_VISIBLE_DEVICES=""
+  export BENCH_DEVICE=cpu BENCH_PACK=512 CUDA_VISIBLE_DEVICES="" OMP_NUM_THREADS=1
   GEN_N=4 GEN_TOKENS=8 GEN_BATCH=2 TRAIN_STEPS=3 TRAIN_WARMUP=1 EVAL_BATCH=2
-  SHAPE=(--shape tinyfull --attn sdpa) DEV=cpu EVAL_N=3 ITEMS=${OUT}/items_tiny.jsonl.gz EVAL_EXTRA=(model.max_model_len=768)
+  SHAPE=(--shape tinyfull --attn sdpa) DEV=cpu EVAL_N=3 ITEMS=${OUT}/items_tiny.jsonl.gz EVAL_EXTRA=(model.max_model_len=768) EVAL_TO=900 GEN_TO=900
 fi
 say() { printf '\n== %s  (%s)\n' "$1" "$(date +%T)"; }
 do_() { if [[ $DRY == 1 ]]; then echo "${CUDA_VISIBLE_DEVICES+CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES }$*"; else "$@"; fi; }
@@ -46,14 +51,14 @@ train() {  # $1 processes
 }
 
 gen() {  # $1 replicas
-  do_ timeout 300 $PY benchmarks/multigpu_generate.py --device $DEV --devices "$1" --n "$GEN_N" \
+  do_ timeout $GEN_TO $PY benchmarks/multigpu_generate.py --device $DEV --devices "$1" --n "$GEN_N" \
       --max-tokens "$GEN_TOKENS" --batch-size "$GEN_BATCH" --out "$R/gen_$1.json" || echo "gen on $1 failed ($?)"
 }
 
 evaluate() {  # $1 replicas: the 200 HotpotQA items, greedy, batches of EVAL_BATCH
   local opts="{device: $DEV, batch_size: $EVAL_BATCH}"
   [[ $1 -gt 1 ]] && opts="{device: $DEV, batch_size: $EVAL_BATCH, devices: $1}"
-  do_ timeout 200 $PY -m ctxsynth.cli eval configs/experiments/pilot/eval.yaml name=eval_$1 out_dir="$R/eval" \
+  do_ timeout $EVAL_TO $PY -m ctxsynth.cli eval configs/experiments/pilot/eval.yaml name=eval_$1 out_dir="$R/eval" \
       'niah=[]' "items=[$ITEMS]" "model.options=$opts" "${EVAL_EXTRA[@]}" || echo "eval on $1 failed ($?)"
 }
 
@@ -88,11 +93,12 @@ for step in "$@"; do
   case $step in
     inputs) inputs;;
     one) one;;
+    train1) say train1; gpu 0 train 1;;
     train2) say train2; train 2;;
     gen2) say gen2; gen 2;;
     eval2) say eval2; evaluate 2;;
     all) one; say train2; train 2; say gen2; gen 2; say eval2; evaluate 2;;
     report) report;;
-    *) echo "unknown step $step (inputs, one, train2, gen2, eval2, all, report)" >&2; exit 2;;
+    *) echo "unknown step $step (inputs, one, train1, train2, gen2, eval2, all, report)" >&2; exit 2;;
   esac
 done

@@ -59,7 +59,7 @@ def main() -> None:
     backend = TransformersBackend(a.model, device=a.device, batch_size=a.batch_size,
                                   devices=a.devices if a.devices > 1 else None)
     t0 = time.perf_counter()
-    backend._load()  # every replica loaded and ready before the clock starts
+    backend.load()  # every replica loaded and ready before the clock starts
     load_s = time.perf_counter() - t0
     reqs = requests(a.n, a.max_tokens)
     t0 = time.perf_counter()

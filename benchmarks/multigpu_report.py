@@ -53,16 +53,17 @@ def generation(r: Path) -> tuple[list[str], float | None]:
 
 
 def training(r: Path) -> tuple[list[str], float | None, bool | None]:
-    one, two, cmp_ = load(r / "train/fsdp_1.json"), load(r / "train/fsdp_2.json"), None
-    lines = ["## Training: FSDP2 through accelerate (configs/accelerate/fsdp.yaml), 1B shape, 32k packs", ""]
+    one, two = load(r / "train/fsdp_1.json"), load(r / "train/fsdp_2.json")
+    lines = ["## Training: FSDP2 through accelerate (configs/accelerate/fsdp.yaml)", ""]
     if not (one and two):
         return lines + [f"Missing: {'train/fsdp_1.json' if not one else 'train/fsdp_2.json'}.", ""], None, None
     pairs = list(zip(one["losses"], two["losses"], strict=False))[:20]
     rel = [abs(a - b) / max(abs(a), 1e-8) for a, b in pairs]
     eff = two["tokens_per_s"] / (2 * one["tokens_per_s"])
     match = len(pairs) == min(20, one["steps"]) and max(rel) <= 2e-2
-    cmp_ = {"efficiency": eff, "loss_max_rel_diff": max(rel), "losses_match": match}
-    lines += [f"Global batch {one['global_batch']} packs per optimizer step: 1 process accumulates "
+    lines += [f"Shape {one['shape']} ({one['attn']} attention), packs of <= {one['pack']:,} tokens, random tokens "
+              "(benchmarks/train_throughput.py). "
+              f"Global batch {one['global_batch']} packs per optimizer step: 1 process accumulates "
               f"{one['grad_accum']} micro-batches, 2 processes take one each (the same packs in the same steps). "
               f"{one['steps']} steps, the first {one['warmup']} not timed; compile: {two['compile']}; FSDP active: "
               f"1 process {one['fsdp']}, 2 processes {two['fsdp']}. bf16 mixed precision, fp32 master weights "

@@ -22,6 +22,7 @@ BENCH = ROOT / "benchmarks"
 # a script added to benchmarks/ without a smoke test here fails test_every_benchmark_has_a_smoke_test
 SMOKED = {"assemble.py", "reliance_auc.py", "reliance_rank.py", "train_throughput.py", "smollm2_gpu.sh", "pilot.py",
           "pilot_report.py", "pilot.sh", "trl_exports.py", "client.py", "scale.py", "stage_memory.py"}
+SMOKED |= {"multigpu.sh", "multigpu_generate.py", "multigpu_report.py", "train_fsdp.py"}  # test_multigpu_smoke.py
 # smoke-tested elsewhere: trl_exports.py in tests/export/test_trl_exports_benchmark.py, client.py in
 # tests/llm/test_client_benchmark.py, stage_memory.py in tests/benchmarks/test_stage_memory_smoke.py
 SHELL = {p for p in SMOKED if p.endswith(".sh")}

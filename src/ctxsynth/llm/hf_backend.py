@@ -21,8 +21,10 @@ message open (`continue_final_message`) and the model continues it; the result's
 continuation only, without the prefilled text (`prefill = True` says this backend can).
 
 `devices` runs one replica per device, each in its own process (ctxsynth.llm.replicas): whole
-batches, cut as one replica would cut them, go to whichever replica is free, so the texts are the
-same as with one replica on the same kind of device.
+batches, cut as one replica would cut them, go to whichever replica is free. On CPU the texts are
+the same as with one replica (tested); on two H200s in bf16 they were not: 2,048 texts from 1 and 2
+replicas hashed differently (docs/results/multigpu.md), as GPU kernels are not bit-reproducible
+across processes and devices.
 
 Batch invariance holds up to floating point: a padded row's logits differ from the same row run
 alone by ~1e-5 (other matrix shapes, other summation orders), which can flip a near-tie.
@@ -163,6 +165,8 @@ class TransformersBackend(Backend):
     name = "transformers"
     raw_prompts = True  # accepts a single RAW_ROLE message (see ctxsynth.llm.base)
     prefill = True  # continues a final assistant message (see the module docstring)
+    _pool: Any = None  # a ReplicaPool when `devices` names more than one replica
+    _config: Any = None  # the model config, loaded without the model in the replicas' parent
 
     def __init__(self, model: str = "smollm2-135m-instruct", device: str = "auto", dtype: str = "auto",
                  batch_size: int = 8, max_input_tokens: int | None = None, repetition_penalty: float = 1.0,
@@ -187,8 +191,6 @@ class TransformersBackend(Backend):
         self.max_input_tokens = max_input_tokens
         self._model: Any = None
         self._tokenizer: Any = None
-        self._config: Any = None
-        self._pool: Any = None  # a ReplicaPool when `devices` names more than one replica
         self._replica_devices: list[str] = []
         if devices is not None:
             from ctxsynth.llm.replicas import expand_devices
@@ -227,6 +229,10 @@ class TransformersBackend(Backend):
         if not getattr(self._tokenizer, "chat_template", None):
             log.warning("%s has no chat template: messages are joined as plain text", self.path.name)
 
+    def load(self) -> None:
+        """Load the model now (in every replica with `devices`) instead of at the first request."""
+        self._load()
+
     def _start_replicas(self) -> None:
         """Data-parallel mode: the tokenizer and config here, the models in the replica processes."""
         if self._pool is not None and self._pool.alive:
@@ -260,7 +266,12 @@ class TransformersBackend(Backend):
         if self._pool is not None:
             batches = [order[k:k + self.batch_size] for k in range(0, len(order), self.batch_size)]
             work = [(n, [requests[i] for i in b], [prompts[i] for i in b]) for n, b in enumerate(batches)]
-            self._pool.run(work, lambda n, out: [finish(i, r) for i, r in zip(batches[n], out, strict=True)])
+
+            def finish_batch(n: int, out: list[ChatResult]) -> None:
+                for i, result in zip(batches[n], out, strict=True):
+                    finish(i, result)
+
+            self._pool.run(work, finish_batch)
             return [r if r is not None else ChatResult(None, None, error="no result") for r in results]
         start = 0
         while start < len(order):
@@ -290,8 +301,8 @@ class TransformersBackend(Backend):
             else:
                 text = "\n\n".join(m["content"] for m in messages)
             ids = list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
-        config = self._config if self._pool is not None else self._model.config
-        limit = self.max_input_tokens or getattr(config, "max_position_embeddings", None)
+        limit = self.max_input_tokens or getattr(self._config if self._pool is not None else self._model.config,
+                                                 "max_position_embeddings", None)
         if limit is not None and len(ids) > limit:
             raise ValueError(f"prompt has {len(ids)} tokens, more than the limit of {limit}")
         return ids
