@@ -36,15 +36,20 @@ do_() { if [[ $DRY == 1 ]]; then echo "$*"; else "$@"; fi; }
 if [[ $TINY == 1 ]]; then
   N=(--n 8 --writer-n 12) NIAH_N=train.samples_per_variant=3 ITEMS=(builtin.hotpotqa=4 builtin.squad=2 'builtin.squad_lengths=[2048]')
   TEST_N=(test.samples_per_cell=1 'test.depths=[0.5]' 'test.lengths=[2048]')
-  GEN=(llm.options.device=cpu llm.options.batch_size=8 llm.max_tokens=48 synth.max_attempts=1 synth.target_words=30
-       assemble.max_total_tokens=1024)
-  ASM=(assemble.max_total_tokens=1024)
+  # generation on a loaded 2-core CPU takes minutes a request: TINY_LLM=fake swaps in the offline fake
+  # backend (the writer is still trained and loaded for real); TINY_LLM=real keeps SmolLM2
+  if [[ ${TINY_LLM:-fake} == fake ]]; then GEN=(llm.backend=fake 'llm.options={words: 40}' llm.max_tokens=100)
+  else GEN=(llm.options.device=cpu llm.options.batch_size=8 llm.max_tokens=48); fi
+  GEN+=(synth.max_attempts=1 'verify.checks=[refusal]')
+  CTXW=(synth.target_words=30)                 # context tasks only (instruction synthesis has no length)
+  ASM=(assemble.max_total_tokens=1024 assemble.distractors=any_task)   # 8 seeds: too few per task
+  ASM10=(assemble.n_documents=4)               # the 10-document runs: 8 seeds cannot give 9 distractors
   TRAIN=(max_steps=1 bf16=false data.general_max_samples=1 data.max_length=1024 data.packing=false)
   EVAL=(model.options.device=cpu model.options.batch_size=4 model.max_model_len=2304 limit_per_task=1)
   GENERAL_N=40 BUDGET=${BUDGET_TINY:-20000}
 else
   N=(--n 300 --writer-n 1000) NIAH_N=train.samples_per_variant=200 ITEMS=() TEST_N=()
-  GEN=(llm.options.device=$DEVICE) ASM=() TRAIN=() EVAL=(model.options.device=$DEVICE) GENERAL_N=1000
+  GEN=(llm.options.device=$DEVICE) CTXW=() ASM=() ASM10=() TRAIN=() EVAL=(model.options.device=$DEVICE) GENERAL_N=1000
 fi
 
 save() {  # $1 name, rest: paths -> $SAVE/$1.tgz (small files only: no weights, no caches)
@@ -88,23 +93,24 @@ export_file() { echo "runs/table3/pipe/table3-$1/export/$2/data.jsonl"; }
 
 lane_gen_writer() {  # lane 0: the context writer, then generator B
   say "gen: context writer"
-  do_ $CTX train $EXP/writer_train.yaml "${TRAIN[@]}"
+  if [[ -f runs/table3/writer/final/config.json ]]; then echo "trained already: runs/table3/writer/final"
+  else do_ $CTX train $EXP/writer_train.yaml "${TRAIN[@]}"; fi
   save writer runs/table3/writer
   say "gen: generator B (tuned writer)"
-  pipe cs_writer "${GEN[@]}"
+  pipe cs_writer "${GEN[@]}" "${CTXW[@]}" "${ASM[@]}" "${ASM10[@]}"
   save pipe-cs-writer runs/table3/pipe/table3-cs-writer
 }
 
 lane_gen_base() {  # lane 1: generator A, instruction synthesis, human contexts, 1/5 documents
   say "gen: generator A (SmolLM2 as is)"
-  pipe cs_smollm2 "${GEN[@]}"
+  pipe cs_smollm2 "${GEN[@]}" "${CTXW[@]}" "${ASM[@]}" "${ASM10[@]}"
   save pipe-cs-smollm2 runs/table3/pipe/table3-cs-smollm2
   say "gen: instruction synthesis"
-  pipe instruction "${GEN[@]}"
+  pipe instruction "${GEN[@]}" "${ASM[@]}" "${ASM10[@]}"
   save pipe-instruction runs/table3/pipe/table3-instruction
   say "gen: human contexts, 1 and 5 documents"
-  pipe human "${ASM[@]}"
-  for d in 1 5; do copy_synth $d; pipe cs_smollm2_d$d "${GEN[@]}"; done
+  pipe human "${ASM[@]}" "${ASM10[@]}"
+  for d in 1 5; do copy_synth $d; pipe cs_smollm2_d$d "${GEN[@]}" "${CTXW[@]}" "${ASM[@]}"; done
   save pipe-other runs/table3/pipe/table3-human runs/table3/pipe/table3-cs-smollm2-d1 runs/table3/pipe/table3-cs-smollm2-d5
 }
 
@@ -144,8 +150,8 @@ arm() {  # train one arm on the general rows + its capped long data, then evalua
   local name=$1
   say "arm $name"
   [[ " ${ARMS[*]} " == *" $name "* ]] || { echo "unknown arm $name (${ARMS[*]})"; exit 2; }
-  if [[ $name != general && ! -f runs/table3/data/$name.jsonl && $DRY != 1 ]]; then
-    echo "arm $name: no runs/table3/data/$name.jsonl (gen did not make it); skipped"; return 0
+  if [[ $name != general && ! -s runs/table3/data/$name.jsonl && $DRY != 1 ]]; then
+    echo "arm $name: no rows in runs/table3/data/$name.jsonl (gen did not make any); skipped"; return 0
   fi
   do_ $CTX train $EXP/arm_$name.yaml "${TRAIN[@]}" || { echo "arm $name: training failed"; return 0; }
   do_ $CTX eval $EXP/eval.yaml name=table3-$name model.model=runs/table3/train/$name/final "${EVAL[@]}" \

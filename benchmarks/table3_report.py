@@ -70,7 +70,7 @@ def column(row: dict[str, Any]) -> str | None:
     if task == "builtin_hotpotqa":
         return "hotpotqa"
     if task == "builtin_squad":
-        return f"squad_{int(meta.get('target_length') or meta.get('length')) // 1024}k"
+        return f"squad_{int(meta.get('target_length') or meta.get('length') or 0) // 1024}k"
     if task.startswith("niah_"):
         return "niah_unseen"
     return None
