@@ -81,8 +81,11 @@ pipe() {  # $1 config stem, rest: overrides
 copy_synth() {  # the 1/5-document runs reuse generator A's contexts: same seeds and synth/, new assembly
   local d=$1 src=runs/table3/pipe/table3-cs-smollm2 dst=runs/table3/pipe/table3-cs-smollm2-d$1
   [[ -d $dst/synth ]] && return 0
-  do_ mkdir -p "$dst"
-  do_ cp -r "$src/seeds" "$src/synth" "$dst/"
+  do_ mkdir -p "$dst/_state"
+  # the stage markers and the saved config come along, so the runner skips seeds and synthesize
+  # ("config changed (name, assemble.n_documents, ...): assemble and later stages will rerun")
+  do_ cp -r "$src/seeds" "$src/synth" "$src/config.yaml" "$dst/"
+  do_ cp -r "$src/_state/seeds" "$src/_state/synthesize" "$dst/_state/"
 }
 
 cap() {  # $1 arm, $2 source messages file
