@@ -136,8 +136,12 @@ lanes() {  # $1 function or "arm a b c" for lane 0, $2 for lane 1; logs in $SAVE
   if [[ $LANES == 1 || $DRY == 1 ]]; then
     $1; $2
   else
-    ( CUDA_VISIBLE_DEVICES=0 $1 > "$SAVE/lane0-$3.log" 2>&1; echo "lane 0 exit $?" >> "$SAVE/lane0-$3.log" ) &
-    ( CUDA_VISIBLE_DEVICES=1 $2 > "$SAVE/lane1-$3.log" 2>&1; echo "lane 1 exit $?" >> "$SAVE/lane1-$3.log" ) &
+    local gpu fn
+    for gpu in 0 1; do
+      fn=$1; [[ $gpu == 1 ]] && fn=$2
+      ( if CUDA_VISIBLE_DEVICES=$gpu $fn > "$SAVE/lane$gpu-$3.log" 2>&1; then rc=0; else rc=$?; fi
+        echo "lane $gpu exit $rc" >> "$SAVE/lane$gpu-$3.log" ) &
+    done
     wait
     tail -n 3 "$SAVE"/lane*-$3.log
   fi
