@@ -3,8 +3,9 @@
 # general data and long-data token budget in every arm; arms and configs: configs/experiments/table3/.
 #
 #   bash benchmarks/table3.sh inputs     # CPU, needs the asset packages: seeds, writer rows, NIAH data, test items
-#   bash benchmarks/table3.sh gen        # GPU: train the context writer, then contexts from both generators,
-#                                        #      instruction synthesis, human contexts, 1/5-document variants, caps
+#   bash benchmarks/table3.sh gen        # GPU: train the context writer, then contexts from both generators and
+#                                        #      instruction synthesis; then `prep`
+#   bash benchmarks/table3.sh prep       # CPU: human contexts, 1/5-document variants, caps -> runs/table3/data(.txz)
 #   bash benchmarks/table3.sh arms1      # GPU: train + evaluate general niah human | cs_smollm2 cs_smollm2_nc human_nc
 #   bash benchmarks/table3.sh arms2      # GPU: ... cs_writer cs_writer_nc cs_smollm2_d1 | instruction instruction_nc cs_smollm2_d5
 #   bash benchmarks/table3.sh arm NAME.. # GPU: these arms, one after another, on the visible device
@@ -104,17 +105,22 @@ lane_gen_writer() {  # lane 0: the context writer, then generator B
   save pipe-cs-writer runs/table3/pipe/table3-cs-writer
 }
 
-lane_gen_base() {  # lane 1: generator A, instruction synthesis, human contexts, 1/5 documents
+lane_gen_base() {  # lane 1: generator A, instruction synthesis
   say "gen: generator A (SmolLM2 as is)"
   pipe cs_smollm2 "${GEN[@]}" "${CTXW[@]}" "${ASM[@]}" "${ASM10[@]}"
   save pipe-cs-smollm2 runs/table3/pipe/table3-cs-smollm2
   say "gen: instruction synthesis"
   pipe instruction "${GEN[@]}" "${ASM[@]}" "${ASM10[@]}"
   save pipe-instruction runs/table3/pipe/table3-instruction
-  say "gen: human contexts, 1 and 5 documents"
+}
+
+prep() {  # no model: human contexts, the 1/5-document assemblies of generator A's contexts, the caps
+  say "prep: human contexts, 1 and 5 documents"
   pipe human "${ASM[@]}" "${ASM10[@]}"
   for d in 1 5; do copy_synth $d; pipe cs_smollm2_d$d "${GEN[@]}" "${CTXW[@]}" "${ASM[@]}"; done
   save pipe-other runs/table3/pipe/table3-human runs/table3/pipe/table3-cs-smollm2-d1 runs/table3/pipe/table3-cs-smollm2-d5
+  caps
+  do_ tar cJf runs/table3/data.txz runs/table3/data
 }
 
 caps() {
@@ -150,7 +156,7 @@ lanes() {  # $1 function or "arm a b c" for lane 0, $2 for lane 1; logs in $SAVE
 gen() {
   [[ -f $IN/seeds.jsonl || $DRY == 1 ]] || { echo "no $IN: run 'inputs' here first (or tar xJf runs/table3/inputs.txz)"; exit 2; }
   lanes lane_gen_writer lane_gen_base gen
-  caps
+  prep
 }
 
 arm() {  # train one arm on the general rows + its capped long data, then evaluate it
@@ -177,16 +183,17 @@ report() {
   do_ $PY benchmarks/table3_report.py --src "${SRC:-$SAVE}" --out "$REPORT_DIR"
 }
 
-[[ $# -gt 0 ]] || { sed -n '2,19p' "$0"; exit 2; }
+[[ $# -gt 0 ]] || { sed -n '2,20p' "$0"; exit 2; }
 while [[ $# -gt 0 ]]; do
   step=$1; shift
   case $step in
     inputs) inputs;;
     gen) gen;;
+    prep) prep;;
     arms1) lanes arms1_0 arms1_1 arms1;;
     arms2) lanes arms2_0 arms2_1 arms2;;
     arm) arms_of "$@"; break;;
     report) report;;
-    *) echo "unknown step $step (inputs, gen, arms1, arms2, arm NAME.., report)" >&2; exit 2;;
+    *) echo "unknown step $step (inputs, gen, prep, arms1, arms2, arm NAME.., report)" >&2; exit 2;;
   esac
 done

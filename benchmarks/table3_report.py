@@ -1,6 +1,6 @@
 """Table 3 of the paper in miniature: tables, a plot and the set-up, every number with n and a 95% interval.
 
-    python benchmarks/table3_report.py --src DIR --out docs/results/table3_smollm2
+    python benchmarks/table3_report.py --src DIR --out docs/results/table3_smollm2 [--note STATUS.md]
 
 DIR holds what `benchmarks/table3.sh gen/arms1/arms2` saved ($OUT/table3: arm-<arm>.tgz, pipe-*.tgz,
 data.tgz, writer.tgz, lane logs), or is a work tree with runs/ already unpacked. Writes OUT/README.md
@@ -222,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--src", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--note", type=Path, help="a markdown file put under the title (what ran, what did not)")
     args = parser.parse_args(argv)
     root = unpack(args.src)
     scores = {arm: s for arm in ARMS if (s := arm_scores(root, arm)) is not None}
@@ -243,7 +244,10 @@ def main(argv: list[str] | None = None) -> None:
     lines += ["", "## Training data per arm", ""] + data_table(root)
     lines += ["", "## Generated data", ""] + pipe_table(root)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "README.md").write_text("\n".join([*setup(root, n), "", *lines]) + "\n", encoding="utf-8")
+    head = setup(root, n)
+    if args.note:
+        head[1:1] = ["", args.note.read_text(encoding="utf-8").strip()]
+    (args.out / "README.md").write_text("\n".join([*head, "", *lines]) + "\n", encoding="utf-8")
     (args.out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (args.out / "results.json").write_text(json.dumps(records, indent=1), encoding="utf-8")
     plot(scores, args.out / "table3.png")
