@@ -229,7 +229,7 @@ def setup(root: Path, n: dict[str, int]) -> list[str]:
         "  share of values found (NIAH), x100. n per column: " + ", ".join(f"{c} {v}" for c, v in n.items()) + ".",
         "- Intervals: 95% percentile bootstrap over items; differences: paired bootstrap over the same items",
         "  (10,000 resamples, `ctxsynth.eval.stats`). They cover test-item sampling only: one training seed per arm.",
-        "- Commands: `bash benchmarks/table3.sh inputs` (CPU), then on the GPU machine `bash benchmarks/table3.sh gen`,",
+        "- Commands: `bash benchmarks/table3.sh inputs` (CPU), then on the GPU machine `bash benchmarks/table3.sh gen` (ends with `prep`),",
         "  `... arms1`, `... arms2` (two lanes each), then",
         "  `python benchmarks/table3_report.py --src <returned files> --out docs/results/table3_smollm2`.",
         "",
