@@ -1,6 +1,6 @@
 """Table 3 of the paper in miniature: tables, a plot and the set-up, every number with n and a 95% interval.
 
-    python benchmarks/table3_report.py --src DIR --out docs/results/table3_smollm2
+    python benchmarks/table3_report.py --src DIR [DIR ...] --out docs/results/table3_smollm2 [--note STATUS.md]
 
 DIR holds what `benchmarks/table3.sh gen/arms1/arms2` saved ($OUT/table3: arm-<arm>.tgz, pipe-*.tgz,
 data.tgz, writer.tgz, lane logs), or is a work tree with runs/ already unpacked. Writes OUT/README.md
@@ -48,12 +48,14 @@ PIPES = {"table3-cs-smollm2": "context synthesis, A: SmolLM2 as is", "table3-cs-
 Scores = dict[str, float]
 
 
-def unpack(src: Path) -> Path:
-    """A folder with runs/ in it: src itself, or a temporary one with every .tgz of src extracted."""
-    if (src / "runs").is_dir() and not list(src.rglob("*.tgz")):
-        return src
+def unpack(sources: list[Path]) -> Path:
+    """A folder with runs/ in it: the one source that is such a tree, or a temporary one with every
+    .tgz under the sources extracted (later files win: a rerun's archive replaces the first one)."""
+    if len(sources) == 1 and (sources[0] / "runs").is_dir() and not list(sources[0].rglob("*.tgz")):
+        return sources[0]
     root = Path(tempfile.mkdtemp(prefix="table3-"))
-    for archive in sorted(src.rglob("*.tgz"), key=lambda p: p.stat().st_mtime):  # a rerun's archive wins
+    archives = [a for src in sources for a in src.rglob("*.tgz")]
+    for archive in sorted(archives, key=lambda p: p.stat().st_mtime):
         with tarfile.open(archive) as tar:
             tar.extractall(root, filter="data")
     return root
@@ -70,7 +72,7 @@ def column(row: dict[str, Any]) -> str | None:
     if task == "builtin_hotpotqa":
         return "hotpotqa"
     if task == "builtin_squad":
-        return f"squad_{int(meta.get('target_length') or meta.get('length')) // 1024}k"
+        return f"squad_{int(meta.get('target_length') or meta.get('length') or 0) // 1024}k"
     if task.startswith("niah_"):
         return "niah_unseen"
     return None
@@ -140,8 +142,18 @@ def data_table(root: Path) -> list[str]:
     return lines
 
 
+def passed_by_seed(root: Path, name: str) -> Scores:
+    """1.0 for every seed whose record was kept by the synthesize stage, 0.0 for every rejected one."""
+    synth = root / "runs" / "table3" / "pipe" / name / "synth"
+    out: Scores = {r["id"]: 1.0 for p in sorted(synth.glob("shard-*.jsonl.gz")) for r in _read_jsonl(p)}
+    out.update({r["id"]: 0.0 for p in sorted((synth / "rejected").glob("*.jsonl.gz")) for r in _read_jsonl(p)})
+    return out
+
+
 def pipe_table(root: Path) -> list[str]:
-    lines = ["| data | seeds | kept | rejected (reasons) | kept context words, median [IQR] |", "|---|---|---|---|---|"]
+    lines = ["| data | seeds | kept, % [95% CI] | rejected (reasons) | kept context words, median [IQR] |",
+             "|---|---|---|---|---|"]
+    rates: dict[str, Scores] = {}
     for name, label in PIPES.items():
         synth = root / "runs" / "table3" / "pipe" / name / "synth"
         if not synth.is_dir():
@@ -154,8 +166,15 @@ def pipe_table(root: Path) -> list[str]:
         words = sorted(len(r["context"].split()) for r in kept)
         q = statistics.quantiles(words, n=4) if len(words) >= 2 else [0, words[0] if words else 0, 0]
         why = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])) or "none"
-        lines.append(f"| {label} | {len(kept) + len(rejected)} | {len(kept)} | {len(rejected)} ({why}) "
+        rates[name] = passed_by_seed(root, name)
+        rate = bootstrap(list(rates[name].values()))
+        lines.append(f"| {label} | {len(kept) + len(rejected)} | {len(kept)}, {rate.format()} | {len(rejected)} ({why}) "
                      f"| {q[1]:.0f} [{q[0]:.0f}, {q[2]:.0f}] |")
+    a, b = rates.get("table3-cs-smollm2"), rates.get("table3-cs-writer")
+    if a and b and set(a) == set(b):
+        d = paired_difference(a, b)
+        lines += ["", f"Kept share, tuned writer minus SmolLM2 as is, paired over the same {d.n} seeds: "
+                      f"{d.format()} points (95% paired bootstrap)."]
     return lines
 
 
@@ -210,7 +229,7 @@ def setup(root: Path, n: dict[str, int]) -> list[str]:
         "  share of values found (NIAH), x100. n per column: " + ", ".join(f"{c} {v}" for c, v in n.items()) + ".",
         "- Intervals: 95% percentile bootstrap over items; differences: paired bootstrap over the same items",
         "  (10,000 resamples, `ctxsynth.eval.stats`). They cover test-item sampling only: one training seed per arm.",
-        "- Commands: `bash benchmarks/table3.sh inputs` (CPU), then on the GPU machine `bash benchmarks/table3.sh gen`,",
+        "- Commands: `bash benchmarks/table3.sh inputs` (CPU), then on the GPU machine `bash benchmarks/table3.sh gen` (ends with `prep`),",
         "  `... arms1`, `... arms2` (two lanes each), then",
         "  `python benchmarks/table3_report.py --src <returned files> --out docs/results/table3_smollm2`.",
         "",
@@ -220,13 +239,14 @@ def setup(root: Path, n: dict[str, int]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--src", type=Path, required=True)
+    parser.add_argument("--src", type=Path, nargs="+", required=True, help="folders of returned .tgz files")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--note", type=Path, help="a markdown file put under the title (what ran, what did not)")
     args = parser.parse_args(argv)
     root = unpack(args.src)
     scores = {arm: s for arm in ARMS if (s := arm_scores(root, arm)) is not None}
     if "general" not in scores:
-        raise SystemExit(f"{args.src}: no predictions of the general-only arm (runs/eval/table3-general)")
+        raise SystemExit(f"{' '.join(map(str, args.src))}: no predictions of the general-only arm (runs/eval/table3-general)")
     records: list[dict[str, Any]] = []
     n = {c: len(scores["general"][c]) for c in (*COLUMNS, "all")}
     lines = ["## Scores (x100, mean [95% bootstrap CI])", "", "n per column: " + ", ".join(f"{c} {v}" for c, v in n.items()), ""]
@@ -243,7 +263,10 @@ def main(argv: list[str] | None = None) -> None:
     lines += ["", "## Training data per arm", ""] + data_table(root)
     lines += ["", "## Generated data", ""] + pipe_table(root)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "README.md").write_text("\n".join([*setup(root, n), "", *lines]) + "\n", encoding="utf-8")
+    head = setup(root, n)
+    if args.note:
+        head[1:1] = ["", args.note.read_text(encoding="utf-8").strip()]
+    (args.out / "README.md").write_text("\n".join([*head, "", *lines]) + "\n", encoding="utf-8")
     (args.out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (args.out / "results.json").write_text(json.dumps(records, indent=1), encoding="utf-8")
     plot(scores, args.out / "table3.png")

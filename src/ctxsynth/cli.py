@@ -276,6 +276,8 @@ def writer_data(config: ConfigArg, overrides: Overrides = None,
     synthesis prompt -> "Context: <human context>". Train on them with `ctxsynth train`, then use the
     model as `llm.model` (transformers backend): docs/context_writer.md."""
     _setup_logging(verbose)
+    from functools import partial
+
     from ctxsynth.io import atomic_write_text, dumps
     from ctxsynth.records import Seed
     from ctxsynth.seeds import read_seeds
@@ -286,8 +288,12 @@ def writer_data(config: ConfigArg, overrides: Overrides = None,
     run_ = _guard(lambda: _load_run(config, overrides))
     sc = run_.config.synth
     task = _guard(lambda: ContextSynthesis(target_words=sc.target_words, genre=sc.genre, prompt_file=sc.prompt_file))
-    excluded = [s for path in exclude or []
-                for s in _guard(lambda p=path: list(read_seeds(SeedsConfig(source="jsonl", path=str(p))))) if isinstance(s, Seed)]
+    def seeds_of(path: Path) -> list[Seed]:
+        return [s for s in read_seeds(SeedsConfig(source="jsonl", path=str(path))) if isinstance(s, Seed)]
+
+    excluded: list[Seed] = []
+    for path in exclude or []:
+        excluded += _guard(partial(seeds_of, path))
     seeds = [s for s in _guard(lambda: list(read_seeds(run_.config.seeds, base_dir=run_.base_dir))) if isinstance(s, Seed)]
     data = writer_rows(seeds, task, excluded)
     if not data.rows:

@@ -23,6 +23,7 @@ BENCH = ROOT / "benchmarks"
 SMOKED = {"assemble.py", "reliance_auc.py", "reliance_rank.py", "train_throughput.py", "smollm2_gpu.sh", "pilot.py",
           "pilot_report.py", "pilot.sh", "trl_exports.py", "client.py", "scale.py", "stage_memory.py"}
 SMOKED |= {"multigpu.sh", "multigpu_generate.py", "multigpu_report.py", "train_fsdp.py"}  # test_multigpu_smoke.py
+SMOKED |= {"table3.py", "table3.sh", "table3_report.py"}
 # smoke-tested elsewhere: trl_exports.py in tests/export/test_trl_exports_benchmark.py, client.py in
 # tests/llm/test_client_benchmark.py, stage_memory.py in tests/benchmarks/test_stage_memory_smoke.py
 SHELL = {p for p in SMOKED if p.endswith(".sh")}
@@ -153,3 +154,78 @@ def test_pilot_script_dry_run_names_real_verbs_and_configs(tmp_path: Path) -> No
     assert "name=pilot-sft4-needle" in out and "pilot_report.py" in out
     configs = [arg for line in out.splitlines() for arg in line.split() if arg.startswith("configs/")]
     assert len(configs) >= 3 and all((ROOT / c).is_file() for c in configs), configs
+
+
+PILOT = ROOT / "docs/results/pilot_smollm2/predictions"
+
+
+def test_table3_report_reads_saved_arms_and_pairs_them(tmp_path: Path) -> None:
+    """The pilot's shipped predictions stand in for two arms (their HotpotQA rows are the same 200
+    held-out items): general = SFT1, human = SFT3, packed as table3.sh saves them (one .tgz per arm)."""
+    import shutil
+    import tarfile
+
+    src = tmp_path / "src"
+    for arm, pilot in (("general", "sft1"), ("human", "sft3")):
+        folder = tmp_path / "tree" / "runs" / "eval" / f"table3-{arm}"
+        folder.mkdir(parents=True)
+        shutil.copy(PILOT / f"{pilot}-grid.jsonl.gz", folder / "predictions.jsonl.gz")
+        src.mkdir(exist_ok=True)
+        with tarfile.open(src / f"arm-{arm}.tgz", "w:gz") as tar:
+            tar.add(folder, arcname=f"runs/eval/table3-{arm}")
+    out = _run([sys.executable, str(BENCH / "table3_report.py"), "--src", str(src), "--out", str(tmp_path / "out")], tmp_path)
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())
+    scores = {r["arm"]: r["cells"]["hotpotqa"] for r in rows if r["table"] == "scores"}
+    # docs/results/pilot_smollm2/results.md: HotpotQA SFT1 22.1 [17.0, 27.4], SFT3 25.5 [20.0, 31.1], n = 200
+    assert (scores["general"]["mean"], scores["general"]["n"]) == (pytest.approx(22.1, abs=0.05), 200)
+    assert scores["human"]["mean"] == pytest.approx(25.45, abs=0.01)  # 25.5 rounded
+    diff = next(r for r in rows if r["table"] == "vs_general" and r["a"] == "human")["cells"]["hotpotqa"]
+    assert diff["mean"] == pytest.approx(scores["human"]["mean"] - scores["general"]["mean"], abs=0.02)
+    assert diff["low"] < diff["mean"] < diff["high"] and diff["n"] == 200
+    assert "general data only" in out and (tmp_path / "out" / "table3.png").stat().st_size > 10_000
+    assert "## Coherence diagnostic" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_table3_seed_split_cap_and_twin(tmp_path: Path) -> None:
+    general = tmp_path / "general.jsonl"
+    _run([sys.executable, str(BENCH / "pilot.py"), "general", str(general), "--n", "20"], tmp_path)
+    out = _run([sys.executable, str(BENCH / "table3.py"), "seeds", str(tmp_path), "--n", "10", "--writer-n", "20",
+                "--general", str(general)], tmp_path)
+    assert "10 experiment seeds, 20 writer triples (disjoint)" in out
+    seeds = [json.loads(line) for line in (tmp_path / "seeds.jsonl").read_text().splitlines()]
+    writer = [json.loads(line) for line in (tmp_path / "writer_seeds.jsonl").read_text().splitlines()]
+    general_ids = {json.loads(line)["meta"]["seed_id"] for line in general.read_text().splitlines()}
+    assert [s["meta"]["dataset"] for s in seeds].count("squad_v2") == 5
+    assert not {s["id"] for s in seeds} & ({s["id"] for s in writer} | general_ids)
+    squad_titles = {s["meta"]["title"] for s in seeds if s["meta"]["dataset"] == "squad_v2"}
+    assert not squad_titles & {s["meta"]["title"] for s in writer if s["meta"]["dataset"] == "squad_v2"}
+    rows = [{"id": f"r{i}", "messages": [{"role": "user", "content": "word " * 50},
+                                           {"role": "assistant", "content": "yes"}]} for i in range(10)]
+    (tmp_path / "long.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    free = [{"id": r["id"], "messages": [{"role": "user", "content": "Q?"}, r["messages"][1]]} for r in rows]
+    (tmp_path / "free.jsonl").write_text("".join(json.dumps(r) + "\n" for r in free))
+    out = _run([sys.executable, str(BENCH / "table3.py"), "cap", str(tmp_path / "long.jsonl"), str(tmp_path / "cap.jsonl"),
+                "--tokens", "160"], tmp_path)
+    # 52 tokens a row in SmolLM2's tokenizer ("word " x 50 is 51 tokens, "yes" 1): 3 rows fit in 160, 4 do not
+    assert re.search(r"^cap: 3/10 rows, 156 tokens \(budget 160\)", out, re.M), out
+    _run([sys.executable, str(BENCH / "table3.py"), "twin", str(tmp_path / "cap.jsonl"), str(tmp_path / "free.jsonl"),
+          str(tmp_path / "twin.jsonl")], tmp_path)
+    kept = [json.loads(line)["id"] for line in (tmp_path / "cap.jsonl").read_text().splitlines()]
+    twin = [json.loads(line) for line in (tmp_path / "twin.jsonl").read_text().splitlines()]
+    assert sorted(r["id"] for r in twin) == sorted(kept) and all(r["messages"][0]["content"] == "Q?" for r in twin)
+
+
+def test_table3_script_dry_run_names_real_verbs_and_configs(tmp_path: Path) -> None:
+    script = BENCH / "table3.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    for name in ("configs", "benchmarks"):  # a clean tree: no runs/table3 from an earlier run skips a step
+        (tmp_path / name).symlink_to(ROOT / name)
+    out = _run(["bash", "benchmarks/table3.sh", "inputs", "gen", "arms1", "arms2", "report"], tmp_path, {"DRY": "1"})
+    assert "writer-data configs/experiments/table3/writer_data.yaml" in out
+    assert "run configs/experiments/table3/cs_writer.yaml llm.options.device=cuda" in out
+    for arm in ("general", "niah", "instruction", "instruction_nc", "cs_smollm2", "cs_smollm2_nc", "cs_writer",
+                "cs_writer_nc", "human", "human_nc", "cs_smollm2_d1", "cs_smollm2_d5"):
+        assert f"train configs/experiments/table3/arm_{arm}.yaml" in out
+        assert f"name=table3-{arm} model.model=runs/table3/train/{arm}/final" in out
+    configs = [arg for line in out.splitlines() for arg in line.split() if arg.startswith("configs/")]
+    assert len(configs) >= 20 and all((ROOT / c).is_file() for c in configs), configs
