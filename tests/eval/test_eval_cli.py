@@ -19,18 +19,19 @@ def test_eval_and_compare_commands_write_scores_and_tables(tmp_path: Path) -> No
     items = hotpotqa_items(3, seed=0)
     oracle = {item.prompt.split("Question:")[-1].strip()[:80]: item.answers[0] for item in items}
 
-    def responder(body: dict) -> Reply:
+    def responder(body: dict) -> Reply:  # model "oracle" knows every answer, model "guess" none
         prompt = body["messages"][-1]["content"]
         for key, answer in oracle.items():
-            if key in prompt:
+            if key in prompt and body["model"] == "oracle":
                 return Reply(answer)
         return Reply("I do not know")
 
     runner = CliRunner()
     with OpenAIServer(responder) as server:
-        for name, opts in (("oracle", {"base_url": server.url}), ("guess", {"base_url": server.url + "/x"})):
+        for name in ("oracle", "guess"):
             config = {"name": name, "out_dir": str(tmp_path / "eval"), "builtin": {"hotpotqa": 3},
-                      "model": {"backend": "openai", "model": "m", "options": {**opts, "max_retries": 0},
+                      "model": {"backend": "openai", "model": name,
+                                "options": {"base_url": server.url, "max_retries": 0},
                                 "tokenizer": "smollm2", "max_model_len": 4096}}
             path = tmp_path / f"{name}.yaml"
             path.write_text(yaml.safe_dump(config))
@@ -38,6 +39,8 @@ def test_eval_and_compare_commands_write_scores_and_tables(tmp_path: Path) -> No
             assert result.exit_code == 0, result.output
     scores = json.loads((tmp_path / "eval" / "oracle" / "scores.json").read_text())
     assert scores["tasks"]["builtin_hotpotqa"]["score"] == 100.0
+    guessed = json.loads((tmp_path / "eval" / "guess" / "scores.json").read_text())
+    assert guessed["tasks"]["builtin_hotpotqa"]["score"] == 0.0
     rows = [json.loads(line) for line in (tmp_path / "eval" / "oracle" / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and all(r["prompt_tokens"] <= 4096 for r in rows)
     compared = runner.invoke(app, ["compare", str(tmp_path / "eval" / "oracle"), str(tmp_path / "eval" / "guess"),
