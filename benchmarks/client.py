@@ -6,7 +6,8 @@ server in another process (its CPU does not count as the client's; no stalled le
 previous run). The two clients alternate, the order flipping each round; figures are medians of
 `--repeats` rounds. Four scenarios (the issue's):
 
-- fault-free: N requests, C in flight, fixed latency: throughput as a share of C / latency;
+- fault-free: N requests, C in flight, fixed latency: throughput as a share of C / latency (each
+  client's clock and CPU count start once its libraries are imported; building the client counts);
 - faults: the same with `--fault-rate` of attempts faulty, in equal shares 429 (Retry-After 1),
   500, a stall of `--stall-s`, malformed JSON and a truncated reply, fixed by `--fault-seed` (both
   clients meet the same faults): usable replies (complete, not truncated) and wall time as a
@@ -105,6 +106,12 @@ def _ctxsynth(url: str, n: int, concurrency: int, max_tokens: int) -> tuple[int,
 def client_main(argv: list[str]) -> None:
     """One client run in this process; prints one JSON line."""
     kind, url, n, concurrency, max_tokens = argv[0], argv[1], int(argv[2]), int(argv[3]), int(argv[4])
+    # the clock starts once the client's libraries are imported (about 1 s of start-up for either
+    # client, not part of its request rate); building the client and the ramp-up stay inside it
+    import openai  # noqa: F401
+
+    if kind != "sdk":
+        import ctxsynth.llm.openai_backend  # noqa: F401
     start, cpu0 = time.perf_counter(), time.process_time()
     if kind == "sdk":
         usable, failed = asyncio.run(_sdk(url, n, concurrency, max_tokens))
