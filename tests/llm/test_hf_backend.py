@@ -171,3 +171,35 @@ def test_out_of_memory_with_one_row_fails_that_request_alone(backend: Transforme
     small._model, small._tokenizer, small.seen, small.fits = backend._model, backend._tokenizer, [], 0
     results = small.generate([ask("Hi", max_tokens=2)])
     assert not results[0].answered and "out of memory with batch 1" in (results[0].error or "")
+
+
+def test_hashed_noise_is_step_seed_then_a_per_token_splitmix64() -> None:
+    """The sampler's noise, computed on whole tensors, equals the per-(row, step, token) hash in plain
+    Python integers: the row key is step_seed(seed, step), token j takes the top 24 bits of
+    mix64(key * GOLDEN + j + 1). Seeds at the edges of 64 bits included (int64 wrap-around)."""
+    from ctxsynth.llm.hf_decoding import (
+        _GOLDEN,
+        _MASK63,
+        _MASK64,
+        _mix64,
+        _signed,
+        hashed_uniform,
+        hashed_uniform_reference,
+        step_seed,
+    )
+
+    seeds = [0, 1, 2**62 + 5, 2**63, 2**64 - 1, 123456789012345]
+    for step in (0, 1, 299):
+        bases = torch.tensor([_signed((s * _GOLDEN + 1) & _MASK64) for s in seeds])
+        assert (_mix64(bases + step) & _MASK63).tolist() == [step_seed(s, step) for s in seeds]
+    keys = [step_seed(s, 3) for s in seeds]
+    got = hashed_uniform(torch.tensor(keys), 300)
+    want = torch.tensor([[hashed_uniform_reference(k, j) for j in range(300)] for k in keys], dtype=torch.float64)
+    assert torch.equal(got, want)
+    # one value worked by hand from the definition: key 0, token 0 -> mix64(1)
+    z = 1
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & (2**64 - 1)
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & (2**64 - 1)
+    z ^= z >> 31
+    assert hashed_uniform(torch.tensor([0]), 1).item() == ((z >> 40) + 0.5) / 2**24
+    assert 0.0 < float(got.min()) and float(got.max()) < 1.0
