@@ -220,7 +220,7 @@ def setup(root: Path, n: dict[str, int]) -> list[str]:
         "(short SQuAD v2 rows, `benchmarks/pilot.py general`), plus at most the same number of long-data",
         "tokens (the budget; `benchmarks/table3.py cap`). Arms and configs: `configs/experiments/table3/`.",
         "",
-        f"- Training device: {_device(root)}; one arm per GPU. Evaluation: greedy, bf16, window 8,192, middle truncation.",
+        f"- Training device: {_device(root)}; each arm trained on one GPU (up to two arms shared a GPU at a time). Evaluation: greedy, bf16, window 8,192, middle truncation.",
         "- Seeds: 300 pairs (150 SQuAD v2, 150 HotpotQA, seed partitions, none a general row). Context writer:",
         "  SmolLM2 fine-tuned on human triples disjoint from them (`ctxsynth writer-data`, `writer_train.yaml`).",
         "- Tests (held out from every seed, general row and writer triple): HotpotQA dev-distractor with its",
