@@ -37,13 +37,15 @@ def test_sporadic_429s_are_retried_without_cutting_the_limit() -> None:
     """One first attempt in 20 refused at random: retried, and the limit stays at its maximum
     (the old rule halved on each 429 and ran at a fraction of the allowed concurrency)."""
     refuse = Fault.rate_limit(retry_after=0)
-    with OpenAIServer(latency_s=0.3, fault_rule=lambda hit: refuse if hit.n == 1 and index(hit) % 20 == 7 else None) as server:
+    # 0.5 s replies leave a CPU-starved client (CI at high load) time to refill its 16 slots
+    with OpenAIServer(latency_s=0.5, fault_rule=lambda hit: refuse if hit.n == 1 and index(hit) % 20 == 7 else None) as server:
         client = backend(server, max_concurrency=16)
         results = client.generate(requests(200))
         records = server.records()
     assert all(r.ok for r in results) and sum(r.attempts for r in results) == 210
     assert client.concurrency_limit == 16.0
-    assert min(max(r.in_flight for r in records[k:k + 20]) for k in range(40, 160, 20)) >= 15  # full width throughout
+    # near full width throughout (halving on each 429 would leave a handful in flight)
+    assert min(max(r.in_flight for r in records[k:k + 20]) for k in range(40, 160, 20)) >= 14
 
 
 def test_an_overloaded_server_is_met_at_its_capacity_with_no_failures() -> None:
