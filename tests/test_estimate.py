@@ -36,7 +36,7 @@ def test_estimate_counts_the_real_prompts_and_prices_them(tmp_path):
     with OpenAIServer(context_writer) as server:
         data = _config(tmp_path, server.url)
         run = Run(cfg.from_dict(RunConfig, data))
-        [est] = estimate_run(run, stream_tps=50.0)
+        est, judge = estimate_run(run, stream_tps=50.0)
         assert server.hits == 0
     task, tok = build_task(run.config.synth), load_tokenizer("tiktoken:o200k_base")
     seeds = [json.loads(line) for line in (tmp_path / "seeds.jsonl").read_text().splitlines()]
@@ -51,6 +51,37 @@ def test_estimate_counts_the_real_prompts_and_prices_them(tmp_path):
     assert math.isclose(est.cost_usd, tokens_in * 2e-6 + 10 * expected_out * 8e-6)
     assert math.isclose(est.cost_usd_max, 3 * tokens_in * 2e-6 + 30_000 * 8e-6)
     assert math.isclose(est.seconds, 3 * (expected_out / 50.0 + 1.0))  # ceil(10 / 4) rounds of requests
+    # no yes/no-like answer: no judge request expected, but any attempt's short answer may need one
+    assert (judge.stage, judge.requests, judge.requests_max) == ("synthesize (support judge)", 0, 30)
+    assert (judge.output_tokens, judge.output_tokens_max) == (0, 30 * 16)
+
+
+def test_estimate_counts_support_judge_requests_for_yes_no_answers(tmp_path):
+    """3 of 10 seeds answer yes / no / unanswerable: 3 judge requests expected, each with the judge
+    prompt around an expected-length document; 30 at most; none with `non_extractive: string`."""
+    with OpenAIServer(context_writer) as server:
+        data = _config(tmp_path, server.url)
+        rows = [json.loads(line) for line in (tmp_path / "seeds.jsonl").read_text().splitlines()]
+        for row, answer in zip(rows, ["yes", "No", "unanswerable"], strict=False):
+            row["answer"] = answer
+        (tmp_path / "seeds.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        run = Run(cfg.from_dict(RunConfig, data))
+        _, judge = estimate_run(run, stream_tps=50.0)
+        data["verify"] = {"non_extractive": "string"}
+        assert len(estimate_run(Run(cfg.from_dict(RunConfig, data)))) == 1
+        assert server.hits == 0
+    from ctxsynth.records import Seed
+    from ctxsynth.verify.judge import SupportJudge
+
+    tok = load_tokenizer("tiktoken:o200k_base")
+    prompt = SupportJudge(run.config.verify)
+    around = [sum(len(tok.encode(m["content"])) + MESSAGE_OVERHEAD
+                  for m in prompt.request(r["id"], 0, "", r["instruction"], r["answer"]).messages) for r in rows[:3]]
+    assert Seed(**rows[0]).answers == ["yes"]
+    assert (judge.requests, judge.requests_max) == (3, 30)
+    assert judge.input_tokens == sum(around) + 3 * (math.ceil(1.35 * 200) + 16)
+    assert (judge.output_tokens, judge.output_tokens_max) == (3 * 16, 30 * 16)
+    assert math.isclose(judge.cost_usd, judge.input_tokens * 2e-6 + 48 * 8e-6)
 
 
 def test_estimate_command_prints_per_stage_lines_and_json(tmp_path):

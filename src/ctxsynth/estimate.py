@@ -6,8 +6,11 @@ counting tokenizer (the generator's own for local models, `tiktoken:o200k_base` 
 whose tokenizers are close to it). Output tokens are an expectation (about 1.35 tokens per requested
 word, capped by llm.max_tokens) and a ceiling (max_tokens for every attempt). Requests are one per
 seed expected, max_attempts per seed at most. Money comes from `report.prices`; time from the
-configured concurrency and an assumed decoding speed per request. Only the synthesize stage sends
-generation requests; the closed-book filter asks its own (local by default) model once per seed.
+configured concurrency and an assumed decoding speed per request. The synthesize stage sends the
+generation requests and, with `verify.non_extractive: judge`, support-judge requests to the same
+model: one expected per seed whose answer is a yes/no/unanswerable-like phrase, at most one per
+attempt (a short answer the draft does not contain as a span is judged too, which only the draft
+tells). The closed-book filter asks its own (local by default) model once per seed.
 """
 
 from __future__ import annotations
@@ -107,12 +110,44 @@ def filter_estimate(run: Run, seeds: list[Seed]) -> StageEstimate | None:
                          out, cost, cost, None, "input tokens approximate (question words x 2 + template)")
 
 
+def judge_estimate(run: Run, seeds: list[Seed]) -> StageEstimate | None:
+    """The support judge's requests (ctxsynth.verify.judge), sent to the synthesis model."""
+    from ctxsynth.synth.tasks import build_task
+    from ctxsynth.verify.checks import non_extractive_kind
+    from ctxsynth.verify.judge import SupportJudge
+
+    c = run.config
+    if "synthesize" not in c.stages or c.verify.non_extractive != "judge" or c.synth.task == "human":
+        return None
+    task = build_task(c.synth, c.seed)
+    usable = [s for s in seeds if task.unusable(s) is None]
+    judge, tokenizer = SupportJudge(c.verify, c.seed), counting_tokenizer(run)
+
+    def prompt_tokens(seed: Seed) -> int:  # the judge prompt without its document
+        messages = judge.request(seed.id, 0, "", seed.instruction, seed.answers[0] if seed.answers else "").messages
+        return sum(len(tokenizer.encode(m["content"])) + MESSAGE_OVERHEAD for m in messages)
+
+    phrase = [s for s in usable if c.synth.task != "instruction" and non_extractive_kind(s.answers, c.verify)]
+    n_max = len(usable) * c.synth.max_attempts
+    sample = usable[:50]  # the prompt around the document varies little: an average of up to 50 seeds
+    per_prompt = sum(prompt_tokens(s) for s in sample) / len(sample) if sample else 0.0
+    tokens_in = round(sum(prompt_tokens(s) for s in phrase) + len(phrase) * expected_output(run))
+    tokens_in_max = round(n_max * (per_prompt + c.llm.max_tokens))
+    out, out_max = len(phrase) * c.verify.judge_max_tokens, n_max * c.verify.judge_max_tokens
+    prices = c.report.prices
+    return StageEstimate("synthesize (support judge)", c.llm.model, len(phrase), n_max, tokens_in, tokens_in_max,
+                         out, out_max, _price(prices, c.llm.model, tokens_in, out),
+                         _price(prices, c.llm.model, tokens_in_max, out_max), None,
+                         "expected: seeds with yes/no-like answers; at most one per attempt")
+
+
 def estimate_run(run: Run, stream_tps: float = DEFAULT_STREAM_TPS) -> list[StageEstimate]:
     """Per-stage estimates for the run's stages that send generation requests."""
     seeds = read_seeds_locally(run)
     out = [e for e in (filter_estimate(run, seeds),) if e is not None]
     if "synthesize" in run.config.stages:
         out.append(synthesize_estimate(run, seeds, stream_tps))
+        out += [e for e in (judge_estimate(run, seeds),) if e is not None]
     return out
 
 
