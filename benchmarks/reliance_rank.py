@@ -117,7 +117,7 @@ def sample(records: list[Synthesized], limit: int, seed: int) -> list[Synthesize
 
 
 def score_datasets(records: dict[str, list[Synthesized]], scorer: AnswerScorer, question: bool) -> dict[str, dict[str, list[float]]]:
-    """score name -> dataset -> one value per record (`records`: one value, the dataset's size)."""
+    """score name -> dataset -> one value per record."""
     flat = [(name, r) for name, rs in records.items() for r in rs]
     triples = [(r.context, r.seed.instruction, r.seed.answers[0]) for _, r in flat]
     columns: dict[str, list[float]] = {
@@ -131,7 +131,6 @@ def score_datasets(records: dict[str, list[Synthesized]], scorer: AnswerScorer, 
     for k, values in columns.items():
         for (name, _), v in zip(flat, values, strict=True):
             out[k][name].append(v)
-    out["records"] = {n: [float(len(rs))] for n, rs in records.items()}
     return out
 
 
@@ -182,11 +181,15 @@ def rank_rows(scores: dict[str, dict[str, list[float]]], gaps: dict[str, Gap], r
     return rows
 
 
-def gap_order_share(gaps: dict[str, Gap], resamples: int, seed: int = 0) -> float:
-    """Share of item resamples in which the gaps come out in the observed order."""
-    point = np.argsort([gap_estimate(g, 1).mean for g in gaps.values()])
+def gap_order(gaps: dict[str, Gap], resamples: int, seed: int = 0) -> str:
+    """How stable the gaps' order is under item resamples: the whole order, and each neighbouring pair."""
+    names = list(gaps)
+    point = [gap_estimate(g, 1).mean for g in gaps.values()]
     draws = gap_draws(gaps, resamples, np.random.default_rng(seed))
-    return float(np.mean([(np.argsort(d) == point).all() for d in draws]))
+    whole = float(np.mean([(np.argsort(d) == np.argsort(point)).all() for d in draws]))
+    ranked = sorted(range(len(names)), key=lambda i: -point[i])
+    pairs = [f"{names[a]} > {names[b]} in {np.mean(draws[:, a] > draws[:, b]):.0%}" for a, b in zip(ranked, ranked[1:])]
+    return f"the same order in {whole:.0%} of item resamples; " + ", ".join(pairs)
 
 
 def order(values: dict[str, float]) -> str:
@@ -195,15 +198,15 @@ def order(values: dict[str, float]) -> str:
 
 def report(scores: dict[str, dict[str, list[float]]], gaps: dict[str, Gap], resamples: int) -> float:
     names = list(gaps)
-    print("\n| dataset | records | " + " | ".join(f"mean {s} [95% CI]" for s in scores if s != "records")
+    print("\n| dataset | records scored | " + " | ".join(f"mean {s} [95% CI]" for s in scores if s != "records")
           + " | trained gap [95% CI] (n items) |\n|---|---|" + "---|" * len(scores))
     for n in names:
         cells = [bootstrap(scores[s][n], resamples=resamples).format(1, 3) for s in scores if s != "records"]
         gap = gap_estimate(gaps[n], resamples)
-        print(f"| {n} | {len(scores['reliance'][n])} | " + " | ".join(cells) + f" | {gap.format(1, 2)} ({gap.n or 'no items'}) |")
+        print(f"| {n} | {len(scores['reliance'][n])} of {int(scores['records'][n][0])} | " + " | ".join(cells) + f" | {gap.format(1, 2)} ({gap.n or 'no items'}) |")
     gap_means = {n: gap_estimate(gaps[n], 1).mean for n in names}
     k = len(names)
-    print(f"\ntrained gap order: {order(gap_means)}; the same order in {gap_order_share(gaps, resamples):.0%} of item resamples")
+    print(f"\ntrained gap order: {order(gap_means)}; {gap_order(gaps, resamples)}")
     print(f"\nSpearman rho with the trained gap over {k} datasets (95% bootstrap CI over records and items; "
           f"exact permutation p, smallest possible {2 / np.prod(range(1, k + 1)):.3f})")
     print("| score | order of dataset means | rho [95% CI] | permutation p |\n|---|---|---|---|")
@@ -244,12 +247,15 @@ def main(argv: list[str] | None = None) -> None:
         gaps = {n: prediction_gaps(specs[n]) for n in datasets}
     if len(datasets) < 2:
         raise SystemExit("ranking needs at least two datasets")
-    records = {n: sample([r for r in read_records(Path(p), train_ids(Path(trained[n])) if n in trained else None)
-                          if r.context], args.limit, args.sample_seed) for n, p in datasets.items()}
+    every = {n: [r for r in read_records(Path(p), train_ids(Path(trained[n])) if n in trained else None) if r.context]
+             for n, p in datasets.items()}
+    records = {n: sample(rs, args.limit, args.sample_seed) for n, rs in every.items()}
     config = FiltersConfig().reliance
     config.model = args.model
     scorer = build_scorer(config, Path(args.cache_dir) / "scores.sqlite" if args.cache_dir else None)
-    rho = report(score_datasets(records, scorer, args.question), gaps, args.resamples)
+    scores = score_datasets(records, scorer, args.question)
+    scores["records"] = {n: [float(len(rs))] for n, rs in every.items()}  # before --limit
+    rho = report(scores, gaps, args.resamples)
     print(f"spearman: {rho:.4f} datasets: {len(datasets)}")
 
 
