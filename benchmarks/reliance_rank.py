@@ -122,7 +122,7 @@ def score_datasets(records: dict[str, list[Synthesized]], scorer: AnswerScorer, 
     triples = [(r.context, r.seed.instruction, r.seed.answers[0]) for _, r in flat]
     columns: dict[str, list[float]] = {
         "reliance": [s["reliance"] for s in reliance_scores(scorer, triples)],
-        "containment": [float(not answer_free(r.context or "", r.seed)) for _, r in flat],  # type: ignore[arg-type]
+        "containment": [float(not answer_free(r.context or "", r.seed)) for _, r in flat],
         "bm25": [v or 0.0 for v in bm25_scores([r.seed.instruction for _, r in flat],
                                                {"real": [r.context for _, r in flat]})["real"]]}
     if question:
