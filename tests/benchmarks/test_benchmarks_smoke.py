@@ -83,8 +83,25 @@ def test_reliance_rank_benchmark_runs_tiny(tmp_path: Path) -> None:
     (tmp_path / "gaps.json").write_text(json.dumps({"grounded": {"a": 0.2, "b": 0.4}, "ungrounded": 0.01}))
     out = _run([sys.executable, str(BENCH / "reliance_rank.py"), "--dataset", *paths[:1], "--dataset", paths[1],
                 "--gaps", str(tmp_path / "gaps.json"), "--cache-dir", "", "--resamples", "50"], tmp_path)
-    assert "| grounded | 3 | " in out and "| 0.300 [0.200, 0.400] (2) |" in out, out
+    assert "| grounded | 3 of 3 | " in out and "| 0.30 [0.20, 0.40] (2) |" in out, out
     assert re.search(r"^spearman: -?[\d.]+ datasets: 2$", out, re.M), out
+
+    # gaps from two predictions files per dataset (x100), only the records in the training file, a sample
+    for name, scores in (("with", {"a": 1.0, "b": 0.5}), ("without", {"a": 0.5, "b": 0.5}), ("flat", {"a": 0.2, "b": 0.2})):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"id": i, "score": v}) + "\n" for i, v in scores.items()))
+    (tmp_path / "train.jsonl").write_text(json.dumps({"id": "grounded0", "messages": []}) + "\n"
+                                          + json.dumps({"id": "grounded2", "messages": []}) + "\n")
+    pred = {"grounded": f"{tmp_path / 'with.jsonl'},{tmp_path / 'without.jsonl'}",
+            "ungrounded": f"{tmp_path / 'flat.jsonl'},{tmp_path / 'flat.jsonl'}"}
+    out = _run([sys.executable, str(BENCH / "reliance_rank.py"), "--dataset", paths[0], "--dataset", paths[1],
+                "--train-data", f"grounded={tmp_path / 'train.jsonl'}", "--limit", "1", "--question",
+                *[a for n, spec in pred.items() for a in ("--predictions", f"{n}={spec}")],
+                "--cache-dir", "", "--resamples", "50"], tmp_path)
+    assert "| grounded | 1 of 2 | " in out and "| ungrounded | 1 of 3 | " in out, out
+    assert "| 25.00 [0.00, 50.00] (2) |" in out and "| 0.00 [0.00, 0.00] (2) |" in out, out  # (50 + 0) / 2
+    for score in ("reliance", "question", "containment", "bm25", "records"):
+        assert re.search(rf"^\| {score} \| (grounded|ungrounded) > ", out, re.M), out
+    assert "smallest possible 1.000" in out, out  # 2 datasets: 2/2! = 1, no ranking can be significant
 
 
 def test_train_throughput_runs_the_tiny_shape_on_cpu(tmp_path: Path) -> None:

@@ -58,6 +58,8 @@ class RelianceConfig:
     enabled: bool = True
     model: str = "smollm2-135m-instruct"  # any local causal LM folder, or an embedded alias
     threshold: float | None = None  # drop records scoring below it ("low_context_reliance"); None = score only
+    question: bool = False  # also the question probe, log p(question | context) - log p(question): 2 more passes
+    question_threshold: float | None = None  # drop records whose probe is below it ("low_question_reliance")
     token_budget: int = 8192
     max_context_tokens: int = 2048
     device: str = "cpu"

@@ -8,6 +8,9 @@ leans on it; near zero: the model is as sure (or unsure) without it. It is a per
 the paper's training-based instruction-context coherence diagnostic; docs/filters.md says where
 it misleads. Seeds are scored with their original human context; `score_synthesized` scores a
 synthetic context. With a threshold, records below it are dropped ("low_context_reliance").
+With `question: true` (or a `question_threshold`) the question probe is stored too
+(`question_reliance`, see `question_reliance_scores`), and records whose probe is below
+`question_threshold` are dropped ("low_question_reliance").
 """
 
 from __future__ import annotations
@@ -82,15 +85,24 @@ class RelianceFilter:
     def _verdicts(self, pairs: Sequence[tuple[str | None, str, str]]) -> list[Verdict]:
         scored = [i for i, (ctx, _, _) in enumerate(pairs) if ctx]
         results = reliance_scores(self.scorer, [pairs[i] for i in scored])  # type: ignore[misc]
+        if self.config.question or self.config.question_threshold is not None:
+            probes = question_reliance_scores(self.scorer, [(pairs[i][0] or "", pairs[i][1]) for i in scored])
+            for scores, probe in zip(results, probes, strict=True):
+                scores["question_reliance"] = probe
         verdicts = [Verdict.kept("no context to score", scored=False) for _ in pairs]
-        threshold = self.config.threshold
         for i, scores in zip(scored, results, strict=True):
-            if threshold is not None and scores["reliance"] < threshold:
-                verdicts[i] = Verdict.drop("low_context_reliance", f"reliance {scores['reliance']:.3f} < {threshold}",
-                                           **scores)
-            else:
-                verdicts[i] = Verdict.kept("", **scores)
+            verdicts[i] = self._verdict(scores)
         return verdicts
+
+    def _verdict(self, scores: dict[str, Any]) -> Verdict:
+        """Drop below `threshold` (reliance) first, then below `question_threshold` (question probe)."""
+        threshold, q_threshold = self.config.threshold, self.config.question_threshold
+        if threshold is not None and scores["reliance"] < threshold:
+            return Verdict.drop("low_context_reliance", f"reliance {scores['reliance']:.3f} < {threshold}", **scores)
+        if q_threshold is not None and scores["question_reliance"] < q_threshold:
+            return Verdict.drop("low_question_reliance",
+                                f"question probe {scores['question_reliance']:.3f} < {q_threshold}", **scores)
+        return Verdict.kept("", **scores)
 
 
 def score_synthesized(records: Sequence[Synthesized], config: RelianceConfig | None = None,
