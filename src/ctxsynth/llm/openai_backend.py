@@ -18,11 +18,12 @@ queue (at most three per slot alive), so memory and CPU per request do not grow 
 While fewer than 32 replies were seen (so both thresholds are still `timeout_s`), an attempt re-reads
 them every half second: a stall in the first wave is cut as soon as typical latencies are known.
 
-CPU per request: the body is a plain dict sent with the client's `post` and the reply is decoded
-with `json`, skipping the SDK's typed request transform and response models (for a chat completion
-they cost more CPU than the rest of the path), and the aiohttp transport replaces httpx's pool,
-which scans every connection on each request. Auth, headers, base URL and the status errors are
-still the SDK's.
+CPU per request: the body is a plain dict and the reply is decoded with `json`, skipping the SDK's
+typed request transform and response models; the aiohttp transport replaces httpx's pool, which
+scans every connection on each request; and the body goes straight through that transport's
+aiohttp session with the URL, headers and timeouts the SDK computed once
+(`ctxsynth.llm.openai_direct`), raising the SDK's own errors. Clients where that could differ from
+the SDK's `post` (Azure, token providers, proxies, ...) use `post`.
 
 Truncation policy: a reply with finish_reason "length" is not `ok` (`failure` "truncated"). When
 its usage shows it stopped short of the requested budget (completion_tokens < max_tokens: the cut
@@ -305,9 +306,8 @@ class OpenAIBackend(Backend):
         return outcome
 
     async def _attempt(self, run: _Run, request: ChatRequest, watch: AttemptWatch) -> ChatResult | Failure:
-        """One HTTP attempt through the SDK's client (auth, headers, status errors) with a plain JSON body
-        and reply: the SDK's typed request transform and response models cost more CPU than the rest
-        of a request's path together, and a chat completion needs neither."""
+        """One HTTP attempt with a plain JSON body and reply (`run.send`: see ctxsynth.llm.openai_direct);
+        its errors are the SDK's, mapped to a Failure here."""
         import openai
 
         body: dict[str, Any] = {"model": self.model, "messages": list(request.messages), **self.sampling_fields(request),
