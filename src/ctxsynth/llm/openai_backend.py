@@ -18,11 +18,12 @@ queue (at most three per slot alive), so memory and CPU per request do not grow 
 While fewer than 32 replies were seen (so both thresholds are still `timeout_s`), an attempt re-reads
 them every half second: a stall in the first wave is cut as soon as typical latencies are known.
 
-CPU per request: the body is a plain dict sent with the client's `post` and the reply is decoded
-with `json`, skipping the SDK's typed request transform and response models (for a chat completion
-they cost more CPU than the rest of the path), and the aiohttp transport replaces httpx's pool,
-which scans every connection on each request. Auth, headers, base URL and the status errors are
-still the SDK's.
+CPU per request: the body is a plain dict and the reply is decoded with `json`, skipping the SDK's
+typed request transform and response models; the aiohttp transport replaces httpx's pool, which
+scans every connection on each request; and the body goes straight through that transport's
+aiohttp session with the URL, headers and timeouts the SDK computed once
+(`ctxsynth.llm.openai_direct`), raising the SDK's own errors. Clients where that could differ from
+the SDK's `post` (Azure, token providers, proxies, ...) use `post`.
 
 Truncation policy: a reply with finish_reason "length" is not `ok` (`failure` "truncated"). When
 its usage shows it stopped short of the requested budget (completion_tokens < max_tokens: the cut
@@ -59,6 +60,7 @@ from ctxsynth.llm.concurrency import (
     backoff_delay,
     parse_retry_after,
 )
+from ctxsynth.llm.openai_direct import Send, chat_sender
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,7 @@ class _Run:
     latency: LatencyTracker
     on_result: ResultCallback
     key: str
+    send: Send  # one body out, the reply's bytes back (ctxsynth.llm.openai_direct)
     stopped: bool = False  # on_result raised: the call is ending
 
 
@@ -213,7 +216,8 @@ class OpenAIBackend(Backend):
 
         client = openai.AsyncOpenAI(api_key=key, base_url=self._base_url(), max_retries=0, timeout=self.timeout_s,
                                     http_client=_http_client())
-        run = _Run(ConcurrencyController(self.max_concurrency), LatencyTracker(self.timeout_s), on_result, key)
+        run = _Run(ConcurrencyController(self.max_concurrency), LatencyTracker(self.timeout_s), on_result, key,
+                   await chat_sender(client))
         alive: set[asyncio.Task[ChatResult]] = set()
         finished = asyncio.Event()
         counts = {"requests": 0, "failed": 0, "retries": 0}
@@ -235,7 +239,7 @@ class OpenAIBackend(Backend):
         try:
             while True:
                 while len(alive) < 3 * self.max_concurrency and (item := queue.take()) is not None:
-                    task = asyncio.create_task(self._one(client, run, item[0], item[1]))
+                    task = asyncio.create_task(self._one(run, item[0], item[1]))
                     alive.add(task)
                     task.add_done_callback(done)
                     counts["requests"] += 1
@@ -254,11 +258,11 @@ class OpenAIBackend(Backend):
         log.info("openai %s: %d requests, %d not ok, %d retries, %d concurrency cuts", self.model,
                  counts["requests"], counts["failed"], counts["retries"], run.controller.cuts)
 
-    async def _one(self, client: Any, run: _Run, i: int, request: ChatRequest) -> ChatResult:
+    async def _one(self, run: _Run, i: int, request: ChatRequest) -> ChatResult:
         attempt, timeouts = 0, 0
         while True:
             attempt += 1
-            outcome = await self._slotted(client, run, request, timeouts)
+            outcome = await self._slotted(run, request, timeouts)
             if isinstance(outcome, ChatResult):
                 if outcome.ok or not _cut_short(outcome, request) or attempt > self.max_retries:
                     outcome.attempts = attempt
@@ -280,7 +284,7 @@ class OpenAIBackend(Backend):
             raise
         return outcome
 
-    async def _slotted(self, client: Any, run: _Run, request: ChatRequest, timeouts: int) -> ChatResult | Failure:
+    async def _slotted(self, run: _Run, request: ChatRequest, timeouts: int) -> ChatResult | Failure:
         """One attempt inside a slot; the slot is given back early if the attempt stalls."""
         ctl = run.controller
         await ctl.acquire()
@@ -289,7 +293,7 @@ class OpenAIBackend(Backend):
             raise asyncio.CancelledError
         watch = AttemptWatch(ctl, run.latency, timeouts)
         try:
-            outcome = await self._attempt(client, run, request, watch)
+            outcome = await self._attempt(run, request, watch)
             refused = isinstance(outcome, Failure) and outcome.rate_limited
             if refused and watch.held:  # a refusal holds its slot as long as an answer would: see concurrency.py
                 await asyncio.sleep(max(0.0, run.latency.typical - (time.monotonic() - watch.started)))
@@ -301,10 +305,9 @@ class OpenAIBackend(Backend):
         ctl.record(watch.started, rate_limited=refused)
         return outcome
 
-    async def _attempt(self, client: Any, run: _Run, request: ChatRequest, watch: AttemptWatch) -> ChatResult | Failure:
-        """One HTTP attempt through the SDK's client (auth, headers, status errors) with a plain JSON body
-        and reply: the SDK's typed request transform and response models cost more CPU than the rest
-        of a request's path together, and a chat completion needs neither."""
+    async def _attempt(self, run: _Run, request: ChatRequest, watch: AttemptWatch) -> ChatResult | Failure:
+        """One HTTP attempt with a plain JSON body and reply (`run.send`: see ctxsynth.llm.openai_direct);
+        its errors are the SDK's, mapped to a Failure here."""
         import openai
 
         body: dict[str, Any] = {"model": self.model, "messages": list(request.messages), **self.sampling_fields(request),
@@ -313,7 +316,7 @@ class OpenAIBackend(Backend):
             try:
                 async with asyncio.timeout(None) as timeout:  # no extra task per attempt, unlike wait_for
                     watch.start(timeout)
-                    raw = await client.post("/chat/completions", body=body, cast_to=bytes)
+                    raw = await run.send(body)
             finally:
                 watch.stop()
             return result_from_json(json.loads(raw))

@@ -128,7 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
             outcome, status, payload, headers = self._answer(app, hit, in_flight)
         finally:  # recorded before the bytes go out: a client holding its reply finds the record
             app._leave(HitRecord(hit.key, hit.n, hit.total, in_flight, outcome,
-                                 self.headers.get("Authorization", "")))
+                                 self.headers.get("Authorization", ""), tuple(self.headers.items()), self.path))
         try:
             if status is None:
                 self.close_connection = True

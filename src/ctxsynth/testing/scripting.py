@@ -88,6 +88,8 @@ class HitRecord:
     in_flight: int  # requests in flight when this one arrived, itself included
     outcome: str  # "ok", "truncated", "stall", "abandoned" (a stall the client hung up on), "malformed", "drop", "http_<status>", "responder_error"
     authorization: str  # the Authorization header as received
+    headers: tuple[tuple[str, str], ...] = ()  # every request header as received, in order
+    path: str = ""  # the request target, query included
 
 
 Responder = Callable[[dict[str, Any]], "str | Reply"]
