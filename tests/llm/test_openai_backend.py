@@ -17,12 +17,11 @@ import pytest
 
 from ctxsynth.llm import BACKENDS
 from ctxsynth.llm.base import ChatRequest, ChatResult, SamplingParams
+from ctxsynth.llm.concurrency import backoff_delay, parse_retry_after
 from ctxsynth.llm.openai_backend import (
     PLACEHOLDER_KEY,
     MissingAPIKeyError,
     OpenAIBackend,
-    backoff_delay,
-    parse_retry_after,
 )
 from ctxsynth.testing import Fault, Hit, OpenAIServer, Reply, request_fingerprint
 

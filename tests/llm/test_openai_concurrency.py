@@ -73,10 +73,11 @@ def test_each_call_starts_from_the_full_limit() -> None:
 
 def test_a_stalled_attempt_gives_its_slot_back_and_the_rest_flows_past_it() -> None:
     """Limit 2; request 40 stalls for 2 s once 32 latencies are known: after stall_after (the 1 s
-    floor) its slot is free, so a third request is in flight beside it, and it still answers."""
+    floor) its slot is free, so a third request is in flight beside it, and it still answers (no
+    hedge: the others are done before the stall ends, and a hedge would end it; test_hedging.py)."""
     with OpenAIServer(latency_s=0.02) as server:
         server.inject(Fault.stall(2.0), match=lambda body: body["messages"][-1]["content"] == "question 40")
-        results = backend(server, max_concurrency=2).generate(requests(120))
+        results = backend(server, max_concurrency=2, hedge=False).generate(requests(120))
         records = server.records()
     assert all(r.ok for r in results) and results[40].attempts == 1
     assert max(r.in_flight for r in records) == 3
@@ -90,7 +91,8 @@ def test_a_stall_in_the_first_wave_is_abandoned_once_latencies_are_known() -> No
     abandoned and retried: the server sees the client hang up on it, long before the stall ends."""
     with OpenAIServer(latency_s=0.02) as server:
         server.inject(Fault.stall(20.0), match=lambda body: body["messages"][-1]["content"] == "question 0")
-        results = backend(server, max_concurrency=8, timeout_s=60.0).generate(requests(120))
+        # hedge=False: the deadline mechanism alone (a hedge would end the stall sooner, see test_hedging.py)
+        results = backend(server, max_concurrency=8, timeout_s=60.0, hedge=False).generate(requests(120))
         records = server.records()
     assert all(r.ok for r in results) and results[0].attempts == 2
     assert sorted(r.outcome for r in records) == ["abandoned"] + ["ok"] * 120  # one retry, nothing else

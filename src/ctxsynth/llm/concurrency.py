@@ -76,6 +76,10 @@ class ConcurrencyController:
         self._replies = 0
         self._limited = 0
 
+    def idle(self) -> bool:
+        """Whether a slot is free and nobody waits for one."""
+        return not self._waiters and self.in_flight < int(self.limit)
+
     async def acquire(self) -> None:
         """Wait for a slot (first come, first served)."""
         if self.in_flight < int(self.limit) and not self._waiters:
@@ -146,11 +150,13 @@ class LatencyTracker:
 
     def __init__(self, timeout_s: float, *, min_samples: int = 32, size: int = 256,
                  stall_factor: float = 3.0, stall_floor_s: float = 1.0,
-                 deadline_factor: float = 8.0, deadline_floor_s: float = 5.0) -> None:
+                 deadline_factor: float = 8.0, deadline_floor_s: float = 5.0,
+                 hedge_factor: float = 2.0, hedge_floor_s: float = 1.0) -> None:
         self.timeout_s = timeout_s
         self.min_samples = min_samples
         self.stall_factor, self.stall_floor_s = stall_factor, stall_floor_s
         self.deadline_factor, self.deadline_floor_s = deadline_factor, deadline_floor_s
+        self.hedge_factor, self.hedge_floor_s = hedge_factor, hedge_floor_s
         self._samples: deque[float] = deque(maxlen=size)
         self._seen = 0
         self._p95 = self._p99 = math.inf
@@ -173,6 +179,10 @@ class LatencyTracker:
     def stall_after(self) -> float:
         """Seconds after which an attempt gives its slot back."""
         return min(self.timeout_s, max(self.stall_floor_s, self.stall_factor * self._p95))
+
+    def hedge_after(self) -> float:
+        """Seconds after which a second attempt may be sent beside a slow one (infinite while warming up)."""
+        return max(self.hedge_floor_s, self.hedge_factor * self._p99)
 
     def deadline(self, escalation: int = 0) -> float:
         """Seconds after which an attempt is abandoned; doubled for each earlier timeout of the

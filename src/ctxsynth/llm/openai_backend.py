@@ -13,7 +13,9 @@ cut only when a large share of a window of replies are 429s (an overloaded serve
 429; it grows back with clean windows, which also close on time. An attempt slower than a few
 times the observed p95 latency gives its slot back (it keeps waiting; at most `max_concurrency`
 such attempts), and one slower than the observed p99 times eight (at least 5 s, at most
-`timeout_s`) is abandoned and retried with a doubled deadline. Requests are taken lazily from the
+`timeout_s`) is abandoned and retried with a doubled deadline. When nothing else is queued and a
+slot is free, an attempt slower than twice the p99 gets a hedge beside it, the same request sent
+again; the first success wins (`hedge: false` turns this off). Requests are taken lazily from the
 queue (at most three per slot alive), so memory and CPU per request do not grow with the batch.
 While fewer than 32 replies were seen (so both thresholds are still `timeout_s`), an attempt re-reads
 them every half second: a stall in the first wave is cut as soon as typical latencies are known.
@@ -48,6 +50,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -58,24 +61,24 @@ from ctxsynth.llm.concurrency import (
     ConcurrencyController,
     LatencyTracker,
     backoff_delay,
-    parse_retry_after,
 )
+from ctxsynth.llm.hedging import hedged
 from ctxsynth.llm.openai_direct import Send, chat_sender
+from ctxsynth.llm.openai_replies import (  # noqa: F401 - Failure, scrub, to_result: also imported from here
+    Failure,
+    _cut_short,
+    _dropped,
+    _status_failure,
+    _succeeded,
+    result_from_json,
+    scrub,
+    to_result,
+)
 
 log = logging.getLogger(__name__)
 
-RETRYABLE_STATUS = frozenset({408, 409, 429})
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
 PLACEHOLDER_KEY = "sk-local-no-key"
-
-
-@dataclass(frozen=True)
-class Failure:
-    reason: str  # final error text if no retry is left
-    retryable: bool
-    retry_after: float | None = None
-    rate_limited: bool = False
-    kind: str = "outage"  # ChatResult.failure if no retry is left
 
 
 @dataclass
@@ -88,6 +91,8 @@ class _Run:
     key: str
     send: Send  # one body out, the reply's bytes back (ctxsynth.llm.openai_direct)
     stopped: bool = False  # on_result raised: the call is ending
+    drained: bool = False  # the request queue was empty at the last look: idle slots may hedge
+    hedges: int = 0  # second attempts sent beside slow ones (ctxsynth.llm.hedging)
 
 
 def _is_local(base_url: str | None) -> bool:
@@ -108,7 +113,8 @@ class OpenAIBackend(Backend):
     backoff_max_s: the jittered exponential backoff; extra_body: fields merged into every request
     body (e.g. vLLM's top_k), part of the cache identity; max_tokens_field: the body field that
     carries the reply budget, "max_tokens" (most servers) or "max_completion_tokens" (OpenAI's
-    reasoning models refuse max_tokens).
+    reasoning models refuse max_tokens); hedge: at the tail of a call (nothing else queued, a slot
+    free), send a second attempt beside one slower than twice the p99 latency (ctxsynth.llm.hedging).
     """
 
     name = "openai"
@@ -133,6 +139,7 @@ class OpenAIBackend(Backend):
         backoff_max_s: float = 60.0,
         extra_body: dict[str, Any] | None = None,
         max_tokens_field: str = "max_tokens",
+        hedge: bool = True,
     ) -> None:
         super().__init__(model)
         if max_concurrency < 1 or max_retries < 0 or timeout_s <= 0:
@@ -150,6 +157,7 @@ class OpenAIBackend(Backend):
         self.backoff_max_s = backoff_max_s
         self.extra_body = dict(extra_body or {})
         self.max_tokens_field = max_tokens_field
+        self.hedge = hedge
         self.concurrency_limit = float(max_concurrency)  # where the last call's adaptive limit ended
         self._rng = random.Random()
 
@@ -238,7 +246,11 @@ class OpenAIBackend(Backend):
 
         try:
             while True:
-                while len(alive) < 3 * self.max_concurrency and (item := queue.take()) is not None:
+                while len(alive) < 3 * self.max_concurrency:
+                    item = queue.take()
+                    run.drained = item is None
+                    if item is None:
+                        break
                     task = asyncio.create_task(self._one(run, item[0], item[1]))
                     alive.add(task)
                     task.add_done_callback(done)
@@ -255,14 +267,19 @@ class OpenAIBackend(Backend):
             await asyncio.gather(*alive, return_exceptions=True)
             self.concurrency_limit = run.controller.limit
             await client.close()
-        log.info("openai %s: %d requests, %d not ok, %d retries, %d concurrency cuts", self.model,
-                 counts["requests"], counts["failed"], counts["retries"], run.controller.cuts)
+        log.info("openai %s: %d requests, %d not ok, %d retries, %d hedges, %d concurrency cuts", self.model,
+                 counts["requests"], counts["failed"], counts["retries"], run.hedges, run.controller.cuts)
 
     async def _one(self, run: _Run, i: int, request: ChatRequest) -> ChatResult:
         attempt, timeouts = 0, 0
         while True:
             attempt += 1
-            outcome = await self._slotted(run, request, timeouts)
+            if self.hedge:
+                outcome, hedge = await hedged(partial(self._slotted, run, request, timeouts), run.latency.hedge_after,
+                                              lambda: run.drained and run.controller.idle(), _succeeded)
+                run.hedges += hedge
+            else:
+                outcome = await self._slotted(run, request, timeouts)
             if isinstance(outcome, ChatResult):
                 if outcome.ok or not _cut_short(outcome, request) or attempt > self.max_retries:
                     outcome.attempts = attempt
@@ -334,17 +351,6 @@ class OpenAIBackend(Backend):
                            kind="error")
 
 
-def _dropped(exc: BaseException) -> bool:
-    """Whether a timeout error from the SDK was really a dropped connection: the aiohttp transport maps
-    every aiohttp connection error (a server that closed the connection included) to a timeout."""
-    cause = exc.__cause__
-    while cause is not None:
-        if type(cause).__module__.startswith("aiohttp") and not isinstance(cause, TimeoutError):
-            return True
-        cause = cause.__cause__
-    return False
-
-
 _SSL: list[Any] = []  # the SDK's default SSL context, built once per process
 
 
@@ -369,58 +375,3 @@ def _http_client() -> Any:
             return factory()
         _SSL.append(create_ssl_context(verify=True, trust_env=True))
     return factory(verify=_SSL[0])
-
-
-def scrub(text: str, key: str) -> str:
-    return text.replace(key, "***") if key else text
-
-
-def _status_failure(exc: Any, key: str) -> Failure:
-    status = int(exc.status_code)
-    if status in RETRYABLE_STATUS or status >= 500:
-        retry_after = parse_retry_after(exc.response.headers, now=time.time())
-        return Failure(f"http_{status}", retryable=True, retry_after=retry_after, rate_limited=status == 429,
-                        kind="rate_limit" if status == 429 else "outage")
-    body = exc.body if isinstance(exc.body, dict) else {}
-    error = body.get("error", body)
-    message = error.get("message") if isinstance(error, dict) else None
-    kind = {401: "auth", 403: "auth", 404: "not_found"}.get(status, "rejected")
-    return Failure(scrub(f"http_{status}: {message or exc.message}", key)[:500], retryable=False, kind=kind)
-
-
-def _cut_short(result: ChatResult, request: ChatRequest) -> bool:
-    """A truncated reply that stopped before its budget: the cut was not the budget's."""
-    used = result.usage.get("completion_tokens")
-    return result.finish_reason == "length" and used is not None and used < request.params.max_tokens
-
-
-def result_from_json(payload: Any) -> ChatResult | Failure:
-    """A chat.completion body (decoded JSON) -> ChatResult; a body without a choice is malformed."""
-    try:
-        choice = payload["choices"][0]
-        text = choice["message"].get("content")
-        finish_reason = choice.get("finish_reason")
-        raw_usage = payload.get("usage") or {}
-    except (AttributeError, IndexError, TypeError, KeyError):
-        return Failure("malformed_response", retryable=True)
-    usage = {name: value for name in ("prompt_tokens", "completion_tokens", "total_tokens")
-             if isinstance(value := raw_usage.get(name) if isinstance(raw_usage, dict) else None, int)}
-    return ChatResult(text=text or "", finish_reason=str(finish_reason or "unknown"), usage=usage)
-
-
-def to_result(response: Any) -> ChatResult | Failure:
-    """The same from the SDK's ChatCompletion model (the Batch API's replies)."""
-    try:
-        choice = response.choices[0]
-        text = choice.message.content
-        finish_reason = choice.finish_reason
-    except (AttributeError, IndexError, TypeError, KeyError):
-        return Failure("malformed_response", retryable=True)
-    usage: dict[str, int] = {}
-    raw_usage = getattr(response, "usage", None)
-    for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
-        value = getattr(raw_usage, name, None)
-        if isinstance(value, int):
-            usage[name] = value
-    return ChatResult(text=text or "", finish_reason=str(finish_reason or "unknown"), usage=usage)
-
