@@ -55,6 +55,28 @@ def test_wellformed_keeps_choice_questions_yes_no_and_real_seeds(real_seeds: lis
         assert verdict.keep or verdict.reason == "answer_in_instruction", (seed.instruction, verdict)
 
 
+@pytest.mark.parametrize(("answer", "words"), [
+    # words are counted after normalisation: case, punctuation and articles go, a hyphen joins its halves
+    ("the Roman Empire", 2),  # "roman empire"
+    ("$100,000 in prize money", 4),  # "100000 in prize money"
+    ("Catawba, Muskogee-speaking Creek and Choctaw", 5),  # "catawba muskogeespeaking creek and choctaw"
+    (["Four", "four fraternities and sororities"], 4),  # the longest reference counts
+])
+def test_wellformed_max_answer_words_keeps_at_the_limit_and_drops_above_it(answer: str | list[str], words: int) -> None:
+    seed = _seed("s", "Which group did the treaty of the region name?", answer)
+    assert WellFormedFilter(WellFormedConfig(max_answer_words=words)).check_one(seed).keep
+    verdict = WellFormedFilter(WellFormedConfig(max_answer_words=words - 1)).check_one(seed)
+    assert not verdict.keep and verdict.reason == "answer_too_long" and verdict.scores == {"answer_words": words}
+    assert WellFormedFilter(WellFormedConfig()).check_one(seed).keep  # no limit by default
+    assert WellFormedFilter(WellFormedConfig(max_answer_words=1)).check_one(_seed("m", seed.instruction, "$100,000")).keep
+
+
+@pytest.mark.parametrize("bad", [0, -2, 2.5, True, "3"])
+def test_wellformed_max_answer_words_refuses_bad_values(bad: object) -> None:
+    with pytest.raises(ValueError, match="filters.wellformed.max_answer_words must be a whole number >= 1"):
+        FiltersConfig(wellformed=WellFormedConfig(max_answer_words=bad))  # type: ignore[arg-type]
+
+
 def test_dedup_finds_planted_duplicates_and_nothing_else_in_real_seeds(real_seeds: list[Seed]) -> None:
     texts = [f"{s.instruction} || {' | '.join(s.answers)}" for s in real_seeds]
     ids = [s.id for s in real_seeds]

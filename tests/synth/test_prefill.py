@@ -61,3 +61,5 @@ def test_the_demo_config_validates_and_refuses_prefill_on_an_api_backend(monkeyp
     assert ok.exit_code == 0, ok.output
     api = runner.invoke(app, ["validate", str(demo), "llm.backend=openai", "llm.options={}"])
     assert api.exit_code == 2 and "synth.prefill needs a backend" in api.output
+    bad = runner.invoke(app, ["validate", str(demo), "filters.wellformed.max_answer_words=0"])
+    assert bad.exit_code == 2 and "filters.wellformed.max_answer_words must be a whole number >= 1" in bad.output

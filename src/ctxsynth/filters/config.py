@@ -35,6 +35,7 @@ class WellFormedConfig:
     ])
     answer_in_instruction: bool = True  # drop answers that are the instruction's own words
     allow_choice_questions: bool = True  # "Which is older, A or B?" -> "A" is kept
+    max_answer_words: int | None = None  # drop a seed with a reference answer longer than this (normalised words)
 
 
 @dataclass
@@ -116,6 +117,10 @@ class FiltersConfig:
         self.validate()
 
     def validate(self) -> None:
+        most = self.wellformed.max_answer_words
+        if most is not None and (isinstance(most, bool) or not isinstance(most, int) or most < 1):
+            raise ValueError(f"filters.wellformed.max_answer_words must be a whole number >= 1, or null for no "
+                             f"limit, not {most!r}")
         if not 0.0 < self.dedup.threshold <= 1.0:
             raise ValueError(f"filters.dedup.threshold must be in (0, 1], not {self.dedup.threshold}")
         if self.decontam.n < 1 or not 0 <= self.decontam.short_n <= self.decontam.n:

@@ -3,7 +3,9 @@
 Reasons: "empty_answer", "unanswerable_answer" (the answer says there is none: SQuAD v2 style),
 "instruction_too_short" (empty or a couple of words), "answer_in_instruction" (the answer is the
 instruction's own words, so the instruction gives it away; choice questions such as
-"Which is older, A or B?" are exempt by default, since naming the options is their form).
+"Which is older, A or B?" are exempt by default, since naming the options is their form),
+"answer_too_long" (only with `max_answer_words`: a reference answer has more words than that, after
+normalisation (case, punctuation and articles dropped), so the seed is not a short-span question).
 """
 
 from __future__ import annotations
@@ -58,6 +60,11 @@ class WellFormedFilter:
             choice = self.config.allow_choice_questions and bool(_CHOICE.search(seed.instruction))
             if copied and len(copied) == len([n for n in normalized if n]) and not choice:
                 return Verdict.drop("answer_in_instruction", f"answer {copied[0]!r} appears in the instruction")
+        longest = max((len(n.split()) for n in normalized), default=0)
+        most = self.config.max_answer_words
+        if most is not None and longest > most:
+            return Verdict.drop("answer_too_long", f"a reference answer has {longest} words > {most}",
+                                answer_words=longest)
         return Verdict.kept(instruction_words=words)
 
 
