@@ -98,6 +98,8 @@ def merge_pool(parts: Sequence[Path], path: Path) -> int:
                        f"{columns} FROM part.docs d", (number,))
             db.commit()
             db.execute("DETACH DATABASE part")
+        # without this index the join below compares every row with every group: quadratic in the pool
+        db.execute("CREATE INDEX staging.docs_rid ON docs (rid, seq)")
         db.execute(_SCHEMA.format(table="main.docs"))
         db.execute(f"""INSERT INTO main.docs (seq, rid, k, {_COLUMNS}) SELECT d.seq, d.rid, d.k, {columns}
                        FROM staging.docs d JOIN (SELECT rid, MAX(seq) AS seq FROM staging.docs GROUP BY rid) last
