@@ -55,6 +55,8 @@ def test_disk_pool_holds_the_in_memory_pool_in_order(tmp_path: Path) -> None:
 @pytest.mark.parametrize("options", [
     {"distractors": "same_task", "target_tokens": [900, 2000]},
     {"distractors": "any_task", "n_documents": 6},
+    {"distractors": "same_task", "target_tokens": [900, 2000], "random_draw": "sample"},
+    {"distractors": "any_task", "n_documents": 6, "random_draw": "sample"},
     {"distractors": "bm25", "target_tokens": 1500},
     pytest.param({"distractors": "embedding", "target_tokens": 1500}, marks=pytest.mark.slow),
 ])
