@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ctxsynth.executors import Executor
 
 log = logging.getLogger(__name__)
-POOL_FILE = "pool.sqlite"
+POOL_FILE = "pool-v2.sqlite"  # v2: token ends per document (a v1 file of an older run is not reused)
 
 
 def read_records(files: list[Path]) -> Iterator[Synthesized]:
