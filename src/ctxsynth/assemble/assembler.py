@@ -65,7 +65,6 @@ class Assembler:
         self.separator_cost = self._separator_cost()
         self.count_method = self._count_method()
         self.stats: Counter[str] = Counter()
-        self._tail_costs: dict[str, int] = {}
         log.info("assembler ready: %d pool documents, %d corpus documents, counting=%s",
                  len(self.pool), len(corpus), self.count_method)
 
@@ -194,9 +193,7 @@ class Assembler:
         if len(golds) > 1:
             return position.spread_gaps(depth, rng, len(order), len(golds))
         head_cost = len(self.tokenizer.encode(self.frame.before_user + head))
-        if tail not in self._tail_costs:  # a template's tail: the same for every sample of a task
-            self._tail_costs[tail] = len(self.tokenizer.encode(tail))
-        tail_cost = self._tail_costs[tail]
+        tail_cost = len(self.tokenizer.encode(tail))
         return [position.choose_slot(depth, rng, [d.n_tokens + self.separator_cost for d in order],
                                      head_cost, golds[0].n_tokens, tail_cost)]
 
