@@ -52,7 +52,9 @@ def pipeline_config(out: Path, seeds: Path, n: int, workers: int, executor: str,
         "seeds": {"source": "jsonl", "path": str(seeds)},
         "llm": {"backend": "fake", "model": "fake", "max_tokens": 1024, "options": {"words": 300}},
         "synth": {"target_words": 300, "max_attempts": 1},
-        "assemble": {"target_tokens": 2048, "distractors": "any_task", "leak_check": False},
+        # random_draw "sample": O(k) distractor draws (the default "shuffle" is O(pool) per sample,
+        # quadratic in N; its samples differ, its cost per sample does not depend on N)
+        "assemble": {"target_tokens": 2048, "distractors": "any_task", "leak_check": False, "random_draw": "sample"},
         "export": {"formats": ["trl_messages"]},
     }
 
@@ -170,7 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     from importlib.metadata import version
 
     print(f"# python {platform.python_version()}, ctxsynth {version('ctxsynth')}, {os.cpu_count()} cores, "
-          f"{platform.platform()}; executor={args.executor} stages={args.stages} shard_size={args.shard_size}", flush=True)
+          f"{platform.platform()}; executor={args.executor} stages={args.stages} shard_size={args.shard_size} "
+          "assemble.random_draw=sample", flush=True)
     small = max(1, args.records // 10)
     stages = args.stages.split(",")
     if stages != STAGES[:len(stages)] or len(stages) < 2:

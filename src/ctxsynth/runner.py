@@ -188,6 +188,8 @@ class Run:
         view = {k: v for k, v in self.saved_view().items()
                 if k not in ("out_dir", "name", "shards", "max_consecutive_failures") + EXECUTION_KEYS}
         view["llm"] = {k: v for k, v in view.get("llm", {}).items() if k != "max_cost_usd"}
+        if view.get("assemble", {}).get("random_draw") == "shuffle":  # the default hashes as before the key existed
+            view["assemble"] = {k: v for k, v in view["assemble"].items() if k != "random_draw"}
         return hashlib.sha256(json.dumps(view, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
 
     def prepare(self, overwrite: bool = False, force: str | None = None) -> None:

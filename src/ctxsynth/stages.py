@@ -241,7 +241,7 @@ def run_assemble(run: Run, progress: Progress | None = None) -> dict[str, Any]:
     todo = [i for i in range(len(files)) if not markers.shard_done(i)]
     pool_path = markers.dir / POOL_FILE
     if todo:
-        ensure_pool(files, run.config.assemble, pool_path)
+        ensure_pool(files, run.config.assemble, pool_path, run.executor() if len(files) > 1 else None)
     counts = [int(s.get("n_out", 0)) for s in run.markers(run.input_stage("assemble")).shard_stats()]
     progress.start("assemble", sum(n for i, n in enumerate(counts) if i in todo))
     work = AssembleShard(run.config.assemble, run.config.seed, tuple(map(str, files)), str(pool_path))

@@ -37,10 +37,8 @@ class HFTokenizer:
     """A Hugging Face fast tokenizer; counts never include special BOS/EOS tokens added by encode."""
 
     def __init__(self, path: str) -> None:
-        from transformers import AutoTokenizer
-
         self.name = path
-        self.hf = AutoTokenizer.from_pretrained(path)
+        self.hf = _load_hf_tokenizer(path)
         self._fast = self.hf.backend_tokenizer if hasattr(self.hf, "backend_tokenizer") else None
 
     def encode(self, text: str) -> list[int]:
@@ -68,6 +66,27 @@ class HFTokenizer:
                 list(messages), tokenize=False, add_generation_prompt=add_generation_prompt
             )
         return "\n\n".join(m["content"] for m in messages)
+
+
+def _load_hf_tokenizer(path: str) -> Any:
+    """AutoTokenizer's tokenizer for `path`. A folder whose tokenizer_config.json names transformers'
+    tokenizers-library class (`TokenizersBackend`, as SmolLM2's does) gets that class directly: the
+    same object AutoTokenizer builds, without the import of torch that AutoTokenizer's config
+    machinery costs (seconds in every worker process); any other folder goes through AutoTokenizer."""
+    import json
+
+    config = Path(path) / "tokenizer_config.json"
+    try:
+        named = json.loads(config.read_text(encoding="utf-8")).get("tokenizer_class")
+    except (OSError, ValueError, AttributeError):
+        named = None
+    if named == "TokenizersBackend" and (Path(path) / "tokenizer.json").is_file():
+        from transformers.tokenization_utils_tokenizers import TokenizersBackend
+
+        return TokenizersBackend.from_pretrained(path)
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
 
 
 class TiktokenTokenizer:

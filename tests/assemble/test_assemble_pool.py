@@ -55,6 +55,8 @@ def test_disk_pool_holds_the_in_memory_pool_in_order(tmp_path: Path) -> None:
 @pytest.mark.parametrize("options", [
     {"distractors": "same_task", "target_tokens": [900, 2000]},
     {"distractors": "any_task", "n_documents": 6},
+    {"distractors": "same_task", "target_tokens": [900, 2000], "random_draw": "sample"},
+    {"distractors": "any_task", "n_documents": 6, "random_draw": "sample"},
     {"distractors": "bm25", "target_tokens": 1500},
     pytest.param({"distractors": "embedding", "target_tokens": 1500}, marks=pytest.mark.slow),
 ])
@@ -97,3 +99,15 @@ def test_parts_indexed_apart_merge_into_the_same_pool(tmp_path: Path) -> None:
         index_records(iter(chunk), tokenizer, part)
     merge_pool(parts, tmp_path / "merged.sqlite")
     assert list(DocPool(tmp_path / "merged.sqlite")) == list(_disk(tmp_path, records))
+
+
+def test_stored_token_ends_are_those_of_a_fresh_tokenization(tmp_path: Path) -> None:
+    from ctxsynth.assemble.documents import pack_ends, token_ends
+
+    tokenizer = load_tokenizer("smollm2")
+    disk = _disk(tmp_path, _records())
+    for doc in disk:
+        fresh = [end for _, end in tokenizer.offsets_batch([doc.text])[0]]
+        assert doc.ends is not None and token_ends(tokenizer, doc) == fresh
+    assert pack_ends([3, 70000]) is None and pack_ends([5, 4]) is None  # a step too long, unsorted
+    assert list(token_ends(tokenizer, disk[0].__class__(**{**disk[0].__dict__, "ends": None}))) == token_ends(tokenizer, disk[0])

@@ -61,7 +61,7 @@ class Assembler:
             items = load_corpus(config.distractors.split(":", 1)[1], config.corpus_chunk_words)
             corpus = index_documents(self.tokenizer, [(i, "corpus", t) for i, t in items])
         model_dir = Path(config.embedding_model) if config.embedding_model else None
-        self.source = build_source(config.distractors, self.pool, corpus, model_dir)
+        self.source = build_source(config.distractors, self.pool, corpus, model_dir, config.random_draw)
         self.separator_cost = self._separator_cost()
         self.count_method = self._count_method()
         self.stats: Counter[str] = Counter()

@@ -48,6 +48,11 @@ class AssembleConfig:
     # distractors: same_task | any_task | embedding | bm25 (hard negatives ranked in the synthetic pool)
     # | corpus:<c> (random) | embedding:<c> | bm25:<c> (ranked in corpus c: wiki, essays or a path)
     distractors: str = "same_task"
+    # how the random strategies (same_task, any_task, corpus:<c>) order candidates: "shuffle" shuffles
+    # every candidate position per sample (the default; its samples are the reference bytes, but it
+    # costs O(pool) per sample, quadratic in the run); "sample" draws distinct positions one at a time
+    # from a generator seeded per sample: O(candidates looked at), other (equally valid) samples
+    random_draw: Literal["shuffle", "sample"] = "shuffle"
     corpus_chunk_words: int = 700  # external corpora are cut into documents of about this many words
     embedding_model: str | None = None  # sentence-transformers folder; None = bundled MiniLM
     # leak checks
@@ -96,6 +101,8 @@ class AssembleConfig:
                 "embedding:<corpus>, bm25:<corpus>, "
                 "corpus:wiki, corpus:essays or corpus:<path>"
             )
+        if self.random_draw not in ("shuffle", "sample"):
+            raise ValueError(f"random_draw must be 'shuffle' or 'sample', got {self.random_draw!r}")
         if self.corpus_chunk_words < 20:
             raise ValueError("corpus_chunk_words must be >= 20")
 

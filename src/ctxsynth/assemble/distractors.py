@@ -34,9 +34,10 @@ class RandomSource:
     `docs` is a list or a DocPool (on disk): a task's documents are its positions, and a candidate
     is read from the pool only when selection looks past its token count."""
 
-    def __init__(self, docs: Sequence[Doc], same_task: bool) -> None:
+    def __init__(self, docs: Sequence[Doc], same_task: bool, draw: str = "shuffle") -> None:
         self.docs = docs
         self.same_task = same_task
+        self.draw = draw  # "shuffle" (whole list, O(pool)) or "sample" (lazy distinct draws)
         self.by_task: dict[str, Sequence[int]] = {}
 
     def task_positions(self, task: str) -> Sequence[int]:
@@ -49,9 +50,28 @@ class RandomSource:
 
     def candidates(self, gold: Doc, rng: random.Random) -> Iterator[Doc]:
         positions = self.task_positions(gold.task) if self.same_task else range(len(self.docs))
+        if self.draw == "sample":
+            # one draw from the sample's generator seeds the walk, however far selection reads it
+            walk = distinct_draws(len(positions), random.Random(rng.getrandbits(64)))
+            return candidates_at(self.docs, (positions[i] for i in walk), gold.id)
         order = list(range(len(positions)))
         rng.shuffle(order)
         return candidates_at(self.docs, (positions[i] for i in order), gold.id)
+
+
+def distinct_draws(n: int, rng: random.Random) -> Iterator[int]:
+    """0..n-1 in uniformly random order, drawn lazily: the first k cost O(k) (random draws, repeats
+    redrawn) while fewer than half are out; the rest are then shuffled at once (O(n), paid only by a
+    caller that has already read n/2)."""
+    seen: set[int] = set()
+    while 2 * len(seen) < n:
+        i = rng.randrange(n)
+        if i not in seen:
+            seen.add(i)
+            yield i
+    rest = [i for i in range(n) if i not in seen]
+    rng.shuffle(rest)
+    yield from rest
 
 
 class EmbeddingSource:
@@ -117,16 +137,18 @@ def _rows(docs: Sequence[Doc]) -> Callable[[str], int | None]:
     return rows.get
 
 
-def build_source(strategy: str, pool: Sequence[Doc], corpus: Sequence[Doc], model_dir: Path | None) -> CandidateSource:
-    """The candidate source of a strategy name (validated by AssembleConfig)."""
+def build_source(strategy: str, pool: Sequence[Doc], corpus: Sequence[Doc], model_dir: Path | None,
+                 draw: str = "shuffle") -> CandidateSource:
+    """The candidate source of a strategy name (validated by AssembleConfig); `draw`: how random
+    strategies order candidates (AssembleConfig.random_draw)."""
     if strategy == "same_task":
-        return RandomSource(pool, same_task=True)
+        return RandomSource(pool, same_task=True, draw=draw)
     if strategy == "any_task":
-        return RandomSource(pool, same_task=False)
+        return RandomSource(pool, same_task=False, draw=draw)
     kind, _, corpus_name = strategy.partition(":")
     docs = corpus if corpus_name else pool  # "embedding:wiki" ranks the corpus, "embedding" the pool
     if kind == "corpus":
-        return RandomSource(corpus, same_task=False)
+        return RandomSource(corpus, same_task=False, draw=draw)
     if kind == "embedding":
         from ctxsynth import assets
 

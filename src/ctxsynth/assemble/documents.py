@@ -14,8 +14,10 @@ import bisect
 import heapq
 import re
 import zlib
+from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import accumulate
 
 from ctxsynth.eval.metrics import normalize_answer
 from ctxsynth.tokenize import Tokenizer
@@ -39,6 +41,8 @@ class Doc:
     tail: str
     norm: str  # " normalised text " for word-boundary answer search
     sketch: tuple[int, ...]
+    # where each token ends (pack_ends: 2 bytes a token), kept so trimming needs no second tokenization
+    ends: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def has_cuts(self) -> bool:
@@ -86,15 +90,31 @@ def _cut_points(text: str, ends: Sequence[int]) -> tuple[int, int] | None:
     return (first, lasts[-1]) if lasts else None
 
 
+def pack_ends(ends: Sequence[int]) -> bytes | None:
+    """Token end offsets as 16-bit steps; None when they do not fit (unsorted, or a step > 65535)."""
+    steps = [b - a for a, b in zip([0, *ends], ends)]
+    if any(not 0 <= d <= 0xFFFF for d in steps):
+        return None
+    return array("H", steps).tobytes()
+
+
+def token_ends(tokenizer: Tokenizer, doc: Doc) -> list[int]:
+    """Where each of the document's tokens ends: from the index when kept there, else tokenized."""
+    if doc.ends is not None:
+        return list(accumulate(array("H", doc.ends)))
+    return [e for _, e in tokenizer.offsets_batch([doc.text])[0]]
+
+
 def _make(doc_id: str, task: str, text: str, offsets: Sequence[tuple[int, int]]) -> Doc:
     ends = [e for _, e in offsets]
     cuts = _cut_points(text, ends) if ends == sorted(ends) else None
     norm = f" {normalize_answer(text)} "
+    packed = pack_ends(ends)
     if cuts is None:
-        return Doc(doc_id, task, text, len(offsets), text, 0, "", norm, _sketch(norm))
+        return Doc(doc_id, task, text, len(offsets), text, 0, "", norm, _sketch(norm), packed)
     p, q = cuts
     middle = bisect.bisect_right(ends, q) - bisect.bisect_right(ends, p)
-    return Doc(doc_id, task, text, len(offsets), text[:p], middle, text[q:], norm, _sketch(norm))
+    return Doc(doc_id, task, text, len(offsets), text[:p], middle, text[q:], norm, _sketch(norm), packed)
 
 
 def index_documents(tokenizer: Tokenizer, items: Sequence[tuple[str, str, str]]) -> list[Doc]:
@@ -113,10 +133,10 @@ def trim_document(tokenizer: Tokenizer, doc: Doc, max_tokens: int, slack: int = 
     most about `slack` tokens, else at a word end."""
     if max_tokens <= 0:
         return None
-    offsets = tokenizer.offsets_batch([doc.text])[0]
+    ends = token_ends(tokenizer, doc)
     limit = max_tokens
     while limit > 0:
-        end = offsets[min(limit, len(offsets)) - 1][1]
+        end = ends[min(limit, len(ends)) - 1]
         text = doc.text[:end]
         sentence = max(text.rfind(". "), text.rfind(".\n"), text.rfind("? "), text.rfind("! "))
         if sentence > 0 and len(text) - sentence <= 3 * slack:

@@ -26,12 +26,12 @@ from ctxsynth.tokenize import Tokenizer
 log = logging.getLogger(__name__)
 
 _BATCH = 256
-_COLUMNS = "id, task, text, n_tokens, head, middle, tail, norm, sketch"
+_COLUMNS = "id, task, text, n_tokens, head, middle, tail, norm, sketch, ends"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS {table} (
     pos INTEGER PRIMARY KEY, seq INTEGER, rid TEXT, k INTEGER,
     id TEXT, task TEXT, text TEXT, n_tokens INTEGER, head INTEGER, middle INTEGER, tail INTEGER,
-    norm TEXT, sketch BLOB)
+    norm TEXT, sketch BLOB, ends BLOB)
 """
 
 
@@ -45,13 +45,13 @@ def pool_items(record: Synthesized) -> list[tuple[str, str, str]]:
 def _row(doc: Doc) -> tuple[Any, ...]:
     tail = len(doc.tail)
     return (doc.id, doc.task, doc.text, doc.n_tokens, len(doc.head), doc.middle, tail, doc.norm,
-            array("I", doc.sketch).tobytes())
+            array("I", doc.sketch).tobytes(), doc.ends)
 
 
 def _doc(row: Sequence[Any]) -> Doc:
-    doc_id, task, text, n_tokens, head, middle, tail, norm, sketch = row
+    doc_id, task, text, n_tokens, head, middle, tail, norm, sketch, ends = row
     return Doc(doc_id, task, text, n_tokens, text[:head], middle, text[len(text) - tail:] if tail else "", norm,
-               tuple(array("I", sketch)))
+               tuple(array("I", sketch)), ends)
 
 
 def build_pool(records: Iterable[Synthesized], tokenizer: Tokenizer, path: Path) -> int:
@@ -98,6 +98,8 @@ def merge_pool(parts: Sequence[Path], path: Path) -> int:
                        f"{columns} FROM part.docs d", (number,))
             db.commit()
             db.execute("DETACH DATABASE part")
+        # without this index the join below compares every row with every group: quadratic in the pool
+        db.execute("CREATE INDEX staging.docs_rid ON docs (rid, seq)")
         db.execute(_SCHEMA.format(table="main.docs"))
         db.execute(f"""INSERT INTO main.docs (seq, rid, k, {_COLUMNS}) SELECT d.seq, d.rid, d.k, {columns}
                        FROM staging.docs d JOIN (SELECT rid, MAX(seq) AS seq FROM staging.docs GROUP BY rid) last
@@ -121,7 +123,7 @@ def _stage(db: sqlite3.Connection, records: Iterable[Synthesized], tokenizer: To
 
     def flush() -> None:
         docs = index_documents(tokenizer, [item for _, _, _, item in batch])
-        db.executemany(f"INSERT INTO docs (seq, rid, k, {_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        db.executemany(f"INSERT INTO docs (seq, rid, k, {_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                        [(seq, rid, k, *_row(doc)) for (seq, rid, k, _), doc in zip(batch, docs, strict=True)])
         batch.clear()
 

@@ -27,9 +27,10 @@ from ctxsynth.stages import ShardOutput, ShardWork
 
 if TYPE_CHECKING:
     from ctxsynth.assemble.assembler import Assembler
+    from ctxsynth.executors import Executor
 
 log = logging.getLogger(__name__)
-POOL_FILE = "pool.sqlite"
+POOL_FILE = "pool-v2.sqlite"  # v2: token ends per document (a v1 file of an older run is not reused)
 
 
 def read_records(files: list[Path]) -> Iterator[Synthesized]:
@@ -38,14 +39,24 @@ def read_records(files: list[Path]) -> Iterator[Synthesized]:
             yield synthesized_from_dict(d)
 
 
-def ensure_pool(files: list[Path], config: AssembleConfig, path: Path) -> DocPool:
+def ensure_pool(files: list[Path], config: AssembleConfig, path: Path, executor: Executor | None = None) -> DocPool:
     """The pool file of these shards at `path`, built (streaming) unless a finished one is there:
-    one part per input shard (`index_part`, independent of the others), then one merge."""
+    one part per input shard (`index_part`, independent of the others: on `executor`'s workers when
+    given, since tokenizing is most of the cost), then one merge here."""
     if not path.exists():
         parts = [path.with_name(f".{path.name}.part-{i:05d}") for i in range(len(files))]
         try:
-            for source, part in zip(files, parts, strict=True):
-                index_part(str(source), str(part), config.tokenizer)
+            jobs = [(str(source), str(part), config.tokenizer) for source, part in zip(files, parts, strict=True)]
+            if executor is None:
+                for job in jobs:
+                    index_part(*job)
+            else:
+                handles = [executor.submit(index_part, *job) for job in jobs]
+                pending = set(handles)
+                while pending:
+                    pending -= executor.wait(pending)
+                for handle in handles:
+                    executor.outcome(handle)  # raises what a part raised
             merge_pool(parts, path)
         finally:
             for part in parts:

@@ -16,7 +16,6 @@ reader can see how close a failure was.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,11 +72,12 @@ class VerifyConfig:
 
 
 def _repeated_fraction(words: list[str], n: int) -> float:
-    grams = [tuple(words[i : i + n]) for i in range(max(0, len(words) - n + 1))]
-    if not grams:
+    total = max(0, len(words) - n + 1)
+    if not total:
         return 0.0
-    counts = Counter(grams)
-    return sum(c - 1 for c in counts.values()) / len(grams)
+    # the repeats (sum of count - 1 over distinct n-grams) are the n-grams minus the distinct ones
+    distinct = set(zip(*(words[i : i + total] for i in range(n))))
+    return (total - len(distinct)) / total
 
 
 def _window_f1(context_tokens: list[str], answer_tokens: list[str]) -> float:
