@@ -13,6 +13,7 @@ the backend counts them (`hedges` in its log line).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -23,20 +24,25 @@ WARMUP_S = 1.0  # how often an attempt re-reads hedge_after() while it is still 
 
 
 async def hedged(attempt: Callable[[], Awaitable[T]], hedge_after: Callable[[], float],
-                 may_hedge: Callable[[], bool], ok: Callable[[T], bool]) -> tuple[T, bool]:
-    """Run `attempt()`; once it has taken `hedge_after()` seconds and `may_hedge()` holds, run a second
+                 may_hedge: Callable[[], bool], ok: Callable[[T], bool],
+                 started: Callable[[], float | None]) -> tuple[T, bool]:
+    """Run `attempt()`; once it has run `hedge_after()` seconds since `started()` (the time.monotonic()
+    at which it got its slot; None while it waits for one) and `may_hedge()` holds, run a second
     `attempt()` beside it. Returns (the first outcome that is `ok`, else the last to finish; whether a
     hedge was sent). The attempt still running at the end, or both when this is cancelled, is cancelled."""
-    loop = asyncio.get_running_loop()
-    started = loop.time()
+
+    def running() -> float:  # seconds since the first attempt got its slot (waiting for one is not slowness)
+        since = started()
+        return 0.0 if since is None else time.monotonic() - since
+
     futures: list[asyncio.Future[T]] = [asyncio.ensure_future(attempt())]
     try:
         while True:
-            left = hedge_after() - (loop.time() - started)  # one wait for most attempts: they end before it
+            left = hedge_after() - running()  # one wait for most attempts: they end before it
             done, _ = await asyncio.wait(futures, timeout=max(RECHECK_S, left) if left < float("inf") else WARMUP_S)
             if done:
                 return futures[0].result(), False
-            if loop.time() - started >= hedge_after() and may_hedge():
+            if running() >= hedge_after() and may_hedge():
                 break
         futures.append(asyncio.ensure_future(attempt()))
         pending: set[asyncio.Future[T]] = set(futures)

@@ -95,6 +95,10 @@ class _Run:
     hedges: int = 0  # second attempts sent beside slow ones (ctxsynth.llm.hedging)
 
 
+def _first(times: list[float]) -> float | None:
+    return times[0] if times else None
+
+
 def _is_local(base_url: str | None) -> bool:
     if base_url is None:
         return False
@@ -275,8 +279,10 @@ class OpenAIBackend(Backend):
         while True:
             attempt += 1
             if self.hedge:
-                outcome, hedge = await hedged(partial(self._slotted, run, request, timeouts), run.latency.hedge_after,
-                                              lambda: run.drained and run.controller.idle(), _succeeded)
+                clock: list[float] = []  # when the first attempt got its slot
+                outcome, hedge = await hedged(partial(self._slotted, run, request, timeouts, clock),
+                                              run.latency.hedge_after, lambda: run.drained and run.controller.idle(),
+                                              _succeeded, partial(_first, clock))
                 run.hedges += hedge
             else:
                 outcome = await self._slotted(run, request, timeouts)
@@ -301,14 +307,18 @@ class OpenAIBackend(Backend):
             raise
         return outcome
 
-    async def _slotted(self, run: _Run, request: ChatRequest, timeouts: int) -> ChatResult | Failure:
-        """One attempt inside a slot; the slot is given back early if the attempt stalls."""
+    async def _slotted(self, run: _Run, request: ChatRequest, timeouts: int,
+                       clock: list[float] | None = None) -> ChatResult | Failure:
+        """One attempt inside a slot; the slot is given back early if the attempt stalls. `clock`
+        gets the time the slot was granted appended."""
         ctl = run.controller
         await ctl.acquire()
         if run.stopped:  # a callback raised while this one waited for its slot
             ctl.release()
             raise asyncio.CancelledError
         watch = AttemptWatch(ctl, run.latency, timeouts)
+        if clock is not None:
+            clock.append(watch.started)
         try:
             outcome = await self._attempt(run, request, watch)
             refused = isinstance(outcome, Failure) and outcome.rate_limited
