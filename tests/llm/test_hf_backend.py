@@ -184,7 +184,6 @@ def test_hashed_noise_is_step_seed_then_a_per_token_splitmix64() -> None:
         _mix64,
         _signed,
         hashed_uniform,
-        hashed_uniform_reference,
         step_seed,
     )
 
@@ -203,3 +202,12 @@ def test_hashed_noise_is_step_seed_then_a_per_token_splitmix64() -> None:
     z ^= z >> 31
     assert hashed_uniform(torch.tensor([0]), 1).item() == ((z >> 40) + 0.5) / 2**24
     assert 0.0 < float(got.min()) and float(got.max()) < 1.0
+
+
+def hashed_uniform_reference(key: int, token: int) -> float:
+    """`hashed_uniform` for one (key, token) in plain Python integers (for tests)."""
+    z = (key * 0x9E3779B97F4A7C15 + token + 1) & (2**64 - 1)
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & (2**64 - 1)
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & (2**64 - 1)
+    z ^= z >> 31
+    return ((z >> 40) + 0.5) * 2.0**-24

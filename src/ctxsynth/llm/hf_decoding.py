@@ -107,14 +107,6 @@ def hashed_uniform(keys: torch.Tensor, size: int) -> torch.Tensor:
     return hashed_uniform_at(keys[:, None], torch.arange(size, device=keys.device, dtype=torch.int64))
 
 
-def hashed_uniform_reference(key: int, token: int) -> float:
-    """`hashed_uniform` for one (key, token) in plain Python integers (for tests)."""
-    z = (key * _GOLDEN + token + 1) & _MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    z ^= z >> 31
-    return ((z >> 40) + 0.5) * 2.0**-24
-
 
 def _nucleus(logits: torch.Tensor, top_ps: torch.Tensor, shortlist: int = 1024) -> torch.Tensor:
     """Keep, per row, the smallest set of top tokens whose probability reaches top_p (always >= 1).

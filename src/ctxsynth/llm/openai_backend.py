@@ -42,6 +42,7 @@ error text. A local server without the variable set gets a placeholder key.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -361,14 +362,21 @@ class OpenAIBackend(Backend):
                            kind="error")
 
 
-_SSL: list[Any] = []  # the SDK's default SSL context, built once per process
+@functools.cache
+def _ssl_context() -> Any:
+    """The SDK's default SSL context (its default verification), built once per process: building it
+    reads the CA store, ~30 ms of every `generate` call otherwise. None without httpx2."""
+    try:
+        from httpx2 import create_ssl_context  # the HTTP library of the pinned SDK
+    except ImportError:
+        return None
+    return create_ssl_context(verify=True, trust_env=True)
 
 
 def _http_client() -> Any:
     """The SDK's aiohttp transport (`openai[aiohttp]`) where it is installed: its connection pool costs
     a fraction of the default one's CPU per request at 64 connections. The default client otherwise.
-    The transport's SSL context (the SDK's default verification) is built once per process and shared:
-    building it reads the CA store, ~30 ms of every `generate` call otherwise."""
+    The transport shares one SSL context per process (`_ssl_context`)."""
     import openai
 
     factory = getattr(openai, "DefaultAioHttpClient", None)
@@ -378,10 +386,5 @@ def _http_client() -> Any:
         return None
     if factory is None:
         return None
-    if not _SSL:
-        try:
-            from httpx2 import create_ssl_context  # the HTTP library of the pinned SDK
-        except ImportError:
-            return factory()
-        _SSL.append(create_ssl_context(verify=True, trust_env=True))
-    return factory(verify=_SSL[0])
+    context = _ssl_context()
+    return factory() if context is None else factory(verify=context)
