@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ctxsynth.errors import ConfigError
 from ctxsynth.llm import BACKENDS
 from ctxsynth.llm.base import ChatRequest, ChatResult, SamplingParams
 from ctxsynth.llm.hf_backend import RowGumbelSampler, TransformersBackend
@@ -211,3 +212,28 @@ def hashed_uniform_reference(key: int, token: int) -> float:
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & (2**64 - 1)
     z ^= z >> 31
     return ((z >> 40) + 0.5) * 2.0**-24
+
+
+def test_static_cache_pads_the_batch_and_gives_the_default_paths_texts_on_cpu(backend: TransformersBackend) -> None:
+    """static_cache (CUDA graphs on GPU) on CPU: a static KV cache, batches padded to batch_size with
+    one-token dummy rows that never reach the caller. On CPU the texts equal the default path's."""
+    requests = [ask("Name a colour.", seed=7, max_tokens=8),
+                ask("Write one sentence about a lighthouse keeper.", seed=8, max_tokens=8),
+                ask("What is 2+2?", temperature=0.0, max_tokens=6)]
+    static = TransformersBackend("smollm2-135m-instruct", device="cpu", batch_size=4, static_cache=True)
+    seen: list[int] = []
+    got = static.generate(requests, on_result=lambda i, r: seen.append(i))
+    want = backend.generate(requests)
+    assert sorted(seen) == [0, 1, 2]  # the dummy fourth row is not reported
+    assert [(r.text, r.usage, r.finish_reason) for r in got] == [(r.text, r.usage, r.finish_reason) for r in want]
+    assert all(r.answered and r.text for r in got)
+    assert static._model.generation_config.cache_implementation is None  # set per call, not on the model
+    assert static._model._previous_max_cache_length == 256  # a static cache, its length rounded up to 256
+
+
+def test_static_cache_is_part_of_the_identity_and_must_be_a_bool() -> None:
+    plain = TransformersBackend(device="cpu").identity()
+    assert "static_cache" not in plain  # cache keys of existing runs stay
+    assert TransformersBackend(device="cpu", static_cache=True).identity() == {**plain, "static_cache": True}
+    with pytest.raises(ConfigError, match="static_cache must be true or false"):
+        TransformersBackend(device="cpu", static_cache="yes")  # type: ignore[arg-type]

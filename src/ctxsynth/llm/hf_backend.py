@@ -22,9 +22,18 @@ continuation only, without the prefilled text (`prefill = True` says this backen
 
 `devices` runs one replica per device, each in its own process (ctxsynth.llm.replicas): whole
 batches, cut as one replica would cut them, go to whichever replica is free. On CPU the texts are
-the same as with one replica (tested); on two H200s in bf16 they were not: 2,048 texts from 1 and 2
-replicas hashed differently (docs/results/multigpu.md), as GPU kernels are not bit-reproducible
-across processes and devices.
+the same as with one replica (tested). On CUDA, attention never uses cuDNN's kernel: with it, one
+H200 gave other texts for the same batches in a second process (docs/results/multigpu.md); without
+it, two processes on one GPU gave identical texts, with and without `static_cache`.
+
+`static_cache: true` decodes with a static KV cache sized for the batch's longest possible reply
+(rounded up to a multiple of 256 tokens, so that batches share one shape), every batch padded to
+`batch_size` rows with one-token dummy rows. On CUDA, transformers then runs each decoding step as
+a torch.compile'd forward in "reduce-overhead" mode (CUDA graphs): one graph launch per step instead
+of a launch per kernel, which is what limits a small model (SmolLM2-135M decodes launch-bound: the
+GPU idles ~80% of each step without it). The first batch of each shape compiles (tens of seconds;
+`load()` does not). Texts differ from the default path in floating point (other kernels), so it is
+part of the backend's identity and of the request cache's keys.
 
 Batch invariance holds up to floating point: a padded row's logits differ from the same row run
 alone by ~1e-5 (other matrix shapes, other summation orders), which can flip a near-tie.
@@ -44,6 +53,7 @@ from ctxsynth.models import pick_dtype, resolve_model_path, weights_fingerprint
 
 try:
     import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from transformers import LogitsProcessor
     from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
 
@@ -60,6 +70,11 @@ except ImportError as exc:  # checked when the module is imported through the re
 
 __all__ = ["GeneratedNoRepeatNGram", "RowGumbelSampler", "TransformersBackend"]
 log = logging.getLogger(__name__)
+_CACHE_BUCKET = 256  # static_cache: cache lengths are rounded up to a multiple of this
+# every attention kernel but cuDNN's: on the H200 (torch 2.11, cuDNN 9) the same batches gave other
+# texts in another process with it (586 of 2,048 texts; all 2,048 identical without it), and it was
+# slower there (87.6 -> 52.7 s for those 2,048 requests): docs/results/multigpu.md
+_SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 class TransformersBackend(Backend):
     """Batched chat generation with a local transformers model (loaded on first use)."""
@@ -72,7 +87,8 @@ class TransformersBackend(Backend):
 
     def __init__(self, model: str = "smollm2-135m-instruct", device: str = "auto", dtype: str = "auto",
                  batch_size: int = 8, max_input_tokens: int | None = None, repetition_penalty: float = 1.0,
-                 no_repeat_ngram_size: int = 0, devices: int | str | list[str] | None = None) -> None:
+                 no_repeat_ngram_size: int = 0, devices: int | str | list[str] | None = None,
+                 static_cache: bool = False) -> None:
         super().__init__(model)
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -81,6 +97,9 @@ class TransformersBackend(Backend):
                               f"got {repetition_penalty} and {no_repeat_ngram_size}")
         self.repetition_penalty = float(repetition_penalty)
         self.no_repeat_ngram_size = int(no_repeat_ngram_size)
+        if not isinstance(static_cache, bool):
+            raise ConfigError(f"static_cache must be true or false, got {static_cache!r}")
+        self.static_cache = static_cache
         self.path = Path(resolve_model_path(model))
         if not (self.path / "config.json").is_file():
             raise PathNotFound(
@@ -102,7 +121,7 @@ class TransformersBackend(Backend):
             self.dtype = _pick_dtype(dtype, self.device)
         self._replica_kwargs = {"model": model, "dtype": dtype, "batch_size": batch_size,
                                 "max_input_tokens": max_input_tokens, "repetition_penalty": repetition_penalty,
-                                "no_repeat_ngram_size": no_repeat_ngram_size}
+                                "no_repeat_ngram_size": no_repeat_ngram_size, "static_cache": static_cache}
 
     def identity(self) -> dict[str, Any]:
         config = hashlib.sha256((self.path / "config.json").read_bytes()).hexdigest()[:16]
@@ -112,7 +131,8 @@ class TransformersBackend(Backend):
 
     def _decoding(self) -> dict[str, Any]:
         """The decoding options that are on (left out when off, so cache keys without them stay)."""
-        on = {"repetition_penalty": self.repetition_penalty != 1.0, "no_repeat_ngram_size": self.no_repeat_ngram_size > 0}
+        on = {"repetition_penalty": self.repetition_penalty != 1.0, "no_repeat_ngram_size": self.no_repeat_ngram_size > 0,
+              "static_cache": self.static_cache}
         return {k: getattr(self, k) for k, v in on.items() if v}
 
     def _load(self) -> None:
@@ -236,6 +256,16 @@ class TransformersBackend(Backend):
         """Left-padded generation of one batch; one result per request, in the given order."""
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
+        real = len(prompts)
+        params = [r.params for r in requests]
+        budgets = [p.max_tokens for p in params]
+        seeds = [request_seed(r) for r in requests]
+        temperatures, top_ps = [p.temperature for p in params], [p.top_p for p in params]
+        if self.static_cache and real < self.batch_size:  # one batch shape for the compiled step
+            dummies = self.batch_size - real  # greedy rows of the first prompt that stop after one token
+            prompts = [*prompts, *[prompts[0]] * dummies]
+            budgets, seeds = budgets + [1] * dummies, seeds + [0] * dummies
+            temperatures, top_ps = temperatures + [0.0] * dummies, top_ps + [1.0] * dummies
         width = max(len(p) for p in prompts)
         pad_id = self._pad_id()
         input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
@@ -243,10 +273,7 @@ class TransformersBackend(Backend):
         for row, ids in enumerate(prompts):
             input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
             attention[row, width - len(ids):] = 1
-        params = [r.params for r in requests]
-        budgets = [p.max_tokens for p in params]
-        sampler = RowGumbelSampler([request_seed(r) for r in requests], [p.temperature for p in params],
-                                   [p.top_p for p in params], width)
+        sampler = RowGumbelSampler(seeds, temperatures, top_ps, width)
         processors: list[LogitsProcessor] = []
         if self.repetition_penalty != 1.0:
             processors.append(RepetitionPenaltyLogitsProcessor(self.repetition_penalty, prompt_ignore_length=width))
@@ -254,14 +281,17 @@ class TransformersBackend(Backend):
             processors.append(GeneratedNoRepeatNGram(self.no_repeat_ngram_size, width))
         config = GenerationConfig(max_new_tokens=max(budgets), do_sample=False, num_beams=1,
                                   eos_token_id=self._eos_ids(), pad_token_id=pad_id)
-        with torch.inference_mode():
+        if self.static_cache:  # see the module docstring
+            config.cache_implementation = "static"
+            config.max_cache_len = -(-(width + max(budgets)) // _CACHE_BUCKET) * _CACHE_BUCKET
+        with torch.inference_mode(), sdpa_kernel(_SDPA_BACKENDS):
             out = self._model.generate(
                 input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
                 generation_config=config, logits_processor=LogitsProcessorList([*processors, sampler]),
                 stopping_criteria=StoppingCriteriaList([RowTokenBudget(budgets, width)]),
             )
-        generated = out[:, width:].cpu().tolist()
-        rows = zip(generated, budgets, prompts, strict=True)
+        generated = out[:real, width:].cpu().tolist()
+        rows = zip(generated, budgets[:real], prompts[:real], strict=True)
         return [self._decode(tokens, budget, len(ids)) for tokens, budget, ids in rows]
 
     def _decode(self, tokens: list[int], budget: int, prompt_tokens: int) -> ChatResult:
