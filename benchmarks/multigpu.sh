@@ -11,7 +11,8 @@
 # Every part writes its results under $OUT/multigpu/ as soon as it ends (a killed part loses only
 # itself). `one` runs its two lanes at the same time on different GPUs (the 1-GPU baselines).
 # DRY=1 prints the commands; TINY=1 runs everything at smoke size on CPU (BENCH_DEVICE=cpu).
-# Sizes: GEN_N (2048) requests of GEN_TOKENS (300) tokens in batches of GEN_BATCH (256); the 1B
+# Sizes: GEN_N (2048) requests of GEN_TOKENS (300) tokens in batches of GEN_BATCH (256), with GEN_FLAGS
+# ("--static-cache --warmup": CUDA graphs, one untimed batch per replica first; "" = the default path); the 1B
 # shape, 32k packs, TRAIN_STEPS (20) steps, TRAIN_WARMUP (6) not timed, global batch 2, compile on
 # (COMPILE=0: off, for a rerun if compilation under FSDP fails).
 set -euo pipefail
@@ -23,6 +24,7 @@ R=$OUT/multigpu
 ITEMS=${ITEMS:-runs/items/hotpotqa_heldout200.jsonl.gz} EVAL_N=200
 REPORT=${REPORT:-docs/results/multigpu.md}
 GEN_N=${GEN_N:-2048} GEN_TOKENS=${GEN_TOKENS:-300} GEN_BATCH=${GEN_BATCH:-256}
+read -r -a GEN_FLAGS <<< "${GEN_FLAGS---static-cache --warmup}"
 TRAIN_STEPS=${TRAIN_STEPS:-20} TRAIN_WARMUP=${TRAIN_WARMUP:-6}
 SHAPE=(--shape 1b --attn ctxsynth_varlen --compile) DEV=cuda EVAL_BATCH=32 EVAL_EXTRA=() EVAL_TO=240 GEN_TO=300
 [[ ${COMPILE:-1} == 1 ]] || SHAPE=(--shape 1b --attn ctxsynth_varlen)
@@ -52,7 +54,8 @@ train() {  # $1 processes
 
 gen() {  # $1 replicas
   do_ timeout $GEN_TO $PY benchmarks/multigpu_generate.py --device $DEV --devices "$1" --n "$GEN_N" \
-      --max-tokens "$GEN_TOKENS" --batch-size "$GEN_BATCH" --out "$R/gen_$1.json" || echo "gen on $1 failed ($?)"
+      --max-tokens "$GEN_TOKENS" --batch-size "$GEN_BATCH" "${GEN_FLAGS[@]}" --out "$R/gen_$1.json" \
+      --texts "$R/gen_$1.texts.jsonl" || echo "gen on $1 failed ($?)"
 }
 
 evaluate() {  # $1 replicas: the 200 HotpotQA items, greedy, batches of EVAL_BATCH

@@ -39,14 +39,15 @@ def generation(r: Path) -> tuple[list[str], float | None]:
     speedup = two["tokens_per_s"] / one["tokens_per_s"]
     same = one["texts_sha256"] == two["texts_sha256"]
     lines += [f"{one['n']} requests (a ~220-word passage each, sampled at temperature 0.8, top-p 0.95, seed = "
-              f"request number), max_tokens {one['max_tokens']}, batches of {one['batch_size']}; clock after "
-              "every replica has loaded the model. One run per setting (n=1 run of "
-              f"{one['n']} requests; no interval).", "",
-              "| replicas | seconds | completion tokens | tokens/s | requests/s | failed | load s |",
-              "|---|---|---|---|---|---|---|"]
+              f"request number), max_tokens {one['max_tokens']}, batches of {one['batch_size']}, static_cache "
+              f"{'on (CUDA graphs)' if one.get('static_cache') else 'off'}; clock after every replica has loaded "
+              f"the model{' and generated one untimed warm-up batch' if one.get('warmup') else ''}. One run per "
+              f"setting (n=1 run of {one['n']} requests; no interval).", "",
+              "| replicas | seconds | completion tokens | tokens/s | requests/s | failed | load s | warm-up s |",
+              "|---|---|---|---|---|---|---|---|"]
     for row in (one, two):
         lines.append(f"| {row['devices']} | {row['seconds']} | {row['completion_tokens']:,} | {row['tokens_per_s']:,.0f} | "
-                     f"{row['requests_per_s']} | {row['failed']} | {row['load_s']} |")
+                     f"{row['requests_per_s']} | {row['failed']} | {row['load_s']} | {row.get('warmup_s', 0)} |")
     lines += ["", f"**Speed-up 2 vs 1 GPU: {speedup:.2f}x** (target >= 1.8). Texts identical to one GPU "
               f"(sha256 over all {one['n']} texts in request order): **{'yes' if same else 'NO'}**.", ""]
     return lines, speedup

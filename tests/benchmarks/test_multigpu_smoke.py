@@ -30,7 +30,7 @@ def test_multigpu_script_dry_run_names_every_part(tmp_path: Path) -> None:
                      r"--attn ctxsynth_varlen --compile .*--global-batch 2", out, re.M), out
     assert re.search(r"^timeout \d+ python3 benchmarks/train_fsdp.py part --nprocs 2 ", out, re.M), out
     assert re.search(r"^CUDA_VISIBLE_DEVICES=1 timeout \d+ python3 benchmarks/multigpu_generate.py --device cuda "
-                     r"--devices 1 --n 2048 --max-tokens 300", out, re.M), out
+                     r"--devices 1 --n 2048 --max-tokens 300 --batch-size 256 --static-cache --warmup", out, re.M), out
     assert "multigpu_generate.py --device cuda --devices 2 --n 2048" in out
     assert "model.options={device: cuda, batch_size: 32, devices: 2}" in out
     assert f"multigpu_report.py --results {tmp_path}/multigpu --out docs/results/multigpu.md" in out
@@ -43,10 +43,13 @@ def test_multigpu_script_dry_run_names_every_part(tmp_path: Path) -> None:
 def test_generation_benchmark_runs_one_replica_and_the_report_marks_missing_parts(tmp_path: Path) -> None:
     results = tmp_path / "multigpu"
     out = _run([sys.executable, str(BENCH / "multigpu_generate.py"), "--device", "cpu", "--devices", "1", "--n", "3",
-                "--max-tokens", "4", "--batch-size", "2", "--out", str(results / "gen_1.json")], tmp_path,
-               {"OMP_NUM_THREADS": "1"})
+                "--max-tokens", "4", "--batch-size", "2", "--static-cache", "--warmup", "--out", str(results / "gen_1.json"),
+                "--texts", str(tmp_path / "texts.jsonl")], tmp_path, {"OMP_NUM_THREADS": "1"})
     row = json.loads(out.splitlines()[-1])
     assert row["n"] == 3 and row["failed"] == 0 and 3 <= row["completion_tokens"] <= 12 and row["tokens_per_s"] > 0
+    assert row["static_cache"] is True and row["warmup"] is True and row["warmup_s"] > 0
+    texts = [json.loads(line) for line in (tmp_path / "texts.jsonl").read_text().splitlines()]
+    assert [t["i"] for t in texts] == [0, 1, 2] and all(t["text"] and t["error"] is None for t in texts)
     report = _run([sys.executable, str(BENCH / "multigpu_report.py"), "--results", str(results), "--out",
                    str(tmp_path / "multigpu.md")], tmp_path)
     assert "Missing: gen_2.json" in report and "Missing: train/fsdp_1.json" in report
