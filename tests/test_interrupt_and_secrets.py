@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -37,15 +38,24 @@ def _config(tmp_path: Path, url: str, n: int) -> Path:
 
 
 def test_ctrl_c_says_how_to_resume_exits_130_and_the_rerun_finishes(tmp_path: Path) -> None:
-    with OpenAIServer(_slow_writer) as server:
+    # replies wait until Ctrl-C has been sent: on a loaded machine the run could otherwise finish
+    # before the signal arrives (CI saw that once with 0.3 s replies and exit code 0)
+    interrupted = threading.Event()
+
+    def gated_writer(body: dict) -> Reply:
+        interrupted.wait(60)
+        return _slow_writer(body)
+
+    with OpenAIServer(gated_writer) as server:
         config = _config(tmp_path, server.url, 12)
         cmd = [sys.executable, "-m", "ctxsynth.cli", "run", str(config)]
         proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 60
-        while server.hits < 3 and time.time() < deadline:
+        while server.hits < 2 and time.time() < deadline:  # requests in flight: the run is mid-stage
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
+        interrupted.set()
         assert proc.returncode == 130, err
         assert "interrupted; rerun the same command to resume" in " ".join(err.split())
         assert "Traceback" not in err
