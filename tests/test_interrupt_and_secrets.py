@@ -49,7 +49,10 @@ def test_ctrl_c_says_how_to_resume_exits_130_and_the_rerun_finishes(tmp_path: Pa
     with OpenAIServer(gated_writer) as server:
         config = _config(tmp_path, server.url, 12)
         cmd = [sys.executable, "-m", "ctxsynth.cli", "run", str(config)]
-        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # Ctrl-C as a terminal delivers it: the child starts with SIGINT's default action even when this
+        # test runs with SIGINT ignored (a shell's background job without job control, nohup ... &)
+        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.time() + 60
         while server.hits < 2 and time.time() < deadline:  # requests in flight: the run is mid-stage
             time.sleep(0.05)
