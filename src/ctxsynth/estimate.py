@@ -123,9 +123,13 @@ def judge_estimate(run: Run, seeds: list[Seed]) -> StageEstimate | None:
     usable = [s for s in seeds if task.unusable(s) is None]
     judge, tokenizer = SupportJudge(c.verify, c.seed), counting_tokenizer(run)
 
+    counted: dict[str, int] = {}  # a seed in both lists below is tokenized once
+
     def prompt_tokens(seed: Seed) -> int:  # the judge prompt without its document
-        messages = judge.request(seed.id, 0, "", seed.instruction, seed.answers[0] if seed.answers else "").messages
-        return sum(len(tokenizer.encode(m["content"])) + MESSAGE_OVERHEAD for m in messages)
+        if seed.id not in counted:
+            messages = judge.request(seed.id, 0, "", seed.instruction, seed.answers[0] if seed.answers else "").messages
+            counted[seed.id] = sum(len(tokenizer.encode(m["content"])) + MESSAGE_OVERHEAD for m in messages)
+        return counted[seed.id]
 
     phrase = [s for s in usable if c.synth.task != "instruction" and non_extractive_kind(s.answers, c.verify)]
     n_max = len(usable) * c.synth.max_attempts

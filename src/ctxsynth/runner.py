@@ -139,6 +139,11 @@ def config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -
     return changes
 
 
+# keys added after runs were made, with the value at which they hash as if absent: a config that
+# leaves them there keeps the config_hash (written into export manifests) it had before they existed
+HASHED_AS_ABSENT: dict[tuple[str, str], Any] = {("assemble", "random_draw"): "shuffle"}
+
+
 class Run:
     """A run directory and its config; `base_dir` resolves relative paths in the config."""
 
@@ -188,8 +193,9 @@ class Run:
         view = {k: v for k, v in self.saved_view().items()
                 if k not in ("out_dir", "name", "shards", "max_consecutive_failures") + EXECUTION_KEYS}
         view["llm"] = {k: v for k, v in view.get("llm", {}).items() if k != "max_cost_usd"}
-        if view.get("assemble", {}).get("random_draw") == "shuffle":  # the default hashes as before the key existed
-            view["assemble"] = {k: v for k, v in view["assemble"].items() if k != "random_draw"}
+        for (section, key), default in HASHED_AS_ABSENT.items():
+            if key in view.get(section, {}) and view[section][key] == default:
+                view[section] = {k: v for k, v in view[section].items() if k != key}
         return hashlib.sha256(json.dumps(view, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
 
     def prepare(self, overwrite: bool = False, force: str | None = None) -> None:

@@ -18,8 +18,9 @@ from typing import Any
 import openai
 import pytest
 
-from ctxsynth.llm.openai_backend import _dropped, _http_client, _status_failure
+from ctxsynth.llm.openai_backend import _http_client
 from ctxsynth.llm.openai_direct import PATH, DirectChat, chat_sender
+from ctxsynth.llm.openai_replies import _dropped, _status_failure
 from ctxsynth.testing import Fault, OpenAIServer
 
 BODY = {"model": "test-model", "messages": [{"role": "user", "content": "héllo ✓"}], "temperature": 0.0,

@@ -65,7 +65,7 @@ from ctxsynth.llm.concurrency import (
 )
 from ctxsynth.llm.hedging import hedged
 from ctxsynth.llm.openai_direct import Send, chat_sender
-from ctxsynth.llm.openai_replies import (  # noqa: F401 - Failure, scrub, to_result: also imported from here
+from ctxsynth.llm.openai_replies import (
     Failure,
     _cut_short,
     _dropped,
@@ -73,7 +73,6 @@ from ctxsynth.llm.openai_replies import (  # noqa: F401 - Failure, scrub, to_res
     _succeeded,
     result_from_json,
     scrub,
-    to_result,
 )
 
 log = logging.getLogger(__name__)

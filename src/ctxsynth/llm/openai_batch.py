@@ -31,7 +31,8 @@ from typing import Any
 
 from ctxsynth.errors import ConfigError
 from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, ResultCallback
-from ctxsynth.llm.openai_backend import Failure, OpenAIBackend, scrub, to_result
+from ctxsynth.llm.openai_backend import OpenAIBackend
+from ctxsynth.llm.openai_replies import Failure, scrub, to_result
 
 log = logging.getLogger(__name__)
 
