@@ -5,6 +5,7 @@
 #   bash benchmarks/multigpu.sh one         # GPU 0: FSDP train on 1 process | GPU 1: generate, then eval
 #   bash benchmarks/multigpu.sh train2      # both GPUs: FSDP train on 2 processes (train1: 1 process alone)
 #   bash benchmarks/multigpu.sh gen2 eval2  # both GPUs: generation and evaluation, one replica per GPU
+#   bash benchmarks/multigpu.sh gen1 eval1  # GPU 0 alone: the 1-GPU generation and evaluation without training
 #   bash benchmarks/multigpu.sh report      # CPU: $OUT -> docs/results/multigpu.md
 #   bash benchmarks/multigpu.sh all         # one train2 gen2 eval2, one after another
 #
@@ -91,17 +92,19 @@ report() {
   do_ $PY benchmarks/multigpu_report.py --results "$R" --out "$REPORT"
 }
 
-[[ $# -gt 0 ]] || { sed -n '2,16p' "$0"; exit 2; }
+[[ $# -gt 0 ]] || { sed -n '2,17p' "$0"; exit 2; }
 for step in "$@"; do
   case $step in
     inputs) inputs;;
     one) one;;
     train1) say train1; gpu 0 train 1;;
     train2) say train2; train 2;;
+    gen1) say gen1; gpu 0 gen 1;;
     gen2) say gen2; gen 2;;
+    eval1) say eval1; gpu 0 evaluate 1;;
     eval2) say eval2; evaluate 2;;
     all) one; say train2; train 2; say gen2; gen 2; say eval2; evaluate 2;;
     report) report;;
-    *) echo "unknown step $step (inputs, one, train1, train2, gen2, eval2, all, report)" >&2; exit 2;;
+    *) echo "unknown step $step (inputs, one, train1, train2, gen1, gen2, eval1, eval2, all, report)" >&2; exit 2;;
   esac
 done

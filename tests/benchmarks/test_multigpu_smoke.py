@@ -36,6 +36,11 @@ def test_multigpu_script_dry_run_names_every_part(tmp_path: Path) -> None:
     assert f"multigpu_report.py --results {tmp_path}/multigpu --out docs/results/multigpu.md" in out
     configs = [arg for line in out.splitlines() for arg in line.split() if arg.startswith("configs/")]
     assert configs and all((ROOT / c).is_file() for c in configs), configs
+    alone = _run(["bash", str(script), "gen1", "eval1"], ROOT, {"DRY": "1", "OUT": str(tmp_path)})
+    assert re.search(r"^CUDA_VISIBLE_DEVICES=0 timeout \d+ python3 benchmarks/multigpu_generate.py --device cuda "
+                     r"--devices 1 ", alone, re.M), alone
+    assert re.search(r"^CUDA_VISIBLE_DEVICES=0 timeout \d+ python3 -m ctxsynth.cli eval .* name=eval_1 .*"
+                     r"model.options=\{device: cuda, batch_size: 32\}$", alone, re.M), alone
     bad = subprocess.run(["bash", str(script), "nonsense"], capture_output=True, text=True, env={"DRY": "1", "PATH": "/usr/bin:/bin"})
     assert bad.returncode == 2 and "unknown step nonsense" in bad.stderr
 
