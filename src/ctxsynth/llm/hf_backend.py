@@ -24,7 +24,8 @@ continuation only, without the prefilled text (`prefill = True` says this backen
 batches, cut as one replica would cut them, go to whichever replica is free. On CPU the texts are
 the same as with one replica (tested). On CUDA, attention never uses cuDNN's kernel: with it, one
 H200 gave other texts for the same batches in a second process (docs/results/multigpu.md); without
-it, two processes on one GPU gave identical texts, with and without `static_cache`.
+it, two processes on one GPU gave identical texts, and two replicas on two H200s the texts of one,
+with and without `static_cache`.
 
 `static_cache: true` decodes with a static KV cache sized for the batch's longest possible reply
 (rounded up to a multiple of 256 tokens, so that batches share one shape), every batch padded to
