@@ -6,6 +6,7 @@
 #   bash benchmarks/multigpu.sh train2      # both GPUs: FSDP train on 2 processes (train1: 1 process alone)
 #   bash benchmarks/multigpu.sh gen2 eval2  # both GPUs: generation and evaluation, one replica per GPU
 #   bash benchmarks/multigpu.sh gen1 eval1  # GPU 0 alone: the 1-GPU generation and evaluation without training
+#   bash benchmarks/multigpu.sh zero3       # DeepSpeed ZeRO-3 training on 1 process, then 2 (needs deepspeed)
 #   bash benchmarks/multigpu.sh report      # CPU: $OUT -> docs/results/multigpu.md
 #   bash benchmarks/multigpu.sh all         # one train2 gen2 eval2, one after another
 #
@@ -48,8 +49,12 @@ inputs() {
       --write-items "$ITEMS"
 }
 
-train() {  # $1 processes
-  do_ timeout 400 $PY benchmarks/train_fsdp.py part --nprocs "$1" "${SHAPE[@]}" --steps "$TRAIN_STEPS" \
+train() {  # $1 processes [$2: DeepSpeed ZeRO-3 instead of FSDP, without compile]
+  local shape=("${SHAPE[@]}") cfg=()
+  if [[ ${2:-} == zero3 ]]; then
+    shape=("${SHAPE[@]/--compile/}") cfg=(--config configs/accelerate/deepspeed_zero3.yaml)
+  fi
+  do_ timeout 400 $PY benchmarks/train_fsdp.py part --nprocs "$1" ${shape[@]} "${cfg[@]}" --steps "$TRAIN_STEPS" \
       --warmup "$TRAIN_WARMUP" --global-batch 2 --timeout 380 --out "$R/train" || echo "train on $1 failed ($?)"
 }
 
@@ -92,7 +97,7 @@ report() {
   do_ $PY benchmarks/multigpu_report.py --results "$R" --out "$REPORT"
 }
 
-[[ $# -gt 0 ]] || { sed -n '2,17p' "$0"; exit 2; }
+[[ $# -gt 0 ]] || { sed -n '2,18p' "$0"; exit 2; }
 for step in "$@"; do
   case $step in
     inputs) inputs;;
@@ -102,9 +107,10 @@ for step in "$@"; do
     gen1) say gen1; gpu 0 gen 1;;
     gen2) say gen2; gen 2;;
     eval1) say eval1; gpu 0 evaluate 1;;
+    zero3) say zero3; gpu 0 train 1 zero3; train 2 zero3;;
     eval2) say eval2; evaluate 2;;
     all) one; say train2; train 2; say gen2; gen 2; say eval2; evaluate 2;;
     report) report;;
-    *) echo "unknown step $step (inputs, one, train1, train2, gen1, gen2, eval1, eval2, all, report)" >&2; exit 2;;
+    *) echo "unknown step $step (inputs, one, train1, train2, gen1, gen2, eval1, eval2, zero3, all, report)" >&2; exit 2;;
   esac
 done

@@ -1,7 +1,7 @@
 """The report of benchmarks/multigpu.sh: its result folder -> one markdown page (docs/results/multigpu.md).
 
 Reads what each part left (train/fsdp_{1,2}.json, gen_{1,2}.json, eval/eval_{1,2}/, machine.txt,
-versions.json); a part that did not run is reported as missing, not guessed. Per-step training
+versions.json, and train/zero3_{1,2}.json where DeepSpeed ran); a part that did not run is reported as missing, not guessed. Per-step training
 rates and per-item eval scores get bootstrap 95% intervals (ctxsynth.eval.stats, n given).
 The last line: `gen_speedup: <x> fsdp_efficiency: <e> losses_match: <yes|no> eval_identical: <yes|no>`.
 
@@ -53,11 +53,16 @@ def generation(r: Path) -> tuple[list[str], float | None]:
     return lines, speedup
 
 
-def training(r: Path) -> tuple[list[str], float | None, bool | None]:
-    one, two = load(r / "train/fsdp_1.json"), load(r / "train/fsdp_2.json")
-    lines = ["## Training: FSDP2 through accelerate (configs/accelerate/fsdp.yaml)", ""]
+TITLES = {"fsdp": "FSDP2 through accelerate (configs/accelerate/fsdp.yaml)",
+          "zero3": "DeepSpeed ZeRO-3 through accelerate (configs/accelerate/deepspeed_zero3.yaml)"}
+ACTIVE = {"fsdp": ("FSDP", "accelerate upcasts for FSDP2"), "zero3": ("DeepSpeed", "DeepSpeed's bf16 optimizer")}
+
+
+def training(r: Path, name: str = "fsdp") -> tuple[list[str], float | None, bool | None]:
+    one, two = load(r / f"train/{name}_1.json"), load(r / f"train/{name}_2.json")
+    lines = [f"## Training: {TITLES[name]}", ""]
     if not (one and two):
-        return lines + [f"Missing: {'train/fsdp_1.json' if not one else 'train/fsdp_2.json'}.", ""], None, None
+        return lines + [f"Missing: {f'train/{name}_1.json' if not one else f'train/{name}_2.json'}.", ""], None, None
     pairs = list(zip(one["losses"], two["losses"], strict=False))[:20]
     rel = [abs(a - b) / max(abs(a), 1e-8) for a, b in pairs]
     eff = two["tokens_per_s"] / (2 * one["tokens_per_s"])
@@ -66,9 +71,10 @@ def training(r: Path) -> tuple[list[str], float | None, bool | None]:
               "(benchmarks/train_throughput.py). "
               f"Global batch {one['global_batch']} packs per optimizer step: 1 process accumulates "
               f"{one['grad_accum']} micro-batches, 2 processes take one each (the same packs in the same steps). "
-              f"{one['steps']} steps, the first {one['warmup']} not timed; compile: {two['compile']}; FSDP active: "
-              f"1 process {one['fsdp']}, 2 processes {two['fsdp']}. bf16 mixed precision, fp32 master weights "
-              "(accelerate upcasts for FSDP2).", "",
+              f"{one['steps']} steps, the first {one['warmup']} not timed; compile: {two['compile']}; "
+              f"{ACTIVE[name][0]} active: 1 process {one.get(name if name == 'fsdp' else 'deepspeed')}, 2 processes "
+              f"{two.get(name if name == 'fsdp' else 'deepspeed')}. bf16 mixed precision, fp32 master weights "
+              f"({ACTIVE[name][1]}).", "",
               "| processes | tokens/s (median step) | tokens/s per step, mean [95% CI] | window mean | tokens/step | "
               "peak GiB per GPU | wall s |", "|---|---|---|---|---|---|---|"]
     for row in (one, two):
@@ -122,7 +128,10 @@ def main() -> None:
     gen_lines, speedup = generation(r)
     train_lines, eff, match = training(r)
     eval_lines, same = evaluation(r)
-    lines += gen_lines + train_lines + eval_lines
+    lines += gen_lines + train_lines
+    if list(r.glob("train/zero3_*.json")):  # DeepSpeed is optional: reported when it ran
+        lines += training(r, "zero3")[0]
+    lines += eval_lines
     yn = {True: "yes", False: "no", None: "missing"}
     last = (f"gen_speedup: {speedup:.2f}" if speedup else "gen_speedup: missing") + \
         (f" fsdp_efficiency: {eff:.3f}" if eff else " fsdp_efficiency: missing") + \

@@ -10,6 +10,8 @@ must agree up to bf16 rounding (reduction order differs).
   python benchmarks/train_fsdp.py part --nprocs 1 --out DIR     # CUDA_VISIBLE_DEVICES=0
   python benchmarks/train_fsdp.py part --nprocs 2 --out DIR
   python benchmarks/train_fsdp.py compare --out DIR             # efficiency + loss match, last line
+  ... part --config configs/accelerate/deepspeed_zero3.yaml      # DeepSpeed ZeRO-3 instead: zero3_<n>.json
+                                                                # (needs deepspeed; compare --engine zero3)
 CPU smoke: BENCH_DEVICE=cpu BENCH_PACK=512 ... --shape tinyfull --attn sdpa (gloo, 2 processes).
 
 tokens/s is the median of per-step rates over the timed steps (as in train_throughput.py), over
@@ -86,7 +88,8 @@ def worker(a: argparse.Namespace) -> dict[str, Any] | None:
     rates = sorted(step_tokens[i] / durations[i] for i in timed)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return {"nprocs": world, "grad_accum": accum, "global_batch": a.global_batch, "shape": a.shape, "attn": a.attn,
-            "compile": a.compile, "fsdp": bool(trainer.is_fsdp_enabled), "steps": a.steps, "warmup": a.warmup,
+            "compile": a.compile, "fsdp": bool(trainer.is_fsdp_enabled),
+            "deepspeed": bool(getattr(trainer, "is_deepspeed_enabled", False)), "steps": a.steps, "warmup": a.warmup,
             "tokens_per_s": rates[len(rates) // 2],
             "window_mean_tokens_per_s": sum(step_tokens[i] for i in timed) / sum(durations[i] for i in timed),
             "tokens_per_step": sum(step_tokens[i] for i in timed) / len(timed), "losses": losses,
@@ -94,11 +97,21 @@ def worker(a: argparse.Namespace) -> dict[str, Any] | None:
             "versions": tt.versions(), "pack": tt.PACK}
 
 
+def engine(config: str) -> str:
+    """'zero3' for an accelerate config of DeepSpeed, else 'fsdp' (the name of the part's result files)."""
+    text = (HERE.parent / config).read_text() if (HERE.parent / config).is_file() else Path(config).read_text()
+    return "zero3" if "distributed_type: DEEPSPEED" in text else "fsdp"
+
+
 def launch(a: argparse.Namespace) -> int:
-    """One part: `accelerate launch` of this script's worker on --nprocs processes; saves DIR/fsdp_<n>.json."""
+    """One part: `accelerate launch` of this script's worker on --nprocs processes; saves DIR/<engine>_<n>.json."""
+    name = engine(a.config)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(HERE.parent / a.config),
-           "--num_processes", str(a.nprocs), "--main_process_port", str(29500 + 10 * a.nprocs),
-           "--fsdp_cpu_ram_efficient_loading", "false"]  # every rank builds the same seeded weights
+           "--num_processes", str(a.nprocs), "--main_process_port", str(29500 + 10 * a.nprocs)]
+    if name == "fsdp":
+        cmd += ["--fsdp_cpu_ram_efficient_loading", "false"]  # every rank builds the same seeded weights
+    else:  # DeepSpeed takes the accumulation from its own config: make it the Trainer's
+        cmd += ["--gradient_accumulation_steps", str(a.global_batch // a.nprocs)]
     cmd += [__file__, "worker", "--shape", a.shape, "--attn", a.attn, "--steps", str(a.steps), "--warmup",
             str(a.warmup), "--global-batch", str(a.global_batch), "--tokenizer", a.tokenizer]
     cmd += ["--compile"] if a.compile else []
@@ -110,31 +123,31 @@ def launch(a: argparse.Namespace) -> int:
         log_text, rc = proc.stdout + proc.stderr, proc.returncode
     except subprocess.TimeoutExpired as e:
         log_text, rc = f"TIMEOUT after {a.timeout}s\n{e.stdout or ''!s}{e.stderr or ''!s}", 124
-    (a.out / f"fsdp_{a.nprocs}.log").write_text(" ".join(cmd) + "\n" + str(log_text)[-200000:])
+    (a.out / f"{name}_{a.nprocs}.log").write_text(" ".join(cmd) + "\n" + str(log_text)[-200000:])
     found = [json.loads(line[7:]) for line in str(log_text).splitlines() if line.startswith("RESULT ")]
     if not found:
         print(str(log_text)[-4000:], f"\nno result from {a.nprocs} process(es) (rc {rc})", flush=True)
         return rc or 1
     found[0]["command"] = " ".join(cmd[1:]).replace(str(HERE.parent) + "/", "")
     found[0]["wall_s"] = round(time.time() - t0, 1)
-    (a.out / f"fsdp_{a.nprocs}.json").write_text(json.dumps(found[0], indent=1) + "\n")
+    (a.out / f"{name}_{a.nprocs}.json").write_text(json.dumps(found[0], indent=1) + "\n")
     print(json.dumps({k: v for k, v in found[0].items() if k != "versions"}), flush=True)
     return 0
 
 
-def compare(out: Path, n: int) -> dict[str, Any]:
-    one = json.loads((out / "fsdp_1.json").read_text())
-    many = json.loads((out / f"fsdp_{n}.json").read_text())
+def compare(out: Path, n: int, name: str = "fsdp") -> dict[str, Any]:
+    one = json.loads((out / f"{name}_1.json").read_text())
+    many = json.loads((out / f"{name}_{n}.json").read_text())
     pairs = list(zip(one["losses"], many["losses"], strict=False))[:20]
     rel = [abs(x - y) / max(abs(x), 1e-8) for x, y in pairs]
     row = {"efficiency": many["tokens_per_s"] / (n * one["tokens_per_s"]), "compared_losses": len(pairs),
            "loss_max_rel_diff": max(rel) if rel else float("nan"), "tokens_per_s_1": one["tokens_per_s"],
            f"tokens_per_s_{n}": many["tokens_per_s"], "compile": many["compile"], "fsdp": many["fsdp"]}
     row["losses_match"] = bool(pairs) and len(pairs) == min(20, one["steps"]) and row["loss_max_rel_diff"] <= LOSS_RTOL
-    (out / "fsdp_compare.json").write_text(json.dumps(row, indent=1) + "\n")
+    (out / f"{name}_compare.json").write_text(json.dumps(row, indent=1) + "\n")
     for s, (x, y) in enumerate(pairs, 1):
         print(f"step {s:2d} loss 1-proc {x:.5f} {n}-proc {y:.5f} rel {abs(x - y) / max(abs(x), 1e-8):.2e}")
-    print(f"fsdp_scaling_efficiency: {row['efficiency']:.3f} loss_max_rel_diff: {row['loss_max_rel_diff']:.2e} "
+    print(f"{name}_scaling_efficiency: {row['efficiency']:.3f} loss_max_rel_diff: {row['loss_max_rel_diff']:.2e} "
           f"losses_match: {'yes' if row['losses_match'] else 'no'} compile: {str(row['compile']).lower()}", flush=True)
     return row
 
@@ -144,7 +157,9 @@ def main() -> None:
     p.add_argument("mode", choices=["part", "compare", "worker"])
     p.add_argument("--out", type=Path, default=Path("bench_out/fsdp"))
     p.add_argument("--nprocs", type=int, default=2)
-    p.add_argument("--config", default="configs/accelerate/fsdp.yaml")
+    p.add_argument("--config", default="configs/accelerate/fsdp.yaml",
+                   help="accelerate config: FSDP (default) or DeepSpeed (configs/accelerate/deepspeed_zero3.yaml)")
+    p.add_argument("--engine", choices=["fsdp", "zero3"], default="fsdp", help="compare: which parts' results")
     p.add_argument("--shape", default="1b")
     p.add_argument("--attn", default="ctxsynth_varlen")
     p.add_argument("--compile", action="store_true")
@@ -161,7 +176,7 @@ def main() -> None:
     elif a.mode == "part":
         sys.exit(launch(a))
     else:
-        compare(a.out, a.nprocs)
+        compare(a.out, a.nprocs, a.engine)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,10 @@ def test_multigpu_script_dry_run_names_every_part(tmp_path: Path) -> None:
     assert f"multigpu_report.py --results {tmp_path}/multigpu --out docs/results/multigpu.md" in out
     configs = [arg for line in out.splitlines() for arg in line.split() if arg.startswith("configs/")]
     assert configs and all((ROOT / c).is_file() for c in configs), configs
-    alone = _run(["bash", str(script), "gen1", "eval1"], ROOT, {"DRY": "1", "OUT": str(tmp_path)})
+    alone = _run(["bash", str(script), "gen1", "eval1", "zero3"], ROOT, {"DRY": "1", "OUT": str(tmp_path)})
+    zero3 = [line for line in alone.splitlines() if "deepspeed_zero3.yaml" in line]  # without --compile
+    assert len(zero3) == 2 and "--nprocs 1 " in zero3[0] and "--nprocs 2 " in zero3[1], alone
+    assert all("--compile" not in line and "--shape 1b --attn ctxsynth_varlen" in line for line in zero3), zero3
     assert re.search(r"^CUDA_VISIBLE_DEVICES=0 timeout \d+ python3 benchmarks/multigpu_generate.py --device cuda "
                      r"--devices 1 ", alone, re.M), alone
     assert re.search(r"^CUDA_VISIBLE_DEVICES=0 timeout \d+ python3 -m ctxsynth.cli eval .* name=eval_1 .*"
@@ -69,3 +72,33 @@ def test_multigpu_script_tiny_on_cpu_end_to_end(tmp_path: Path) -> None:
     last = out.strip().splitlines()[-1]
     assert re.fullmatch(r"gen_speedup: [\d.]+ fsdp_efficiency: [\d.]+ losses_match: yes eval_identical: yes", last), out
     assert "Texts identical to one GPU (sha256 over all 4 texts in request order): **yes**" in out
+
+
+def test_report_has_a_zero3_section_only_where_deepspeed_ran(tmp_path: Path) -> None:
+    sys.path.insert(0, str(BENCH))
+    import multigpu_report
+    import train_fsdp
+
+    assert train_fsdp.engine("configs/accelerate/deepspeed_zero3.yaml") == "zero3"
+    assert train_fsdp.engine("configs/accelerate/fsdp.yaml") == "fsdp"
+    (tmp_path / "train").mkdir()
+    assert not multigpu_report.training(tmp_path, "zero3")[1]  # missing parts: no efficiency
+    for n, rate, losses in ((1, 100.0, [2.0, 1.5]), (2, 190.0, [2.01, 1.5])):
+        row = {"nprocs": n, "grad_accum": 2 // n, "global_batch": 2, "shape": "1b", "attn": "sdpa", "compile": False,
+               "fsdp": False, "deepspeed": True, "steps": 2, "warmup": 0, "tokens_per_s": rate,
+               "window_mean_tokens_per_s": rate, "tokens_per_step": 10.0, "losses": losses,
+               "step_durations": [10 / rate, 10 / rate], "step_tokens": [10, 10], "peak_mem_gib": [1.0] * n, "pack": 8}
+        (tmp_path / f"train/zero3_{n}.json").write_text(json.dumps(row))
+    lines, eff, match = multigpu_report.training(tmp_path, "zero3")
+    assert eff == pytest.approx(190 / 200) and match is True  # 2.01 vs 2.0: 5e-3 relative, within 2e-2
+    text = "\n".join(lines)
+    assert "DeepSpeed ZeRO-3" in text and "DeepSpeed active: 1 process True, 2 processes True" in text
+    assert "**Scaling efficiency (2-GPU tokens/s / (2 x 1-GPU)): 0.950**" in text
+    out = _run([sys.executable, str(BENCH / "multigpu_report.py"), "--results", str(tmp_path), "--out",
+                str(tmp_path / "m.md")], tmp_path)
+    assert "## Training: DeepSpeed ZeRO-3" in out and "## Training: FSDP2" in out
+    (tmp_path / "train/zero3_1.json").unlink()
+    (tmp_path / "train/zero3_2.json").unlink()
+    out = _run([sys.executable, str(BENCH / "multigpu_report.py"), "--results", str(tmp_path), "--out",
+                str(tmp_path / "m.md")], tmp_path)
+    assert "ZeRO-3" not in out
