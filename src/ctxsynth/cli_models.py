@@ -5,6 +5,7 @@ this module; the shared pieces (logging, error guard, progress bar) live in ctxs
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -94,8 +95,9 @@ def train(config: ConfigArg, overrides: Overrides = None, verbose: Verbose = Fal
 
     train_config = _guard(lambda: TrainConfig.from_yaml(config, overrides or []))
     summary = _guard(lambda: run_training(train_config))
-    console.print(f"train: {summary.get('global_step')} steps, loss {summary.get('train_loss')}, "
-                  f"model -> {summary.get('final_dir')}, loss curve -> {summary.get('loss_curve')}")
+    if os.environ.get("RANK", "0") == "0":  # under `accelerate launch`, one line for the run, not one per process
+        console.print(f"train: {summary.get('global_step')} steps, loss {summary.get('train_loss')}, "
+                      f"model -> {summary.get('final_dir')}, loss curve -> {summary.get('loss_curve')}")
 
 
 @app.command(name="eval")
