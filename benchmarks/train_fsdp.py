@@ -108,10 +108,8 @@ def launch(a: argparse.Namespace) -> int:
     name = engine(a.config)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(HERE.parent / a.config),
            "--num_processes", str(a.nprocs), "--main_process_port", str(29500 + 10 * a.nprocs)]
-    if name == "fsdp":
+    if name == "fsdp":  # (DeepSpeed takes accumulation and clipping from the Trainer: the config leaves them out)
         cmd += ["--fsdp_cpu_ram_efficient_loading", "false"]  # every rank builds the same seeded weights
-    else:  # DeepSpeed takes the accumulation from its own config: make it the Trainer's
-        cmd += ["--gradient_accumulation_steps", str(a.global_batch // a.nprocs)]
     cmd += [__file__, "worker", "--shape", a.shape, "--attn", a.attn, "--steps", str(a.steps), "--warmup",
             str(a.warmup), "--global-batch", str(a.global_batch), "--tokenizer", a.tokenizer]
     cmd += ["--compile"] if a.compile else []
