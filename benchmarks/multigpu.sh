@@ -50,11 +50,12 @@ inputs() {
 }
 
 train() {  # $1 processes [$2: DeepSpeed ZeRO-3 instead of FSDP, without compile]
-  local shape=("${SHAPE[@]}") cfg=()
+  local shape=("${SHAPE[@]}") cfg=() x
   if [[ ${2:-} == zero3 ]]; then
-    shape=("${SHAPE[@]/--compile/}") cfg=(--config configs/accelerate/deepspeed_zero3.yaml)
+    shape=() cfg=(--config configs/accelerate/deepspeed_zero3.yaml)
+    for x in "${SHAPE[@]}"; do [[ $x == --compile ]] || shape+=("$x"); done
   fi
-  do_ timeout 400 $PY benchmarks/train_fsdp.py part --nprocs "$1" ${shape[@]} "${cfg[@]}" --steps "$TRAIN_STEPS" \
+  do_ timeout 400 $PY benchmarks/train_fsdp.py part --nprocs "$1" "${shape[@]}" "${cfg[@]}" --steps "$TRAIN_STEPS" \
       --warmup "$TRAIN_WARMUP" --global-batch 2 --timeout 380 --out "$R/train" || echo "train on $1 failed ($?)"
 }
 

@@ -1,9 +1,11 @@
 """The report of benchmarks/multigpu.sh: its result folder -> one markdown page (docs/results/multigpu.md).
 
 Reads what each part left (train/fsdp_{1,2}.json, gen_{1,2}.json, eval/eval_{1,2}/, machine.txt,
-versions.json, and train/zero3_{1,2}.json where DeepSpeed ran); a part that did not run is reported as missing, not guessed. Per-step training
-rates and per-item eval scores get bootstrap 95% intervals (ctxsynth.eval.stats, n given).
-The last line: `gen_speedup: <x> fsdp_efficiency: <e> losses_match: <yes|no> eval_identical: <yes|no>`.
+versions.json, and train/zero3_{1,2}.json where DeepSpeed ran); a part that did not run is reported
+as missing, not guessed. Per-step training rates and per-item eval scores get bootstrap 95%
+intervals (ctxsynth.eval.stats, n given). The last line: `gen_speedup: <x> fsdp_efficiency: <e>
+losses_match: <yes|no> eval_identical: <yes|no>`, then `zero3_efficiency: <e> zero3_losses_match:
+<yes|no>` where DeepSpeed ran.
 
   python benchmarks/multigpu_report.py --results runs/gpu_out/multigpu --out docs/results/multigpu.md
 """
@@ -55,12 +57,15 @@ def generation(r: Path) -> tuple[list[str], float | None]:
 
 TITLES = {"fsdp": "FSDP2 through accelerate (configs/accelerate/fsdp.yaml)",
           "zero3": "DeepSpeed ZeRO-3 through accelerate (configs/accelerate/deepspeed_zero3.yaml)"}
-ACTIVE = {"fsdp": ("FSDP", "accelerate upcasts for FSDP2"), "zero3": ("DeepSpeed", "DeepSpeed's bf16 optimizer")}
+# per engine: its name, the result key that says it was active, who keeps the fp32 master weights
+ACTIVE = {"fsdp": ("FSDP", "fsdp", "accelerate upcasts for FSDP2"),
+          "zero3": ("DeepSpeed", "deepspeed", "DeepSpeed's bf16 optimizer")}
 
 
 def training(r: Path, name: str = "fsdp") -> tuple[list[str], float | None, bool | None]:
     one, two = load(r / f"train/{name}_1.json"), load(r / f"train/{name}_2.json")
     lines = [f"## Training: {TITLES[name]}", ""]
+    label, key, masters = ACTIVE[name]
     if not (one and two):
         return lines + [f"Missing: {f'train/{name}_1.json' if not one else f'train/{name}_2.json'}.", ""], None, None
     pairs = list(zip(one["losses"], two["losses"], strict=False))[:20]
@@ -72,9 +77,8 @@ def training(r: Path, name: str = "fsdp") -> tuple[list[str], float | None, bool
               f"Global batch {one['global_batch']} packs per optimizer step: 1 process accumulates "
               f"{one['grad_accum']} micro-batches, 2 processes take one each (the same packs in the same steps). "
               f"{one['steps']} steps, the first {one['warmup']} not timed; compile: {two['compile']}; "
-              f"{ACTIVE[name][0]} active: 1 process {one.get(name if name == 'fsdp' else 'deepspeed')}, 2 processes "
-              f"{two.get(name if name == 'fsdp' else 'deepspeed')}. bf16 mixed precision, fp32 master weights "
-              f"({ACTIVE[name][1]}).", "",
+              f"{label} active: 1 process {one.get(key)}, 2 processes {two.get(key)}. bf16 mixed precision, "
+              f"fp32 master weights ({masters}).", "",
               "| processes | tokens/s (median step) | tokens/s per step, mean [95% CI] | window mean | tokens/step | "
               "peak GiB per GPU | wall s |", "|---|---|---|---|---|---|---|"]
     for row in (one, two):
@@ -129,13 +133,17 @@ def main() -> None:
     train_lines, eff, match = training(r)
     eval_lines, same = evaluation(r)
     lines += gen_lines + train_lines
-    if list(r.glob("train/zero3_*.json")):  # DeepSpeed is optional: reported when it ran
-        lines += training(r, "zero3")[0]
+    zero3 = training(r, "zero3") if list(r.glob("train/zero3_*.json")) else None  # optional: where it ran
+    if zero3:
+        lines += zero3[0]
     lines += eval_lines
     yn = {True: "yes", False: "no", None: "missing"}
     last = (f"gen_speedup: {speedup:.2f}" if speedup else "gen_speedup: missing") + \
         (f" fsdp_efficiency: {eff:.3f}" if eff else " fsdp_efficiency: missing") + \
         f" losses_match: {yn[match]} eval_identical: {yn[same]}"
+    if zero3:
+        last += (f" zero3_efficiency: {zero3[1]:.3f}" if zero3[1] else " zero3_efficiency: missing") + \
+            f" zero3_losses_match: {yn[zero3[2]]}"
     lines.append(last)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text("\n".join(lines) + "\n")

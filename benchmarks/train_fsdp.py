@@ -99,8 +99,10 @@ def worker(a: argparse.Namespace) -> dict[str, Any] | None:
 
 def engine(config: str) -> str:
     """'zero3' for an accelerate config of DeepSpeed, else 'fsdp' (the name of the part's result files)."""
-    text = (HERE.parent / config).read_text() if (HERE.parent / config).is_file() else Path(config).read_text()
-    return "zero3" if "distributed_type: DEEPSPEED" in text else "fsdp"
+    import yaml
+
+    settings = yaml.safe_load((HERE.parent / config).read_text())  # (an absolute config path stays as it is)
+    return "zero3" if settings.get("distributed_type") == "DEEPSPEED" else "fsdp"
 
 
 def launch(a: argparse.Namespace) -> int:
@@ -108,8 +110,8 @@ def launch(a: argparse.Namespace) -> int:
     name = engine(a.config)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(HERE.parent / a.config),
            "--num_processes", str(a.nprocs), "--main_process_port", str(29500 + 10 * a.nprocs)]
-    if name == "fsdp":  # (DeepSpeed takes accumulation and clipping from the Trainer: the config leaves them out)
-        cmd += ["--fsdp_cpu_ram_efficient_loading", "false"]  # every rank builds the same seeded weights
+    if name == "fsdp":  # every rank builds the same seeded weights
+        cmd += ["--fsdp_cpu_ram_efficient_loading", "false"]
     cmd += [__file__, "worker", "--shape", a.shape, "--attn", a.attn, "--steps", str(a.steps), "--warmup",
             str(a.warmup), "--global-batch", str(a.global_batch), "--tokenizer", a.tokenizer]
     cmd += ["--compile"] if a.compile else []
@@ -140,7 +142,8 @@ def compare(out: Path, n: int, name: str = "fsdp") -> dict[str, Any]:
     rel = [abs(x - y) / max(abs(x), 1e-8) for x, y in pairs]
     row = {"efficiency": many["tokens_per_s"] / (n * one["tokens_per_s"]), "compared_losses": len(pairs),
            "loss_max_rel_diff": max(rel) if rel else float("nan"), "tokens_per_s_1": one["tokens_per_s"],
-           f"tokens_per_s_{n}": many["tokens_per_s"], "compile": many["compile"], "fsdp": many["fsdp"]}
+           f"tokens_per_s_{n}": many["tokens_per_s"], "compile": many["compile"], "fsdp": many["fsdp"],
+           "deepspeed": many.get("deepspeed", False)}
     row["losses_match"] = bool(pairs) and len(pairs) == min(20, one["steps"]) and row["loss_max_rel_diff"] <= LOSS_RTOL
     (out / f"{name}_compare.json").write_text(json.dumps(row, indent=1) + "\n")
     for s, (x, y) in enumerate(pairs, 1):

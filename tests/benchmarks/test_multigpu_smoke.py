@@ -97,6 +97,7 @@ def test_report_has_a_zero3_section_only_where_deepspeed_ran(tmp_path: Path) -> 
     out = _run([sys.executable, str(BENCH / "multigpu_report.py"), "--results", str(tmp_path), "--out",
                 str(tmp_path / "m.md")], tmp_path)
     assert "## Training: DeepSpeed ZeRO-3" in out and "## Training: FSDP2" in out
+    assert out.strip().splitlines()[-1].endswith(" zero3_efficiency: 0.950 zero3_losses_match: yes")
     (tmp_path / "train/zero3_1.json").unlink()
     (tmp_path / "train/zero3_2.json").unlink()
     out = _run([sys.executable, str(BENCH / "multigpu_report.py"), "--results", str(tmp_path), "--out",
