@@ -80,7 +80,10 @@ def test_a_refused_key_stops_at_the_first_request(tmp_path: Path) -> None:
     with OpenAIServer(context_writer, fault_rule=lambda hit: Fault("status", status=401,
                                                                   message="invalid api key")) as server:
         proc = _run(tmp_path, _setup(tmp_path, server.url))
-        assert server.hits <= 3  # the requests already in flight, not the whole shard times the retries
+        # not the whole shard times the retries (6 x 2): the 2 requests in flight, and at most one more per
+        # slot: an attempt gives its slot back before its refusal reaches the breaker (hedged attempts run
+        # as their own task), and a request waiting for that slot can start in between (CI saw 4 once)
+        assert server.hits <= 2 * 2
     assert proc.returncode == 2
     line = _error_line(proc)
     assert "HTTP 401 on the first request (auth)" in line and "OPENAI_API_KEY" in line
