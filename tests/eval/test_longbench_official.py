@@ -18,7 +18,7 @@ from ctxsynth.errors import UserError
 from ctxsynth.eval.longbench import load_longbench, load_task_specs
 from ctxsynth.eval.longbench_official import TASK_METRICS, load_official_specs, truncate_middle
 from ctxsynth.eval.longbench_score import score_dir
-from ctxsynth.eval.runner import _prediction_row, evaluate
+from ctxsynth.eval.runner import evaluate, prediction_row
 from ctxsynth.eval.truncation import fit_prompt
 from ctxsynth.llm import BACKENDS
 from ctxsynth.llm.base import ChatRequest, ChatResult, SamplingParams
@@ -132,7 +132,7 @@ def test_plain_text_requests_get_the_tokenizers_bos() -> None:
 
 def test_first_line_scoring_for_the_few_shot_tasks(config_dir: Path, tmp_path: Path) -> None:
     item = load_longbench([_records(tmp_path, "trec", 1)], official=config_dir)[0]
-    row = _prediction_row(item, None, ChatResult("\nLocation\nQuestion: what?\nType: Entity", "stop"))
+    row = prediction_row(item, None, ChatResult("\nLocation\nQuestion: what?\nType: Entity", "stop"))
     assert row["score"] == 1.0  # the whole text names both classes and would score 1/2
 
 

@@ -58,6 +58,14 @@ def _fit_all(items: Sequence[EvalItem], tokenizer: Tokenizer | None, max_model_l
             for item, off in zip(items, official, strict=True)]
 
 
+def prepare_requests(items: Sequence[EvalItem], tokenizer: Tokenizer | None, max_model_len: int | None,
+                     truncation: Truncation = "middle", system_prompt: str | None = None,
+                     official_max_length: int | None = None) -> tuple[list[FittedPrompt | None], list[ChatRequest]]:
+    """Each item's fitted prompt and its greedy request, as `evaluate` sends them."""
+    fitted = _fit_all(items, tokenizer, max_model_len, truncation, official_max_length or max_model_len)
+    return fitted, [_request(item, fit, system_prompt) for item, fit in zip(items, fitted, strict=True)]
+
+
 def _request(item: EvalItem, fit: FittedPrompt | None, system_prompt: str | None) -> ChatRequest:
     """Greedy request of one item; official items without the chat format go as plain text."""
     prompt = fit.prompt if fit else item.prompt
@@ -78,7 +86,7 @@ def _check_raw_support(items: Sequence[EvalItem], backend: Backend) -> None:
             "backend for these tasks or leave them out (longbench_tasks)")
 
 
-def _prediction_row(item: EvalItem, fitted: FittedPrompt | None, result: ChatResult) -> dict[str, Any]:
+def prediction_row(item: EvalItem, fitted: FittedPrompt | None, result: ChatResult) -> dict[str, Any]:
     text = result.text or ""
     scored = text.lstrip("\n").split("\n")[0] if item.meta.get("first_line") else text
     return {
@@ -163,8 +171,8 @@ def evaluate(
     tok = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
     out_dir = Path(out_dir)
     started = time.monotonic()
-    fitted = _fit_all(items, tok, max_model_len, truncation, official_max_length or max_model_len)
-    requests = [_request(item, fit, system_prompt) for item, fit in zip(items, fitted, strict=True)]
+    fitted, requests = prepare_requests(items, tok, max_model_len, truncation, system_prompt,
+                                        official_max_length or max_model_len)
     n_cut = sum(1 for f in fitted if f and f.truncated_tokens)
     log.info("evaluating %d items (%d truncated) with %s", len(items), n_cut, backend.identity())
     progress = progress or NullProgress()
@@ -173,7 +181,7 @@ def evaluate(
         results = backend.generate(requests, on_result=lambda i, r: progress.advance())
     finally:
         progress.finish()
-    rows = [_prediction_row(item, fit, res) for item, fit, res in zip(items, fitted, results, strict=True)]
+    rows = [prediction_row(item, fit, res) for item, fit, res in zip(items, fitted, results, strict=True)]
     for row in rows:
         if row["error"]:
             log.warning("item %s failed: %s", row["id"], row["error"])

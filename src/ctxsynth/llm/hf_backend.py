@@ -36,6 +36,12 @@ GPU idles ~80% of each step without it). The first batch of each shape compiles 
 `load()` does not). Texts differ from the default path in floating point (other kernels), so it is
 part of the backend's identity and of the request cache's keys.
 
+`packed: true` (or `auto`: on CUDA only) runs the packed path of ctxsynth.llm.hf_packed for
+prefill-heavy work (evaluation): no padding, waves cut by token count from the planned KV-cache
+memory, varlen attention, CUDA-graph decoding. Greedy texts equal this path's in float32 on the CPU;
+`prefill_tokens` (tokens per packed forward) and `max_rows` (rows per wave) tune it. It is part of
+the identity when on.
+
 Batch invariance holds up to floating point: a padded row's logits differ from the same row run
 alone by ~1e-5 (other matrix shapes, other summation orders), which can flip a near-tie.
 """
@@ -89,7 +95,8 @@ class TransformersBackend(Backend):
     def __init__(self, model: str = "smollm2-135m-instruct", device: str = "auto", dtype: str = "auto",
                  batch_size: int = 8, max_input_tokens: int | None = None, repetition_penalty: float = 1.0,
                  no_repeat_ngram_size: int = 0, devices: int | str | list[str] | None = None,
-                 static_cache: bool = False) -> None:
+                 static_cache: bool = False, packed: bool | str = False, prefill_tokens: int = 65536,
+                 max_rows: int = 256) -> None:
         super().__init__(model)
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -101,6 +108,11 @@ class TransformersBackend(Backend):
         if not isinstance(static_cache, bool):
             raise ConfigError(f"static_cache must be true or false, got {static_cache!r}")
         self.static_cache = static_cache
+        if packed not in (True, False, "auto"):
+            raise ConfigError(f"packed must be true, false or auto, got {packed!r}")
+        if prefill_tokens < 1 or max_rows < 1:
+            raise ConfigError(f"prefill_tokens and max_rows must be >= 1, got {prefill_tokens} and {max_rows}")
+        self.prefill_tokens, self.max_rows = int(prefill_tokens), int(max_rows)
         self.path = Path(resolve_model_path(model))
         if not (self.path / "config.json").is_file():
             raise PathNotFound(
@@ -120,9 +132,16 @@ class TransformersBackend(Backend):
             self._replica_devices = expand_devices(devices, device)
             self.device = self._replica_devices[0]
             self.dtype = _pick_dtype(dtype, self.device)
+        # the packed path (ctxsynth.llm.hf_packed): `auto` = on CUDA only. Off by default until it has been
+        # measured on a GPU (docs/results/eval_throughput.md): it was written and checked on CPUs only
+        self.packed = packed is True or (packed == "auto" and self.device.startswith("cuda") and not static_cache)
+        if self.packed and static_cache:
+            raise ConfigError("packed and static_cache are two decoding paths: set one of them")
+        self._packed: Any = None
         self._replica_kwargs = {"model": model, "dtype": dtype, "batch_size": batch_size,
                                 "max_input_tokens": max_input_tokens, "repetition_penalty": repetition_penalty,
-                                "no_repeat_ngram_size": no_repeat_ngram_size, "static_cache": static_cache}
+                                "no_repeat_ngram_size": no_repeat_ngram_size, "static_cache": static_cache,
+                                "packed": packed, "prefill_tokens": prefill_tokens, "max_rows": max_rows}
 
     def identity(self) -> dict[str, Any]:
         config = hashlib.sha256((self.path / "config.json").read_bytes()).hexdigest()[:16]
@@ -133,7 +152,7 @@ class TransformersBackend(Backend):
     def _decoding(self) -> dict[str, Any]:
         """The decoding options that are on (left out when off, so cache keys without them stay)."""
         on = {"repetition_penalty": self.repetition_penalty != 1.0, "no_repeat_ngram_size": self.no_repeat_ngram_size > 0,
-              "static_cache": self.static_cache}
+              "static_cache": self.static_cache, "packed": self.packed}
         return {k: getattr(self, k) for k, v in on.items() if v}
 
     def _load(self) -> None:
@@ -151,6 +170,18 @@ class TransformersBackend(Backend):
         self._model = model.to(self.device).eval()
         if not getattr(self._tokenizer, "chat_template", None):
             log.warning("%s has no chat template: messages are joined as plain text", self.path.name)
+
+    @property
+    def hf_model(self) -> Any:
+        """The loaded transformers model (None before the first request or load(), and with `devices`)."""
+        return self._model
+
+    @property
+    def context_window(self) -> int | None:
+        """The longest prompt this backend takes: max_input_tokens, else the model's window."""
+        self._load()
+        config = self._config if self._pool is not None else self._model.config
+        return self.max_input_tokens or getattr(config, "max_position_embeddings", None)
 
     def load(self) -> None:
         """Load the model now (in every replica with `devices`) instead of at the first request."""
@@ -196,6 +227,9 @@ class TransformersBackend(Backend):
 
             self._pool.run(work, finish_batch)
             return [r if r is not None else ChatResult(None, None, error="no result") for r in results]
+        if self.packed and self._packed_applies():
+            self._generate_packed(requests, prompts, order, finish)
+            return [r if r is not None else ChatResult(None, None, error="no result") for r in results]
         start = 0
         while start < len(order):
             batch = order[start:start + self.batch_size]  # batch_size can shrink on out-of-memory
@@ -235,6 +269,10 @@ class TransformersBackend(Backend):
         """Generate one batch. Out of memory: halve it (and the batch size from then on) until it
         fits. Any other failure: retry its requests one by one so only the bad ones fail. Results
         do not depend on the split (per-request seeds, see the module docstring)."""
+        if self.packed and self._packed_applies():  # a replica's batch: the packed path plans its own waves
+            out: dict[int, ChatResult] = {}
+            self._generate_packed(requests, prompts, batch, out.__setitem__)
+            return [out[i] for i in batch]
         try:
             return self._generate_batch([requests[i] for i in batch], [prompts[i] for i in batch])
         except torch.OutOfMemoryError as exc:
@@ -252,6 +290,65 @@ class TransformersBackend(Backend):
             if len(batch) == 1:
                 return [ChatResult(None, None, error=f"generation: {type(exc).__name__}: {exc}")]
         return [self._run_isolated(requests, prompts, [i])[0] for i in batch]
+
+    def _packed_applies(self) -> bool:
+        """False (once logged) when the model's generation_config asks for logit processors that only
+        the default path applies (they read the prompt too), or its attention cannot be packed."""
+        if self._packed is not None:
+            return True
+        from ctxsynth.llm.hf_packed import model_shape
+
+        config = self._model.generation_config
+        asks = [name for name, value in (("repetition_penalty", config.repetition_penalty not in (None, 1.0)),
+                                         ("no_repeat_ngram_size", bool(config.no_repeat_ngram_size)),
+                                         ("bad_words_ids", bool(config.bad_words_ids)),
+                                         ("suppress_tokens", bool(config.suppress_tokens)),
+                                         ("begin_suppress_tokens", bool(config.begin_suppress_tokens)),
+                                         ("min_new_tokens", bool(config.min_new_tokens)),
+                                         ("min_length", bool(config.min_length))) if value]
+        try:
+            model_shape(self._model.config)
+        except ValueError as exc:
+            asks.append(str(exc))
+        if asks:
+            log.warning("%s: packed generation off (%s); using model.generate", self.path.name, ", ".join(asks))
+            self.packed = False
+        return self.packed
+
+    def _generate_packed(self, requests: Sequence[ChatRequest], prompts: dict[int, list[int]], order: list[int],
+                         finish: Any) -> None:
+        """The packed path over all requests at once (waves by token count); `finish(i, result)` as
+        each wave ends."""
+        from ctxsynth.llm.hf_packed import PackedGenerator, Row
+
+        if self._packed is None:
+            self._packed = PackedGenerator(self._model, self._eos_ids(), self._pad_id(), prefill_tokens=self.prefill_tokens,
+                                           max_rows=self.max_rows)
+        rows = [Row(prompts[i], requests[i].params.max_tokens) for i in order]
+        done: set[int] = set()
+
+        def processors(wave: list[int]) -> list[Any]:
+            params = [requests[order[j]].params for j in wave]
+            chain: list[Any] = []
+            if self.repetition_penalty != 1.0:
+                chain.append(RepetitionPenaltyLogitsProcessor(self.repetition_penalty))
+            if self.no_repeat_ngram_size > 0:
+                chain.append(GeneratedNoRepeatNGram(self.no_repeat_ngram_size, 0))
+            chain.append(RowGumbelSampler([request_seed(requests[order[j]]) for j in wave],
+                                          [p.temperature for p in params], [p.top_p for p in params], 0))
+            return chain
+
+        def on_wave(wave: list[int], tokens: list[list[int]]) -> None:
+            for j, toks in zip(wave, tokens, strict=True):
+                done.add(order[j])
+                finish(order[j], self._decode(toks, rows[j].budget, len(rows[j].ids)))
+
+        try:
+            self._packed.generate(rows, processors, on_wave)
+        except torch.OutOfMemoryError as exc:  # one prompt alone does not fit
+            for i in order:
+                if i not in done:
+                    finish(i, ChatResult(None, None, error=f"generation: out of memory: {exc}"))
 
     def _generate_batch(self, requests: Sequence[ChatRequest], prompts: Sequence[list[int]]) -> list[ChatResult]:
         """Left-padded generation of one batch; one result per request, in the given order."""

@@ -1,0 +1,440 @@
+"""Packed generation for prefill-heavy work: prompts without padding, batches cut by token count.
+
+`ctxsynth eval` reads long prompts and writes short answers; `model.generate` pads every batch to its
+longest prompt, cuts batches by row count and finds the memory limit by running out of it. Here:
+
+- **Waves by token count.** Prompts are sorted by length and grouped into waves whose KV cache
+  (rows x (longest prompt + reply budget) x bytes per token, from the model config) fits a planned
+  share of the free device memory; a wave is one decoding batch.
+- **Packed prefill.** Each wave's prompts run through the model in chunks of up to
+  `prefill_tokens` tokens as one flattened row, position ids restarting per prompt, with a
+  varlen attention kernel (PyTorch's `varlen_attn` on CUDA; flex attention for sliding-window
+  layers where `varlen_attn` has no window; per-prompt SDPA on the CPU): no padding, no mask, no
+  work between prompts. Only each prompt's last position goes through the LM head
+  (`logits_to_keep`). Keys and values land straight in the wave's cache.
+- **Decoding** reads that cache (one row per prompt, its own length) through SDPA with a length
+  mask; sliding-window layers (Gemma-3) see only their window. On CUDA one decoding step is
+  captured as a CUDA graph per wave and replayed (no Python or launch cost per kernel); rows stop
+  at their end token or budget and the wave ends when all have.
+
+The model runs with the `ctxsynth_packed` attention implementation registered with transformers'
+AttentionInterface; what the kernel needs (the cache, the chunk's boundaries, the decoding
+lengths) comes from the active `_Wave`, set around each forward. Architectures whose attention goes
+through that interface work (Llama/SmolLM2, Qwen2, Gemma-3); logit soft-capping in attention
+(Gemma-2) does not, and is refused.
+
+Sampling goes through the same per-row processors as the default path (ctxsynth.llm.hf_decoding),
+so per-request seeds keep their guarantee: a row's tokens depend on its prompt, parameters and seed
+only, not on its wave. Greedy texts equal `model.generate`'s in float32 on the CPU (tested); other
+kernels round differently in bf16 on the GPU (docs/results/eval_throughput.md).
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+log = logging.getLogger(__name__)
+
+PACKED = "ctxsynth_packed"
+_DECODE_BACKENDS = [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+_ACTIVE: _Wave | None = None
+_registered = False
+
+
+@dataclass
+class Row:
+    """One prompt to continue: its ids and its reply budget."""
+
+    ids: list[int]
+    budget: int
+
+
+@dataclass
+class _Wave:
+    """The cache and the per-forward facts the attention kernel reads."""
+
+    keys: list[torch.Tensor]  # per layer (rows, capacity, kv heads, head dim)
+    values: list[torch.Tensor]
+    decoding: bool = False
+    # prefill: the chunk's boundaries, longest prompt, where each token's key goes (flat row*cap+pos)
+    cu: torch.Tensor | None = None
+    max_len: int = 0
+    dest: torch.Tensor | None = None
+    doc: torch.Tensor | None = None  # prompt index of every packed token (flex attention)
+    # decoding: the position each row's new token takes
+    lengths: torch.Tensor | None = None
+    masks: dict[int | None, torch.Tensor] = field(default_factory=dict)  # window -> (rows, 1, 1, cap)
+
+
+def register() -> str:
+    """Register the packed attention with transformers (idempotent); returns its name."""
+    global _registered
+    if not _registered:
+        from transformers import AttentionInterface
+
+        AttentionInterface.register(PACKED, _attention)
+        _registered = True
+    return PACKED
+
+
+def _attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+               attention_mask: Any, dropout: float = 0.0, scaling: float | None = None,
+               sliding_window: int | None = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """transformers' attention interface: query (B, H, T, D) -> output (B, T, H, D)."""
+    wave = _ACTIVE
+    if wave is None:
+        raise RuntimeError("ctxsynth_packed attention runs only inside PackedGenerator")
+    layer = int(module.layer_idx)  # type: ignore[arg-type]
+    if wave.decoding:
+        return _decode_attention(wave, layer, query, key, value, scaling, sliding_window), None
+    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (T, H, D)
+    assert wave.dest is not None and wave.cu is not None
+    wave.keys[layer].view(-1, *k.shape[1:]).index_copy_(0, wave.dest, k)
+    wave.values[layer].view(-1, *v.shape[1:]).index_copy_(0, wave.dest, v)
+    return _prefill_attention(wave, q, k, v, scaling, sliding_window).unsqueeze(0), None
+
+
+def _decode_attention(wave: _Wave, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                      scaling: float | None, window: int | None) -> torch.Tensor:
+    rows, heads, _, dim = query.shape
+    kv_heads = key.shape[1]
+    index = torch.arange(rows, device=query.device)
+    assert wave.lengths is not None
+    wave.keys[layer][index, wave.lengths] = key[:, :, 0, :]
+    wave.values[layer][index, wave.lengths] = value[:, :, 0, :]
+    # a row's query heads of one kv head become that head's queries: no copy of the cache per head
+    q = query.reshape(rows, kv_heads, heads // kv_heads, dim)
+    k, v = wave.keys[layer].transpose(1, 2), wave.values[layer].transpose(1, 2)  # (B, Hkv, cap, D)
+    with sdpa_kernel(_DECODE_BACKENDS):
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=wave.masks[window], scale=scaling)
+    return out.reshape(rows, 1, heads, dim)
+
+
+def _prefill_attention(wave: _Wave, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None,
+                       window: int | None) -> torch.Tensor:
+    assert wave.cu is not None
+    if q.is_cuda:
+        kernel, params = _varlen()
+        dtype = q.dtype
+        if dtype not in (torch.float16, torch.bfloat16):  # flash kernels: half precision only
+            q, k, v = q.to(torch.bfloat16), k.to(torch.bfloat16), v.to(torch.bfloat16)
+        if window is None or "window_size" in params:
+            return _cuda_varlen(kernel, params, q, k, v, wave.cu, wave.max_len, scale, window).to(dtype)
+        return _flex(q, k, v, wave, scale, window).to(dtype)
+    return _cpu_attention(q, k, v, wave.cu, scale, window)
+
+
+def _cuda_varlen(kernel: Callable[..., torch.Tensor], params: frozenset[str], q: torch.Tensor, k: torch.Tensor,
+                 v: torch.Tensor, cu: torch.Tensor, max_len: int, scale: float | None,
+                 window: int | None) -> torch.Tensor:
+    kw: dict[str, Any] = {"scale": scale}
+    if "window_size" in params:  # flash semantics: key j seen by query i when i - left <= j <= i
+        kw["window_size"] = (-1 if window is None else window - 1, 0)
+    else:
+        kw["is_causal"] = True
+    if q.shape[1] != k.shape[1]:
+        if "enable_gqa" in params:
+            kw["enable_gqa"] = True
+        else:
+            groups = q.shape[1] // k.shape[1]
+            k, v = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
+    return kernel(q, k, v, cu, cu, max_len, max_len, **kw)
+
+
+_VARLEN: tuple[Any, frozenset[str]] | None = None
+
+
+def _varlen() -> tuple[Any, frozenset[str]]:
+    global _VARLEN
+    if _VARLEN is None:
+        from torch.nn.attention.varlen import varlen_attn
+
+        _VARLEN = (varlen_attn, frozenset(inspect.signature(varlen_attn).parameters))
+    return _VARLEN
+
+
+_FLEX: Any = None
+
+
+def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, wave: _Wave, scale: float | None,
+          window: int) -> torch.Tensor:
+    """Sliding-window causal attention within each packed prompt, by flex attention (compiled)."""
+    global _FLEX
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    if _FLEX is None:
+        _FLEX = torch.compile(flex_attention, dynamic=True)
+    doc = wave.doc
+    assert doc is not None
+
+    def mask(b: Any, h: Any, qi: Any, ki: Any) -> Any:
+        return (doc[qi] == doc[ki]) & (qi >= ki) & (qi - ki < window)
+
+    n = q.shape[0]
+    block = create_block_mask(mask, None, None, n, n, device=q.device)
+    out = _FLEX(*(t.transpose(0, 1).unsqueeze(0) for t in (q, k, v)), block_mask=block, scale=scale,
+                enable_gqa=q.shape[1] != k.shape[1])
+    return out[0].transpose(0, 1)
+
+
+def _cpu_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, scale: float | None,
+                   window: int | None) -> torch.Tensor:
+    """Each [cu[i], cu[i+1]) span attends causally (within `window`) to itself only."""
+    out = torch.empty_like(q)
+    groups = q.shape[1] // k.shape[1]
+    bounds = cu.tolist()
+    for start, end in zip(bounds[:-1], bounds[1:], strict=False):
+        qs, ks, vs = (t[start:end].transpose(0, 1) for t in (q, k, v))
+        if groups > 1:
+            ks, vs = ks.repeat_interleave(groups, 0), vs.repeat_interleave(groups, 0)
+        n = end - start
+        pos = torch.arange(n)
+        allowed = pos[:, None] >= pos[None, :]
+        if window is not None:
+            allowed &= pos[:, None] - pos[None, :] < window
+        out[start:end] = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=allowed, scale=scale).transpose(0, 1)
+    return out
+
+
+# --- the generator --------------------------------------------------------------------------------
+
+Processor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (generated ids, logits) -> logits
+
+
+@dataclass
+class _Shape:
+    layers: int
+    kv_heads: int
+    head_dim: int
+    windows: list[int | None]  # per layer
+
+
+def model_shape(config: Any) -> _Shape:
+    """Layers, kv heads, head dim and each layer's sliding window, from a transformers config."""
+    config = getattr(config, "text_config", None) or config
+    if getattr(config, "attn_logit_softcapping", None):
+        raise ValueError("packed generation does not support attention logit soft-capping")
+    heads = int(config.num_attention_heads)
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
+    layers = int(config.num_hidden_layers)
+    types = getattr(config, "layer_types", None) or ["full_attention"] * layers
+    window = getattr(config, "sliding_window", None)
+    windows: list[int | None] = [int(window) if t == "sliding_attention" and window else None for t in types]
+    return _Shape(layers, kv_heads, head_dim, windows)
+
+
+class PackedGenerator:
+    """Generates for many prompts at once: waves by token count, packed prefill, graph decoding."""
+
+    def __init__(self, model: Any, eos_ids: Sequence[int], pad_id: int, *, prefill_tokens: int = 65536,
+                 max_rows: int = 256, memory_fraction: float = 0.5, cuda_graphs: bool = True) -> None:
+        self.model = model
+        self.shape = model_shape(model.config)
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.eos = torch.tensor(sorted(set(eos_ids)), dtype=torch.long, device=self.device)
+        self.pad_id = pad_id
+        self.prefill_tokens = prefill_tokens
+        self.max_rows = max_rows
+        self.memory_fraction = memory_fraction
+        self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
+        register()
+        model.config._attn_implementation = PACKED
+        for sub in model.modules():  # nested configs (text_config) hold their own copy
+            cfg = getattr(sub, "config", None)
+            if cfg is not None and hasattr(cfg, "_attn_implementation"):
+                cfg._attn_implementation = PACKED
+
+    def bytes_per_token(self) -> int:
+        s = self.shape
+        return 2 * s.layers * s.kv_heads * s.head_dim * torch.finfo(self.dtype).bits // 8
+
+    def kv_budget_tokens(self) -> int:
+        """Cache tokens a wave may hold: a share of the device's free memory (CPU: a fixed 2**20)."""
+        if self.device.type != "cuda":
+            return 1 << 20
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return max(1, int(free * self.memory_fraction) // self.bytes_per_token())
+
+    def waves(self, rows: Sequence[Row], budget_tokens: int) -> Iterator[list[int]]:
+        """Row indices grouped so that rows x (longest prompt + budget) fits `budget_tokens`."""
+        order = sorted(range(len(rows)), key=lambda i: (len(rows[i].ids), i))
+        wave: list[int] = []
+        cap = 0
+        for i in order:
+            need = len(rows[i].ids) + rows[i].budget
+            if wave and (len(wave) >= self.max_rows or max(cap, need) * (len(wave) + 1) > budget_tokens):
+                yield wave
+                wave, cap = [], 0
+            wave.append(i)
+            cap = max(cap, need)
+        if wave:
+            yield wave
+
+    def generate(self, rows: Sequence[Row], processors: Callable[[list[int]], list[Processor]],
+                 on_wave: Callable[[list[int], list[list[int]]], None]) -> None:
+        """Generate every row; `processors(wave)` gives the logit processors of a wave's rows (in
+        wave order), `on_wave(wave, tokens)` receives each wave's generated tokens (end token
+        included when one was produced). Out of memory: the wave budget halves and the wave reruns."""
+        budget = self.kv_budget_tokens()
+        pending = list(self.waves(rows, budget))
+        while pending:
+            wave = pending.pop(0)
+            try:
+                tokens = self._run_wave([rows[i] for i in wave], processors(wave))
+            except torch.OutOfMemoryError:
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if len(wave) == 1:
+                    raise
+                budget = max(1, min(budget, _tokens(rows, wave)) // 2)
+                log.warning("out of memory in a wave of %d rows: cache budget -> %d tokens", len(wave), budget)
+                split = [[wave[j] for j in sub] for sub in self.waves([rows[i] for i in wave], budget)]
+                pending = split + pending
+                continue
+            on_wave(wave, tokens)
+
+    def _run_wave(self, rows: list[Row], processors: list[Processor]) -> list[list[int]]:
+        global _ACTIVE
+        s, n = self.shape, len(rows)
+        cap = max(len(r.ids) + r.budget for r in rows)
+        # zeros, not empty: a masked slot's weight is 0, and 0 x a NaN left in memory is NaN
+        keys = [torch.zeros(n, cap, s.kv_heads, s.head_dim, device=self.device, dtype=self.dtype)
+                for _ in range(s.layers)]
+        values = [torch.zeros_like(k) for k in keys]
+        wave = _Wave(keys, values)
+        _ACTIVE = wave
+        try:
+            with torch.inference_mode():
+                first = self._prefill(wave, rows, cap)
+                return self._decode(wave, rows, cap, first, processors)
+        finally:
+            _ACTIVE = None
+
+    def _prefill(self, wave: _Wave, rows: list[Row], cap: int) -> torch.Tensor:
+        """Every row's prompt through the model in packed chunks; the last position's logits (n, V)."""
+        logits: list[torch.Tensor] = []
+        start = 0
+        while start < len(rows):
+            end, total = start, 0
+            while end < len(rows) and (end == start or total + len(rows[end].ids) <= self.prefill_tokens):
+                total += len(rows[end].ids)
+                end += 1
+            logits.append(self._prefill_chunk(wave, rows, range(start, end), cap))
+            start = end
+        return torch.cat(logits)
+
+    def _prefill_chunk(self, wave: _Wave, rows: list[Row], chunk: range, cap: int) -> torch.Tensor:
+        lengths = [len(rows[r].ids) for r in chunk]
+        ids = torch.tensor([t for r in chunk for t in rows[r].ids], device=self.device)
+        positions = torch.cat([torch.arange(n) for n in lengths]).to(self.device)
+        cu = torch.tensor([0, *itertools.accumulate(lengths)], dtype=torch.int32, device=self.device)
+        rows_of = torch.repeat_interleave(torch.tensor(list(chunk)), torch.tensor(lengths)).to(self.device)
+        wave.cu, wave.max_len, wave.decoding = cu, max(lengths), False
+        wave.dest = rows_of * cap + positions
+        wave.doc = rows_of
+        out = self.model(input_ids=ids[None], position_ids=positions[None], use_cache=False,
+                         logits_to_keep=(cu[1:] - 1).long())
+        return out.logits[0].float()
+
+    def _decode(self, wave: _Wave, rows: list[Row], cap: int, first: torch.Tensor,
+                processors: list[Processor]) -> list[list[int]]:
+        n = len(rows)
+        budgets = torch.tensor([r.budget for r in rows], device=self.device)
+        lengths = torch.tensor([len(r.ids) for r in rows], device=self.device)
+        generated = torch.empty(n, 0, dtype=torch.long, device=self.device)
+        done = torch.zeros(n, dtype=torch.bool, device=self.device)
+        step = _Step(self, wave, n, cap)
+        logits = first
+        longest = max(r.budget for r in rows)
+        for t in range(longest):
+            token = self._pick(generated, logits, processors)
+            token = torch.where(done, torch.full_like(token, self.pad_id), token)
+            generated = torch.cat([generated, token[:, None]], dim=1)
+            done = done | torch.isin(token, self.eos) | (budgets <= t + 1)
+            if t + 1 == longest or bool(done.all()):
+                break
+            logits = step(token, lengths + t)
+        return [self._cut(row, generated[i].tolist()) for i, row in enumerate(rows)]
+
+    def _pick(self, generated: torch.Tensor, logits: torch.Tensor, processors: list[Processor]) -> torch.Tensor:
+        for processor in processors:
+            logits = processor(generated, logits)
+        return logits.argmax(dim=-1)
+
+    def _cut(self, row: Row, tokens: list[int]) -> list[int]:
+        tokens = tokens[:row.budget]
+        eos = set(self.eos.tolist())
+        stop = next((k for k, t in enumerate(tokens) if t in eos), None)
+        return tokens if stop is None else tokens[:stop + 1]
+
+
+class _Step:
+    """One decoding step of a wave (token, position per row -> logits), a CUDA graph where it can be."""
+
+    def __init__(self, gen: PackedGenerator, wave: _Wave, rows: int, cap: int) -> None:
+        self.gen, self.wave = gen, wave
+        self.token = torch.zeros(rows, dtype=torch.long, device=gen.device)
+        self.position = torch.zeros(rows, dtype=torch.long, device=gen.device)
+        self.slots = torch.arange(cap, device=gen.device)
+        self.graph: Any = None
+        self.out: torch.Tensor | None = None
+        self.captured = False
+
+    def _forward(self) -> torch.Tensor:
+        wave = self.wave
+        wave.decoding, wave.lengths = True, self.position
+        pos = self.position[:, None]
+        seen = self.slots[None, :] <= pos
+        for window in set(self.gen.shape.windows):
+            mask = seen if window is None else seen & (self.slots[None, :] > pos - window)
+            wave.masks[window] = mask[:, None, None, :]
+        out = self.gen.model(input_ids=self.token[:, None], position_ids=pos, use_cache=False)
+        return out.logits[:, -1].float()
+
+    def __call__(self, token: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        self.token.copy_(token)
+        self.position.copy_(position)
+        if not self.gen.cuda_graphs:
+            return self._forward()
+        if not self.captured:
+            self.captured = True
+            try:
+                self._capture()
+            except Exception as exc:  # a model that cannot be captured decodes eagerly
+                log.warning("CUDA graph capture failed (%s: %s); decoding without graphs", type(exc).__name__, exc)
+                self.graph = None
+                self.gen.cuda_graphs = False
+                return self._forward()
+        if self.graph is None:
+            return self._forward()
+        self.graph.replay()
+        assert self.out is not None
+        return self.out.clone()
+
+    def _capture(self) -> None:
+        stream = torch.cuda.Stream(self.gen.device)
+        stream.wait_stream(torch.cuda.current_stream(self.gen.device))
+        # the warm-up writes the same cache slots the real step will write again
+        with torch.cuda.stream(stream):
+            self._forward()
+        torch.cuda.current_stream(self.gen.device).wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self.out = self._forward()
+        self.graph = graph
+
+
+def _tokens(rows: Sequence[Row], wave: list[int]) -> int:
+    """The cache tokens a wave takes: rows x (longest prompt + budget)."""
+    return len(wave) * max(len(rows[i].ids) + rows[i].budget for i in wave)

@@ -1,0 +1,149 @@
+"""The packed generation path (ctxsynth.llm.hf_packed) against `model.generate` on the CPU in float32.
+
+Protects: greedy texts equal to the default path (the real embedded SmolLM2 model, prompts of mixed
+length in one wave and across waves and prefill chunks), per-request seeded sampling that gives the
+default path's sample, end tokens and budgets per row, results streamed per wave, and sliding-window
+layers (a small random Gemma-3 with prompts longer than its window) equal to transformers' own
+masks.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ctxsynth.errors import ConfigError
+from ctxsynth.llm.base import ChatRequest, SamplingParams
+from ctxsynth.llm.hf_backend import TransformersBackend
+from ctxsynth.llm.hf_packed import PackedGenerator, Row
+
+TOPICS = ["a lighthouse keeper", "the planet Jupiter and its moons", "bread", "rivers of Europe", "tea"]
+
+
+def ask(text: str, seed: int = 0, temperature: float = 0.0, max_tokens: int = 16) -> ChatRequest:
+    return ChatRequest([{"role": "user", "content": text}],
+                       SamplingParams(temperature=temperature, top_p=0.9, max_tokens=max_tokens, seed=seed))
+
+
+def requests(temperature: float = 0.0) -> list[ChatRequest]:
+    out = []
+    for k, topic in enumerate(TOPICS):
+        filler = " ".join(["Consider the following carefully."] * (k * 5))
+        out.append(ask(f"{filler} Write two sentences about {topic}.", seed=100 + k, temperature=temperature,
+                       max_tokens=3 + 2 * k))
+    return out
+
+
+@pytest.fixture(scope="module")
+def default() -> TransformersBackend:
+    return TransformersBackend("smollm2-135m-instruct", device="cpu", dtype="float32", batch_size=5, packed=False)
+
+
+@pytest.fixture(scope="module")
+def packed() -> TransformersBackend:
+    # a tiny prefill chunk and few rows per wave: the 5 prompts take several chunks and waves
+    return TransformersBackend("smollm2-135m-instruct", device="cpu", dtype="float32", packed=True,
+                               prefill_tokens=150, max_rows=3)
+
+
+def test_greedy_texts_equal_model_generate(default: TransformersBackend, packed: TransformersBackend) -> None:
+    reqs = requests()
+    want = default.generate(reqs)
+    seen: list[int] = []
+    got = packed.generate(reqs, on_result=lambda i, r: seen.append(i))
+    assert sorted(seen) == list(range(len(reqs)))
+    assert [r.text for r in got] == [r.text for r in want]
+    assert [r.finish_reason for r in got] == [r.finish_reason for r in want]
+    assert [r.usage for r in got] == [r.usage for r in want]
+    assert all(r.answered and r.text for r in got)
+
+
+def test_seeded_samples_equal_the_default_path(default: TransformersBackend, packed: TransformersBackend) -> None:
+    reqs = requests(temperature=0.8)
+    assert [r.text for r in packed.generate(reqs)] == [r.text for r in default.generate(reqs)]
+
+
+def test_waves_fit_the_cache_budget_and_keep_every_row() -> None:
+    gen = PackedGenerator.__new__(PackedGenerator)
+    gen.max_rows = 4
+    rows = [Row([1] * n, 5) for n in (50, 10, 30, 200, 20, 40, 60)]
+    waves = list(gen.waves(rows, budget_tokens=180))
+    assert sorted(i for w in waves for i in w) == list(range(len(rows)))
+    for w in waves:
+        assert len(w) <= 4
+        assert len(w) == 1 or len(w) * max(len(rows[i].ids) + 5 for i in w) <= 180
+    lengths = [len(rows[i].ids) for w in waves for i in w]
+    assert lengths == sorted(lengths)  # similar lengths share a wave: little padding in the cache
+
+
+def test_packed_and_static_cache_are_exclusive_and_packed_is_in_the_identity() -> None:
+    with pytest.raises(ConfigError, match="packed and static_cache"):
+        TransformersBackend("smollm2-135m-instruct", device="cpu", packed=True, static_cache=True)
+    with pytest.raises(ConfigError, match="packed must be"):
+        TransformersBackend("smollm2-135m-instruct", device="cpu", packed="yes")
+    on = TransformersBackend("smollm2-135m-instruct", device="cpu", packed=True).identity()
+    off = TransformersBackend("smollm2-135m-instruct", device="cpu").identity()
+    assert on["packed"] is True and "packed" not in off  # CPU default: off, the old cache keys hold
+
+
+def _tiny_gemma3() -> torch.nn.Module:
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    config = Gemma3TextConfig(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                              num_attention_heads=4, num_key_value_heads=2, head_dim=16, sliding_window=8,
+                              layer_types=["sliding_attention", "sliding_attention", "sliding_attention",
+                                           "full_attention"], max_position_embeddings=512)
+    torch.manual_seed(0)
+    model = Gemma3ForCausalLM(config).eval()
+    model.config._attn_implementation = "sdpa"
+    return model
+
+
+def test_sliding_window_layers_match_transformers_own_masks() -> None:
+    model = _tiny_gemma3()
+    prompts = [[(7 * k + 3 * j) % 290 + 5 for j in range(n)] for k, n in enumerate((40, 13, 27))]
+    with torch.inference_mode():
+        want = []
+        for ids in prompts:  # one prompt at a time, no padding: transformers' sliding + causal masks
+            out = model.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False, eos_token_id=None,
+                                 pad_token_id=0)
+            want.append(out[0, len(ids):].tolist())
+        full = [model(torch.tensor([ids])).logits[0, -1] for ids in prompts]
+    gen = PackedGenerator(model, eos_ids=[], pad_id=0, prefill_tokens=60, max_rows=2)  # no end token: 12 each
+    got: dict[int, list[int]] = {}
+
+    def on_wave(wave: list[int], tokens: list[list[int]]) -> None:
+        got.update(zip(wave, tokens, strict=True))
+
+    gen.generate([Row(ids, 12) for ids in prompts], lambda wave: [], on_wave)
+    assert [got[i] for i in range(len(prompts))] == want
+    assert all(len(t) == 12 for t in want) and all(len(p) > 8 for p in prompts)  # past the window
+    assert torch.stack(full).argmax(-1).tolist() == [t[0] for t in want]
+
+
+def _tiny_llama() -> torch.nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=300, hidden_size=128, intermediate_size=256, num_hidden_layers=3,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096)
+    torch.manual_seed(0)
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("build", [_tiny_llama, _tiny_gemma3], ids=["llama", "gemma3-sliding"])
+def test_packed_on_cuda_agrees_with_generate_in_bf16(build: object) -> None:
+    model = build().to("cuda", torch.bfloat16)  # type: ignore[operator]
+    model.config._attn_implementation = "sdpa"
+    prompts = [[(11 * k + 5 * j) % 290 + 5 for j in range(n)] for k, n in enumerate((700, 90, 333, 1500, 64, 12))]
+    with torch.inference_mode():
+        want = [model.generate(torch.tensor([ids], device="cuda"), max_new_tokens=10, do_sample=False,
+                               eos_token_id=None, pad_token_id=0)[0, len(ids):].tolist() for ids in prompts]
+    gen = PackedGenerator(model, eos_ids=[], pad_id=0, prefill_tokens=1600, max_rows=4)
+    got: dict[int, list[int]] = {}
+    gen.generate([Row(ids, 10) for ids in prompts], lambda wave: [],
+                 lambda wave, tokens: got.update(zip(wave, tokens, strict=True)))
+    same = sum(got[i] == want[i] for i in range(len(prompts)))
+    first = sum(got[i][0] == want[i][0] for i in range(len(prompts)))
+    assert all(len(got[i]) == 10 for i in range(len(prompts)))
+    assert first >= len(prompts) - 1 and same >= len(prompts) // 2, (got, want)
