@@ -54,6 +54,8 @@ def main() -> None:
     p.add_argument("--max-tokens", type=int, default=300)
     p.add_argument("--model", default="smollm2-135m-instruct")
     p.add_argument("--static-cache", action="store_true", help="the backend's static_cache option")
+    p.add_argument("--path", choices=["auto", "packed", "generate"], default="auto",
+                   help="packed generation (the CUDA default), or model.generate (the default before it)")
     p.add_argument("--warmup", action="store_true", help="one untimed batch per replica before the clock")
     p.add_argument("--out", type=Path)
     p.add_argument("--texts", type=Path, help="also write every text (JSON lines, request order), to find which differ")
@@ -64,7 +66,9 @@ def main() -> None:
     from ctxsynth.llm.hf_backend import TransformersBackend
 
     backend = TransformersBackend(a.model, device=a.device, batch_size=a.batch_size,
-                                  devices=a.devices if a.devices > 1 else None, static_cache=a.static_cache)
+                                  devices=a.devices if a.devices > 1 else None, static_cache=a.static_cache,
+                                  packed={"auto": "auto", "packed": True, "generate": False}[a.path]
+                                  if not a.static_cache else False)
     t0 = time.perf_counter()
     backend.load()  # every replica loaded and ready before the clock starts
     load_s = time.perf_counter() - t0
@@ -82,7 +86,7 @@ def main() -> None:
     digest = hashlib.sha256("\x00".join(r.text or f"<error {r.error}>" for r in results).encode()).hexdigest()
     row = {"devices": a.devices, "device": a.device, "n": a.n, "batch_size": a.batch_size,
            "max_tokens": a.max_tokens, "seconds": round(seconds, 2), "load_s": round(load_s, 2),
-           "static_cache": a.static_cache, "warmup": a.warmup, "warmup_s": round(warmup_s, 2),
+           "static_cache": a.static_cache, "packed": backend.packed, "warmup": a.warmup, "warmup_s": round(warmup_s, 2),
            "completion_tokens": tokens, "tokens_per_s": round(tokens / seconds, 1),
            "requests_per_s": round(a.n / seconds, 2), "failed": sum(1 for r in results if not r.answered),
            "texts_sha256": digest, "torch": torch.__version__, "python": platform.python_version(),

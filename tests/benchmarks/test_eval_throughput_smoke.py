@@ -1,0 +1,43 @@
+"""benchmarks/eval_throughput.py at smoke size on CPU: both paths on the real embedded model.
+
+In float32 on the CPU the packed path gives model.generate's texts exactly, so the benchmark must
+report every item identical and a zero score difference; the FLOP count must match the formula.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).parent))
+from test_benchmarks_smoke import _run  # noqa: E402
+
+FACTS = [("the vault code", "4417"), ("the ship's name", "Marigold"), ("the meeting day", "Thursday")]
+
+
+def test_eval_throughput_runs_tiny_and_reports_identical_texts(tmp_path: Path) -> None:
+    filler = "The river ran slowly past the mill, and the miller counted sacks of grain. "
+    items = []
+    for k, (what, value) in enumerate(FACTS):
+        text = filler * (3 + 4 * k) + f"Remember: {what} is {value}. " + filler * 2
+        items.append({"id": f"t{k}", "task": "niah_single", "prompt": f"{text}\nWhat is {what}?",
+                      "answers": [value], "metric": "all_substring", "max_new_tokens": 6})
+    path = tmp_path / "items.jsonl"
+    path.write_text("".join(json.dumps(i) + "\n" for i in items))
+    out = _run([sys.executable, str(ROOT / "benchmarks" / "eval_throughput.py"), "--items", str(path), "--device", "cpu",
+                "--dtype", "float32", "--limit", "3", "--prefill-tokens", "200", "--max-rows", "2",
+                "--out", str(tmp_path / "r.json")], tmp_path, timeout=600)
+    last = out.strip().splitlines()[-1]
+    m = re.fullmatch(r"eval_seconds: ([\d.]+) baseline_seconds: ([\d.]+) limit_seconds: ([\d.]+) identical: ([\d.]+)", last)
+    assert m, last
+    assert float(m.group(4)) == 1.0
+    row = json.loads((tmp_path / "r.json").read_text())
+    assert row["items"] == 3 and row["score_difference"]["mean"] == 0.0
+    assert row["packed"]["failed"] == 0 and row["generate"]["failed"] == 0
+    # 2 x non-embedding params x tokens is most of the work at these lengths; attention adds to it
+    tokens = row["prompt_tokens"] + row["generated_tokens"]
+    assert row["flop"] > 2 * row["non_embedding_params"] * tokens
+    assert row["non_embedding_params"] < 135_000_000
