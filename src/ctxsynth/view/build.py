@@ -61,7 +61,8 @@ class _Chunks:
 
     def flush(self) -> None:
         if self.buffer:
-            atomic_write_text(self.folder / f"{self.kind}-{self.n}.js", _js("put", self.kind, self.n, self.buffer))
+            # a plain write: the folder is rebuilt whole on every call (the page itself is written last, atomically)
+            (self.folder / f"{self.kind}-{self.n}.js").write_text(_js("put", self.kind, self.n, self.buffer), encoding="utf-8")
             self.buffer, self.n = [], self.n + 1
 
 
@@ -127,7 +128,12 @@ def _read_stages(run_dir: Path, data: Path, config: dict[str, Any], index: _Inde
         chunks = _Chunks(data, kind)
         for record, rejected in _kept_and_rejected(run_dir / folder):
             rid = str((record.get("seed_id") or record.get("id")) if stage == "assemble" else record.get("id"))
-            seed = record if stage in ("seeds", "filter") else record.get("seed") or {}
+            if stage in ("seeds", "filter"):
+                seed = record
+            elif stage == "assemble":  # a sample keeps its instruction in meta
+                seed = {"instruction": (record.get("meta") or {}).get("instruction"), "task": record.get("task")}
+            else:
+                seed = record.get("seed") or {}
             if stage == "seeds":
                 view = records.seed_view(record, rejected)
             elif stage == "filter":

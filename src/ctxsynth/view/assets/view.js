@@ -168,7 +168,7 @@ const CTXV = (() => {
     const pager = document.getElementById("pager");
     pager.replaceChildren(
       el("button", { text: "‹ prev", id: "prev", onclick: () => { if (state.page > 0) { state.page--; renderList(); } } }),
-      el("span", { id: "page", text: `page ${state.page + 1} of ${pages}` }),
+      el("span", { id: "page", text: `page ${fmt(state.page + 1)} of ${fmt(pages)}` }),
       el("button", { text: "next ›", id: "next", onclick: () => { if (state.page < pages - 1) { state.page++; renderList(); } } }));
   }
 
