@@ -11,8 +11,6 @@ import os
 import time
 from pathlib import Path
 
-import pytest
-
 from ctxsynth.io import read_shards
 from ctxsynth.view import PageServer, build_view
 

@@ -71,3 +71,28 @@ def test_segments_of_a_real_run_put_the_gold_where_the_sample_says(human_run: Pa
         start, end = sample["gold_char_span"]
         assert [t for k, t in texts if k == "gold"] == [user[start:end]]
         assert sum(k == "distractor" for k, _ in texts) == sample["n_documents"] - 1
+
+
+def test_a_rejected_synthesis_record_keeps_its_id_reason_and_every_attempt(human_run: Path, tmp_path: Path) -> None:
+    """A rejected synthesis record carries no id of its own (the Rejected wrapper does)."""
+    import json
+    import shutil
+
+    from ctxsynth.io import write_jsonl
+    from ctxsynth.view import build_view
+
+    run = Path(shutil.copytree(human_run, tmp_path / "run"))
+    seed = next(read_shards(run / "seeds" / "rejected"))["record"]
+    attempts = [{"attempt": i, "reason": "answer_not_supported", "text": f"Context: try {i} <b>x</b>", "verdicts": {}}
+                for i in (1, 2)]
+    write_jsonl(run / "synth" / "rejected" / "shard-00001.jsonl.gz", [{
+        "id": seed["id"], "stage": "synthesize", "reason": "answer_not_supported", "detail": "2 attempt(s) failed",
+        "record": {"attempts": attempts, "provenance": {"model": "m"}, "seed": seed}}])
+    page = build_view(run)
+    data = page.parent / "index_files" / "data"
+    rows = json.loads((data / "index.js").read_text()[len("CTXV.index("):-len(");\n")])
+    row = next(r for r in rows if r["id"] == seed["id"])
+    assert row["v"] == "rejected" and row["stage"] == "synthesize" and row["r"] == "answer_not_supported"
+    assert len(rows) == 7  # no row without an id
+    chunk = (data / f"synth-{row['c']['synth'][0]}.js").read_text()
+    assert "Context: try 1 <b>x</b>" in chunk and "Context: try 2 <b>x</b>" in chunk

@@ -16,7 +16,7 @@ import logging
 import os
 import shutil
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,11 @@ def _digest(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
 
 
+def _same_text(digest: bytes | None) -> Callable[[Any], bool]:
+    """Whether a value is the text whose digest is `digest`."""
+    return lambda text: digest is not None and isinstance(text, str) and _digest(text) == digest
+
+
 def _js(call: str, *args: Any) -> str:
     """One line of JavaScript handing `args` (as JSON) to the page's CTXV.<call>."""
     return f"CTXV.{call}({','.join(json.dumps(a, ensure_ascii=False, separators=(',', ':')) for a in args)});\n"
@@ -50,7 +55,8 @@ class _Chunks:
     """Writes one kind of record in numbered chunk files; returns each record's (chunk, position)."""
 
     def __init__(self, folder: Path, kind: str) -> None:
-        self.folder, self.kind, self.buffer, self.n = folder, kind, [], 0
+        self.folder, self.kind, self.n = folder, kind, 0
+        self.buffer: list[dict[str, Any]] = []
 
     def add(self, record: dict[str, Any]) -> list[int]:
         self.buffer.append(record)
@@ -71,7 +77,9 @@ def _kept_and_rejected(folder: Path) -> Iterator[tuple[dict[str, Any], dict[str,
         yield record, None
     if (folder / "rejected").is_dir():
         for rejected in read_shards(folder / "rejected"):
-            yield rejected.get("record") or {"id": rejected.get("id")}, rejected
+            record = dict(rejected.get("record") or {})  # a rejected synthesis record has no id of its own
+            record.setdefault("id", rejected.get("id"))
+            yield record, rejected
 
 
 def _templates(config: dict[str, Any]):
@@ -169,8 +177,7 @@ def _read_export(run_dir: Path, data: Path, config: dict[str, Any], index: _Inde
         entry = index.rows.get(rid)
         if entry is None:  # a mixed-in general SFT row: not one of this run's seeds
             continue
-        digest = index.user_hash.get(rid)
-        view = records.export_view(row, fmt, lambda text, d=digest: isinstance(text, str) and _digest(text) == d)
+        view = records.export_view(row, fmt, _same_text(index.user_hash.get(rid)))
         entry["c"]["export"] = chunks.add(view)
         entry.update(v="exported", stage="export")
         index.counts.setdefault("export", Counter())["kept"] += 1

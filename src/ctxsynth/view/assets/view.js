@@ -92,7 +92,7 @@ const CTXV = (() => {
     const run = state.run, box = document.getElementById("overview");
     box.replaceChildren();
     box.append(el("p", {}, `${fmt(state.index.length)} seeds · generator ${fmt(run.model)} (${fmt(run.backend)}) · `
-      + `target ${fmt(run.target_tokens)} tokens · distractors ${fmt(run.distractors)} · export shown: ${fmt(run.export_format)}`));
+      + `${run.target_tokens ? `target ${fmt(run.target_tokens)} tokens · ` : ""}distractors ${fmt(run.distractors)} · export shown: ${fmt(run.export_format)}`));
     const stages = ["seeds", "filter", "synthesize", "assemble", "export"].filter((s) => run.counts[s]);
     box.append(el("h2", { text: "Stages" }), table(["stage", "kept", "rejected"], stages.map((s) => [
       s, run.counts[s].kept || 0, run.counts[s].rejected || 0]), { id: "stage-counts" }));
