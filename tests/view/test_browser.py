@@ -11,6 +11,9 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
+from ctxsynth.errors import InputError
 from ctxsynth.io import read_shards
 from ctxsynth.view import PageServer, build_view
 
@@ -100,6 +103,8 @@ def test_the_served_page_is_the_same_page(human_run: Path, browser, tmp_path: Pa
     assert (tmp_path / "site" / "run_files" / "data" / "index.js").is_file()
     with PageServer(page.parent) as server:
         assert server.url("run.html").startswith("http://127.0.0.1:")
+        with pytest.raises(InputError, match="cannot serve on 127.0.0.1"):
+            PageServer(page.parent, server.port)  # the port is taken: one clear line, not a traceback
         _open(browser, server.url(page.name))
         assert _stage_counts(browser)["assemble"] == (6, 0)
         browser.find_element(By.CSS_SELECTOR, "#tabs button[data-tab=samples]").click()

@@ -12,6 +12,8 @@ import logging
 import threading
 from pathlib import Path
 
+from ctxsynth.errors import InputError
+
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
@@ -27,7 +29,10 @@ class PageServer:
 
     def __init__(self, root: Path, port: int = 0) -> None:
         handler = functools.partial(_Quiet, directory=str(root))
-        self.httpd = http.server.ThreadingHTTPServer((HOST, port), handler)
+        try:
+            self.httpd = http.server.ThreadingHTTPServer((HOST, port), handler)
+        except OSError as exc:
+            raise InputError(f"cannot serve on {HOST}:{port} ({exc.strerror}); pick another with --port, or 0 for a free one") from exc
         self.port = int(self.httpd.server_address[1])
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="ctxsynth-view", daemon=True)
 
