@@ -251,7 +251,7 @@ def estimate(config: ConfigArg, overrides: Overrides = None, stream_tps: Annotat
 @app.command()
 def view(run_dir: Annotated[Path, typer.Argument(help="A run directory (the folder `ctxsynth run` wrote).")],
          out: Annotated[Optional[Path], typer.Option(help="The page's path (default RUN_DIR/view/index.html); its data go in <name>_files/ beside it.")] = None,
-         serve: Annotated[bool, typer.Option(help="Also serve the page on 127.0.0.1 until Ctrl-C.")] = False,
+         serve: Annotated[bool, typer.Option("--serve", help="Also serve the page on 127.0.0.1 until Ctrl-C.")] = False,
          port: Annotated[int, typer.Option(help="The port for --serve (0: a free one).")] = 8000) -> None:
     """Write a page to read a run in the browser, offline: counts, samples (gold, distractors, export row),
     rejected records with every attempt, filter scores, eval predictions."""
