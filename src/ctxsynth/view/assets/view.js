@@ -113,7 +113,8 @@ const CTXV = (() => {
     if (depths.length) grid.append(histogram("Gold depth (0 = start of the prompt)", depthEdges(), depths, (i) => pick({ depth: String(i) })));
     box.append(grid);
     const s = run.summary;
-    if (s && s.model_comparison) box.append(el("h2", { text: "Trained vs base" }), kv(s.model_comparison));
+    if (s && s.model_comparison) box.append(el("h2", { text: "Trained vs base" }),
+      typeof s.model_comparison === "string" ? el("p", { text: s.model_comparison }) : kv(s.model_comparison));
     if (run.train) box.append(el("h2", { text: "Training" }), kv(run.train));
   }
 
@@ -250,12 +251,19 @@ const CTXV = (() => {
   }
 
   // ---- eval ----
+  function comparisonTable(c) {
+    const cell = (b) => (b && typeof b.mean === "number"
+      ? `${(100 * b.mean).toFixed(1)} [${(100 * b.low).toFixed(1)}, ${(100 * b.high).toFixed(1)}]` : "–");
+    const blocks = [["all", c.overall || {}], ...Object.entries(c.tasks || {})];
+    return table(["items", "n", "base", "trained", "difference"],
+      blocks.map(([name, b]) => [name, b.n, cell(b.base), cell(b.trained), cell(b.difference)]), { id: "comparison" });
+  }
   function renderEval() {
     const ev = state.evaluation, box = document.getElementById("eval");
     if (!ev || !ev.items.length) return;
     document.getElementById("tab-eval").hidden = false;
     box.replaceChildren();
-    if (ev.comparison) box.append(el("h2", { text: "Comparison" }), kv(ev.comparison));
+    if (ev.comparison) box.append(el("h2", { text: "Trained vs base (x100, 95% intervals)" }), comparisonTable(ev.comparison));
     const pages = Math.ceil(ev.items.length / PAGE), items = ev.items.slice(state.evalPage * PAGE, (state.evalPage + 1) * PAGE);
     const header = ["id", "task", "references", ...ev.models.flatMap((m) => [`${m} prediction`, `${m} score`])];
     box.append(el("h2", { text: `Predictions (${ev.items.length} items; ${ev.models.join(" vs ")})` }),
