@@ -1,5 +1,6 @@
 # ctxsynth: two commands do everything on a fresh machine (2 cores, no GPU, package registries only).
-#   make demo   set up .venv if needed, then the whole path (seeds -> synthesize -> assemble -> export -> report) with the embedded model
+#   make demo   set up .venv if needed, then the whole path (seeds -> synthesize -> assemble -> export -> report) with the
+#               embedded model, then its page (ctxsynth view runs/demo)
 #   make test   set up .venv if needed, then run the test suite
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -16,7 +17,7 @@ EXTRAS := local,assemble,filters,eval,hf,train,dev,ray
 SETUPTOOLS_SPEC ?= setuptools==84.2.1
 STAMP := $(VENV)/.ctxsynth-installed
 
-.PHONY: setup demo test test-slow test-gpu bench lint clean
+.PHONY: setup demo browser test test-slow test-gpu bench lint clean
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt Makefile
@@ -30,6 +31,14 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 
 demo: $(STAMP)
 	$(VENV)/bin/ctxsynth run configs/demo.yaml
+	$(VENV)/bin/ctxsynth view runs/demo
+
+# Debian's Chromium and its driver, for the browser test (tests/view/); CI runs this before `make test`.
+# Skipped when both are installed; needs root (or sudo) for apt-get.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then echo "chromium: installed"; \
+	else SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -q && \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends chromium chromium-driver; fi
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not gpu" -p no:cacheprovider

@@ -177,4 +177,4 @@ def test_the_shipped_end_to_end_config_validates() -> None:
     from ctxsynth import config as cfg
 
     run_config = cfg.load(RunConfig, config)
-    assert run_config.stages[-3:] == ["train", "eval", "report"] and run_config.eval.builtin.hotpotqa == 20
+    assert run_config.stages[-3:] == ["train", "eval", "report"] and run_config.eval.builtin.hotpotqa == 8

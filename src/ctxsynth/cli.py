@@ -248,6 +248,24 @@ def estimate(config: ConfigArg, overrides: Overrides = None, stream_tps: Annotat
         Console().print(line, soft_wrap=True, markup=False)
 
 
+@app.command()
+def view(run_dir: Annotated[Path, typer.Argument(help="A run directory (the folder `ctxsynth run` wrote).")],
+         out: Annotated[Optional[Path], typer.Option(help="The page's path (default RUN_DIR/view/index.html); its data go in <name>_files/ beside it.")] = None,
+         serve: Annotated[bool, typer.Option("--serve", help="Also serve the page on 127.0.0.1 until Ctrl-C.")] = False,
+         port: Annotated[int, typer.Option(help="The port for --serve (0: a free one).")] = 8000) -> None:
+    """Write a page to read a run in the browser, offline: counts, samples (gold, distractors, export row),
+    rejected records with every attempt, filter scores, eval predictions."""
+    _setup_logging(False)
+    from ctxsynth.view import PageServer, build_view
+
+    page = _guard(lambda: build_view(run_dir, out))
+    console.print(f"page: {page} (open it in a browser)", highlight=False)
+    if serve:
+        with _guard(lambda: PageServer(page.parent, port)) as server:
+            console.print(f"serving {server.url(page.name)} (127.0.0.1 only; Ctrl-C stops)", highlight=False)
+            _guard(lambda: server.thread.join())
+
+
 # the model-side verbs (niah, writer-data, train, eval, score, compare) register on `app` there
 from ctxsynth import cli_models  # noqa: E402,F401
 

@@ -99,6 +99,7 @@ def to_markdown(summary: dict[str, Any]) -> str:
     lines += ["", f"Context words (kept; target {summary['target_words']}): " + ", ".join(f"{k} {v}" for k, v in w.items())]
     t = summary["throughput"]
     lines += ["", "Throughput: " + ", ".join(f"{k} {v}" for k, v in t.items()), ""]
+    lines += [f"Read the samples in a browser: `ctxsynth view {summary['run']}` writes [view/index.html](view/index.html).", ""]
     if summary.get("model_comparison"):  # the train and eval stages ran (ctxsynth.model_stages)
         lines += [summary["model_comparison"], ""]
     return "\n".join(lines)
@@ -153,6 +154,7 @@ def output_lines(run: Path) -> list[str]:
     for manifest in sorted((run / "export").glob("*/manifest.json")):
         data = json.loads(manifest.read_text())
         lines.append(f"  export     {manifest.parent}/ ({data['counts']['total']} rows, {data['format']})")
+    lines.append(f"  page       ctxsynth view {run} -> {run / 'view' / 'index.html'}")
     for name, path in (("summary", run / "summary.md"), ("card", run / "report" / "README.md")):
         if path.exists():
             lines.append(f"  {name:<10} {path}")

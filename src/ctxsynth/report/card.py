@@ -214,6 +214,8 @@ def render_card(s: RunSummary, plots: Sequence[tuple[str, str, str]], caveat_lis
     if s.exports:
         lines += ["Load an export: `datasets.load_dataset(\"<run>/export\", \"<format>\")` or "
                   "`load_dataset(\"<run>/export/<format>\")`.", ""]
+    lines += [f"Read the samples, rejections and predictions in a browser: [view/index.html](../view/index.html) "
+              f"(`ctxsynth view {s.run_dir}` writes it, offline).", ""]
     if plots:
         lines += ["## Plots", ""]
         for name, title, caption in plots:
