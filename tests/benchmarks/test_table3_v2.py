@@ -1,0 +1,226 @@
+"""Table 3 v2's scripts: the split (tiny build and the committed one re-checked), the arms' budget
+helpers, the GPU script's commands, and the report's statistics on a fixture with planted effects."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import os
+import random
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from ctxsynth.experiments.split import Unit, check_split, find_overlaps
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "benchmarks"
+DATA = ROOT / "docs" / "results" / "table3_v2" / "data"
+
+
+def _module(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 300) -> str:
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                **(env or {})}
+    proc = subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def _gz(path: Path) -> list[dict[str, Any]]:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+# ---- the split -----------------------------------------------------------------------------------------
+
+def test_tiny_split_builds_every_role_and_passes_the_check(tmp_path: Path) -> None:
+    out = _run([sys.executable, str(BENCH / "table3_v2_inputs.py"), "split", str(tmp_path / "in"), "--tiny",
+                "--commit", str(tmp_path / "commit")], tmp_path, timeout=600)
+    assert out.strip().splitlines()[-1].endswith("overlaps 0"), out
+    counts = json.loads(out.strip().splitlines()[-2])
+    assert counts["max_squad_questions_per_article"] <= 2 and counts["seeds_hotpotqa"] >= 12
+    question_rows = [json.loads(x) for x in (tmp_path / "in" / "writer_question.jsonl").read_text().splitlines()]
+    context_rows = [json.loads(x) for x in (tmp_path / "in" / "writer_context.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in question_rows] == [r["id"] for r in context_rows]  # the same triples, both directions
+    assert question_rows[0]["messages"][-1]["content"].startswith("Question: ")
+    assert context_rows[0]["messages"][-1]["content"].startswith("Context: ")
+    index = _gz(tmp_path / "commit" / "tests_index.jsonl.gz")
+    assert all("prompt" not in r and len(r["prompt_sha256"]) == 64 for r in index)
+    assert {r["meta"]["column"] for r in index} >= {"hotpotqa_real", "hotpotqa_8k", "squad_2k", "niah_2k"}
+    squad = [r for r in index if r["meta"]["family"] == "squad"]
+    assert all(r["meta"]["filler"] == "wiki" for r in squad)
+
+
+def _split_units() -> dict[str, list[Unit]]:
+    """The committed split's roles rebuilt from the built-in data by id (not from the build's own units)."""
+    from ctxsynth.experiments.split import unit_from_seed
+    from ctxsynth.records import Seed
+    from ctxsynth.seeds.builtin import hotpotqa_source, squad_source
+    from ctxsynth.seeds.config import SeedsConfig
+
+    split = _gz(DATA / "split.json.gz")[0]
+    seeds = {c.item.id: c.item for read, source in ((squad_source, "squad"), (hotpotqa_source, "hotpotqa"))
+             for c in read(SeedsConfig(source=source)) if isinstance(c.item, Seed)}
+    roles = {role: [unit_from_seed(seeds[i]) for i in split["ids"][role]] for role in ("seeds", "writer", "general", "filler")}
+    from ctxsynth import assets
+
+    records = {r["_id"]: r for r in json.loads(assets.ruler_json("hotpotqa.json").read_text(encoding="utf-8"))}
+    squad = {qa["id"]: (a["title"], p["context"], qa["question"]) for a in
+             json.loads(assets.ruler_json("squad.json").read_text(encoding="utf-8"))["data"]
+             for p in a["paragraphs"] for qa in p["qas"]}
+    paragraphs = {t: "".join(s).strip() for r in records.values() for t, s in r["context"]}
+    tests: dict[str, list[Unit]] = {"test_hotpotqa": [], "test_squad": []}
+    for item in _gz(DATA / "tests_index.jsonl.gz"):
+        meta = item["meta"]
+        if meta["family"] == "hotpotqa":
+            titles = tuple(meta["passages"])
+            tests["test_hotpotqa"].append(Unit(item["id"], paragraphs=tuple(paragraphs[t] for t in titles), titles=titles,
+                                               questions=(records[meta["question_id"]]["question"],)))
+        elif meta["family"] == "squad":
+            title, context, question = squad[meta["question_id"]]
+            tests["test_squad"].append(Unit(item["id"], paragraphs=(context,), questions=(question,), articles=(title,)))
+    return {**roles, **tests}
+
+
+@pytest.mark.skipif(not (DATA / "split.json.gz").exists(), reason="the split is not committed yet")
+def test_the_committed_split_has_no_overlap_and_the_design_sizes() -> None:
+    roles = _split_units()
+    report = check_split(roles, test_roles=["test_hotpotqa", "test_squad"])
+    assert report.counts["seeds"] >= 1000 and len(roles["test_hotpotqa"]) >= 800 and len(roles["test_squad"]) >= 300
+    per_article: dict[str, int] = {}
+    for unit in roles["seeds"]:
+        for article in unit.articles:
+            per_article[article] = per_article.get(article, 0) + 1
+    assert max(per_article.values()) <= 20
+    # the check is not vacuous on these units: a seed paragraph put into the general rows is found
+    leaked = {**roles, "general": [*roles["general"], roles["seeds"][0]]}
+    assert {o.kind for o in find_overlaps(leaked, ["test_hotpotqa", "test_squad"]).overlaps} >= {"paragraph", "question"}
+
+
+# ---- the arms' budget helpers --------------------------------------------------------------------------------
+
+def _row(i: int, words: int, answer: str = "yes") -> dict[str, Any]:
+    return {"id": f"r{i}", "messages": [{"role": "user", "content": "word " * words}, {"role": "assistant", "content": answer}]}
+
+
+def test_take_to_budget_never_passes_it_and_fills_with_smaller_rows() -> None:
+    inputs = _module("table3_v2_inputs")
+    count = inputs.Counter()
+    rows = [_row(i, 50) for i in range(5)] + [_row(9, 10)]  # 52 and 12 tokens
+    kept, tokens = inputs.take_to_budget(rows, 180, count, None)
+    assert tokens == 52 * 3 + 12 and [r["id"] for r in kept] == ["r0", "r1", "r2", "r9"]  # skips what does not fit
+    kept, tokens = inputs.take_to_budget(rows, 180, count, None, already=170)
+    assert tokens == 0  # 10 left: nothing fits
+
+
+def test_permuted_rows_swap_the_gold_for_another_pairs_and_never_one_with_the_answer() -> None:
+    inputs = _module("table3_v2_inputs")
+    docs = {"a": "Ada built the mill in 1840.", "b": "The bridge opened in 1902.", "c": "The ferry was green."}
+    answers = {"a": "1840", "b": "1902", "c": "green"}
+    samples = []
+    for key, doc in docs.items():
+        user = f"Distractor text.\n\n{doc}\n\nQuestion: q{key}?"
+        start = user.index(doc)
+        samples.append({"id": key, "seed_id": key, "task": "qa", "answer": answers[key], "gold_char_span": [start, start + len(doc)],
+                        "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answers[key]}]})
+    rows = inputs.permuted_rows(samples)
+    assert len(rows) == 3
+    for row in rows:
+        user = row["messages"][0]["content"]
+        assert docs[row["id"]] not in user and answers[row["id"]] not in user  # gold removed
+        assert user.startswith("Distractor text.") and user.endswith(f"Question: q{row['id']}?")
+        assert row["meta"]["permuted_from"] != row["id"]
+
+
+# ---- the GPU script ---------------------------------------------------------------------------------------
+
+def test_gpu_script_dry_run_names_real_verbs_and_configs(tmp_path: Path) -> None:
+    subprocess.run(["bash", "-n", str(BENCH / "table3_v2.sh")], check=True)
+    out = _run(["bash", str(BENCH / "table3_v2.sh"), "split", "writers", "gen", "prep", "arms", "all", "pack"], ROOT,
+               {"DRY": "1", "CTX": "ctxsynth", "DEVICE": "cpu", "SEEDS": "1 2 3"})
+    commands = [shlex.split(line) for line in out.splitlines() if line.startswith("ctxsynth ")]
+    from typer.main import get_command
+
+    from ctxsynth.cli import app
+
+    verbs = set(get_command(app).commands)  # type: ignore[attr-defined]
+    assert {c[1] for c in commands} == {"train", "run", "eval"} and {c[1] for c in commands} <= verbs
+    configs = {arg for c in commands for arg in c[2:] if arg.startswith("configs/")}
+    assert all((ROOT / c).is_file() for c in configs) and len(configs) >= 14, configs
+    trains = [c for c in commands if c[1] == "train" and c[2].endswith("arm.yaml")]
+    assert len(trains) == 17 * 3  # every arm x 3 seeds
+    assert all("max_steps=S" in c for c in trains)  # one step count for every arm
+
+
+# ---- the report ---------------------------------------------------------------------------------------------
+
+def _fixture(folder: Path) -> None:
+    """Real test ids and clusters (the committed index when present) with planted effects: cs is +25 points
+    over is on QA items, human equals cs exactly, cs_nc is is, cs_perm is cs plus seed noise only."""
+    rng = random.Random(0)
+    if (DATA / "tests_index.jsonl.gz").exists():
+        index = _gz(DATA / "tests_index.jsonl.gz")
+        by_family: dict[str, list[dict[str, Any]]] = {}
+        for r in index:
+            by_family.setdefault(r["meta"]["family"], []).append(r)
+        items = [r for rows in by_family.values() for r in rows[:30]]
+    else:
+        items = [{"id": f"{f}-{i}", "task": f, "meta": {"family": f, "column": f"{f}_x", "question_id": f"{f}{i // 2}"}}
+                 for f in ("hotpotqa", "squad", "niah") for i in range(30)]
+    base = {r["id"]: rng.random() * 0.5 for r in items}
+    (folder / "predictions").mkdir(parents=True)
+    for arm in ("general", "cs", "is", "human", "cs_nc", "cs_perm"):
+        for seed in (1, 2, 3):
+            rows = []
+            for r in items:
+                lift = 0.25 if arm in ("cs", "human", "cs_perm") and r["meta"]["family"] != "niah" else 0.0
+                noise = rng.gauss(0, 0.01) if arm in ("cs_perm", "general") else 0.0
+                rows.append({"id": r["id"], "task": r["task"], "score": base[r["id"]] + lift + noise, "meta": r["meta"]})
+            text = "".join(json.dumps(x) + "\n" for x in rows)
+            (folder / "predictions" / f"{arm}-s{seed}.jsonl.gz").write_bytes(gzip.compress(text.encode()))
+
+
+def test_report_finds_the_planted_effects_and_not_the_null_one(tmp_path: Path) -> None:
+    _fixture(tmp_path / "data")
+    out = _run([sys.executable, str(BENCH / "table3_v2_report.py"), "--data", str(tmp_path / "data"), "--out",
+                str(tmp_path / "out"), "--resamples", "400"], tmp_path)
+    assert out.strip().splitlines()[-1] == "report: arms 6 runs 18 primary_rejected 3/4", out
+    result = json.loads((tmp_path / "out" / "results.json").read_text())
+    verdicts = {(r["a"], r["b"]): r["rejected"] for r in result["primary"]}
+    assert verdicts == {("cs", "is"): True, ("cs", "human"): True, ("cs", "cs_nc"): True, ("cs", "cs_perm"): False}
+    cs_is = next(r for r in result["primary"] if r["b"] == "is")["estimate"]
+    assert cs_is["mean"] == pytest.approx(25.0, abs=1e-6) and cs_is["low"] < 25.0 + 1e-6 <= cs_is["high"] + 1e-6
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert "## Primary comparisons" in readme and "not shown" in readme
+    assert (tmp_path / "out" / "table3_v2.png").stat().st_size > 5_000
+
+
+def test_holm_adjustment_is_step_down_and_monotone() -> None:
+    report = _module("table3_v2_report")
+    assert report.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert report.holm([0.5, 0.001]) == pytest.approx([0.5, 0.002])
+
+
+def test_report_refuses_runs_over_different_items(tmp_path: Path) -> None:
+    _fixture(tmp_path / "data")
+    path = tmp_path / "data" / "predictions" / "is-s2.jsonl.gz"
+    path.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in _gz(path)[1:]).encode()))
+    proc = subprocess.run([sys.executable, str(BENCH / "table3_v2_report.py"), "--data", str(tmp_path / "data"),
+                           "--out", str(tmp_path / "out"), "--resamples", "50"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert proc.returncode != 0 and "not paired" in proc.stderr
