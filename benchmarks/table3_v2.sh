@@ -118,6 +118,7 @@ run() {  # $1 arm, $2 seed: train on general rows + the arm's slot, evaluate, sa
   if [[ $DRY == 1 ]]; then steps=S; else
     steps=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['max_steps'])" $R/arms/arms.json); fi
   local name=$arm-s$seed steps_arg=(max_steps=$steps)
+  [[ -f $SAVE/run-$name.tgz && $DRY != 1 ]] && { echo "done already: $SAVE/run-$name.tgz"; return 0; }
   [[ $TINY == 1 ]] && steps_arg=()
   do_ $CTX train $CFG/arm.yaml output_dir=$R/train/$name "data.train_files=[$R/arms/$arm.jsonl]" seed=$seed \
       data.shuffle_seed=$seed "${steps_arg[@]}" "${TRAIN[@]}" || { echo "run $name: training failed"; return 0; }

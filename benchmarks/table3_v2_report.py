@@ -84,7 +84,7 @@ def collect(sources: list[Path], data: Path) -> None:
     for arms in root.rglob("arms/arms.json"):
         (data / "arms.json").write_text(arms.read_text(encoding="utf-8"), encoding="utf-8")
     generation: dict[str, list[Any]] = {}
-    for stats in root.rglob("pipe/table3-v2-*/_state/synthesize/*.json"):
+    for stats in sorted(root.rglob("pipe/table3-v2-*/_state/synthesize/shard-*.done")):
         generation.setdefault(stats.parent.parent.parent.name, []).append(json.loads(stats.read_text(encoding="utf-8")))
     if generation:
         (data / "generation.json").write_text(json.dumps(generation, indent=1) + "\n", encoding="utf-8")
@@ -228,7 +228,8 @@ def analyse(runs: Runs, resamples: int) -> dict[str, Any]:
 ARM_ORDER = list(LABELS)
 
 
-def markdown(result: dict[str, Any], arms_info: dict[str, Any] | None, status: str) -> str:
+def markdown(result: dict[str, Any], arms_info: dict[str, Any] | None, status: str,
+             generation: dict[str, list[dict[str, Any]]] | None = None) -> str:
     whats = result["columns"]
     arms = sorted(result["cells"], key=lambda a: ARM_ORDER.index(a) if a in ARM_ORDER else 99)
     out = ["# Table 3 v2: SmolLM2-135M-Instruct, equal budgets, 3 seeds, no leaks", "", status, "",
@@ -259,6 +260,19 @@ def markdown(result: dict[str, Any], arms_info: dict[str, Any] | None, status: s
         for arm, i in arms_info["arms"].items():
             out.append(f"| {arm} | {i['long_rows']} | {i['long_tokens']:,} | {i['filler_rows']} | {i['filler_tokens']:,} | "
                        f"{i['slot_tokens']:,} | {i['packs']} |")
+    if generation:
+        out += ["", "## Generated data (kept share: exploratory)", "",
+                "| run | seeds | kept | kept % | rejected (reasons) |", "|---|---|---|---|---|"]
+        for run, shards in sorted(generation.items()):
+            n_in = sum(int(x.get("n_in", 0)) for x in shards)
+            n_out = sum(int(x.get("n_out", 0)) for x in shards)
+            reasons: dict[str, int] = {}
+            for x in shards:
+                for k, v in x.items():
+                    if k.startswith("dropped_"):
+                        reasons[k.removeprefix("dropped_")] = reasons.get(k.removeprefix("dropped_"), 0) + int(v)
+            why = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])) or "none"
+            out.append(f"| {run} | {n_in} | {n_out} | {100 * n_out / max(n_in, 1):.1f} | {n_in - n_out} ({why}) |")
     return "\n".join(out) + "\n"
 
 
@@ -296,8 +310,10 @@ def main(argv: list[str] | None = None) -> None:
     result = analyse(runs, args.resamples)
     arms_path = args.data / "arms.json"
     arms_info = json.loads(arms_path.read_text(encoding="utf-8")) if arms_path.exists() else None
+    gen_path = args.data / "generation.json"
+    generation = json.loads(gen_path.read_text(encoding="utf-8")) if gen_path.exists() else None
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "README.md").write_text(markdown(result, arms_info, args.status), encoding="utf-8")
+    (args.out / "README.md").write_text(markdown(result, arms_info, args.status, generation), encoding="utf-8")
     (args.out / "results.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     plot(result, args.out / "table3_v2.png")
     rejected = sum(r["rejected"] for r in result["primary"])
