@@ -7,10 +7,11 @@
 the leakage check (ctxsynth.experiments.split; it stops on any overlap) and writes OUT/:
 seeds.jsonl (full seeds), writer_seeds.jsonl, writer_context.jsonl and writer_question.jsonl (the two
 writers' rows: the same triples, one per direction), general.jsonl, filler.jsonl, tests.jsonl.gz
-(every test item, prompts included) and niah_test/ (via `ctxsynth niah`), niah_train/. With --commit
+(every test item, prompts included), niah_test/ and niah_train/ (`ctxsynth niah`'s builder). With --commit
 DIR it also writes the compact, committable copy: split.json.gz (role -> ids, counts, the check),
 seeds/writer/general/filler rows gzipped, and tests_index.jsonl.gz (every item without its prompt,
-with the prompt's sha256). --long also builds the 16k/32k tests for a 32k trainee's tokenizer.
+with the prompt's sha256). --long TOKENIZER also builds the 16k/32k tests of a 32k trainee
+(tests_long.jsonl.gz; the 8k set is unchanged, its ids were reserved).
 Last line: `split: seeds N writer N general N filler N tests N overlaps 0`.
 
 `arms` (CPU, after the GPU's generation runs in PIPE_DIR) builds every arm's long-data slot at the
@@ -333,18 +334,21 @@ def squad_tests(banned: set[str], size: dict[str, int], tok: Tokenizer,
     return items, units
 
 
-def niah_sets(out: Path, tiny: bool) -> list[EvalItem]:
+def niah_sets(out: Path, tiny: bool, long_tokenizer: str | None = None) -> list[EvalItem]:
     """The NIAH training data (arm `niah`) and the unseen NIAH test (configs/table3_v2/niah_*.yaml)."""
     from ctxsynth import config as cfg
     from ctxsynth.niah import NiahConfig, build_niah
 
     runs = [("niah_train.yaml", out / "niah_train", ["train.samples_per_variant=3"] if tiny else []),
             ("niah_test.yaml", out / "niah_test", ["test.samples_per_cell=1", "test.lengths=[2048]"] if tiny else [])]
+    if long_tokenizer:
+        runs.append(("niah_test_32k.yaml", out / "niah_test_32k",
+                     [f"tokenizer={long_tokenizer}", *(["test.samples_per_cell=1"] if tiny else [])]))
     for name, folder, overrides in runs:
         if not (folder / "summary.json").exists():
             build_niah(cfg.load(NiahConfig, CONFIGS / name, overrides), folder)
     items = []
-    for path in sorted((out / "niah_test" / "test").glob("*.jsonl")):
+    for path in sorted((out / "niah_test" / "test").glob("*.jsonl")) + sorted((out / "niah_test_32k" / "test").glob("*.jsonl")):
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 item = EvalItem(**json.loads(line))
@@ -383,10 +387,13 @@ def cmd_split(args: argparse.Namespace) -> None:
     long_tok = load_tokenizer(args.long) if args.long else None
     hotpot_items, hotpot_units = hotpotqa_tests(banned, size, tok, long_tok)
     squad_items, squad_units = squad_tests(banned, size, tok, long_tok)
-    niah_items = niah_sets(args.out, args.tiny)
+    niah_items = niah_sets(args.out, args.tiny, args.long)
     report = check_split({**train_units, "test_hotpotqa": hotpot_units, "test_squad": squad_units},
                          test_roles=["test_hotpotqa", "test_squad"])
-    tests = hotpot_items + squad_items + niah_items
+    every = hotpot_items + squad_items + niah_items
+    tests = [i for i in every if int(i.meta.get("target_length") or i.meta.get("length") or 0) <= 8192]
+    short_ids = {i.id for i in tests}
+    long_tests = [i for i in every if i.id not in short_ids]  # the 32k trainee's 16k/32k set (--long)
     ctx_rows = writer_rows(roles["writer"], ContextSynthesis(target_words=150)).rows
     out = args.out
     files = {
@@ -395,17 +402,21 @@ def cmd_split(args: argparse.Namespace) -> None:
         "general.jsonl": [general_row(s) for s in general], "filler.jsonl": [general_row(s) for s in filler],
         "tests.jsonl.gz": [to_dict(i) for i in tests],
     }
+    if long_tests:
+        files["tests_long.jsonl.gz"] = [to_dict(i) for i in long_tests]
     for name, rows in files.items():
         _write_jsonl(out / name, rows)
     counts = {"seeds": len(roles["seeds"]), "seeds_squad": len(squad["seeds"]), "seeds_hotpotqa": len(hotpot["seeds"]),
               "writer": len(roles["writer"]), "general": len(general), "filler": len(filler), "tests": len(tests),
               "test_columns": _columns(tests), "squad_articles_in_seeds": len({s.meta["title"] for s in squad["seeds"]}),
               "max_squad_questions_per_article": max(_per_article(squad["seeds"]).values(), default=0)}
+    if long_tests:
+        counts["long_test_columns"] = _columns(long_tests)
     summary = {"counts": counts, "check": {"overlaps": len(report.overlaps), "units": report.counts},
                "design": "docs/results/table3_v2/DESIGN.md", "tiny": bool(args.tiny)}
     atomic_write_text(out / "split.json", json.dumps(summary, indent=1) + "\n")
     if args.commit:
-        _commit_copy(args.commit, roles, general, filler, tests, files, summary)
+        _commit_copy(args.commit, roles, general, filler, every, files, summary)
     print(json.dumps(counts))
     print(f"split: seeds {counts['seeds']} writer {counts['writer']} general {counts['general']} "
           f"filler {counts['filler']} tests {counts['tests']} overlaps {len(report.overlaps)}")
