@@ -53,10 +53,10 @@ GENERAL_PROMPT = "{context}\n\nAnswer the question using the passage above, in a
 SIZES = {  # the design's numbers; --tiny shrinks them for the CPU smoke test
     "full": {"squad_per_article": 20, "squad_per_paragraph": 2, "hotpotqa_seeds": 800, "writer_squad_per_article": 16,
              "writer_hotpotqa": 808, "general": 1000, "hotpotqa_real": 400, "hotpotqa_8k": 400, "squad_test": 375,
-             "squad_per_article_test": 17, "long_hotpotqa": 200, "long_squad": 150},
+             "squad_per_article_test": 17, "squad_per_article_long": 13, "long_hotpotqa": 200, "long_squad": 150},
     "tiny": {"squad_per_article": 2, "squad_per_paragraph": 2, "hotpotqa_seeds": 12, "writer_squad_per_article": 2,
              "writer_hotpotqa": 12, "general": 20, "hotpotqa_real": 4, "hotpotqa_8k": 2, "squad_test": 6,
-             "squad_per_article_test": 2, "long_hotpotqa": 1, "long_squad": 1},
+             "squad_per_article_test": 2, "squad_per_article_long": 2, "long_hotpotqa": 1, "long_squad": 1},
 }
 # prompts stop this many tokens short of their length bucket, so the chat template and the longest
 # answer (128 new tokens) fit in the window: an 8k item fits SmolLM2's 8,192 without truncation
@@ -282,6 +282,17 @@ def _wiki_pieces() -> list[tuple[str, str]]:
                   if v.get("extract", "").strip() and normalize(v["title"]) not in squad_titles)
 
 
+def _capped(questions: Iterable[dict[str, Any]], per_article: int) -> list[dict[str, Any]]:
+    """The questions in order, at most `per_article` of each article."""
+    seen: dict[str, int] = {}
+    out = []
+    for q in questions:
+        if seen.get(q["title"], 0) < per_article:
+            seen[q["title"]] = seen.get(q["title"], 0) + 1
+            out.append(q)
+    return out
+
+
 def squad_tests(banned: set[str], size: dict[str, int], tok: Tokenizer,
                 long_tok: Tokenizer | None) -> tuple[list[EvalItem], list[Unit]]:
     spec = load_task_specs(base_file=BUILTIN_TEMPLATES)["builtin_squad"]
@@ -297,12 +308,7 @@ def squad_tests(banned: set[str], size: dict[str, int], tok: Tokenizer,
                                   "answers": list(dict.fromkeys(a["text"] for a in qa["answers"])),
                                   "context": paragraph["context"]})
     random.Random("table3_v2:squad_test").shuffle(questions)
-    per_article: dict[str, int] = {}
-    picked = []
-    for q in questions:
-        if per_article.get(q["title"], 0) < size["squad_per_article_test"]:
-            per_article[q["title"]] = per_article.get(q["title"], 0) + 1
-            picked.append(q)
+    picked = _capped(questions, size["squad_per_article_test"])
     wiki = _wiki_pieces()
     normed = [normalize(text) for _, text in wiki]
     cells: list[tuple[int, float, Tokenizer]] = [(length, depth, tok) for length, depth in SQUAD_CELLS]
@@ -310,7 +316,11 @@ def squad_tests(banned: set[str], size: dict[str, int], tok: Tokenizer,
     plan = [(q, cells[i % len(cells)]) for i, q in enumerate(picked[:n])]
     if long_tok is not None:
         long_cells = [(length, d, long_tok) for length in (16384, 32768) for d in (0.0, 0.25, 0.5, 0.75, 1.0)]
-        plan += [(q, long_cells[i % len(long_cells)]) for i, q in enumerate(picked[n:n + 2 * size["long_squad"]])]
+        taken = {q["id"] for q in picked[:n]}
+        rest = _capped([q for q in questions if q["id"] not in taken], size["squad_per_article_long"])
+        if len(rest) < 2 * size["long_squad"]:
+            raise SystemExit(f"only {len(rest)} held-out SQuAD questions left for the 16k/32k set")
+        plan += [(q, long_cells[i % len(long_cells)]) for i, q in enumerate(rest[: 2 * size["long_squad"]])]
     if len(plan) < n:
         raise SystemExit(f"only {len(plan)} held-out SQuAD questions (need {n})")
     items = []

@@ -224,3 +224,19 @@ def test_report_refuses_runs_over_different_items(tmp_path: Path) -> None:
                            "--out", str(tmp_path / "out"), "--resamples", "50"], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     assert proc.returncode != 0 and "not paired" in proc.stderr
+
+
+@pytest.mark.slow
+def test_tiny_chain_from_split_to_the_arms_on_cpu(tmp_path: Path) -> None:
+    """split -> gen (the offline fake generator) -> prep (human, 7 ablation assemblies, arms): every arm's
+    slot reaches the same budget, the budget rule fires (the fake writes no question-answer pairs)."""
+    for name in ("configs", "benchmarks"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    env = {"TINY": "1", "DEVICE": "cpu", "CTX": f"{sys.executable} -m ctxsynth.cli", "PY": sys.executable}
+    out = _run(["bash", str(BENCH / "table3_v2.sh"), "split", "gen", "prep"], tmp_path, env, timeout=1500)
+    arms = json.loads((tmp_path / "runs" / "table3_v2" / "arms" / "arms.json").read_text())
+    assert arms["budget"] == 10_000 and arms["available"]["is"] == 0, out[-2000:]  # B fell to the floor: no IS rows
+    assert len(arms["arms"]) == 17 and {i["packs"] for i in arms["arms"].values()} <= {1, 2, 3}
+    assert all(arms["budget"] - 300 <= i["slot_tokens"] <= arms["budget"] for i in arms["arms"].values())
+    assert arms["arms"]["cs_perm"]["long_rows"] == arms["arms"]["cs"]["long_rows"]
+    assert arms["arms"]["cs_d1"]["long_tokens"] <= arms["ablation_budget"] < arms["arms"]["cs"]["long_tokens"]
