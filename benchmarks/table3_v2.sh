@@ -8,11 +8,14 @@
 #   bash benchmarks/table3_v2.sh prep         # CPU: human contexts, ablation assemblies, every arm's slot at budget B
 #   bash benchmarks/table3_v2.sh arms TIER    # GPU: train + evaluate TIER (1, 2 or all) x seeds 1 2 3, a queue over GPUs
 #   bash benchmarks/table3_v2.sh run ARM SEED # GPU: one arm x seed on the visible device
-#   bash benchmarks/table3_v2.sh pack         # everything small (predictions, summaries, kept contexts, arm files) -> $OUT/table3_v2.tgz
+#   bash benchmarks/table3_v2.sh pack         # all saved so far -> $OUT/table3_v2_results.tgz (predictions, summaries, logs)
+#                                             #   and $OUT/table3_v2_data.txz (kept contexts, assemblies, arm files)
 #   bash benchmarks/table3_v2.sh report       # tables and plot from the committed files (benchmarks/table3_v2_report.py)
 #
-# Each finished piece is saved at once under $OUT/table3_v2/ (a killed call keeps what finished), and
-# `pack` puts them in one archive. Env: CTX (ctxsynth), PY (python3), DEVICE (cuda; cpu for TINY), TINY=1
+# Each finished piece is saved at once under runs/table3_v2/saved/ (kept on a warm machine between
+# calls); a run already saved is skipped, so a call can be repeated; end every call with `pack` (two
+# files under $OUT, each well under 16 MiB). DEADLINE=S makes `arms` start no run after S seconds, so
+# `DEADLINE=300 bash benchmarks/table3_v2.sh arms 1 pack` ends inside a 10-minute call. Env: CTX (ctxsynth), PY (python3), DEVICE (cuda; cpu for TINY), TINY=1
 # (a few seeds, items and steps: the CPU check; generation through the offline fake backend), GPUS
 # (default: every GPU nvidia-smi lists), PER_GPU (runs at a time per GPU, default 2), SEEDS ("1 2 3"),
 # BUDGET (500000), DRY=1 prints the commands.
@@ -26,9 +29,10 @@ SEEDS=${SEEDS:-1 2 3}
 PER_GPU=${PER_GPU:-2}
 BUDGET=${BUDGET:-500000}
 OUT=${OUT:-runs/table3_v2/out}
-SAVE=$OUT/table3_v2
 CFG=configs/table3_v2
 R=runs/table3_v2
+SAVE=$R/saved
+DEADLINE=${DEADLINE:-0}
 IN=$R/inputs
 TIER1=(general cs is human cs_nc cs_perm)
 TIER2=(is_nc human_nc niah cs_d1 cs_d5 cs_d10 cs_any cs_hard cs_pos0 cs_pos05 cs_pos1)
@@ -46,12 +50,19 @@ else
   SPLIT=() GEN=(llm.options.device=$DEVICE) ASM=() TRAIN=() EVAL=(model.options.device=$DEVICE)
 fi
 
-save() {  # $1 name, rest: paths -> $SAVE/$1.tgz (small files only: no weights, no caches)
+save() {  # $1 name, rest: paths -> $SAVE/$1.tgz (no weights, no caches, no full-prompt predictions)
   local name=$1; shift
   [[ $DRY == 1 ]] && { echo "save $name: $*"; return; }
   mkdir -p "$SAVE"
   tar czf "$SAVE/$name.tgz" --exclude='*.sqlite*' --exclude='*.safetensors' --exclude='final' \
-      --exclude='checkpoint-*' --exclude='*.bin' "$@" 2>/dev/null || true
+      --exclude='checkpoint-*' --exclude='*.bin' --exclude='predictions.jsonl' "$@" 2>/dev/null || true
+}
+
+save_data() {  # $1 name, rest: paths -> $R/saved_data/$1.tar (the big, repetitive files: xz at pack)
+  local name=$1; shift
+  [[ $DRY == 1 ]] && { echo "save_data $name: $*"; return; }
+  mkdir -p "$R/saved_data"
+  tar cf "$R/saved_data/$name.tar" --exclude='*.sqlite*' --exclude='_state' "$@" 2>/dev/null || true
 }
 
 split() {
@@ -82,7 +93,8 @@ gen() {  # the two generators, one per GPU when there are two
     CUDA_VISIBLE_DEVICES=1 $CTX run $CFG/is.yaml "${GEN[@]}" "${ASM[@]}" > "$R/gen-is.log" 2>&1 &
     wait
   fi
-  save pipe-gen $R/pipe/table3-v2-cs $R/pipe/table3-v2-is $R/gen-*.log
+  save gen-state $R/pipe/table3-v2-cs/_state $R/pipe/table3-v2-is/_state $R/gen-*.log
+  save_data pipe-gen $R/pipe/table3-v2-cs $R/pipe/table3-v2-is
 }
 
 copy_synth() {  # an ablation run reuses cs's contexts: seeds/ and synth/ with their markers, new assembly
@@ -106,7 +118,8 @@ prep() {  # no model: human contexts, the ablation assemblies, the arms' slots
   done
   say "prep: every arm's long-data slot at budget $BUDGET"
   do_ $PY benchmarks/table3_v2_inputs.py arms $IN $R/pipe $R/arms --budget "$BUDGET"
-  save arms $R/arms
+  save arms-summary $R/arms/arms.json
+  save_data arms $R/arms $R/pipe/table3-v2-human
 }
 
 gpu_count() { if [[ $DEVICE == cpu ]]; then echo 1; else nvidia-smi -L 2>/dev/null | wc -l; fi; }
@@ -124,6 +137,7 @@ run() {  # $1 arm, $2 seed: train on general rows + the arm's slot, evaluate, sa
       data.shuffle_seed=$seed "${steps_arg[@]}" "${TRAIN[@]}" || { echo "run $name: training failed"; return 0; }
   do_ $CTX eval $CFG/eval.yaml name=table3-v2-$name model.model=$R/train/$name/final "${EVAL[@]}" \
     || { echo "run $name: evaluation failed"; return 0; }
+  do_ $PY benchmarks/table3_v2_report.py --slim $R/eval/table3-v2-$name/predictions.jsonl
   save run-$name $R/eval/table3-v2-$name $R/train/$name
   [[ $DRY == 1 ]] || rm -rf "$R/train/$name/final"  # weights are not kept: the predictions are the result
 }
@@ -138,31 +152,34 @@ arms() {  # $1 tier: a queue of arm x seed over GPUS x PER_GPU lanes
   for s in $SEEDS; do for a in "${list[@]}"; do jobs+=("$a $s"); done; done
   local lanes=$(( $(gpu_count) * PER_GPU ))
   [[ $DRY == 1 ]] && lanes=1
-  mkdir -p "$SAVE"
-  local lane
+  [[ $DRY == 1 ]] || mkdir -p "$SAVE/logs"
+  local lane start=$SECONDS
   for ((lane = 0; lane < lanes; lane++)); do
     (
       local k
       [[ $DRY == 1 ]] || export CUDA_VISIBLE_DEVICES=$(( lane % $(gpu_count) ))
       for ((k = lane; k < ${#jobs[@]}; k += lanes)); do
+        if (( DEADLINE > 0 && SECONDS - start > DEADLINE )); then echo "deadline: ${jobs[$k]} not started"; continue; fi
         if [[ $DRY == 1 ]]; then run ${jobs[$k]}
-        else run ${jobs[$k]} >> "$SAVE/lane$lane.log" 2>&1; fi
+        else run ${jobs[$k]} >> "$SAVE/logs/lane$lane.log" 2>&1; fi
       done
     ) &
   done
   wait
-  [[ $DRY == 1 ]] || tail -n 2 "$SAVE"/lane*.log
+  [[ $DRY == 1 ]] || tail -n 2 "$SAVE"/logs/lane*.log
 }
 
 pack() {
   say pack
-  do_ tar czf "$OUT/table3_v2.tgz" -C "$OUT" table3_v2
-  [[ $DRY == 1 ]] || ls -la "$OUT/table3_v2.tgz"
+  do_ mkdir -p "$OUT"
+  do_ tar czf "$OUT/table3_v2_results.tgz" -C "$R" saved
+  [[ -d $R/saved_data || $DRY == 1 ]] && do_ tar cJf "$OUT/table3_v2_data.txz" -C "$R" saved_data
+  [[ $DRY == 1 ]] || ls -la "$OUT"/table3_v2_*
 }
 
 report() {
   say report
-  do_ $PY benchmarks/table3_v2_report.py --src "${SRC:-$SAVE}" --out docs/results/table3_v2
+  do_ $PY benchmarks/table3_v2_report.py --src "${SRC:-$SAVE}" --data docs/results/table3_v2/data --out docs/results/table3_v2
 }
 
 [[ $# -gt 0 ]] || { sed -n '2,20p' "$0"; exit 2; }
