@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from ctxsynth.experiments.split import Unit, check_split, find_overlaps
+from ctxsynth.experiments.split import LeakageError, Unit, check_split, find_overlaps
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks"
@@ -110,6 +110,26 @@ def test_the_committed_split_has_no_overlap_and_the_design_sizes() -> None:
     # the check is not vacuous on these units: a seed paragraph put into the general rows is found
     leaked = {**roles, "general": [*roles["general"], roles["seeds"][0]]}
     assert {o.kind for o in find_overlaps(leaked, ["test_hotpotqa", "test_squad"]).overlaps} >= {"paragraph", "question"}
+
+
+def test_the_check_finds_the_first_versions_leak_in_its_own_general_rows_and_seeds() -> None:
+    """benchmarks/pilot.py general + benchmarks/table3.py seeds, as the first Table 3 ran them: issue 27
+    counted 136 of the 150 SQuAD seeds (64 of their 67 paragraphs) verbatim in the general rows."""
+    from ctxsynth.experiments.split import unit_from_seed
+    from ctxsynth.records import Seed
+    from ctxsynth.seeds.builtin import squad_source
+    from ctxsynth.seeds.config import SeedsConfig
+
+    general_ids = {r["meta"]["seed_id"] for r in _module("pilot").general_rows(1000, 0)}
+    seeds, _ = _module("table3").split_seeds(300, 1000, general_ids)
+    squad = {c.item.id: c.item for c in squad_source(SeedsConfig(source="squad")) if isinstance(c.item, Seed)}
+    squad_seeds = [unit_from_seed(s) for s in seeds if s.meta["dataset"] == "squad_v2"]
+    report = find_overlaps({"general": [unit_from_seed(squad[i]) for i in general_ids], "seeds": squad_seeds})
+    shared = {o.key for o in report.overlaps if o.kind == "paragraph"}
+    assert (len(squad_seeds), len(shared)) == (150, 64)
+    assert sum(bool(u.keys("paragraph") & shared) for u in squad_seeds) == 136
+    with pytest.raises(LeakageError):
+        check_split({"general": [unit_from_seed(squad[i]) for i in general_ids], "seeds": squad_seeds})
 
 
 # ---- the arms' budget helpers --------------------------------------------------------------------------------
