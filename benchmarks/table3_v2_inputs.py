@@ -519,36 +519,45 @@ def take_to_budget(rows: Sequence[dict[str, Any]], budget: int, count: Counter, 
 
 
 def permuted_rows(samples: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The same pairs with each gold document replaced by another pair's gold document of the same
-    task (a seeded derangement; never a document that contains the pair's answer): distractors,
-    question, answer and length stay, the evidence goes."""
+    """The same pairs with the gold documents shuffled across pairs of the same task: a seeded cyclic
+    derangement (every gold document is used once, never by its own pair; of the first ten shifts the
+    one with the fewest conflicts), repaired by swaps where a pair would get a document that contains
+    its answer (such a pair is dropped when no swap helps).
+    Distractors, question, answer and length stay; the evidence goes."""
     from ctxsynth.eval.metrics import contains_normalized as has
 
     def gold(s: dict[str, Any]) -> str:
         a, b = s["gold_char_span"]
         return str(s["messages"][0]["content"][a:b])
 
-    def answers(s: dict[str, Any]) -> list[str]:
-        return [s["answer"]] if isinstance(s["answer"], str) else list(s["answer"])
+    def ok(s: dict[str, Any], donor: dict[str, Any]) -> bool:
+        answers = [s["answer"]] if isinstance(s["answer"], str) else list(s["answer"])
+        return donor["seed_id"] != s["seed_id"] and not any(has(gold(donor), a) for a in answers)
 
     out = []
     by_task: dict[str, list[dict[str, Any]]] = {}
     for s in samples:
         by_task.setdefault(s["task"], []).append(s)
     for task, group in sorted(by_task.items()):
-        rng = random.Random(f"table3_v2:perm:{task}")
-        donors = list(range(len(group)))
-        rng.shuffle(donors)
-        for i, s in enumerate(group):
-            k = next((d for d in donors[i:] + donors[:i] if d != i and not any(has(gold(group[d]), a) for a in answers(s))),
-                     None)
-            if k is None:
+        order = sorted(range(len(group)), key=lambda i: group[i]["id"])
+        random.Random(f"table3_v2:perm:{task}").shuffle(order)
+        shifts = [{order[j]: order[(j + r) % len(order)] for j in range(len(order))} for r in range(1, min(len(order), 11))]
+        donor = min(shifts, key=lambda m: sum(not ok(group[i], group[d]) for i, d in m.items())) if shifts else {}
+        for i in order:
+            if ok(group[i], group[donor[i]]):
+                continue
+            swap = next((k for k in order if k != i and ok(group[i], group[donor[k]]) and ok(group[k], group[donor[i]])), None)
+            if swap is not None:
+                donor[i], donor[swap] = donor[swap], donor[i]
+        for i in order:
+            s, d = group[i], group[donor[i]]
+            if len(group) < 2 or not ok(s, d):
                 continue
             a, b = s["gold_char_span"]
             user = s["messages"][0]["content"]
-            messages = [{"role": "user", "content": user[:a] + gold(group[k]) + user[b:]}, dict(s["messages"][1])]
+            messages = [{"role": "user", "content": user[:a] + gold(d) + user[b:]}, dict(s["messages"][1])]
             out.append({"id": s["id"], "messages": messages,
-                        "meta": {"seed_id": s["seed_id"], "permuted_from": group[k]["seed_id"], "arm": "cs_perm"}})
+                        "meta": {"seed_id": s["seed_id"], "permuted_from": d["seed_id"], "arm": "cs_perm"}})
     return out
 
 

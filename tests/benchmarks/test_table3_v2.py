@@ -148,9 +148,9 @@ def test_take_to_budget_never_passes_it_and_fills_with_smaller_rows() -> None:
     assert tokens == 0  # 10 left: nothing fits
 
 
-def test_permuted_rows_swap_the_gold_for_another_pairs_and_never_one_with_the_answer() -> None:
+def test_permuted_rows_shuffle_the_gold_across_pairs_and_never_give_one_its_answer() -> None:
     inputs = _module("table3_v2_inputs")
-    docs = {"a": "Ada built the mill in 1840.", "b": "The bridge opened in 1902.", "c": "The ferry was green."}
+    docs = {"a": "Ada built the green mill in 1840.", "b": "The bridge opened in 1902.", "c": "The ferry was green."}
     answers = {"a": "1840", "b": "1902", "c": "green"}
     samples = []
     for key, doc in docs.items():
@@ -165,6 +165,8 @@ def test_permuted_rows_swap_the_gold_for_another_pairs_and_never_one_with_the_an
         assert docs[row["id"]] not in user and answers[row["id"]] not in user  # gold removed
         assert user.startswith("Distractor text.") and user.endswith(f"Question: q{row['id']}?")
         assert row["meta"]["permuted_from"] != row["id"]
+    assert sorted(r["meta"]["permuted_from"] for r in rows) == ["a", "b", "c"]  # every gold used once: a shuffle
+    assert next(r for r in rows if r["id"] == "c")["meta"]["permuted_from"] == "b"  # a's document holds "green"
 
 
 # ---- the GPU script ---------------------------------------------------------------------------------------
