@@ -486,7 +486,7 @@ def _read(path: Path) -> list[dict[str, Any]]:
     return list(read_jsonl(path)) if path.exists() else []
 
 
-class Counter:
+class TokenCount:
     """Tokens of a row's message contents in the SmolLM2 tokenizer (the budget's unit), cached by id."""
 
     def __init__(self) -> None:
@@ -500,7 +500,7 @@ class Counter:
         return self.cache[key]
 
 
-def take_to_budget(rows: Sequence[dict[str, Any]], budget: int, count: Counter, order_seed: str | None,
+def take_to_budget(rows: Sequence[dict[str, Any]], budget: int, count: TokenCount, order_seed: str | None,
                    already: int = 0) -> tuple[list[dict[str, Any]], int]:
     """Rows in a seeded order (or as given: order_seed None), each kept when it still fits under
     `budget` - `already`; (kept rows, their tokens)."""
@@ -562,7 +562,7 @@ def permuted_rows(samples: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _fill(name: str, rows: list[dict[str, Any]], tokens: int, budget: int, filler: list[dict[str, Any]],
-          count: Counter, out: Path) -> dict[str, Any]:
+          count: TokenCount, out: Path) -> dict[str, Any]:
     fill, fill_tokens = take_to_budget(filler, budget, count, None, already=tokens)
     _write_jsonl(out / f"{name}.jsonl", rows + fill)
     return {"long_rows": len(rows), "long_tokens": tokens, "filler_rows": len(fill), "filler_tokens": fill_tokens,
@@ -573,7 +573,7 @@ def _fill(name: str, rows: list[dict[str, Any]], tokens: int, budget: int, fille
 def cmd_arms(args: argparse.Namespace) -> None:
     from ctxsynth.train.data import pack_best_fit
 
-    count = Counter()
+    count = TokenCount()
     inputs, pipe, out = args.inputs, args.pipe, args.out
     filler = _read(inputs / "filler.jsonl")
     general = _read(inputs / "general.jsonl")

@@ -140,7 +140,7 @@ def _row(i: int, words: int, answer: str = "yes") -> dict[str, Any]:
 
 def test_take_to_budget_never_passes_it_and_fills_with_smaller_rows() -> None:
     inputs = _module("table3_v2_inputs")
-    count = inputs.Counter()
+    count = inputs.TokenCount()
     rows = [_row(i, 50) for i in range(5)] + [_row(9, 10)]  # 52 and 12 tokens
     kept, tokens = inputs.take_to_budget(rows, 180, count, None)
     assert tokens == 52 * 3 + 12 and [r["id"] for r in kept] == ["r0", "r1", "r2", "r9"]  # skips what does not fit
