@@ -262,3 +262,33 @@ def test_tiny_chain_from_split_to_the_arms_on_cpu(tmp_path: Path) -> None:
     assert all(arms["budget"] - 300 <= i["slot_tokens"] <= arms["budget"] for i in arms["arms"].values())
     assert arms["arms"]["cs_perm"]["long_rows"] == arms["arms"]["cs"]["long_rows"]
     assert arms["arms"]["cs_d1"]["long_tokens"] <= arms["ablation_budget"] < arms["arms"]["cs"]["long_tokens"]
+
+
+def test_report_collects_what_the_gpu_script_saved(tmp_path: Path) -> None:
+    """Runs saved as table3_v2.sh saves them (eval folder with the slimmed predictions, the full file
+    excluded; arms.json; synthesize shard markers) come back into --data without prompts."""
+    import tarfile
+
+    _fixture(tmp_path / "fixture")
+    tree, saved = tmp_path / "tree", tmp_path / "saved"
+    saved.mkdir()
+    for path in sorted((tmp_path / "fixture" / "predictions").glob("*.jsonl.gz")):
+        name = path.name.removesuffix(".jsonl.gz")
+        folder = tree / "runs" / "table3_v2" / "eval" / f"table3-v2-{name}"
+        folder.mkdir(parents=True)
+        rows = [{**r, "prompt": "a long prompt " * 50} for r in _gz(path)]
+        (folder / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        _run([sys.executable, str(BENCH / "table3_v2_report.py"), "--slim", str(folder / "predictions.jsonl")], tmp_path)
+        with tarfile.open(saved / f"run-{name}.tgz", "w:gz") as tar:
+            tar.add(folder / "predictions.jsonl.gz", arcname=f"runs/table3_v2/eval/table3-v2-{name}/predictions.jsonl.gz")
+    state = tree / "runs" / "table3_v2" / "pipe" / "table3-v2-cs" / "_state" / "synthesize"
+    state.mkdir(parents=True)
+    (state / "shard-00000.done").write_text(json.dumps({"n_in": 10, "n_out": 7, "dropped_truncated": 3}))
+    with tarfile.open(saved / "gen-state.tgz", "w:gz") as tar:
+        tar.add(state, arcname="runs/table3_v2/pipe/table3-v2-cs/_state/synthesize")
+    out = _run([sys.executable, str(BENCH / "table3_v2_report.py"), "--src", str(saved), "--data", str(tmp_path / "data"),
+                "--out", str(tmp_path / "out"), "--resamples", "200"], tmp_path)
+    assert out.strip().splitlines()[-1].startswith("report: arms 6 runs 18 "), out
+    copied = sorted((tmp_path / "data" / "predictions").glob("*.jsonl.gz"))
+    assert len(copied) == 18 and all("prompt" not in r for r in _gz(copied[0]))
+    assert "| table3-v2-cs | 10 | 7 | 70.0 | 3 (truncated 3) |" in (tmp_path / "out" / "README.md").read_text()
