@@ -173,14 +173,16 @@ class Bootstrap:
         mask = (runs.family == FAMILIES.index(what)) if what in FAMILIES else np.array([c == what for c in runs.column])
         if per_item.ndim == 1:
             return np.array(per_item[mask].mean())
-        return (per_item[:, mask] * w[:, mask]).sum(axis=1) / w[:, mask].sum(axis=1)
+        total = w[:, mask].sum(axis=1)  # a column (part of a family) can draw no item in a tiny set: nan there
+        return np.divide((per_item[:, mask] * w[:, mask]).sum(axis=1), total, out=np.full(total.shape, np.nan),
+                         where=total > 0)
 
     def point(self, matrix: np.ndarray, what: str) -> float:
         return float(self._mean(matrix.mean(axis=0), what, np.ones((1, matrix.shape[1]))))
 
 
 def summary(values: np.ndarray, point: float) -> dict[str, float]:
-    low, high = np.percentile(values, [2.5, 97.5])
+    low, high = np.nanpercentile(values, [2.5, 97.5])
     return {"mean": 100 * point, "low": 100 * float(low), "high": 100 * float(high)}
 
 
