@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# Table 3 v2 (docs/results/table3_v2/DESIGN.md) on SmolLM2-135M-Instruct. CPU steps need the asset
+# packages; GPU steps need only runs/table3_v2/inputs (carry it: `split` writes it).
+#
+#   bash benchmarks/table3_v2.sh split        # CPU: roles, leakage check, writer rows, tests -> runs/table3_v2/inputs
+#   bash benchmarks/table3_v2.sh writers      # GPU: train the context writer and the question writer (same triples)
+#   bash benchmarks/table3_v2.sh gen          # GPU: context synthesis and instruction synthesis of every seed
+#   bash benchmarks/table3_v2.sh prep         # CPU: human contexts, ablation assemblies, every arm's slot at budget B
+#   bash benchmarks/table3_v2.sh arms TIER    # GPU: train + evaluate TIER (1, 2 or all) x seeds 1 2 3, a queue over GPUs
+#   bash benchmarks/table3_v2.sh run ARM SEED # GPU: one arm x seed on the visible device
+#   bash benchmarks/table3_v2.sh pack         # all saved so far -> $OUT/table3_v2_results.tgz (predictions, summaries, logs)
+#                                             #   and $OUT/table3_v2_data.txz (kept contexts, assemblies, arm files)
+#   bash benchmarks/table3_v2.sh report       # tables and plot from the committed files (benchmarks/table3_v2_report.py)
+#
+# Each finished piece is saved at once under runs/table3_v2/saved/ (kept on a warm machine between
+# calls); a run already saved is skipped, so a call can be repeated; end every call with `pack` (two
+# files under $OUT, each well under 16 MiB). DEADLINE=S makes `arms` start no run after S seconds, so
+# `DEADLINE=300 bash benchmarks/table3_v2.sh arms 1 pack` ends inside a 10-minute call. Env: CTX (ctxsynth), PY (python3), DEVICE (cuda; cpu for TINY), TINY=1
+# (a few seeds, items and steps: the CPU check; generation through the offline fake backend), GPUS
+# (default: every GPU nvidia-smi lists), PER_GPU (runs at a time per GPU, default 2), SEEDS ("1 2 3"),
+# BUDGET (500000), DRY=1 prints the commands.
+set -euo pipefail
+CTX=${CTX:-ctxsynth}
+PY=${PY:-python3}
+DRY=${DRY:-0}
+DEVICE=${DEVICE:-cuda}
+TINY=${TINY:-0}
+SEEDS=${SEEDS:-1 2 3}
+PER_GPU=${PER_GPU:-2}
+BUDGET=${BUDGET:-500000}
+OUT=${OUT:-runs/table3_v2/out}
+CFG=configs/table3_v2
+R=runs/table3_v2
+SAVE=$R/saved
+DEADLINE=${DEADLINE:-0}
+IN=$R/inputs
+TIER1=(general cs is human cs_nc cs_perm)
+TIER2=(is_nc human_nc niah cs_d1 cs_d5 cs_d10 cs_any cs_hard cs_pos0 cs_pos05 cs_pos1)
+ABLATIONS=(d1 d5 any hard pos0 pos05 pos1)
+say() { printf '\n== %s  (%s)\n' "$1" "$(date +%T)"; }
+do_() { if [[ $DRY == 1 ]]; then echo "$*"; else "$@"; fi; }
+
+if [[ $TINY == 1 ]]; then
+  SPLIT=(--tiny) SEEDS=${SEEDS_TINY:-1} BUDGET=${BUDGET_TINY:-20000}
+  GEN=(llm.backend=fake 'llm.options={words: 40}' llm.max_tokens=100 synth.max_attempts=1 'verify.checks=[refusal]')
+  ASM=(assemble.max_total_tokens=1024 assemble.distractors=any_task assemble.n_documents=3)
+  TRAIN=(max_steps=1 bf16=false data.general_max_samples=1 data.max_length=2048)
+  EVAL=(model.options.device=cpu model.options.batch_size=4 limit_per_task=1)
+else
+  SPLIT=() GEN=(llm.options.device=$DEVICE) ASM=() TRAIN=() EVAL=(model.options.device=$DEVICE)
+fi
+
+save() {  # $1 name, rest: paths -> $SAVE/$1.tgz (no weights, no caches, no full-prompt predictions)
+  local name=$1; shift
+  [[ $DRY == 1 ]] && { echo "save $name: $*"; return; }
+  mkdir -p "$SAVE"
+  tar czf "$SAVE/$name.tgz" --exclude='*.sqlite*' --exclude='*.safetensors' --exclude='final' \
+      --exclude='checkpoint-*' --exclude='*.bin' --exclude='predictions.jsonl' "$@" 2>/dev/null || true
+}
+
+save_data() {  # $1 name, rest: paths -> $R/saved_data/$1.tar (the big, repetitive files: xz at pack)
+  local name=$1; shift
+  [[ $DRY == 1 ]] && { echo "save_data $name: $*"; return; }
+  mkdir -p "$R/saved_data"
+  tar cf "$R/saved_data/$name.tar" --exclude='*.sqlite*' --exclude='_state' "$@" 2>/dev/null || true
+}
+
+split() {
+  say split
+  do_ $PY benchmarks/table3_v2_inputs.py split $IN --commit docs/results/table3_v2/data "${SPLIT[@]}"
+}
+
+writers() {
+  [[ -f $IN/writer_context.jsonl || $DRY == 1 ]] || { echo "no $IN: run 'split' on the CPU and carry runs/table3_v2/inputs"; exit 2; }
+  local w
+  for w in context question; do
+    say "writer: $w"
+    if [[ -f $R/writer_$w/final/config.json ]]; then echo "trained already: $R/writer_$w/final"
+    else do_ $CTX train $CFG/writer_${w}_train.yaml "${TRAIN[@]}"; fi
+    save writer-$w $R/writer_$w
+  done
+}
+
+gen() {  # the two generators, one per GPU when there are two
+  say "gen: context synthesis (cs) and instruction synthesis (is)"
+  local extra=()
+  [[ $TINY == 1 ]] && extra=(synth.target_words=30)
+  if [[ $DRY == 1 || $(gpu_count) -lt 2 ]]; then
+    do_ $CTX run $CFG/cs.yaml "${GEN[@]}" "${extra[@]}" "${ASM[@]}"
+    do_ $CTX run $CFG/is.yaml "${GEN[@]}" "${ASM[@]}"
+  else
+    CUDA_VISIBLE_DEVICES=0 $CTX run $CFG/cs.yaml "${GEN[@]}" "${ASM[@]}" > "$R/gen-cs.log" 2>&1 &
+    CUDA_VISIBLE_DEVICES=1 $CTX run $CFG/is.yaml "${GEN[@]}" "${ASM[@]}" > "$R/gen-is.log" 2>&1 &
+    wait
+  fi
+  save gen-state $R/pipe/table3-v2-cs/_state $R/pipe/table3-v2-is/_state $R/gen-*.log
+  save_data pipe-gen $R/pipe/table3-v2-cs $R/pipe/table3-v2-is
+}
+
+copy_synth() {  # an ablation run reuses cs's contexts: seeds/ and synth/ with their markers, new assembly
+  local src=$R/pipe/table3-v2-cs dst=$R/pipe/table3-v2-cs-$1
+  [[ -d $dst/synth ]] && return 0
+  do_ mkdir -p "$dst/_state"
+  do_ cp -r "$src/seeds" "$src/synth" "$src/config.yaml" "$dst/"
+  do_ cp -r "$src/_state/seeds" "$src/_state/synthesize" "$dst/_state/"
+}
+
+prep() {  # no model: human contexts, the ablation assemblies, the arms' slots
+  say "prep: human contexts and ablation assemblies"
+  do_ $CTX run $CFG/human.yaml "${ASM[@]}"
+  local a extra=()
+  [[ $TINY == 1 ]] && extra=(synth.target_words=30)
+  for a in "${ABLATIONS[@]}"; do
+    copy_synth "$a"
+    local asm=("${ASM[@]}")
+    [[ $TINY == 1 && $a == d1 ]] && asm=(assemble.max_total_tokens=1024)
+    do_ $CTX run $CFG/cs_$a.yaml "${GEN[@]}" "${extra[@]}" "${asm[@]}"
+  done
+  say "prep: every arm's long-data slot at budget $BUDGET"
+  do_ $PY benchmarks/table3_v2_inputs.py arms $IN $R/pipe $R/arms --budget "$BUDGET"
+  save arms-summary $R/arms/arms.json
+  save_data arms $R/arms $R/pipe/table3-v2-human
+}
+
+gpu_count() { if [[ $DEVICE == cpu ]]; then echo 1; else nvidia-smi -L 2>/dev/null | wc -l; fi; }
+
+run() {  # $1 arm, $2 seed: train on general rows + the arm's slot, evaluate, save
+  local arm=$1 seed=$2 steps
+  say "run $arm seed $seed"
+  [[ " ${TIER1[*]} ${TIER2[*]} " == *" $arm "* ]] || { echo "unknown arm $arm (${TIER1[*]} ${TIER2[*]})"; exit 2; }
+  if [[ $DRY == 1 ]]; then steps=S; else
+    steps=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['max_steps'])" $R/arms/arms.json); fi
+  local name=$arm-s$seed steps_arg=(max_steps=$steps)
+  [[ -f $SAVE/run-$name.tgz && $DRY != 1 ]] && { echo "done already: $SAVE/run-$name.tgz"; return 0; }
+  [[ $TINY == 1 ]] && steps_arg=()
+  do_ $CTX train $CFG/arm.yaml output_dir=$R/train/$name "data.train_files=[$R/arms/$arm.jsonl]" seed=$seed \
+      data.shuffle_seed=$seed "${steps_arg[@]}" "${TRAIN[@]}" || { echo "run $name: training failed"; return 0; }
+  do_ $CTX eval $CFG/eval.yaml name=table3-v2-$name model.model=$R/train/$name/final "${EVAL[@]}" \
+    || { echo "run $name: evaluation failed"; return 0; }
+  do_ $PY benchmarks/table3_v2_report.py --slim $R/eval/table3-v2-$name/predictions.jsonl
+  save run-$name $R/eval/table3-v2-$name $R/train/$name
+  [[ $DRY == 1 ]] || rm -rf "$R/train/$name/final"  # weights are not kept: the predictions are the result
+}
+
+arms() {  # $1 tier: a queue of arm x seed over GPUS x PER_GPU lanes
+  local list=()
+  case ${1:-1} in
+    1) list=("${TIER1[@]}");; 2) list=("${TIER2[@]}");; all) list=("${TIER1[@]}" "${TIER2[@]}");;
+    *) echo "tier must be 1, 2 or all" >&2; exit 2;;
+  esac
+  local jobs=() a s
+  for s in $SEEDS; do for a in "${list[@]}"; do jobs+=("$a $s"); done; done
+  local lanes=$(( $(gpu_count) * PER_GPU ))
+  [[ $DRY == 1 ]] && lanes=1
+  [[ $DRY == 1 ]] || mkdir -p "$SAVE/logs"
+  local lane start=$SECONDS
+  for ((lane = 0; lane < lanes; lane++)); do
+    (
+      local k
+      [[ $DRY == 1 ]] || export CUDA_VISIBLE_DEVICES=$(( lane % $(gpu_count) ))
+      for ((k = lane; k < ${#jobs[@]}; k += lanes)); do
+        if (( DEADLINE > 0 && SECONDS - start > DEADLINE )); then echo "deadline: ${jobs[$k]} not started"; continue; fi
+        if [[ $DRY == 1 ]]; then run ${jobs[$k]}
+        else run ${jobs[$k]} >> "$SAVE/logs/lane$lane.log" 2>&1; fi
+      done
+    ) &
+  done
+  wait
+  [[ $DRY == 1 ]] || tail -n 2 "$SAVE"/logs/lane*.log
+}
+
+pack() {
+  say pack
+  do_ mkdir -p "$OUT"
+  do_ tar czf "$OUT/table3_v2_results.tgz" -C "$R" saved
+  [[ -d $R/saved_data || $DRY == 1 ]] && do_ tar cJf "$OUT/table3_v2_data.txz" -C "$R" saved_data
+  [[ $DRY == 1 ]] || ls -la "$OUT"/table3_v2_*
+}
+
+report() {
+  say report
+  do_ $PY benchmarks/table3_v2_report.py --src "${SRC:-$SAVE}" --data docs/results/table3_v2/data --out docs/results/table3_v2
+}
+
+[[ $# -gt 0 ]] || { sed -n '2,20p' "$0"; exit 2; }
+while [[ $# -gt 0 ]]; do
+  step=$1; shift
+  case $step in
+    split) split;;
+    writers) writers;;
+    gen) gen;;
+    prep) prep;;
+    arms) arms "${1:-1}"; [[ $# -gt 0 ]] && shift;;
+    run) run "$1" "$2"; shift 2;;
+    pack) pack;;
+    report) report;;
+    *) echo "unknown step $step (split, writers, gen, prep, arms TIER, run ARM SEED, pack, report)" >&2; exit 2;;
+  esac
+done
