@@ -33,7 +33,7 @@ def split(name: str, folder: Path, mib: int) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("piece-*"):
         old.unlink()
-    pieces = []
+    pieces: list[dict[str, object]] = []
     size = mib << 20
     with source.open("rb") as f:
         while block := f.read(size):

@@ -6,6 +6,7 @@
 #
 #   bash benchmarks/pilot32k.sh inputs        # CPU with the asset packages; packs runs/pilot32k/inputs.tar.xz
 #   bash benchmarks/pilot32k.sh base sft3-s0 sft4-s1 sft3m-s0 ...   # GPU: train the arm (not base), evaluate it
+#   bash benchmarks/pilot32k.sh sft4-s0:train sft4-s0:eval      # an arm in two calls (each < 10 min)
 #   bash benchmarks/pilot32k.sh all           # every arm of the design, one after another
 #   bash benchmarks/pilot32k.sh collect       # copy finished predictions into docs/results/pilot_32k/
 #   bash benchmarks/pilot32k.sh report        # tables, plot, verdicts (benchmarks/pilot32k_report.py)
@@ -73,15 +74,18 @@ save() {  # pack one arm's results into $OUT (one archive per arm: calls return 
   touch $R/done/$name
 }
 
-arm() {
-  local name=$1 kind=${1%-s*} seed=${1##*-s}
+arm() {  # $1 arm, $2 part: both (default), train or eval (SFT4 and SFT3-matched: ~7 + ~3 min)
+  local name=$1 part=${2:-both} kind=${1%-s*} seed=${1##*-s}
   if [[ -f $R/done/$name && $FORCE != 1 ]]; then say "$name: done already (FORCE=1 reruns)"; return; fi
-  say "$name"
+  say "$name ($part)"
   if [[ $name == base ]]; then evaluate base gemma3-270m; save base; return; fi
-  local file extra=(); file=$(niah_file "$kind")
-  [[ $kind == sft3m ]] && extra+=("max_steps=$(matched_steps "$seed")")
-  do_ $CTX train $CFG/train.yaml output_dir=$R/train/$name "data.train_files=[${file}]" \
-      seed=$seed data.shuffle_seed=$seed "${extra[@]}"
+  if [[ $part != eval && ( $FORCE == 1 || ! -f $R/train/$name/summary.json ) ]]; then
+    local file extra=(); file=$(niah_file "$kind")
+    [[ $kind == sft3m ]] && extra+=("max_steps=$(matched_steps "$seed")")
+    do_ $CTX train $CFG/train.yaml output_dir=$R/train/$name "data.train_files=[${file}]" \
+        seed=$seed data.shuffle_seed=$seed "${extra[@]}"
+  fi
+  [[ $part == train ]] && return
   evaluate "$name" $R/train/$name/final
   save "$name"
 }
@@ -103,7 +107,7 @@ report() {
   do_ $PY benchmarks/pilot32k_report.py --predictions $RESULTS/predictions --design $RESULTS/design.json --out $RESULTS
 }
 
-[[ $# -gt 0 ]] || { sed -n '2,20p' "$0"; exit 2; }
+[[ $# -gt 0 ]] || { awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 2; }
 for step in "$@"; do
   case $step in
     inputs) inputs;;
@@ -111,6 +115,7 @@ for step in "$@"; do
     report) report;;
     all) for a in $ALL_ARMS; do arm "$a"; done;;
     base|sft[1-4]-s[0-9]|sft3m-s[0-9]) arm "$step";;
-    *) echo "unknown step $step (inputs, base, sft1-sS..sft4-sS, sft3m-sS, all, collect, report)" >&2; exit 2;;
+    sft[1-4]-s[0-9]:train|sft3m-s[0-9]:train|sft[1-4]-s[0-9]:eval|sft3m-s[0-9]:eval) arm "${step%:*}" "${step#*:}";;
+    *) echo "unknown step $step (inputs, base, sft1-sS..sft4-sS, sft3m-sS [:train|:eval], all, collect, report)" >&2; exit 2;;
   esac
 done
