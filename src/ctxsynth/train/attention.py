@@ -7,6 +7,11 @@ blocks between samples. Elsewhere (CPU tests) it runs the samples one by one thr
 has the same meaning. Without boundaries (generation) it falls back to plain causal SDPA, which is
 right for unpadded single sequences only: switch the model to "sdpa" for batched generation.
 
+Sliding-window layers (Gemma-3: 512 tokens, between global layers) get their window from the
+`sliding_window` the model passes per layer, with transformers' meaning: a query sees itself and
+the `sliding_window - 1` tokens before it (flash `window_size=(W - 1, 0)`). Logit soft-capping
+(Gemma-2) has no varlen form here and is refused.
+
 Which built-in implementations isolate packed samples is checked by tests/train: with
 position_ids restarting per sample and no attention_mask, transformers builds a block-diagonal
 causal mask for "sdpa", "eager" and "flex_attention".
@@ -38,8 +43,10 @@ def varlen_available() -> bool:
     return True
 
 
-def _per_document_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, scale: float | None) -> torch.Tensor:
-    """q/k/v (T, H, D); each [cu[i], cu[i+1]) span attends causally to itself only."""
+def _per_document_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, scale: float | None,
+                       window: int | None = None) -> torch.Tensor:
+    """q/k/v (T, H, D); each [cu[i], cu[i+1]) span attends causally to itself only (and to its
+    last `window` tokens only, the query's own included, when a window is given)."""
     out = torch.empty_like(q)
     groups = q.shape[1] // k.shape[1]
     bounds = cu.tolist()
@@ -47,12 +54,20 @@ def _per_document_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: to
         qs, ks, vs = (t[start:end].transpose(0, 1) for t in (q, k, v))
         if groups > 1:
             ks, vs = ks.repeat_interleave(groups, 0), vs.repeat_interleave(groups, 0)
-        out[start:end] = F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, scale=scale).transpose(0, 1)
+        n = end - start
+        if window is not None and n > window:
+            i = torch.arange(n, device=q.device)
+            band = (i[None, :] <= i[:, None]) & (i[None, :] > i[:, None] - window)
+            attn = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=band, scale=scale)
+        else:
+            attn = F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, scale=scale)
+        out[start:end] = attn.transpose(0, 1)
     return out
 
 
 def _cuda_varlen(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, max_len: int | None, scale: float | None
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, max_len: int | None, scale: float | None,
+    window: int | None = None,
 ) -> torch.Tensor:
     """Causal varlen flash attention; adapts to the keyword names of the installed torch.
 
@@ -64,7 +79,10 @@ def _cuda_varlen(
         max_len = int((cu[1:] - cu[:-1]).max())
     kw: dict[str, Any] = {"scale": scale}
     if "window_size" in params:
-        kw["window_size"] = (-1, 0)
+        kw["window_size"] = (-1 if window is None else window - 1, 0)
+    elif window is not None:
+        raise RuntimeError("this torch's varlen_attn has no window_size: sliding-window layers need torch >= 2.10 "
+                           "or attn_implementation=sdpa")
     else:
         kw["is_causal"] = True
     if q.shape[1] != k.shape[1]:
@@ -101,12 +119,21 @@ def varlen_attention_forward(
 ) -> tuple[torch.Tensor, None]:
     """transformers attention interface: query (B, H, T, D) -> output (B, T, H, D)."""
     cu = kwargs.get("cu_seq_lens_q")
+    window = kwargs.get("sliding_window")
+    window = int(window) if window is not None and window > 0 else None
+    if cu is None and window is not None and key.shape[2] > window:
+        if query.shape[0] != 1 or query.shape[2] != key.shape[2]:
+            raise ValueError("ctxsynth_varlen: a sliding-window layer without sample boundaries (batched or "
+                             "cached generation); switch the model to attn_implementation='sdpa' to generate")
+        cu = torch.tensor([0, key.shape[2]], dtype=torch.int32)  # one unpacked sequence
     if cu is None:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
     if query.shape[0] != 1:
         raise ValueError("ctxsynth_varlen expects one flattened row per batch (use PackedCollator)")
+    if kwargs.get("softcap") is not None:
+        raise ValueError("ctxsynth_varlen has no attention logit soft-capping: use attn_implementation=eager")
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (T, H, D)
     if q.is_cuda:
         # flash kernels take fp16/bf16 only; with fp32 master weights under autocast, rotary
@@ -116,9 +143,9 @@ def varlen_attention_forward(
         half = q.dtype if q.dtype in (torch.float16, torch.bfloat16) else (
             torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else torch.bfloat16)
         q, k, v = q.to(half), k.to(half), v.to(half)
-        out = _cuda_varlen(q, k, v, cu, kwargs.get("max_length_q"), scaling).to(out_dtype)
+        out = _cuda_varlen(q, k, v, cu, kwargs.get("max_length_q"), scaling, window).to(out_dtype)
     else:
-        out = _per_document_sdpa(q, k, v, cu, scaling)
+        out = _per_document_sdpa(q, k, v, cu, scaling, window)
     return out.unsqueeze(0), None
 
 
