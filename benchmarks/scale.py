@@ -62,7 +62,8 @@ def pipeline_config(out: Path, seeds: Path, n: int, workers: int, executor: str,
 def child(args: argparse.Namespace) -> None:
     """One pipeline in this process; prints a JSON line with timings and ru_maxrss."""
     from ctxsynth import config as cfg
-    from ctxsynth.runner import Run, RunConfig, run_stage
+    from ctxsynth.pipeline.config import RunConfig
+    from ctxsynth.pipeline.run import Run, run_stage
 
     data = json.loads(Path(args.child).read_text())
     run = Run(cfg.from_dict(RunConfig, data))

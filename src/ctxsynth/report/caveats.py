@@ -22,8 +22,8 @@ def stage_input(s: RunSummary, stage: str, dropped: int) -> int:
     info = s.stage(stage)
     if info is not None and info.n_in:
         return info.n_in
-    kept = {"seeds": sum(s.seed_tasks.values()), "synth": len(s.context_words),
-            "verify": len(s.context_words), "assemble": len(s.samples)}.get(stage, 0)
+    kept = {"seeds": sum(s.seed_tasks.values()), "synthesize": len(s.context_words),
+            "assemble": len(s.samples)}.get(stage, 0)  # keyed by the stage names records carry
     return kept + dropped
 
 

@@ -24,7 +24,7 @@ CPU per request: the body is a plain dict and the reply is decoded with `json`, 
 typed request transform and response models; the aiohttp transport replaces httpx's pool, which
 scans every connection on each request; and the body goes straight through that transport's
 aiohttp session with the URL, headers and timeouts the SDK computed once
-(`ctxsynth.llm.openai_direct`), raising the SDK's own errors. Clients where that could differ from
+(`ctxsynth.llm.openai.direct`), raising the SDK's own errors. Clients where that could differ from
 the SDK's `post` (Azure, token providers, proxies, ...) use `post`.
 
 Truncation policy: a reply with finish_reason "length" is not `ok` (`failure` "truncated"). When
@@ -64,15 +64,15 @@ from ctxsynth.llm.concurrency import (
     backoff_delay,
 )
 from ctxsynth.llm.hedging import hedged
-from ctxsynth.llm.openai_direct import Send, chat_sender
-from ctxsynth.llm.openai_replies import (
+from ctxsynth.llm.openai.direct import Send, chat_sender
+from ctxsynth.llm.openai.replies import (
     Failure,
-    _cut_short,
-    _dropped,
-    _status_failure,
-    _succeeded,
+    cut_short,
+    dropped,
     result_from_json,
     scrub,
+    status_failure,
+    succeeded,
 )
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class _Run:
     latency: LatencyTracker
     on_result: ResultCallback
     key: str
-    send: Send  # one body out, the reply's bytes back (ctxsynth.llm.openai_direct)
+    send: Send  # one body out, the reply's bytes back (ctxsynth.llm.openai.direct)
     stopped: bool = False  # on_result raised: the call is ending
     drained: bool = False  # the request queue was empty at the last look: idle slots may hedge
     hedges: int = 0  # second attempts sent beside slow ones (ctxsynth.llm.hedging)
@@ -124,6 +124,15 @@ class OpenAIBackend(Backend):
     name = "openai"
     key_env_var = "OPENAI_API_KEY"
     key_env_option = "api_key_env"
+    hosted = True
+
+    @classmethod
+    def probe(cls, model: str, options: Mapping[str, Any], where: str, endpoint: str) -> str | None:
+        """GET /models once (ctxsynth.llm.openai.probe): reachable, key accepted, model listed."""
+        from ctxsynth.llm.openai.probe import probe_models  # the openai client loads only here
+
+        key_var = str(options.get(cls.key_env_option or "", cls.key_env_var)) if cls.key_env_var else "OPENAI_API_KEY"
+        return probe_models(model, options, where, endpoint, key_var)
 
     @classmethod
     def key_env(cls, options: Mapping[str, Any]) -> str | None:
@@ -282,12 +291,12 @@ class OpenAIBackend(Backend):
                 clock: list[float] = []  # when the first attempt got its slot
                 outcome, hedge = await hedged(partial(self._slotted, run, request, timeouts, clock),
                                               run.latency.hedge_after, lambda: run.drained and run.controller.idle(),
-                                              _succeeded, partial(_first, clock))
+                                              succeeded, partial(_first, clock))
                 run.hedges += hedge
             else:
                 outcome = await self._slotted(run, request, timeouts)
             if isinstance(outcome, ChatResult):
-                if outcome.ok or not _cut_short(outcome, request) or attempt > self.max_retries:
+                if outcome.ok or not cut_short(outcome, request) or attempt > self.max_retries:
                     outcome.attempts = attempt
                     break
                 outcome = Failure("truncated", retryable=True, kind="truncated")
@@ -333,7 +342,7 @@ class OpenAIBackend(Backend):
         return outcome
 
     async def _attempt(self, run: _Run, request: ChatRequest, watch: AttemptWatch) -> ChatResult | Failure:
-        """One HTTP attempt with a plain JSON body and reply (`run.send`: see ctxsynth.llm.openai_direct);
+        """One HTTP attempt with a plain JSON body and reply (`run.send`: see ctxsynth.llm.openai.direct);
         its errors are the SDK's, mapped to a Failure here."""
         import openai
 
@@ -350,10 +359,10 @@ class OpenAIBackend(Backend):
         except asyncio.TimeoutError:
             return Failure("timeout", retryable=True)
         except openai.APIConnectionError as exc:  # APITimeoutError included
-            timed_out = isinstance(exc, openai.APITimeoutError) and not _dropped(exc)
+            timed_out = isinstance(exc, openai.APITimeoutError) and not dropped(exc)
             return Failure("timeout" if timed_out else "connection_error", retryable=True)
         except openai.APIStatusError as exc:
-            return _status_failure(exc, key=run.key)
+            return status_failure(exc, key=run.key)
         except (ValueError, openai.APIResponseValidationError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             return Failure("malformed_response", retryable=True)
         except Exception as exc:  # one odd request must not sink the batch; keep the reason instead

@@ -11,8 +11,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from ctxsynth.eval.stage import summary_line
 from ctxsynth.io import atomic_write_text, read_shards
-from ctxsynth.stages import stage_folder
+from ctxsynth.pipeline.stages import stage_folder
 
 
 def _word_stats(lengths: list[int]) -> dict[str, Any]:
@@ -62,8 +63,6 @@ def build_summary(run_dir: Path, stopped: dict[str, Any] | None = None) -> dict[
 
 
 def _model_comparison(run_dir: Path) -> str | None:
-    from ctxsynth.model_stages import summary_line
-
     return summary_line(run_dir)
 
 

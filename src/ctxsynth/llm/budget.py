@@ -21,7 +21,7 @@ from typing import Any
 from ctxsynth.errors import UserError
 from ctxsynth.io import atomic_write_text
 from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, ResultCallback
-from ctxsynth.report.costs import money
+from ctxsynth.llm.prices import Price, money, price_of
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +32,14 @@ class BudgetReached(UserError):
     """The run spent its llm.max_cost_usd; finished work is kept and a rerun with more budget resumes."""
 
 
-def request_cost(usage: dict[str, Any], price: dict[str, float]) -> float:
-    return (int(usage.get("prompt_tokens", 0)) * float(price["input_per_mtok"])
-            + int(usage.get("completion_tokens", 0)) * float(price["output_per_mtok"])) / 1e6
+def request_cost(usage: dict[str, Any], price: Price) -> float:
+    return price.cost(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
 
 
-def model_price(prices: dict[str, Any], model: str) -> dict[str, float]:
+def model_price(prices: dict[str, Any], model: str) -> Price:
     """The price table's entry for the model; a spend limit without a price is a config error."""
-    price = prices.get(model)
-    if not isinstance(price, dict) or not {"input_per_mtok", "output_per_mtok"} <= set(price):
+    price = price_of(prices, model)
+    if price is None:
         raise UserError(f"llm.max_cost_usd needs the price of {model!r}: set report.prices.{model}."
                         "input_per_mtok and report.prices.{model}.output_per_mtok (USD per million tokens)")
     return price
@@ -53,7 +52,7 @@ class BudgetedBackend(Backend):
     `chunk` and the spend is checked before each, so at most one chunk passes the limit (a
     streaming backend may take requests ahead of sending them, past any check at take time)."""
 
-    def __init__(self, inner: Backend, limit_usd: float, price: dict[str, float], ledger: Path,
+    def __init__(self, inner: Backend, limit_usd: float, price: Price, ledger: Path,
                  chunk: int = 16) -> None:
         super().__init__(inner.model)
         self.inner, self.limit, self.price, self.ledger = inner, float(limit_usd), price, Path(ledger)
