@@ -73,6 +73,7 @@ class ChatResult:
     error: str | None = None  # why the request failed after all retries
     cached: bool = False
     attempts: int = 1  # HTTP attempts (retries included)
+    hedges: int = 0  # second attempts sent beside slow ones (ctxsynth.llm.hedging): billed too
     failure: str | None = None  # None when ok, else one of INFRASTRUCTURE_FAILURES | CONTENT_FAILURES
 
     def __post_init__(self) -> None:

@@ -2,7 +2,8 @@
 
 `BudgetedBackend` sits over the cached backend. It sends requests in chunks (the backend's
 concurrency), prices each answered request that did not come from the cache with the run's price
-table (`report.prices`), and adds it to a spend ledger in the run directory (`_state/spend.json`),
+table (`report.prices`) — a reply cut at the token budget and each hedged attempt
+(ctxsynth.llm.hedging) included, since the provider bills them — and adds it to a spend ledger in the run directory (`_state/spend.json`),
 so the limit holds across resumes. Before each chunk it compares the ledger with the limit and,
 once reached, raises `BudgetReached`: the stage stops without being marked complete, every answer
 received so far is in the request cache, and rerunning with a higher limit continues from there
@@ -89,9 +90,10 @@ class BudgetedBackend(Backend):
             callback = (lambda i, r, s=start: on_result(s + i, r)) if on_result else None
             answered = self.inner.generate(part, on_result=callback)
             for result in answered:
-                if result.ok and not result.cached:
-                    self.spent += request_cost(result.usage, self.price)
-                    self.paid_requests += 1
+                if result.answered and not result.cached:  # a reply cut at the budget is billed too
+                    # each hedge (a second attempt beside a slow one) is billed as the reply it raced
+                    self.spent += request_cost(result.usage, self.price) * (1 + result.hedges)
+                    self.paid_requests += 1 + result.hedges
             self._save()
             results.extend(answered)
         return results

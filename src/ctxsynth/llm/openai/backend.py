@@ -15,17 +15,20 @@ times the observed p95 latency gives its slot back (it keeps waiting; at most `m
 such attempts), and one slower than the observed p99 times eight (at least 5 s, at most
 `timeout_s`) is abandoned and retried with a doubled deadline. When nothing else is queued and a
 slot is free, an attempt slower than twice the p99 gets a hedge beside it, the same request sent
-again; the first success wins (`hedge: false` turns this off). Requests are taken lazily from the
+again; the first success wins. Hedging is on by default only for a server on this machine (a
+provider bills the hedge too; `hedge: true` turns it on elsewhere, `hedge: false` off; the spend
+limit counts hedges, ctxsynth.llm.budget). Requests are taken lazily from the
 queue (at most three per slot alive), so memory and CPU per request do not grow with the batch.
 While fewer than 32 replies were seen (so both thresholds are still `timeout_s`), an attempt re-reads
 them every half second: a stall in the first wave is cut as soon as typical latencies are known.
 
 CPU per request: the body is a plain dict and the reply is decoded with `json`, skipping the SDK's
 typed request transform and response models; the aiohttp transport replaces httpx's pool, which
-scans every connection on each request; and the body goes straight through that transport's
-aiohttp session with the URL, headers and timeouts the SDK computed once
-(`ctxsynth.llm.openai.direct`), raising the SDK's own errors. Clients where that could differ from
-the SDK's `post` (Azure, token providers, proxies, ...) use `post`.
+scans every connection on each request. With `direct: true` (opt-in) the body goes straight
+through that transport's aiohttp session with the URL, headers and timeouts the SDK computed once
+(`ctxsynth.llm.openai.direct`, which reads private SDK names and is verified on the SDK versions it
+names), raising the SDK's own errors; an SDK or client where that could differ from the SDK's `post`
+(another version, Azure, token providers, proxies, ...) uses `post`, said once in the log.
 
 Truncation policy: a reply with finish_reason "length" is not `ok` (`failure` "truncated"). When
 its usage shows it stopped short of the requested budget (completion_tokens < max_tokens: the cut
@@ -64,7 +67,7 @@ from ctxsynth.llm.concurrency import (
     backoff_delay,
 )
 from ctxsynth.llm.hedging import hedged
-from ctxsynth.llm.openai.direct import Send, chat_sender
+from ctxsynth.llm.openai.direct import Send, chat_sender, sdk_sender
 from ctxsynth.llm.openai.replies import (
     Failure,
     cut_short,
@@ -118,7 +121,10 @@ class OpenAIBackend(Backend):
     body (e.g. vLLM's top_k), part of the cache identity; max_tokens_field: the body field that
     carries the reply budget, "max_tokens" (most servers) or "max_completion_tokens" (OpenAI's
     reasoning models refuse max_tokens); hedge: at the tail of a call (nothing else queued, a slot
-    free), send a second attempt beside one slower than twice the p99 latency (ctxsynth.llm.hedging).
+    free), send a second attempt beside one slower than twice the p99 latency (ctxsynth.llm.hedging);
+    unset: on for a server on this machine, off elsewhere (a provider bills hedges); direct: post
+    through the SDK transport's session (ctxsynth.llm.openai.direct, ~1 ms of CPU less per request)
+    instead of the SDK's `post`.
     """
 
     name = "openai"
@@ -152,7 +158,8 @@ class OpenAIBackend(Backend):
         backoff_max_s: float = 60.0,
         extra_body: dict[str, Any] | None = None,
         max_tokens_field: str = "max_tokens",
-        hedge: bool = True,
+        hedge: bool | None = None,
+        direct: bool = False,
     ) -> None:
         super().__init__(model)
         if max_concurrency < 1 or max_retries < 0 or timeout_s <= 0:
@@ -170,7 +177,9 @@ class OpenAIBackend(Backend):
         self.backoff_max_s = backoff_max_s
         self.extra_body = dict(extra_body or {})
         self.max_tokens_field = max_tokens_field
-        self.hedge = hedge
+        # hedges are billed: on by default only where requests cost nothing (a server on this machine)
+        self.hedge = _is_local(base_url or os.environ.get("OPENAI_BASE_URL")) if hedge is None else hedge
+        self.direct = direct
         self.concurrency_limit = float(max_concurrency)  # where the last call's adaptive limit ended
         self._rng = random.Random()
 
@@ -238,7 +247,7 @@ class OpenAIBackend(Backend):
         client = openai.AsyncOpenAI(api_key=key, base_url=self._base_url(), max_retries=0, timeout=self.timeout_s,
                                     http_client=_http_client())
         run = _Run(ConcurrencyController(self.max_concurrency), LatencyTracker(self.timeout_s), on_result, key,
-                   await chat_sender(client))
+                   await chat_sender(client) if self.direct else sdk_sender(client))
         alive: set[asyncio.Task[ChatResult]] = set()
         finished = asyncio.Event()
         counts = {"requests": 0, "failed": 0, "retries": 0}
@@ -284,7 +293,7 @@ class OpenAIBackend(Backend):
                  counts["requests"], counts["failed"], counts["retries"], run.hedges, run.controller.cuts)
 
     async def _one(self, run: _Run, i: int, request: ChatRequest) -> ChatResult:
-        attempt, timeouts = 0, 0
+        attempt, timeouts, hedges = 0, 0, 0
         while True:
             attempt += 1
             if self.hedge:
@@ -293,6 +302,7 @@ class OpenAIBackend(Backend):
                                               run.latency.hedge_after, lambda: run.drained and run.controller.idle(),
                                               succeeded, partial(_first, clock))
                 run.hedges += hedge
+                hedges += hedge
             else:
                 outcome = await self._slotted(run, request, timeouts)
             if isinstance(outcome, ChatResult):
@@ -309,6 +319,7 @@ class OpenAIBackend(Backend):
             delay = backoff_delay(attempt, self.backoff_base_s, self.backoff_max_s, outcome.retry_after, self._rng)
             log.debug("openai request %d: %s, retry %d in %.2fs", i, outcome.reason, attempt, delay)
             await asyncio.sleep(delay)
+        outcome.hedges = hedges  # the spend limit counts them (ctxsynth.llm.budget)
         try:
             run.on_result(i, outcome)
         except BaseException:
