@@ -13,11 +13,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 
 from ctxsynth.filters.pipeline import Tally, close_filters, reliance_stats, run_checks
 from ctxsynth.filters.registry import Filter, FilterContext, build_filters
-from ctxsynth.io import dumps, read_jsonl, shard_files, shard_name, split_even
+from ctxsynth.io import atomic_writer, dumps, read_jsonl, shard_files, shard_name, split_even
 from ctxsynth.llm.base import Backend
 from ctxsynth.llm.spec import ModelSpec
 from ctxsynth.pipeline.config import RunConfig
@@ -127,22 +126,9 @@ def _kept_range(work: Path, counts: list[int], start: int, stop: int) -> list[di
 
 def write_rejected(path: Path, work: Path, names: list[str], n_inputs: int) -> None:
     """rejected/shard-00000: every rejection, grouped by filter in run order (gzip, atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
-                for line in _rejected_lines(work, names, n_inputs):
-                    gz.write(line)
-            raw.flush()
-            os.fsync(raw.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+        for line in _rejected_lines(work, names, n_inputs):
+            gz.write(line)
 
 
 def _rejected_lines(work: Path, names: list[str], n_inputs: int) -> Iterator[bytes]:
@@ -194,13 +180,13 @@ def merge_tallies(first: Tally, shard_stats: list[dict[str, Any]], reliance: lis
 
 
 def model_specs(config: RunConfig) -> dict[str, ModelSpec]:
-    """The chat models the enabled model filters ask, by config key (the stage table's `models`)."""
-    fc = config.filters
+    """The chat models the enabled filters ask, by config key (the stage table's `models`): every
+    enabled section with an `llm` model spec, in run order (a new model filter needs no line here)."""
     specs: dict[str, ModelSpec] = {}
-    if fc.closed_book.enabled:
-        specs["filters.closed_book.llm"] = fc.closed_book.llm
-    if fc.judge.enabled:
-        specs["filters.judge.llm"] = fc.judge.llm
+    for f in dataclasses.fields(config.filters):
+        section = getattr(config.filters, f.name)
+        if getattr(section, "enabled", False) and isinstance(getattr(section, "llm", None), ModelSpec):
+            specs[f"filters.{f.name}.llm"] = section.llm
     return specs
 
 

@@ -3,7 +3,7 @@
 or on an existing cluster).
 
 The contract a stage body follows is ctxsynth.pipeline.contract; the driver loop that hands shards
-to an executor is ctxsynth.pipeline.shard_loop; `build_executor` (ctxsynth.pipeline.run) picks one.
+to an executor is ctxsynth.pipeline.shard_loop; `build_executor` picks one by name from `EXECUTORS`.
 
 Every executor gives the same guarantees, because they live in the shard function and the driver
 loop, not here: a shard's files and marker are written before the driver hears of it (kill -9 at
@@ -28,6 +28,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from ctxsynth.errors import ConfigError
+from ctxsynth.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -181,3 +184,21 @@ def worker_died(exc: BaseException) -> bool:
         return True
     names = {c.__name__ for c in type(exc).__mro__}
     return bool(names & {"WorkerCrashedError", "NodeDiedError", "RayActorError", "LocalRayletDiedError"})
+
+
+def local_executor(workers: int, ray: RayConfig) -> Executor:
+    return LocalExecutor(workers)
+
+
+# `executor:` name -> factory(workers, ray config); Ray's is imported (by name) only when chosen
+EXECUTORS = Registry("executor")
+EXECUTORS.register("serial", lambda workers, ray: Executor())
+EXECUTORS.register("local", local_executor)
+EXECUTORS.register("ray", "ctxsynth.pipeline.ray_executor:ray_executor")
+
+
+def build_executor(kind: str, workers: int, ray: RayConfig) -> Executor:
+    """The executor named by the run's `executor:` key."""
+    if kind not in EXECUTORS:
+        raise ConfigError(f"executor: unknown {kind!r}; choose {', '.join(EXECUTORS.in_order())}")
+    return EXECUTORS.get(kind)(workers, ray)  # type: ignore[no-any-return]

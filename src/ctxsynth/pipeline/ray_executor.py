@@ -78,3 +78,8 @@ class RayExecutor(Executor):
         if self._started and self._ray.is_initialized():
             self._ray.shutdown()
         self._started = False
+
+
+def ray_executor(workers: int, ray: RayConfig) -> Executor:
+    """`executor: ray` (ctxsynth.pipeline.executors.EXECUTORS)."""
+    return RayExecutor(ray, workers)

@@ -28,24 +28,12 @@ from ctxsynth.io import Markers, atomic_write_text
 from ctxsynth.llm.spec import redact_config
 from ctxsynth.pipeline import rerun
 from ctxsynth.pipeline.config import RunConfig
-from ctxsynth.pipeline.executors import Executor, LocalExecutor, RayConfig
-from ctxsynth.pipeline.ray_executor import RayExecutor
+from ctxsynth.pipeline.executors import Executor, build_executor
 from ctxsynth.pipeline.stages import STAGE_NAMES, stage, stage_folder, stages_from
 from ctxsynth.progress import Progress
 from ctxsynth.seeds.sources import FILE_SOURCES
 
 log = logging.getLogger(__name__)
-
-
-def build_executor(kind: str, workers: int, ray: RayConfig) -> Executor:
-    """The executor named by the run's `executor:` key."""
-    if kind == "serial":
-        return Executor()
-    if kind == "local":
-        return LocalExecutor(workers)
-    if kind == "ray":
-        return RayExecutor(ray, workers)  # Ray itself is imported here, when it is used
-    raise ConfigError(f"executor: unknown {kind!r}; choose serial, local or ray")
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
