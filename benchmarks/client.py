@@ -86,7 +86,7 @@ async def _sdk(url: str, n: int, concurrency: int, max_tokens: int) -> tuple[int
 def _ctxsynth(url: str, n: int, concurrency: int, max_tokens: int) -> tuple[int, int]:
     """ctxsynth's backend with its defaults, streaming: results go to a counter, nothing kept."""
     from ctxsynth.llm.base import ChatRequest, SamplingParams
-    from ctxsynth.llm.openai_backend import OpenAIBackend
+    from ctxsynth.llm.openai.backend import OpenAIBackend
 
     backend = OpenAIBackend("test-model", base_url=url, max_concurrency=concurrency)
     counts = [0, 0]
@@ -111,7 +111,7 @@ def client_main(argv: list[str]) -> None:
     import openai  # noqa: F401
 
     if kind != "sdk":
-        import ctxsynth.llm.openai_backend  # noqa: F401
+        import ctxsynth.llm.openai.backend  # noqa: F401
     start, cpu0 = time.perf_counter(), time.process_time()
     if kind == "sdk":
         usable, failed = asyncio.run(_sdk(url, n, concurrency, max_tokens))

@@ -7,7 +7,8 @@ Each pipeline runs in its own child process (a fresh driver), so one run's memor
 into the next; the parent samples the peak resident set (VmHWM, /proc) of the driver and of every
 process under it (local workers, Ray's processes) several times a second, and the child adds its own
 and its reaped children's ru_maxrss. Shards hold `--shard-size` records, so a shard's memory is the
-same at every N. Prints one line per pipeline, then
+same at every N. After the stages the child writes the end-of-run summary as `ctxsynth run` does
+(it reads every synthesized record; timed as "summary"). Prints one line per pipeline, then
 
     records: <N> rss_ratio: <peak at N / peak at N/10> peak_rss_mb: <peak at N> worker_speedup: <r/s with W / r/s with 1>
 
@@ -62,7 +63,9 @@ def pipeline_config(out: Path, seeds: Path, n: int, workers: int, executor: str,
 def child(args: argparse.Namespace) -> None:
     """One pipeline in this process; prints a JSON line with timings and ru_maxrss."""
     from ctxsynth import config as cfg
-    from ctxsynth.runner import Run, RunConfig, run_stage
+    from ctxsynth.pipeline.config import RunConfig
+    from ctxsynth.pipeline.run import Run, run_stage
+    from ctxsynth.pipeline.summary import write_summary
 
     data = json.loads(Path(args.child).read_text())
     run = Run(cfg.from_dict(RunConfig, data))
@@ -75,6 +78,9 @@ def child(args: argparse.Namespace) -> None:
             seconds[stage] = round(time.perf_counter() - started, 2)
     finally:
         run.close_executor()
+    started = time.perf_counter()  # the end-of-run summary `ctxsynth run` writes (it reads every record)
+    write_summary(run.dir)
+    seconds["summary"] = round(time.perf_counter() - started, 2)
     last, before = run.config.stages[-1], run.config.stages[-2]
     written = json.loads((run.state / last / "DONE").read_text()).get("n_in" if last == "export" else "n_out", 0)
     expected = json.loads((run.state / before / "DONE").read_text()).get("n_out", 0) if last == "export" else written

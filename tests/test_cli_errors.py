@@ -51,13 +51,13 @@ def _main(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> int:
 
 def test_a_bug_shows_its_traceback_and_asks_for_a_report(monkeypatch: pytest.MonkeyPatch,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    import ctxsynth.runner
+    import ctxsynth.pipeline.preflight
 
     def broken(run: object) -> list[str]:
         list(zip([1, 2], [1], strict=True))  # the kind of bug that used to read as a user error
         return []
 
-    monkeypatch.setattr(ctxsynth.runner, "validate_run", broken)
+    monkeypatch.setattr(ctxsynth.pipeline.preflight, "validate_run", broken)
     code = _main(monkeypatch, ["validate", str(QUICKSTART)])
     err = capsys.readouterr().err
     assert code == 1

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from ctxsynth import config as cfg
 from ctxsynth.cli import app
-from ctxsynth.runner import RunConfig
+from ctxsynth.pipeline.config import RunConfig
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 
@@ -61,7 +61,7 @@ def test_ls_lists_registries() -> None:
 
 
 def test_every_stage_has_its_own_verb() -> None:
-    from ctxsynth.runner import STAGES
+    from ctxsynth.pipeline.stages import STAGE_NAMES as STAGES
 
     result = CliRunner().invoke(app, ["--help"])
     for stage in STAGES:

@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 
 from ctxsynth import config as cfg
 from ctxsynth.cli import app
-from ctxsynth.estimate import MESSAGE_OVERHEAD, estimate_run
-from ctxsynth.runner import Run, RunConfig
+from ctxsynth.pipeline.config import RunConfig
+from ctxsynth.pipeline.estimate import MESSAGE_OVERHEAD, estimate_run
+from ctxsynth.pipeline.run import Run
 from ctxsynth.synth.tasks import build_task
 from ctxsynth.testing.openai_server import OpenAIServer
 from ctxsynth.testing.responders import context_writer

@@ -20,9 +20,10 @@ from ctxsynth.errors import InputError
 from ctxsynth.io import shard_files
 from ctxsynth.llm.base import ChatResult
 from ctxsynth.llm.cache import RequestCache
+from ctxsynth.pipeline.config import RunConfig
+from ctxsynth.pipeline.contract import ShardOutput, ShardWork, run_sharded
+from ctxsynth.pipeline.run import Run, run_all, run_stage
 from ctxsynth.progress import Progress
-from ctxsynth.runner import Run, RunConfig, run_all, run_stage
-from ctxsynth.stages import ShardOutput, ShardWork, run_sharded
 from ctxsynth.testing.openai_server import OpenAIServer
 from ctxsynth.testing.responders import context_writer, prompt_fields
 from ctxsynth.testing.scripting import Reply

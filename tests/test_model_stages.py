@@ -16,12 +16,15 @@ from typer.testing import CliRunner
 
 from ctxsynth.cli import app
 from ctxsynth.errors import ConfigError, PathNotFound, UserError
+from ctxsynth.eval.stage import card_section, compare_scores
 from ctxsynth.io import Markers, write_jsonl
-from ctxsynth.model_stages import card_section, compare_scores, train_config
-from ctxsynth.preflight import preflight
-from ctxsynth.rerun import first_affected, stages_from
-from ctxsynth.runner import Run, RunConfig, validate_run
+from ctxsynth.pipeline.config import RunConfig
+from ctxsynth.pipeline.preflight import preflight, validate_run
+from ctxsynth.pipeline.rerun import first_affected
+from ctxsynth.pipeline.run import Run
+from ctxsynth.pipeline.stages import stages_from
 from ctxsynth.testing import OpenAIServer, Reply
+from ctxsynth.train.stage import train_config
 
 ALL = ["seeds", "synthesize", "assemble", "export", "train", "eval", "report"]
 
@@ -84,7 +87,7 @@ def test_train_config_defaults_come_from_the_run(tmp_path: Path) -> None:
     assert tc.output_dir == str(run.dir / "train") and tc.resume_from_checkpoint is True and tc.max_steps == 3
     assert type(tc).__name__ == "TrainConfig"
 
-    from ctxsynth.model_stages import eval_targets
+    from ctxsynth.eval.stage import eval_targets
 
     given = _run(tmp_path, eval={"items": ["i.jsonl"], "model": {"max_model_len": 512}}, train={"model": "smollm2"})
     final = str(given.dir / "train" / "final")

@@ -12,9 +12,9 @@ import pytest
 ray = pytest.importorskip("ray")
 
 import test_executors as helpers  # noqa: E402  (tests/ is on sys.path under pytest)
-from ctxsynth.executors import RayConfig  # noqa: E402
-from ctxsynth.ray_executor import RayExecutor  # noqa: E402
-from ctxsynth.stages import run_sharded  # noqa: E402
+from ctxsynth.pipeline.contract import run_sharded  # noqa: E402
+from ctxsynth.pipeline.executors import RayConfig  # noqa: E402
+from ctxsynth.pipeline.ray_executor import RayExecutor  # noqa: E402
 from ctxsynth.testing.openai_server import OpenAIServer  # noqa: E402
 
 

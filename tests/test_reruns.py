@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from ctxsynth import config as cfg
-from ctxsynth.rerun import first_affected
-from ctxsynth.runner import Run, RunConfig, run_all
+from ctxsynth.pipeline.config import RunConfig
+from ctxsynth.pipeline.rerun import first_affected
+from ctxsynth.pipeline.run import Run, run_all
 from ctxsynth.testing.openai_server import OpenAIServer
 from ctxsynth.testing.responders import context_writer
 

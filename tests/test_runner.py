@@ -18,7 +18,8 @@ import yaml
 
 from ctxsynth import config as cfg
 from ctxsynth.io import shard_files
-from ctxsynth.runner import Run, RunConfig, run_all
+from ctxsynth.pipeline.config import RunConfig
+from ctxsynth.pipeline.run import Run, run_all
 from ctxsynth.testing.openai_server import OpenAIServer
 from ctxsynth.testing.responders import context_writer, prompt_fields
 from ctxsynth.testing.scripting import Reply

@@ -10,9 +10,11 @@ from typer.testing import CliRunner
 
 from ctxsynth.cli import app
 from ctxsynth.io import read_jsonl, shard_name
+from ctxsynth.pipeline.config import RunConfig
+from ctxsynth.pipeline.contract import ShardOutput, run_sharded
+from ctxsynth.pipeline.run import Run
+from ctxsynth.pipeline.stages import STAGE_NAMES, STAGES, stage_folder
 from ctxsynth.records import Rejected
-from ctxsynth.runner import Run, RunConfig
-from ctxsynth.stages import STAGE_NAMES, STAGES, ShardOutput, run_sharded, stage_folder
 
 
 def test_the_table_drives_folders_verbs_and_ls(tmp_path: Path) -> None:
@@ -28,7 +30,7 @@ def test_the_table_drives_folders_verbs_and_ls(tmp_path: Path) -> None:
 
 
 def test_stages_does_not_import_the_runner() -> None:
-    code = "import sys, ctxsynth.stages; print('ctxsynth.runner' in sys.modules)"
+    code = "import sys, ctxsynth.pipeline.stages; print('ctxsynth.pipeline.run' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -24,7 +24,8 @@ import yaml
 from ctxsynth import config as cfg
 from ctxsynth.assemble.corpus import load_corpus
 from ctxsynth.io import shard_files
-from ctxsynth.runner import Run, RunConfig, run_all
+from ctxsynth.pipeline.config import RunConfig
+from ctxsynth.pipeline.run import Run, run_all
 
 STAGES = ["seeds", "filter", "synthesize", "assemble", "export"]
 SHARDED = ("seeds", "filter", "filter/rejected", "synth", "synth/rejected", "assemble", "assemble/rejected")

@@ -13,7 +13,7 @@ __all__ = ["Pipeline", "RunConfig", "__version__"]
 
 def __getattr__(name: str) -> Any:
     if name in ("Pipeline", "RunConfig"):
-        from ctxsynth import api
+        from ctxsynth.pipeline import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'ctxsynth' has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """The model-side verbs of the `ctxsynth` command: NIAH data, context-writer data, training,
-evaluation, LongBench scoring and comparison. They register on `ctxsynth.cli.app`, which imports
-this module; the shared pieces (logging, error guard, progress bar) live in ctxsynth.cli.
+evaluation, LongBench scoring and comparison. They register on `ctxsynth.cli_app.app`; ctxsynth.cli
+imports this module; the shared pieces (logging, error guard, progress bar) live in ctxsynth.cli_app.
 """
 
 from __future__ import annotations
@@ -12,18 +12,11 @@ from typing import Annotated, Optional
 import typer
 
 from ctxsynth import config as cfg
-from ctxsynth.cli import (
-    ConfigArg,
-    Overrides,
-    RichProgress,
-    Verbose,
-    _fail,
-    _guard,
-    _load_run,
-    _setup_logging,
-    app,
-    console,
-)
+from ctxsynth.cli_app import ConfigArg, Overrides, RichProgress, Verbose, app, console
+from ctxsynth.cli_app import fail as _fail
+from ctxsynth.cli_app import guard as _guard
+from ctxsynth.cli_app import load_run as _load_run
+from ctxsynth.cli_app import setup_logging as _setup_logging
 from ctxsynth.errors import UserError
 
 

@@ -14,7 +14,8 @@ import pytest
 from ctxsynth import config as cfg
 from ctxsynth.assemble.config import AssembleConfig
 from ctxsynth.assemble.distractors import distinct_draws
-from ctxsynth.runner import Run, RunConfig, run_all
+from ctxsynth.pipeline.config import RunConfig
+from ctxsynth.pipeline.run import Run, run_all
 
 
 def test_draws_are_the_generator_s_values_with_repeats_skipped_then_a_shuffle() -> None:

@@ -13,7 +13,7 @@ from ctxsynth.filters.closed_book import ClosedBookFilter, clean_prediction
 from ctxsynth.filters.config import ClosedBookConfig, FilterLLM, JudgeConfig, RelianceConfig
 from ctxsynth.filters.judge import JudgeFilter, JudgeItem, parse_judgement
 from ctxsynth.filters.reliance import RelianceFilter, build_scorer, score_synthesized
-from ctxsynth.llm.openai_backend import OpenAIBackend
+from ctxsynth.llm.openai.backend import OpenAIBackend
 from ctxsynth.records import Seed, Synthesized
 from ctxsynth.seeds import SeedsConfig, read_seeds
 from ctxsynth.testing.openai_server import OpenAIServer

@@ -7,7 +7,7 @@ import time
 
 from ctxsynth.llm.base import ChatRequest, SamplingParams
 from ctxsynth.llm.hedging import hedged
-from ctxsynth.llm.openai_backend import OpenAIBackend
+from ctxsynth.llm.openai.backend import OpenAIBackend
 from ctxsynth.testing import Fault, OpenAIServer
 
 

@@ -15,7 +15,7 @@ from ctxsynth.filters.config import FilterLLM
 from ctxsynth.llm import ModelSpec
 from ctxsynth.llm.cache import CachedBackend
 from ctxsynth.llm.fake import FakeBackend
-from ctxsynth.runner import LLMConfig
+from ctxsynth.pipeline.config import LLMConfig
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
 

@@ -18,7 +18,7 @@ import pytest
 from ctxsynth.llm import BACKENDS
 from ctxsynth.llm.base import ChatRequest, ChatResult, SamplingParams
 from ctxsynth.llm.concurrency import backoff_delay, parse_retry_after
-from ctxsynth.llm.openai_backend import (
+from ctxsynth.llm.openai.backend import (
     PLACEHOLDER_KEY,
     MissingAPIKeyError,
     OpenAIBackend,

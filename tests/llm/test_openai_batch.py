@@ -14,7 +14,7 @@ from ctxsynth.cli import app
 from ctxsynth.io import read_shards
 from ctxsynth.llm import BACKENDS
 from ctxsynth.llm.base import ChatRequest, SamplingParams
-from ctxsynth.llm.openai_batch import OpenAIBatchBackend
+from ctxsynth.llm.openai.batch import OpenAIBatchBackend
 from ctxsynth.testing import OpenAIServer, Reply
 from ctxsynth.testing.responders import context_writer
 

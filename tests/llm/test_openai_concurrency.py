@@ -14,7 +14,7 @@ import pytest
 from ctxsynth.llm.base import ChatRequest, ChatResult, RequestQueue, SamplingParams
 from ctxsynth.llm.cache import CachedBackend, RequestCache
 from ctxsynth.llm.concurrency import ConcurrencyController, LatencyTracker
-from ctxsynth.llm.openai_backend import OpenAIBackend
+from ctxsynth.llm.openai.backend import OpenAIBackend
 from ctxsynth.testing import Fault, Hit, OpenAIServer, Reply
 
 

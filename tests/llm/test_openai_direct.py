@@ -1,4 +1,4 @@
-"""The direct chat path (`ctxsynth.llm.openai_direct`) against the SDK's own `post`, on a real local server.
+"""The direct chat path (`ctxsynth.llm.openai.direct`) against the SDK's own `post`, on a real local server.
 
 Each test sends the same body both ways through the same SDK client and compares what the server
 received and what came back (reply bytes, or the exception with its type, message, status, body and
@@ -18,9 +18,10 @@ from typing import Any
 import openai
 import pytest
 
-from ctxsynth.llm.openai_backend import _http_client
-from ctxsynth.llm.openai_direct import PATH, DirectChat, chat_sender
-from ctxsynth.llm.openai_replies import _dropped, _status_failure
+from ctxsynth.llm.openai.backend import _http_client
+from ctxsynth.llm.openai.direct import PATH, DirectChat, chat_sender
+from ctxsynth.llm.openai.replies import dropped as _dropped
+from ctxsynth.llm.openai.replies import status_failure as _status_failure
 from ctxsynth.testing import Fault, OpenAIServer
 
 BODY = {"model": "test-model", "messages": [{"role": "user", "content": "héllo ✓"}], "temperature": 0.0,

@@ -15,7 +15,7 @@ import pytest
 
 from ctxsynth.llm.base import ChatRequest, SamplingParams, request_key
 from ctxsynth.llm.cache import CachedBackend, RequestCache
-from ctxsynth.llm.openai_backend import OpenAIBackend
+from ctxsynth.llm.openai.backend import OpenAIBackend
 from ctxsynth.testing import Fault, OpenAIServer, request_fingerprint
 
 SECRET = "sk-cache-test-SECRET-987"
@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from ctxsynth.llm.base import ChatRequest, SamplingParams
 from ctxsynth.llm.cache import CachedBackend, RequestCache
-from ctxsynth.llm.openai_backend import OpenAIBackend
+from ctxsynth.llm.openai.backend import OpenAIBackend
 
 url, path, n = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 requests = [ChatRequest([{"role": "user", "content": f"question {i}"}], SamplingParams(temperature=0.0,

@@ -10,7 +10,7 @@ import pytest
 
 from ctxsynth.llm.base import SamplingParams
 from ctxsynth.llm.cache import CachedBackend, RequestCache
-from ctxsynth.llm.openai_backend import OpenAIBackend
+from ctxsynth.llm.openai.backend import OpenAIBackend
 from ctxsynth.records import Seed, Synthesized, synthesized_from_dict
 from ctxsynth.synth.chunks import ChunkSource
 from ctxsynth.synth.config import SynthConfig

@@ -10,8 +10,9 @@ from pathlib import Path
 from ctxsynth import config as cfg
 from ctxsynth.eval.metrics import contains_normalized
 from ctxsynth.io import read_shards
+from ctxsynth.pipeline.config import RunConfig
+from ctxsynth.pipeline.run import Run, run_all
 from ctxsynth.records import synthesized_from_dict
-from ctxsynth.runner import Run, RunConfig, run_all
 from ctxsynth.seeds.builtin import paul_graham_text
 from ctxsynth.testing.baseline_responders import instruction_writer, multidoc_writer
 from ctxsynth.testing.openai_server import OpenAIServer

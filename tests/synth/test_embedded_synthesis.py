@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ctxsynth import config as cfg
 from ctxsynth.io import read_shards
-from ctxsynth.runner import Run, RunConfig, run_all
+from ctxsynth.pipeline.config import RunConfig
+from ctxsynth.pipeline.run import Run, run_all
 from ctxsynth.verify.checks import REASONS
 
 

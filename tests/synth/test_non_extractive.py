@@ -12,7 +12,7 @@ import pytest
 from ctxsynth.errors import BackendUnavailable
 from ctxsynth.llm.base import SamplingParams
 from ctxsynth.llm.cache import CachedBackend, RequestCache
-from ctxsynth.llm.openai_backend import OpenAIBackend
+from ctxsynth.llm.openai.backend import OpenAIBackend
 from ctxsynth.records import Seed
 from ctxsynth.synth.config import SynthConfig
 from ctxsynth.synth.stage import synthesize_shard

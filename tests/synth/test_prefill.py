@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from ctxsynth.errors import ConfigError
+from ctxsynth.pipeline.config import RunConfig
+from ctxsynth.pipeline.preflight import validate_run
+from ctxsynth.pipeline.run import Run
 from ctxsynth.records import Seed
-from ctxsynth.runner import Run, RunConfig, validate_run
 from ctxsynth.synth.config import SynthConfig
 from ctxsynth.synth.tasks import ContextSynthesis, ParseError
 

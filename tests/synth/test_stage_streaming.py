@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from ctxsynth.llm.base import SamplingParams
-from ctxsynth.llm.openai_backend import OpenAIBackend
+from ctxsynth.llm.openai.backend import OpenAIBackend
 from ctxsynth.records import Seed, to_dict
 from ctxsynth.synth.stage import SynthConfig, synthesize_shard, synthesized_to_dict
 from ctxsynth.synth.tasks import ContextSynthesis

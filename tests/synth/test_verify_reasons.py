@@ -9,7 +9,7 @@ import pytest
 
 from ctxsynth.llm.base import SamplingParams
 from ctxsynth.llm.cache import CachedBackend, RequestCache
-from ctxsynth.llm.openai_backend import OpenAIBackend
+from ctxsynth.llm.openai.backend import OpenAIBackend
 from ctxsynth.records import Seed
 from ctxsynth.synth.stage import SynthConfig, synthesize_shard
 from ctxsynth.synth.tasks import ContextSynthesis, ParseError

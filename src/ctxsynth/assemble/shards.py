@@ -16,18 +16,18 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ctxsynth.assemble.assembler import Assembler
 from ctxsynth.assemble.config import AssembleConfig
 from ctxsynth.assemble.pool import DocPool, index_records, merge_pool
 from ctxsynth.io import read_jsonl
+from ctxsynth.pipeline.contract import ShardOutput, ShardWork
+from ctxsynth.pipeline.executors import Executor
+from ctxsynth.pipeline.run import Run
 from ctxsynth.progress import Progress
 from ctxsynth.records import Rejected, Synthesized, synthesized_from_dict, to_dict
-from ctxsynth.stages import ShardOutput, ShardWork
-
-if TYPE_CHECKING:
-    from ctxsynth.assemble.assembler import Assembler
-    from ctxsynth.executors import Executor
+from ctxsynth.tokenize import load_tokenizer
 
 log = logging.getLogger(__name__)
 POOL_FILE = "pool-v2.sqlite"  # v2: token ends per document (a v1 file of an older run is not reused)
@@ -66,8 +66,6 @@ def ensure_pool(files: list[Path], config: AssembleConfig, path: Path, executor:
 
 def index_part(source: str, part: str, tokenizer: str) -> int:
     """Index one synth shard's documents into a part file (picklable arguments: any process can do it)."""
-    from ctxsynth.tokenize import load_tokenizer
-
     return index_records(read_records([Path(source)]), load_tokenizer(tokenizer), Path(part))
 
 
@@ -77,8 +75,6 @@ _ASSEMBLER: dict[tuple[Any, ...], Assembler] = {}  # this process's assembler (o
 def shard_assembler(config: AssembleConfig, run_seed: int, pool_path: str) -> Assembler:
     """The Assembler over the pool file, built once per process and reused across its shards
     (a rebuilt pool file is a new file: its inode and mtime are part of the key)."""
-    from ctxsynth.assemble.assembler import Assembler
-
     stat = os.stat(pool_path)
     key = (pool_path, stat.st_ino, stat.st_mtime_ns, run_seed, repr(config))
     if key not in _ASSEMBLER:
@@ -98,15 +94,15 @@ def release_assembler() -> None:
 @dataclass(frozen=True)
 class AssembleShard(ShardWork):
     """Assemble input shard `index` against the pool file: settings and paths only, so it pickles
-    small; the Assembler (tokenizer, open pool) is built in the process that runs it."""
+    small; the Assembler (tokenizer, open pool) is built in the process that runs it. It reads no
+    run (its settings are its own), so it also runs outside one (`run` may be None)."""
 
     config: AssembleConfig
     run_seed: int
     files: tuple[str, ...]
     pool_path: str
 
-    def run_shard(self, run: Any, index: int, progress: Progress) -> ShardOutput:
-
+    def run_shard(self, run: Run | None, index: int, progress: Progress) -> ShardOutput:  # type: ignore[override]
         samples: list[dict[str, Any]] = []
         rejected: list[Rejected] = []
         records = [synthesized_from_dict(d) for d in read_jsonl(Path(self.files[index]))]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ctxsynth.errors import ConfigError, PathNotFound
+from ctxsynth.eval.metrics import check_metric
 from ctxsynth.io import read_jsonl
 from ctxsynth.llm.spec import ModelSpec
 from ctxsynth.records import EvalItem
@@ -107,6 +108,8 @@ def collect_items(config: EvalConfig, base: Path) -> list[EvalItem]:
                                      filler=b.squad_filler, seed=config.seed)  # type: ignore[arg-type]
     if not items:
         raise ConfigError("the eval config names no evaluation set: set niah, items, longbench or builtin.*")
+    for task, metric in sorted({(item.task, item.metric) for item in items}):
+        check_metric(metric, f"eval task {task!r}")  # before any model runs
     return items
 
 

@@ -8,6 +8,7 @@ a function of ctxsynth.eval.metrics, so the runner needs no task-specific code.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -17,12 +18,15 @@ from typing import Any
 import yaml
 
 from ctxsynth.errors import ConfigError, InputError
+from ctxsynth.eval.metrics import check_metric
 from ctxsynth.io import read_user_jsonl
 from ctxsynth.records import EvalItem
 
 log = logging.getLogger(__name__)
 
 TEMPLATES_FILE = Path(__file__).with_name("templates") / "longbench.yaml"
+PROMPT_FILE = "dataset2prompt.json"  # the official mode's files, in the user's LongBench checkout
+MAXLEN_FILE = "dataset2maxlen.json"
 
 # The paper's 8 English tasks (PAPER.md section 5) and its three categories.
 PAPER_CATEGORIES: dict[str, tuple[str, ...]] = {
@@ -51,6 +55,7 @@ class TaskSpec:
     category: str
     first_line: bool = False  # few-shot tasks: score only the first line of the prediction
     chat: bool = True  # False: sent as plain text, without the chat template (official mode)
+    official_chat: bool = True  # False: LongBench's pred.py sends the task as plain text (official mode)
     prompting: str = "ctxsynth"  # "official": LongBench's own prompt from the user's config files
 
     def render(self, context: str, question: str) -> str:
@@ -65,9 +70,10 @@ class TaskSpec:
 
 
 def _spec(name: str, entry: Mapping[str, Any]) -> TaskSpec:
-    unknown = set(entry) - {"template", "metric", "max_new_tokens", "category", "first_line"}
+    unknown = set(entry) - {"template", "metric", "max_new_tokens", "category", "first_line", "official_chat"}
     if unknown:
         raise InputError(f"task {name!r}: unknown keys {sorted(unknown)}")
+    check_metric(str(entry["metric"]), f"task {name!r}")  # a typo fails at load, not after the model answered
     return TaskSpec(
         name=name,
         template=str(entry["template"]),
@@ -75,6 +81,7 @@ def _spec(name: str, entry: Mapping[str, Any]) -> TaskSpec:
         max_new_tokens=int(entry["max_new_tokens"]),
         category=str(entry.get("category", "other")),
         first_line=bool(entry.get("first_line", False)),
+        official_chat=bool(entry.get("official_chat", True)),
     )
 
 
@@ -102,7 +109,8 @@ def load_task_specs(override: Path | None = None, base_file: Path = TEMPLATES_FI
             known = specs[name]
             merged = {
                 "template": known.template, "metric": known.metric, "max_new_tokens": known.max_new_tokens,
-                "category": known.category, "first_line": known.first_line, **entry,
+                "category": known.category, "first_line": known.first_line,
+                "official_chat": known.official_chat, **entry,
             }
             specs[name] = _spec(name, merged)
         elif "template" not in entry or "metric" not in entry:
@@ -149,6 +157,51 @@ def record_to_item(record: Mapping[str, Any], spec: TaskSpec, source: str = "") 
     )
 
 
+def _read_json_object(path: Path, value_type: type, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise InputError(f"{path}: no such file; give the config folder of your LongBench checkout "
+                        f"(LongBench/config, which holds {PROMPT_FILE} and {MAXLEN_FILE})")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object of task -> {what}")
+    for task, value in data.items():
+        if not isinstance(value, value_type) or isinstance(value, bool):
+            raise InputError(f"{path}: task {task!r}: expected {what}, got {type(value).__name__}")
+    return data
+
+
+def load_official_specs(config_dir: Path | str) -> dict[str, TaskSpec]:
+    """TaskSpecs of the official mode from LongBench's `dataset2prompt.json` and `dataset2maxlen.json`
+    in `config_dir`: their prompt and output length, eval.py's metric, chat and first-line rules.
+
+    Only tasks named in both files are loaded; the metric, category, first-line and chat rules come
+    from templates/longbench.yaml (eval.py's dataset2metric and pred.py's plain-text tasks are
+    written there); a task the table lacks is refused."""
+    config_dir = Path(config_dir)
+    prompts = _read_json_object(config_dir / PROMPT_FILE, str, "a prompt string")
+    maxlens = _read_json_object(config_dir / MAXLEN_FILE, int, "a number of new tokens")
+    ours = load_task_specs(base_file=TEMPLATES_FILE)  # eval.py's metric and pred.py's rules, per task
+    specs: dict[str, TaskSpec] = {}
+    for task, prompt in prompts.items():
+        if task not in maxlens:
+            log.warning("%s: task %r has a prompt but no entry in %s; skipped", config_dir, task, MAXLEN_FILE)
+            continue
+        if task not in ours:
+            raise InputError(f"{config_dir / PROMPT_FILE}: task {task!r} is not a LongBench v1 task and has no "
+                            "metric; score it with your own template file (longbench_templates) instead")
+        known = ours[task]
+        specs[task] = TaskSpec(
+            name=task, template=prompt, metric=known.metric, max_new_tokens=maxlens[task], category=known.category,
+            first_line=known.first_line, chat=known.official_chat, prompting="official",
+        )
+    if not specs:
+        raise InputError(f"{config_dir}: no task is named in both {PROMPT_FILE} and {MAXLEN_FILE}")
+    return specs
+
+
 def _files(paths: Iterable[Path]) -> list[Path]:
     out: list[Path] = []
     for path in map(Path, paths):
@@ -173,8 +226,6 @@ def load_longbench(
     if official is not None:
         if templates is not None:
             raise ConfigError("give either LongBench's config folder (official mode) or a template file, not both")
-        from ctxsynth.eval.longbench_official import load_official_specs
-
         specs = load_official_specs(official)
     else:
         specs = load_task_specs(templates)

@@ -6,9 +6,10 @@ they use the libraries it uses (`rouge`, jieba, fuzzywuzzy's ratio) and keep its
 named where it happens (docs/longbench.md lists them).
 
 Shared by verification (does a context support its answer) and evaluation (is a prediction right).
-Scores are in [0, 1]; reports multiply by 100. `METRICS` maps the names used in
-`EvalItem.metric` to one uniform signature, score(prediction, references, item meta), so an
-evaluation task is data that names its metric.
+Scores are in [0, 1]; reports multiply by 100. `METRICS` is the registry of the names used in
+`EvalItem.metric`, each with one uniform signature, score(prediction, references, item meta), so an
+evaluation task is data that names its metric; `check_metric` refuses an unknown name when a task
+is loaded, before any model runs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import string
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from ctxsynth.errors import ConfigError, RegistryError
+from ctxsynth.registry import Registry
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _DROP_PUNCT = str.maketrans("", "", string.punctuation)  # the same deletion as a per-character filter, in C
@@ -228,27 +232,38 @@ def _classification(prediction: str, references: Sequence[str], meta: dict[str, 
     return max((classification_score(prediction, r, classes) for r in references), default=0.0)
 
 
+Metric = Callable[[str, Sequence[str], dict[str, Any]], float]
+
 # metric name (EvalItem.metric) -> score(prediction, references, item meta) in [0, 1]
-METRICS: dict[str, Callable[[str, Sequence[str], dict[str, Any]], float]] = {
-    "qa_f1": _best(qa_f1),
-    "rouge_l": _best(rouge_l),
-    "classification": _classification,
-    "retrieval": _best(retrieval_score),
-    "qa_f1_zh": _best(qa_f1_zh),
-    "rouge_l_zh": _best(rouge_l_zh),
-    "retrieval_zh": _best(functools.partial(retrieval_score, pattern=_PARAGRAPH_REF_ZH)),
-    "count": _best(count_score),
-    "code_sim": _best(code_sim),
-    "exact_match": lambda p, refs, meta: exact_match(p, refs),
-    "substring": lambda p, refs, meta: substring_match(p, refs),
-    "all_substring": lambda p, refs, meta: all_substring(p, refs),
-}
+METRICS = Registry("metric")
+for _name, _fn in (
+    ("qa_f1", _best(qa_f1)),
+    ("rouge_l", _best(rouge_l)),
+    ("classification", _classification),
+    ("retrieval", _best(retrieval_score)),
+    ("qa_f1_zh", _best(qa_f1_zh)),
+    ("rouge_l_zh", _best(rouge_l_zh)),
+    ("retrieval_zh", _best(functools.partial(retrieval_score, pattern=_PARAGRAPH_REF_ZH))),
+    ("count", _best(count_score)),
+    ("code_sim", _best(code_sim)),
+    ("exact_match", lambda p, refs, meta: exact_match(p, refs)),
+    ("substring", lambda p, refs, meta: substring_match(p, refs)),
+    ("all_substring", lambda p, refs, meta: all_substring(p, refs)),
+):
+    METRICS.register(_name, _fn)
+
+
+def check_metric(metric: str, where: str) -> None:
+    """A config error (with a "did you mean") when `metric` is not a registered metric name."""
+    if metric not in METRICS:
+        try:
+            METRICS.get(metric)
+        except RegistryError as err:
+            raise ConfigError(f"{where}: {err}") from None
 
 
 def score(metric: str, prediction: str, references: Sequence[str], meta: dict[str, Any] | None = None) -> float:
-    """Score one prediction with the named metric; unknown names fail with the list of known ones."""
-    if metric not in METRICS:
-        close = difflib.get_close_matches(metric, METRICS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise KeyError(f"unknown metric {metric!r}.{hint} Known: {', '.join(sorted(METRICS))}")
-    return float(METRICS[metric](prediction, references, meta or {}))
+    """Score one prediction with the named metric; an unknown name is a RegistryError (a KeyError)
+    listing the known ones."""
+    fn: Metric = METRICS.get(metric)
+    return float(fn(prediction, references, meta or {}))

@@ -79,7 +79,7 @@ def _request(item: EvalItem, fit: FittedPrompt | None, system_prompt: str | None
 
 def _check_raw_support(items: Sequence[EvalItem], backend: Backend) -> None:
     raw_tasks = sorted({item.task for item in items if item.meta.get("chat") is False})
-    if raw_tasks and not getattr(backend, "raw_prompts", False):
+    if raw_tasks and not backend.raw_prompts:
         raise ValueError(
             f"LongBench's official mode sends {', '.join(raw_tasks)} as plain text without the chat template, "
             f"which the {backend.name} backend cannot do (it only takes chat messages); use the transformers "

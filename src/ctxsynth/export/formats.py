@@ -1,10 +1,9 @@
-"""Export formats: each turns the row list into named file contents, found by name in `FORMATS`.
+"""Export formats: each streams rows into named file contents, found by name in `FORMATS`.
 
 Each format is a `Sink` that takes rows one at a time and writes its data file as a stream (JSONL
 lines; Parquet row groups of at most PARQUET_GROUP_ROWS rows or PARQUET_GROUP_CHARS characters of
 messages), so an export's memory does not grow with its rows; `export_samples` streams every format
-at once. The writers in `FORMATS` (rows -> {file name: bytes}) run the same sinks into memory, so
-both give the same bytes. Files are canonical JSON (sorted keys) or Parquet, so the same rows always
+at once. Files are canonical JSON (sorted keys) or Parquet, so the same rows always
 give the same bytes.
 
 | name                  | files                                | loads with                          |
@@ -19,9 +18,8 @@ give the same bytes.
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
@@ -31,8 +29,6 @@ import pyarrow.parquet as pq
 from ctxsynth.export import rows as r
 from ctxsynth.io import dumps
 from ctxsynth.registry import Registry
-
-Writer = Callable[[Sequence[r.ExportRow], str], dict[str, bytes]]
 
 LLAMAFACTORY_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human",
                      "assistant_tag": "gpt", "system_tag": "system"}
@@ -170,25 +166,6 @@ SPECS: dict[str, FormatSpec] = {
 }
 
 
-def write_in_memory(fmt: str, rows: Iterable[r.ExportRow], dataset_name: str) -> dict[str, bytes]:
-    """{file name: bytes} of one format: its sink run into memory."""
-    spec = SPECS[fmt]
-    buf = io.BytesIO()
-    sink = spec.sink(buf, dataset_name)
-    for row in rows:
-        sink.add(row)
-    extra = sink.close()
-    return {spec.data_file: buf.getvalue(), **extra}
-
-
-def _writer(fmt: str) -> Writer:
-    def write(rows: Sequence[r.ExportRow], dataset_name: str) -> dict[str, bytes]:
-        return write_in_memory(fmt, rows, dataset_name)
-
-    write.__name__ = f"write_{fmt}"
-    return write
-
-
-FORMATS = Registry("export format")
-for _name in SPECS:
-    FORMATS.register(_name, _writer(_name))
+FORMATS = Registry("export format")  # name -> its FormatSpec (`ctxsynth ls`, did-you-mean for a typo)
+for _name, _spec in SPECS.items():
+    FORMATS.register(_name, _spec)

@@ -22,7 +22,6 @@ from ctxsynth.errors import PathNotFound
 
 log = logging.getLogger(__name__)
 
-DATA_SUFFIXES = (".jsonl", ".parquet")
 # seed source -> (Hub licence id, what the seeds are and their licence)
 SEED_LICENCES = {
     "squad": ("cc-by-sa-4.0", "SQuAD v2.0 dev questions and answers (CC BY-SA 4.0)"),
@@ -57,10 +56,6 @@ def size_category(n: int) -> str:
         if n < limit:
             return name
     return "n>10M"
-
-
-def data_files_of(files: Sequence[str]) -> list[str]:
-    return [name for name in files if name.endswith(DATA_SUFFIXES)]
 
 
 def card_header(info: CardInfo, n_rows: int, configs: dict[str, list[dict[str, Any]]]) -> str:

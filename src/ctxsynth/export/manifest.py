@@ -97,17 +97,6 @@ def file_entry(name: str, data: bytes, n_rows: int | None) -> dict[str, Any]:
     return {"path": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "rows": n_rows}
 
 
-def build_manifest(fmt: str, rows: Sequence[ExportRow], files: dict[str, bytes], *, config_hash: str,
-                   tokenizer_name: str, seed: int, mix: dict[str, Any] | None,
-                   data_files: Sequence[str]) -> dict[str, Any]:
-    stats = RowStats()
-    for row in rows:
-        stats.add(row)
-    entries = [file_entry(name, files[name], len(rows) if name in data_files else None) for name in sorted(files)]
-    return manifest_of(fmt, stats, entries, config_hash=config_hash, tokenizer_name=tokenizer_name, seed=seed,
-                       mix=mix)
-
-
 def manifest_of(fmt: str, stats: RowStats, entries: list[dict[str, Any]], *, config_hash: str,
                 tokenizer_name: str, seed: int, mix: dict[str, Any] | None) -> dict[str, Any]:
     """The manifest of a format folder from its row statistics and its file entries (sorted by path)."""

@@ -18,17 +18,15 @@ from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from ctxsynth.export.formats import SPECS, Sink
 from ctxsynth.export.manifest import MANIFEST_NAME, RowStats, file_entry
 from ctxsynth.export.mix import MixConfig, plan_mix
 from ctxsynth.export.rows import ExportRow, row_from_sample
-from ctxsynth.io import dumps
+from ctxsynth.io import AtomicFile, dumps
 from ctxsynth.records import Sample, to_dict
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 _CHUNK = 1 << 20
 
 
@@ -39,28 +37,22 @@ class FormatStream:
     fmt: str
     folder: Path
     dataset_name: str
-    tmp: Path = field(init=False)
-    handle: IO[bytes] = field(init=False)
+    file: AtomicFile = field(init=False)
     sink: Sink = field(init=False)
     created: bool = field(init=False)  # the folder did not exist before: a failure removes it
 
     def __post_init__(self) -> None:
         self.created = not self.folder.exists()
-        self.folder.mkdir(parents=True, exist_ok=True)
         spec = SPECS[self.fmt]
-        fd, name = tempfile.mkstemp(dir=self.folder, prefix=f".{spec.data_file}.", suffix=".tmp")
-        self.tmp = Path(name)
-        self.handle = os.fdopen(fd, "wb")
-        self.sink = spec.sink(self.handle, self.dataset_name)
+        self.file = AtomicFile(self.folder / spec.data_file)
+        self.sink = spec.sink(self.file.handle, self.dataset_name)
 
     def finish(self) -> tuple[dict[str, bytes], dict[str, Any]]:
         """Close the data file; (side files, the data file's manifest entry without rows)."""
         extra = self.sink.close()
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        self.handle.close()
+        self.file.finish()
         digest, size = hashlib.sha256(), 0
-        with open(self.tmp, "rb") as f:
+        with open(self.file.tmp, "rb") as f:
             while chunk := f.read(_CHUNK):
                 digest.update(chunk)
                 size += len(chunk)
@@ -68,13 +60,10 @@ class FormatStream:
         return extra, entry
 
     def commit(self) -> None:
-        os.chmod(self.tmp, 0o666 & ~_UMASK)
-        os.replace(self.tmp, self.folder / SPECS[self.fmt].data_file)
+        self.file.commit()
 
     def discard(self, failed: bool) -> None:
-        if not self.handle.closed:
-            self.handle.close()
-        self.tmp.unlink(missing_ok=True)
+        self.file.discard()
         if failed and self.created and not any(self.folder.iterdir()):
             self.folder.rmdir()
 

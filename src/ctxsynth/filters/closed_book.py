@@ -53,6 +53,7 @@ def match_scores(prediction: str, answers: Sequence[str], config: ClosedBookConf
 
 class ClosedBookFilter:
     name = "closed_book"
+    global_pass = False  # judges each record alone
 
     def __init__(self, config: ClosedBookConfig, backend: Backend, run_seed: int = 0) -> None:
         self.config = config

@@ -90,6 +90,7 @@ class NgramIndex:
 
 class DecontamFilter:
     name = "decontam"
+    global_pass = False  # judges each record alone
 
     def __init__(self, config: DecontamConfig, index: NgramIndex | None = None) -> None:
         self.config = config

@@ -136,6 +136,8 @@ def find_duplicates(ids: Sequence[str], texts: Sequence[str | None], *, threshol
 class DedupFilter:
     """A dedup check whose index persists across calls: batches checked in order dedup globally."""
 
+    global_pass = True  # the first record of a group wins: it sees every record, in order
+
     def __init__(self, name: str, text: Callable[[Seed], str | None], work_dir: Path | None,
                  **options: Any) -> None:
         self.name = name

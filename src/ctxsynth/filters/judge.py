@@ -55,6 +55,7 @@ class JudgeItem:
 
 class JudgeFilter:
     name = "judge"
+    global_pass = False  # judges each record alone
 
     def __init__(self, config: JudgeConfig, backend: Backend, run_seed: int = 0) -> None:
         self.config = config

@@ -28,14 +28,6 @@ STAGE = "filter"
 Check = Callable[[Sequence[Seed]], list[Verdict]]
 
 
-def build_checks(config: FiltersConfig, run_seed: int, backend: Backend | None = None,
-                 cache_dir: Path | None = None, built: list[Backend] | None = None) -> list[tuple[str, Check]]:
-    """The enabled filters, in the order they run, as (name, batch check) pairs; backends built
-    here (no `backend` given) are appended to `built`, for the caller to close."""
-    context = FilterContext(run_seed, backend, cache_dir, built if built is not None else [])
-    return [(f.name, f.check) for f in build_filters(config, context)]
-
-
 def _mark(seed: Seed, name: str, verdict: Verdict) -> Seed:
     marks = dict(seed.meta.get("filters", {}))
     marks[name] = {**verdict.scores, **({"detail": verdict.detail} if verdict.detail else {})}

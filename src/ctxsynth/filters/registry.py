@@ -3,8 +3,8 @@
 `FILTERS` maps a filter section name to a factory `from_config(config, context) -> list[Filter]`
 (empty when the section is disabled; dedup may give two checks, seeds and contexts). The run order
 is the registration order, cheapest first, and each filter sees the survivors of the ones before.
-Adding a filter: its module (the check and its `from_config`), its config section in
-ctxsynth.filters.config, and one `FILTERS.register` line here.
+Adding a filter: its module (the check, its `global_pass` and its `from_config`), its config
+section in ctxsynth.filters.config, and one `FILTERS.register` line here.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 class Filter(Protocol):
     name: str
+    # True for a filter that must see every record, in order (dedup: the first of a group wins); the
+    # filter stage runs the filters up to the last global one in its driver pass, the rest per shard
+    global_pass: bool
 
     def check(self, seeds: Sequence[Seed]) -> list[Verdict]:
         """One verdict per seed, in order: keep, or drop with a reason."""
@@ -48,17 +51,6 @@ class FilterContext:
         cache = self.cache_dir / "cache.sqlite" if self.cache_dir else None
         self.built.append(spec.build(cache, self.max_consecutive_failures))
         return self.built[-1]
-
-
-@dataclass
-class FunctionFilter:
-    """A check written as a function of the seeds."""
-
-    name: str
-    fn: Callable[[Sequence[Seed]], list[Verdict]]
-
-    def check(self, seeds: Sequence[Seed]) -> list[Verdict]:
-        return self.fn(seeds)
 
 
 Factory = Callable[["FiltersConfig", FilterContext], list[Filter]]

@@ -68,6 +68,7 @@ def _answer(answers: Sequence[str]) -> str:
 
 class RelianceFilter:
     name = "reliance"
+    global_pass = False  # judges each record alone
 
     def __init__(self, config: RelianceConfig, scorer: AnswerScorer) -> None:
         self.config = config

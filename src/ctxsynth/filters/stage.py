@@ -13,28 +13,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ctxsynth.filters.config import FiltersConfig
 from ctxsynth.filters.pipeline import Tally, close_filters, reliance_stats, run_checks
 from ctxsynth.filters.registry import Filter, FilterContext, build_filters
-from ctxsynth.io import dumps, read_jsonl, shard_name, split_even
+from ctxsynth.io import atomic_writer, dumps, read_jsonl, shard_files, shard_name, split_even
 from ctxsynth.llm.base import Backend
-from ctxsynth.progress import Progress
+from ctxsynth.llm.spec import ModelSpec
+from ctxsynth.pipeline.config import RunConfig
+from ctxsynth.pipeline.contract import ShardOutput, run_sharded
+from ctxsynth.pipeline.run import Run
+from ctxsynth.progress import NullProgress, Progress
 from ctxsynth.records import Rejected, seed_from_dict, to_dict
 
-if TYPE_CHECKING:
-    from ctxsynth.runner import Run
-
-GLOBAL_FILTERS = ("dedup", "dedup_context")  # need every record, in order
 _FILTERS: dict[tuple[Any, ...], tuple[list[Filter], list[Backend]]] = {}  # this process's filters
 
 
@@ -56,10 +54,9 @@ def release_filters() -> None:
     _FILTERS.clear()
 
 
-def split_point(config: FiltersConfig, filters: list[Filter]) -> int:
-    """Filters before this index run in the global pass, the rest per shard."""
-    names = [f.name for f in filters]
-    return max((i + 1 for i, n in enumerate(names) if n in GLOBAL_FILTERS), default=0)
+def split_point(filters: list[Filter]) -> int:
+    """Filters before this index run in the global pass (up to the last global one), the rest per shard."""
+    return max((i + 1 for i, f in enumerate(filters) if f.global_pass), default=0)
 
 
 def write_lines(path: Path, lines: Iterable[str]) -> int:
@@ -81,7 +78,7 @@ def global_pass(run: Run, files: list[Path], work: Path, progress: Progress) -> 
     """Step 1: the global filters over every input shard in order; spills `global-kept-<i>`.
     Returns their tally and the names of all filters, in run order."""
     filters = process_filters(run, work)
-    head = filters[: split_point(run.config.filters, filters)]
+    head = filters[: split_point(filters)]
     tally = Tally([f.name for f in head])
     for i, path in enumerate(files):
         seeds = [seed_from_dict(d) for d in read_jsonl(path)]
@@ -101,7 +98,7 @@ class FilterShard:
     def run_shard(self, run: Run, index: int, progress: Progress) -> dict[str, Any]:
         work = Path(self.work)
         filters = process_filters(run, work)
-        tail = filters[split_point(run.config.filters, filters):]
+        tail = filters[split_point(filters):]
         tally = Tally([f.name for f in tail])
         seeds = [seed_from_dict(d) for d in read_jsonl(work / f"global-kept-{index:05d}.jsonl")]
         kept, rejected = run_checks([(f.name, f.check) for f in tail], seeds, tally)
@@ -129,22 +126,9 @@ def _kept_range(work: Path, counts: list[int], start: int, stop: int) -> list[di
 
 def write_rejected(path: Path, work: Path, names: list[str], n_inputs: int) -> None:
     """rejected/shard-00000: every rejection, grouped by filter in run order (gzip, atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
-                for line in _rejected_lines(work, names, n_inputs):
-                    gz.write(line)
-            raw.flush()
-            os.fsync(raw.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+        for line in _rejected_lines(work, names, n_inputs):
+            gz.write(line)
 
 
 def _rejected_lines(work: Path, names: list[str], n_inputs: int) -> Iterator[bytes]:
@@ -158,8 +142,6 @@ def _rejected_lines(work: Path, names: list[str], n_inputs: int) -> Iterator[byt
 
 def output_work(run: Run, work: Path, counts: list[int], names: list[str], extra: dict[str, Any]) -> Any:
     """work(i) for run_sharded: output shard i of the even split; rejections and extra stats on shard 0."""
-    from ctxsynth.stages import ShardOutput
-
     ranges = split_even(sum(counts), run.config.shards)
 
     def write(i: int) -> ShardOutput:
@@ -195,3 +177,37 @@ def merge_tallies(first: Tally, shard_stats: list[dict[str, Any]], reliance: lis
     extra.update(reliance_stats(reliance))
     extra["reasons"] = reasons
     return extra
+
+
+def model_specs(config: RunConfig) -> dict[str, ModelSpec]:
+    """The chat models the enabled filters ask, by config key (the stage table's `models`): every
+    enabled section with an `llm` model spec, in run order (a new model filter needs no line here)."""
+    specs: dict[str, ModelSpec] = {}
+    for f in dataclasses.fields(config.filters):
+        section = getattr(config.filters, f.name)
+        if getattr(section, "enabled", False) and isinstance(getattr(section, "llm", None), ModelSpec):
+            specs[f"filters.{f.name}.llm"] = section.llm
+    return specs
+
+
+def run_filter(run: Run, progress: Progress | None = None) -> dict[str, Any]:
+    """Drop seeds that do not need a context, are ill-posed, duplicated or contaminated (ctxsynth.filters):
+    the global pass in order over the input shards, the per-record filters shard by shard, then the
+    survivors re-sharded evenly (see the module docstring)."""
+    progress = progress or NullProgress()
+    files = shard_files(run.input_dir("filter"))
+    work = run.markers("filter").dir / "work"
+    clear_work(work)
+    progress.start("filter", sum(run.input_counts("filter")))
+    try:
+        tally, names = global_pass(run, files, work, progress)
+        shard = FilterShard(str(work))
+        results = [shard.run_shard(run, i, progress) for i in range(len(files))]
+    finally:
+        release_filters()
+        progress.finish()
+    extra = merge_tallies(tally, results, [v for r in results for v in r["reliance"]])
+    summary = run_sharded(run, "filter", run.config.shards, output_work(run, work, [r["kept"] for r in results],
+                                                                        names, extra))
+    shutil.rmtree(work, ignore_errors=True)
+    return summary

@@ -35,6 +35,7 @@ def is_yes_no(answers: Sequence[str]) -> bool:
 
 class WellFormedFilter:
     name = "wellformed"
+    global_pass = False  # judges each record alone
 
     def __init__(self, config: WellFormedConfig) -> None:
         self.config = config

@@ -19,6 +19,7 @@ outage, rate limit) from a problem with the request or its content.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from abc import ABC, abstractmethod
 from collections import deque
@@ -72,6 +73,7 @@ class ChatResult:
     error: str | None = None  # why the request failed after all retries
     cached: bool = False
     attempts: int = 1  # HTTP attempts (retries included)
+    hedges: int = 0  # second attempts sent beside slow ones (ctxsynth.llm.hedging): billed too
     failure: str | None = None  # None when ok, else one of INFRASTRUCTURE_FAILURES | CONTENT_FAILURES
 
     def __post_init__(self) -> None:
@@ -135,6 +137,28 @@ class Backend(ABC):
     # names another variable. ModelSpec's generic key check reads these through `key_env`.
     key_env_var: ClassVar[str | None] = None
     key_env_option: ClassVar[str | None] = None
+    # Capabilities, declared by each backend; the defaults are those of a backend that answers chat
+    # messages on this machine.
+    prefill: ClassVar[bool] = False  # continues a final assistant message instead of answering it
+    raw_prompts: ClassVar[bool] = False  # accepts one RAW_ROLE message: plain text without the chat template
+    hosted: ClassVar[bool] = False  # a hosted API behind HTTP: `ctxsynth estimate` counts tokens with tiktoken
+    batch: ClassVar[bool] = False  # answers arrive asynchronously (a Batch API), within its completion window
+
+    @classmethod
+    def concurrency(cls, options: Mapping[str, Any]) -> int | None:
+        """Requests in flight at most with these options: the `max_concurrency` option (else the
+        constructor's default) of a backend that takes one; None for one that batches by itself."""
+        params = inspect.signature(cls.__init__).parameters
+        if "max_concurrency" not in params:
+            return None
+        return int(options.get("max_concurrency", params["max_concurrency"].default))
+
+    @classmethod
+    def probe(cls, model: str, options: Mapping[str, Any], where: str, endpoint: str) -> str | None:
+        """Preflight's one cheap check of the endpoint before paid work: raise BackendUnavailable when
+        it cannot answer, return a warning (or None). The default, for a backend without an
+        endpoint, checks nothing."""
+        return None
 
     @classmethod
     def key_env(cls, options: Mapping[str, Any]) -> str | None:

@@ -17,8 +17,12 @@ from pathlib import Path
 from typing import Any, get_type_hints
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
+from ctxsynth.config import coerce
 from ctxsynth.errors import ConfigError, MissingAPIKeyError
+from ctxsynth.llm.backends import BACKENDS
 from ctxsynth.llm.base import Backend
+from ctxsynth.llm.breaker import CircuitBreaker
+from ctxsynth.llm.cache import CachedBackend, RequestCache
 
 _NOT_OPTIONS = ("self", "model")
 
@@ -30,14 +34,10 @@ class ModelSpec:
     options: dict[str, Any] = field(default_factory=dict)  # the backend's keyword arguments (base_url, ...)
 
     def backend_class(self) -> type[Backend]:
-        from ctxsynth.llm import BACKENDS
-
         return BACKENDS.get(self.backend)  # RegistryError with "did you mean" for a typo
 
     def checked_options(self, where: str = "llm") -> dict[str, Any]:
         """The options, type-checked against the backend's constructor; unknown names are errors."""
-        from ctxsynth.config import coerce
-
         cls = self.backend_class()
         params = inspect.signature(cls.__init__).parameters
         if any(p.kind is p.VAR_KEYWORD for p in params.values()):
@@ -60,6 +60,10 @@ class ModelSpec:
         if cls.key_env_var is None:
             return None
         return str(self.options.get(cls.key_env_option, cls.key_env_var)) if cls.key_env_option else cls.key_env_var
+
+    def concurrency(self) -> int | None:
+        """Requests in flight at most (the backend's `max_concurrency`), None for a backend without the option."""
+        return self.backend_class().concurrency(self.options)
 
     def missing_key(self) -> str | None:
         """Why this spec cannot authenticate (its key variable is unset), or None."""
@@ -88,9 +92,6 @@ class ModelSpec:
     def build(self, cache: Path | None = None, max_consecutive_failures: int | None = None) -> Backend:
         """The backend, behind a circuit breaker when `max_consecutive_failures` is given and then
         the request cache at `cache` (a cache.sqlite path) when given."""
-        from ctxsynth.llm.breaker import CircuitBreaker
-        from ctxsynth.llm.cache import CachedBackend, RequestCache
-
         options = self.checked_options()
         try:
             backend = self.backend_class()(model=self.model, **options)

@@ -11,10 +11,12 @@ import statistics
 from collections import Counter
 from collections.abc import Sequence
 
+from ctxsynth.eval.stage import card_section
 from ctxsynth.export.hub import CardInfo, card_header, seed_source_info
+from ctxsynth.llm.prices import money
 from ctxsynth.report.caveats import stage_input
 from ctxsynth.report.collect import RunSummary
-from ctxsynth.report.costs import cost_of, money
+from ctxsynth.report.costs import cost_of
 
 EXAMPLE_HEAD, EXAMPLE_TAIL = 700, 400
 # the Hub's default config: the first of these that was exported (answer-only in TRL by default first)
@@ -222,8 +224,7 @@ def render_card(s: RunSummary, plots: Sequence[tuple[str, str, str]], caveat_lis
             lines += [f"### {title}", "", f"![{title}]({name})", "", caption, ""]
     lines += training_section(s) + provenance_lines(s, info)
     details = detail_tables(s, prices)
-    from ctxsynth.model_stages import card_section  # the train and eval stages' comparison, when run
-    lines += card_section(s.run_dir)
+    lines += card_section(s.run_dir)  # the train and eval stages' comparison, when they ran
     if details:
         lines += ["## Details", ""] + details
     lines += ["## Caveats", ""]

@@ -22,8 +22,9 @@ def stage_input(s: RunSummary, stage: str, dropped: int) -> int:
     info = s.stage(stage)
     if info is not None and info.n_in:
         return info.n_in
-    kept = {"seeds": sum(s.seed_tasks.values()), "synth": len(s.context_words),
-            "verify": len(s.context_words), "assemble": len(s.samples)}.get(stage, 0)
+    kept = {"seeds": sum(s.seed_tasks.values()), "synth": len(s.context_words), "verify": len(s.context_words),
+            "assemble": len(s.samples)}.get(stage, 0)  # by folder name (a record without a stage field)
+    kept = {"synthesize": len(s.context_words)}.get(stage, kept)  # by the stage name records carry
     return kept + dropped
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from ctxsynth.io import Markers, read_shards
-from ctxsynth.stages import STAGE_NAMES, stage_folder
+from ctxsynth.pipeline.stages import STAGE_NAMES, stage_folder
 
 log = logging.getLogger(__name__)
 

@@ -1,14 +1,12 @@
-"""Money from token usage and a user's price table {model: {"input_per_mtok", "output_per_mtok"}}.
-
-Prices change and differ by provider, so none are built in: without a table, or for a model the
-table lacks, the cost is unknown (None) rather than guessed.
-"""
+"""Money on the card: the cost of a model's token usage from the run's price table
+(ctxsynth.llm.prices); unknown (None) for a model the table lacks."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
-from ctxsynth.errors import ConfigError
+from ctxsynth.llm.prices import price_of
 
 
 class TokenUsage(Protocol):
@@ -16,18 +14,7 @@ class TokenUsage(Protocol):
     completion_tokens: int
 
 
-def cost_of(usage: TokenUsage, prices: dict[str, Any] | None, model: str) -> float | None:
+def cost_of(usage: TokenUsage, prices: Mapping[str, Any] | None, model: str) -> float | None:
     """US dollars (or whatever unit the table uses) for this usage, None when the model has no price."""
-    if not prices or model not in prices:
-        return None
-    price = prices[model]
-    try:
-        per_in, per_out = float(price["input_per_mtok"]), float(price["output_per_mtok"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"price table entry for {model!r} needs numeric input_per_mtok and output_per_mtok") from exc
-    return usage.prompt_tokens / 1e6 * per_in + usage.completion_tokens / 1e6 * per_out
-
-
-def money(amount: float) -> str:
-    """Dollars with cents, or four decimals below one dollar (small runs cost fractions of a cent)."""
-    return f"${amount:,.2f}" if amount >= 1 else f"${amount:.4f}"
+    price = price_of(prices, model)
+    return price.cost(usage.prompt_tokens, usage.completion_tokens) if price is not None else None

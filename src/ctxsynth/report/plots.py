@@ -15,8 +15,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
+from ctxsynth.llm.prices import money
 from ctxsynth.report.collect import RunSummary
-from ctxsynth.report.costs import cost_of, money
+from ctxsynth.report.costs import cost_of
 
 BLUE, ORANGE, GREY, RED = "#3b6ea8", "#e08a2e", "#9a9a9a", "#c0392b"
 

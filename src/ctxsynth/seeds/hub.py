@@ -54,10 +54,10 @@ def hub_rows(dataset_id: str, split: str | None, subset: str | None) -> Iterator
 
 
 def hub_source(config: SeedsConfig, base_dir: Path | None) -> Iterator[Candidate]:
-    from ctxsynth.seeds.readers import _candidates
+    from ctxsynth.seeds.readers import candidates
 
     dataset_id = str(config.path)
     local = Path(dataset_id).expanduser()
     if base_dir is not None and not local.is_absolute() and (base_dir / local).exists():
         dataset_id = str(base_dir / local)  # a local dataset folder, relative to the config
-    return _candidates(hub_rows(dataset_id, config.split, config.subset), config)
+    return candidates(hub_rows(dataset_id, config.split, config.subset), config)

@@ -56,17 +56,17 @@ def resolve_path(config: SeedsConfig, base_dir: Path | None) -> Path:
 
 
 def jsonl_source(config: SeedsConfig, base_dir: Path | None) -> Iterator[Candidate]:
-    return _candidates(jsonl_rows(resolve_path(config, base_dir)), config)
+    return candidates(jsonl_rows(resolve_path(config, base_dir)), config)
 
 
 def parquet_source(config: SeedsConfig, base_dir: Path | None) -> Iterator[Candidate]:
     path = resolve_path(config, base_dir)
-    return _candidates(parquet_rows(path, check_columns=_column_check(config, path)), config)
+    return candidates(parquet_rows(path, check_columns=_column_check(config, path)), config)
 
 
 def hf_disk_source(config: SeedsConfig, base_dir: Path | None) -> Iterator[Candidate]:
     path = resolve_path(config, base_dir)
-    return _candidates(hf_disk_rows(path, config.split, check_columns=_column_check(config, path)), config)
+    return candidates(hf_disk_rows(path, config.split, check_columns=_column_check(config, path)), config)
 
 
 def _column_check(config: SeedsConfig, path: Path) -> Callable[[list[str]], None]:
@@ -85,7 +85,7 @@ def _column_check(config: SeedsConfig, path: Path) -> Callable[[list[str]], None
     return check
 
 
-def _candidates(rows: Iterable[Row], config: SeedsConfig) -> Iterator[Candidate]:
+def candidates(rows: Iterable[Row], config: SeedsConfig) -> Iterator[Candidate]:
     for row in rows:
         if row.data is None:
             raw = {"raw": row.raw_text}

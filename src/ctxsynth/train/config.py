@@ -109,3 +109,11 @@ class TrainConfig:
         from ctxsynth import config as config_loader
 
         return config_loader.load(cls, Path(path), overrides or [])
+
+
+@dataclass
+class RunTrainConfig(TrainConfig):
+    """`train:` in a run config: a TrainConfig; data and output default to this run's (ctxsynth.train.stage)."""
+
+    output_dir: str = ""  # always <run>/train in a run (its checkpoints are the stage's to resume or discard)
+    export_format: str = "trl_messages"  # which of this run's exports to train on (data.train_files empty)

@@ -22,11 +22,11 @@ class Failure:
     kind: str = "outage"  # ChatResult.failure if no retry is left
 
 
-def _succeeded(outcome: ChatResult | Failure) -> bool:
+def succeeded(outcome: ChatResult | Failure) -> bool:
     return isinstance(outcome, ChatResult) and outcome.ok
 
 
-def _dropped(exc: BaseException) -> bool:
+def dropped(exc: BaseException) -> bool:
     """Whether a timeout error from the SDK was really a dropped connection: the aiohttp transport maps
     every aiohttp connection error (a server that closed the connection included) to a timeout."""
     cause = exc.__cause__
@@ -41,7 +41,7 @@ def scrub(text: str, key: str) -> str:
     return text.replace(key, "***") if key else text
 
 
-def _status_failure(exc: Any, key: str) -> Failure:
+def status_failure(exc: Any, key: str) -> Failure:
     status = int(exc.status_code)
     if status in RETRYABLE_STATUS or status >= 500:
         retry_after = parse_retry_after(exc.response.headers, now=time.time())
@@ -54,7 +54,7 @@ def _status_failure(exc: Any, key: str) -> Failure:
     return Failure(scrub(f"http_{status}: {message or exc.message}", key)[:500], retryable=False, kind=kind)
 
 
-def _cut_short(result: ChatResult, request: ChatRequest) -> bool:
+def cut_short(result: ChatResult, request: ChatRequest) -> bool:
     """A truncated reply that stopped before its budget: the cut was not the budget's."""
     used = result.usage.get("completion_tokens")
     return result.finish_reason == "length" and used is not None and used < request.params.max_tokens

@@ -15,17 +15,20 @@ times the observed p95 latency gives its slot back (it keeps waiting; at most `m
 such attempts), and one slower than the observed p99 times eight (at least 5 s, at most
 `timeout_s`) is abandoned and retried with a doubled deadline. When nothing else is queued and a
 slot is free, an attempt slower than twice the p99 gets a hedge beside it, the same request sent
-again; the first success wins (`hedge: false` turns this off). Requests are taken lazily from the
+again; the first success wins. Hedging is on by default only for a server on this machine (a
+provider bills the hedge too; `hedge: true` turns it on elsewhere, `hedge: false` off; the spend
+limit counts hedges, ctxsynth.llm.budget). Requests are taken lazily from the
 queue (at most three per slot alive), so memory and CPU per request do not grow with the batch.
 While fewer than 32 replies were seen (so both thresholds are still `timeout_s`), an attempt re-reads
 them every half second: a stall in the first wave is cut as soon as typical latencies are known.
 
 CPU per request: the body is a plain dict and the reply is decoded with `json`, skipping the SDK's
 typed request transform and response models; the aiohttp transport replaces httpx's pool, which
-scans every connection on each request; and the body goes straight through that transport's
-aiohttp session with the URL, headers and timeouts the SDK computed once
-(`ctxsynth.llm.openai_direct`), raising the SDK's own errors. Clients where that could differ from
-the SDK's `post` (Azure, token providers, proxies, ...) use `post`.
+scans every connection on each request. With `direct: true` (opt-in) the body goes straight
+through that transport's aiohttp session with the URL, headers and timeouts the SDK computed once
+(`ctxsynth.llm.openai.direct`, which reads private SDK names and is verified on the SDK versions it
+names), raising the SDK's own errors; an SDK or client where that could differ from the SDK's `post`
+(another version, Azure, token providers, proxies, ...) uses `post`, said once in the log.
 
 Truncation policy: a reply with finish_reason "length" is not `ok` (`failure` "truncated"). When
 its usage shows it stopped short of the requested budget (completion_tokens < max_tokens: the cut
@@ -64,15 +67,15 @@ from ctxsynth.llm.concurrency import (
     backoff_delay,
 )
 from ctxsynth.llm.hedging import hedged
-from ctxsynth.llm.openai_direct import Send, chat_sender
-from ctxsynth.llm.openai_replies import (
+from ctxsynth.llm.openai.direct import Send, chat_sender, sdk_sender
+from ctxsynth.llm.openai.replies import (
     Failure,
-    _cut_short,
-    _dropped,
-    _status_failure,
-    _succeeded,
+    cut_short,
+    dropped,
     result_from_json,
     scrub,
+    status_failure,
+    succeeded,
 )
 
 log = logging.getLogger(__name__)
@@ -89,7 +92,7 @@ class _Run:
     latency: LatencyTracker
     on_result: ResultCallback
     key: str
-    send: Send  # one body out, the reply's bytes back (ctxsynth.llm.openai_direct)
+    send: Send  # one body out, the reply's bytes back (ctxsynth.llm.openai.direct)
     stopped: bool = False  # on_result raised: the call is ending
     drained: bool = False  # the request queue was empty at the last look: idle slots may hedge
     hedges: int = 0  # second attempts sent beside slow ones (ctxsynth.llm.hedging)
@@ -118,12 +121,24 @@ class OpenAIBackend(Backend):
     body (e.g. vLLM's top_k), part of the cache identity; max_tokens_field: the body field that
     carries the reply budget, "max_tokens" (most servers) or "max_completion_tokens" (OpenAI's
     reasoning models refuse max_tokens); hedge: at the tail of a call (nothing else queued, a slot
-    free), send a second attempt beside one slower than twice the p99 latency (ctxsynth.llm.hedging).
+    free), send a second attempt beside one slower than twice the p99 latency (ctxsynth.llm.hedging);
+    unset: on for a server on this machine, off elsewhere (a provider bills hedges); direct: post
+    through the SDK transport's session (ctxsynth.llm.openai.direct, ~1 ms of CPU less per request)
+    instead of the SDK's `post`.
     """
 
     name = "openai"
     key_env_var = "OPENAI_API_KEY"
     key_env_option = "api_key_env"
+    hosted = True
+
+    @classmethod
+    def probe(cls, model: str, options: Mapping[str, Any], where: str, endpoint: str) -> str | None:
+        """GET /models once (ctxsynth.llm.openai.probe): reachable, key accepted, model listed."""
+        from ctxsynth.llm.openai.probe import probe_models  # the openai client loads only here
+
+        key_var = str(options.get(cls.key_env_option or "", cls.key_env_var)) if cls.key_env_var else "OPENAI_API_KEY"
+        return probe_models(model, options, where, endpoint, key_var)
 
     @classmethod
     def key_env(cls, options: Mapping[str, Any]) -> str | None:
@@ -143,7 +158,8 @@ class OpenAIBackend(Backend):
         backoff_max_s: float = 60.0,
         extra_body: dict[str, Any] | None = None,
         max_tokens_field: str = "max_tokens",
-        hedge: bool = True,
+        hedge: bool | None = None,
+        direct: bool = False,
     ) -> None:
         super().__init__(model)
         if max_concurrency < 1 or max_retries < 0 or timeout_s <= 0:
@@ -161,7 +177,9 @@ class OpenAIBackend(Backend):
         self.backoff_max_s = backoff_max_s
         self.extra_body = dict(extra_body or {})
         self.max_tokens_field = max_tokens_field
-        self.hedge = hedge
+        # hedges are billed: on by default only where requests cost nothing (a server on this machine)
+        self.hedge = _is_local(base_url or os.environ.get("OPENAI_BASE_URL")) if hedge is None else hedge
+        self.direct = direct
         self.concurrency_limit = float(max_concurrency)  # where the last call's adaptive limit ended
         self._rng = random.Random()
 
@@ -229,7 +247,7 @@ class OpenAIBackend(Backend):
         client = openai.AsyncOpenAI(api_key=key, base_url=self._base_url(), max_retries=0, timeout=self.timeout_s,
                                     http_client=_http_client())
         run = _Run(ConcurrencyController(self.max_concurrency), LatencyTracker(self.timeout_s), on_result, key,
-                   await chat_sender(client))
+                   await chat_sender(client) if self.direct else sdk_sender(client))
         alive: set[asyncio.Task[ChatResult]] = set()
         finished = asyncio.Event()
         counts = {"requests": 0, "failed": 0, "retries": 0}
@@ -275,19 +293,20 @@ class OpenAIBackend(Backend):
                  counts["requests"], counts["failed"], counts["retries"], run.hedges, run.controller.cuts)
 
     async def _one(self, run: _Run, i: int, request: ChatRequest) -> ChatResult:
-        attempt, timeouts = 0, 0
+        attempt, timeouts, hedges = 0, 0, 0
         while True:
             attempt += 1
             if self.hedge:
                 clock: list[float] = []  # when the first attempt got its slot
                 outcome, hedge = await hedged(partial(self._slotted, run, request, timeouts, clock),
                                               run.latency.hedge_after, lambda: run.drained and run.controller.idle(),
-                                              _succeeded, partial(_first, clock))
+                                              succeeded, partial(_first, clock))
                 run.hedges += hedge
+                hedges += hedge
             else:
                 outcome = await self._slotted(run, request, timeouts)
             if isinstance(outcome, ChatResult):
-                if outcome.ok or not _cut_short(outcome, request) or attempt > self.max_retries:
+                if outcome.ok or not cut_short(outcome, request) or attempt > self.max_retries:
                     outcome.attempts = attempt
                     break
                 outcome = Failure("truncated", retryable=True, kind="truncated")
@@ -300,6 +319,7 @@ class OpenAIBackend(Backend):
             delay = backoff_delay(attempt, self.backoff_base_s, self.backoff_max_s, outcome.retry_after, self._rng)
             log.debug("openai request %d: %s, retry %d in %.2fs", i, outcome.reason, attempt, delay)
             await asyncio.sleep(delay)
+        outcome.hedges = hedges  # the spend limit counts them (ctxsynth.llm.budget)
         try:
             run.on_result(i, outcome)
         except BaseException:
@@ -333,7 +353,7 @@ class OpenAIBackend(Backend):
         return outcome
 
     async def _attempt(self, run: _Run, request: ChatRequest, watch: AttemptWatch) -> ChatResult | Failure:
-        """One HTTP attempt with a plain JSON body and reply (`run.send`: see ctxsynth.llm.openai_direct);
+        """One HTTP attempt with a plain JSON body and reply (`run.send`: see ctxsynth.llm.openai.direct);
         its errors are the SDK's, mapped to a Failure here."""
         import openai
 
@@ -350,10 +370,10 @@ class OpenAIBackend(Backend):
         except asyncio.TimeoutError:
             return Failure("timeout", retryable=True)
         except openai.APIConnectionError as exc:  # APITimeoutError included
-            timed_out = isinstance(exc, openai.APITimeoutError) and not _dropped(exc)
+            timed_out = isinstance(exc, openai.APITimeoutError) and not dropped(exc)
             return Failure("timeout" if timed_out else "connection_error", retryable=True)
         except openai.APIStatusError as exc:
-            return _status_failure(exc, key=run.key)
+            return status_failure(exc, key=run.key)
         except (ValueError, openai.APIResponseValidationError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             return Failure("malformed_response", retryable=True)
         except Exception as exc:  # one odd request must not sink the batch; keep the reason instead

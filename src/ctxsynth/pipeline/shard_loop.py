@@ -17,26 +17,29 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
 from ctxsynth.errors import UserError
-from ctxsynth.executors import Executor, close_worker_resources, worker_died
+from ctxsynth.pipeline.executors import Executor, ShardFunction, close_worker_resources, worker_died
 from ctxsynth.progress import Progress
 
-if TYPE_CHECKING:
-    from ctxsynth.runner import Run
-    from ctxsynth.stages import ShardWork
+if TYPE_CHECKING:  # the contract imports this module and hands it the shard function
+    from ctxsynth.pipeline.contract import ShardWork
+    from ctxsynth.pipeline.run import Run
 
 log = logging.getLogger(__name__)
 
 
-class _Loop:
-    def __init__(self, run: Run, stage: str, todo: list[int], work: ShardWork, progress: Progress) -> None:
+class ShardDriver:
+    """The driver side of one stage invocation: the queue, the shards running, the tries of each."""
+
+    def __init__(self, run: Run, stage: str, todo: list[int], work: ShardWork, progress: Progress,
+                 shard_function: ShardFunction) -> None:
         self.run, self.stage, self.work, self.progress = run, stage, work, progress
+        self.shard_function = shard_function
         # one shard left: no worker to start for it
         self.executor: Executor = run.executor() if len(todo) > 1 else Executor()
         self.in_process = self.executor.in_process()
         workers = 1 if self.in_process else self.executor.workers
-        cap = work.max_parallel(run, workers) if hasattr(work, "max_parallel") else workers
-        self.parallel = max(1, min(workers, cap))
-        self.work = work.for_parallel(self.parallel) if hasattr(work, "for_parallel") else work
+        self.parallel = max(1, min(workers, work.max_parallel(run, workers)))
+        self.work = work.for_parallel(self.parallel)
         self.queue: deque[int] = deque(todo)
         self.running: dict[Any, int] = {}
         self.tries: Counter[int] = Counter()
@@ -44,13 +47,11 @@ class _Loop:
         self.session = uuid.uuid4().hex
 
     def submit_ready(self) -> None:
-        from ctxsynth.stages import execute_shard
-
         while self.queue and self.fatal is None and len(self.running) < self.parallel:
             i = self.queue.popleft()
             args = (self.run.config, str(self.run.base_dir), self.stage, self.work, i, self.session,
                     self.progress if self.in_process else None)
-            self.running[self.executor.submit(execute_shard, *args)] = i
+            self.running[self.executor.submit(self.shard_function, *args)] = i
 
     def settle(self, handle: Any) -> bool:
         """Read one finished shard; True when its worker died (the local pool must be rebuilt)."""
@@ -91,11 +92,14 @@ class _Loop:
             raise self.fatal
 
 
-def run_shards(run: Run, stage: str, todo: list[int], work: ShardWork, progress: Progress) -> None:
-    """Run the shards `todo` of `stage` (each writes and marks itself); see the module docstring."""
+def run_shards(run: Run, stage: str, todo: list[int], work: ShardWork, progress: Progress,
+               shard_function: ShardFunction) -> None:
+    """Run the shards `todo` of `stage`: `shard_function(config, base_dir, stage, work, index, session,
+    progress)` works on one, writes and marks it (ctxsynth.pipeline.contract.execute_shard); see the
+    module docstring."""
     if not todo:
         return
-    loop = _Loop(run, stage, todo, work, progress)
+    loop = ShardDriver(run, stage, todo, work, progress, shard_function)
     log.info("%s: %d shard(s) on the %s executor, %d at a time", stage, len(todo), loop.executor.kind,
              loop.parallel)
     try:

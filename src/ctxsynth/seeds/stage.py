@@ -1,4 +1,4 @@
-"""The seeds stage at scale: one streaming pass over the seed source writes a spill file (driver),
+"""The seeds stage, at scale: one streaming pass over the seed source writes a spill file (driver),
 then the workers cut it into even shards by byte offset. Memory holds one offset per seed (8 bytes),
 never the seeds; the shards are the same bytes as splitting an in-memory list evenly.
 """
@@ -6,19 +6,21 @@ never the seeds; the shards are the same bytes as splitting an in-memory list ev
 from __future__ import annotations
 
 import json
+import logging
 import os
 from array import array
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from ctxsynth.io import dumps, split_even
-from ctxsynth.progress import Progress
+from ctxsynth.pipeline.contract import ShardOutput, ShardWork, run_sharded
+from ctxsynth.pipeline.run import Run
+from ctxsynth.progress import NullProgress, Progress
 from ctxsynth.records import Rejected, to_dict
-from ctxsynth.stages import ShardOutput, ShardWork
+from ctxsynth.seeds.readers import read_seeds
 
-if TYPE_CHECKING:
-    from ctxsynth.runner import Run
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,6 @@ class SeedShards(ShardWork):
 
 def spill_seeds(run: Run, progress: Progress) -> tuple[SeedShards, int, int]:
     """Read every seed once into the spill files; return the shards' work and the kept/rejected counts."""
-    from ctxsynth.seeds import read_seeds
-
     folder = run.state / "seeds"
     folder.mkdir(parents=True, exist_ok=True)
     kept_path, rejected_path = folder / ".spill-kept.jsonl", folder / ".spill-rejected.jsonl"
@@ -67,3 +67,19 @@ def spill_seeds(run: Run, progress: Progress) -> tuple[SeedShards, int, int]:
     ranges = tuple((offsets[a] if a < len(offsets) else end, b - a)
                    for a, b in split_even(len(offsets), run.config.shards))
     return SeedShards(str(kept_path), str(rejected_path), ranges), len(offsets), n_rejected
+
+
+def run_seeds(run: Run, progress: Progress | None = None) -> dict[str, Any]:
+    """Read the seed source once, streaming it to a spill file (driver pass), then cut the spill into
+    even shards in the workers: memory does not grow with the number of seeds."""
+    progress = progress or NullProgress()
+    progress.start("seeds", run.config.seeds.limit or 0)
+    try:
+        work, n_kept, n_rejected = spill_seeds(run, progress)
+        summary = run_sharded(run, "seeds", run.config.shards, work)
+    finally:
+        progress.finish()
+    work.remove()
+    run.record_seed_inputs()
+    log.info("seeds: %d kept, %d rejected", n_kept, n_rejected)
+    return summary

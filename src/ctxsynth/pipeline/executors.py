@@ -2,24 +2,8 @@
 `local` (worker processes on this machine) and `ray` (Ray tasks, on a local Ray started for the run
 or on an existing cluster).
 
-The contract a stage body follows (ctxsynth.stages.run_sharded drives it):
-
-1. Driver-side pass. The stage body runs in the driver and does whatever needs every record at
-   once (dedup, the assembly pool, counting the seeds), writing what the shards need to disk under
-   the run directory (an index, a spill file), never keeping it in memory for the workers.
-2. Per-shard work. It then hands `run_sharded` a `ShardWork`: a small picklable object (a frozen
-   dataclass of paths, numbers and config pieces; never records, open files or backends) whose
-   `run_shard(run, index, progress)` returns the shard's `ShardOutput`. A worker rebuilds the `Run`
-   from its config, calls `run_shard`, writes the kept and rejected records atomically and marks the
-   shard complete itself, then returns only the shard's stats to the driver, which merges them into
-   the stage's DONE marker.
-3. Resources. Backends, tokenizers and models are built inside the worker, through
-   `worker_resource(key, factory)`: one per process and key, reused by every shard that process
-   runs, closed when the stage ends (serial) or when the worker process exits.
-
-A plain function `work(i)` (a closure over the driver's memory) is still accepted by `run_sharded`
-and runs in the driver, serially, whatever the executor: a stage moves to workers by turning its
-closure into a `ShardWork`.
+The contract a stage body follows is ctxsynth.pipeline.contract; the driver loop that hands shards
+to an executor is ctxsynth.pipeline.shard_loop; `build_executor` picks one by name from `EXECUTORS`.
 
 Every executor gives the same guarantees, because they live in the shard function and the driver
 loop, not here: a shard's files and marker are written before the driver hears of it (kill -9 at
@@ -46,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ctxsynth.errors import ConfigError
+from ctxsynth.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -201,14 +186,19 @@ def worker_died(exc: BaseException) -> bool:
     return bool(names & {"WorkerCrashedError", "NodeDiedError", "RayActorError", "LocalRayletDiedError"})
 
 
+def local_executor(workers: int, ray: RayConfig) -> Executor:
+    return LocalExecutor(workers)
+
+
+# `executor:` name -> factory(workers, ray config); Ray's is imported (by name) only when chosen
+EXECUTORS = Registry("executor")
+EXECUTORS.register("serial", lambda workers, ray: Executor())
+EXECUTORS.register("local", local_executor)
+EXECUTORS.register("ray", "ctxsynth.pipeline.ray_executor:ray_executor")
+
+
 def build_executor(kind: str, workers: int, ray: RayConfig) -> Executor:
     """The executor named by the run's `executor:` key."""
-    if kind == "serial":
-        return Executor()
-    if kind == "local":
-        return LocalExecutor(workers)
-    if kind == "ray":
-        from ctxsynth.ray_executor import RayExecutor
-
-        return RayExecutor(ray, workers)
-    raise ConfigError(f"executor: unknown {kind!r}; choose serial, local or ray")
+    if kind not in EXECUTORS:
+        raise ConfigError(f"executor: unknown {kind!r}; choose {', '.join(EXECUTORS.in_order())}")
+    return EXECUTORS.get(kind)(workers, ray)  # type: ignore[no-any-return]

@@ -20,14 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from ctxsynth import config as cfg
+from ctxsynth.export.hub import load_export_folder
 from ctxsynth.io import read_shards
-from ctxsynth.runner import STAGES, Run, RunConfig, run_stage
+from ctxsynth.pipeline.config import RunConfig
+from ctxsynth.pipeline.run import Run, run_stage
+from ctxsynth.pipeline.stages import RECORD_STAGES, STAGE_NAMES
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Pipeline", "RunConfig"]
-
-RECORD_STAGES = ("seeds", "filter", "synthesize", "assemble")
 
 
 def _dataset(records: list[dict[str, Any]]) -> Any:
@@ -78,9 +79,9 @@ class Pipeline:
         """Run `stages` (default: the config's) in order; finished ones are skipped unless `force`.
         Returns {stage: its stats, or None when it was already complete}."""
         chosen = list(stages) if stages is not None else list(self.config.stages)
-        unknown = [s for s in chosen if s not in STAGES]
+        unknown = [s for s in chosen if s not in STAGE_NAMES]
         if unknown:
-            raise cfg.ConfigError(f"unknown stage(s) {unknown}; known, in order: {', '.join(STAGES)}")
+            raise cfg.ConfigError(f"unknown stage(s) {unknown}; known, in order: {', '.join(STAGE_NAMES)}")
         return {stage: run_stage(self.run_, stage, force=force) for stage in chosen}
 
     def records(self, stage: str, rejected: bool = False) -> list[dict[str, Any]]:
@@ -96,8 +97,6 @@ class Pipeline:
 
     def export(self, fmt: str) -> Any:
         """One export format as a datasets.Dataset (the data files its manifest lists)."""
-        from ctxsynth.export.hub import load_export_folder
-
         folder = self.run_.stage_dir("export") / fmt
         if not (folder / "manifest.json").exists():
             raise FileNotFoundError(f"{folder}: no finished export {fmt!r}; run the export stage with "

@@ -6,7 +6,7 @@ counting tokenizer (the generator's own for local models, `tiktoken:o200k_base` 
 whose tokenizers are close to it). Output tokens are an expectation (about 1.35 tokens per requested
 word, capped by llm.max_tokens) and a ceiling (max_tokens for every attempt). Requests are one per
 seed expected, max_attempts per seed at most. Money comes from `report.prices`; time from the
-configured concurrency and an assumed decoding speed per request. The synthesize stage sends the
+configured concurrency (the backend's `concurrency`) and an assumed decoding speed per request. The synthesize stage sends the
 generation requests and, with `verify.non_extractive: judge`, support-judge requests to the same
 model: one expected per seed whose answer is a yes/no/unanswerable-like phrase, at most one per
 attempt (a short answer the draft does not contain as a span is judged too, which only the draft
@@ -19,13 +19,17 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ctxsynth.records import Seed
-from ctxsynth.report.costs import money
-from ctxsynth.runner import Run
+from ctxsynth.llm.prices import money, price_of
+from ctxsynth.pipeline.run import Run
+from ctxsynth.records import Rejected, Seed
+from ctxsynth.seeds import read_seeds
+from ctxsynth.synth.tasks import build_task
+from ctxsynth.tokenize import load_tokenizer
+from ctxsynth.verify.checks import non_extractive_kind
+from ctxsynth.verify.judge import SupportJudge
 
 TOKENS_PER_WORD = 1.35
 MESSAGE_OVERHEAD = 4  # tokens a chat format adds per message (role markers), OpenAI's rule of thumb
-API_BACKENDS = ("openai", "openai-batch")
 DEFAULT_STREAM_TPS = 60.0  # output tokens per second of one request, when not measured
 
 
@@ -46,25 +50,18 @@ class StageEstimate:
 
 
 def _price(prices: dict[str, Any], model: str, tokens_in: int, tokens_out: int) -> float | None:
-    price = prices.get(model)
-    if not price:
-        return None
-    return tokens_in / 1e6 * float(price["input_per_mtok"]) + tokens_out / 1e6 * float(price["output_per_mtok"])
+    price = price_of(prices, model)
+    return price.cost(tokens_in, tokens_out) if price is not None else None
 
 
 def counting_tokenizer(run: Run) -> Any:
-    from ctxsynth.tokenize import load_tokenizer
-
     llm = run.config.llm
-    if llm.backend in API_BACKENDS:
+    if llm.backend_class().hosted:
         return load_tokenizer("tiktoken:o200k_base")
     return load_tokenizer("smollm2" if llm.model == "smollm2-135m-instruct" else run.config.assemble.tokenizer)
 
 
 def read_seeds_locally(run: Run) -> list[Seed]:
-    from ctxsynth.records import Rejected
-    from ctxsynth.seeds import read_seeds
-
     return [s for s in read_seeds(run.config.seeds, base_dir=run.base_dir) if not isinstance(s, Rejected)]
 
 
@@ -75,8 +72,6 @@ def expected_output(run: Run) -> int:
 
 
 def synthesize_estimate(run: Run, seeds: list[Seed], stream_tps: float) -> StageEstimate:
-    from ctxsynth.synth.tasks import build_task
-
     c = run.config
     task = build_task(c.synth, c.seed)
     tokenizer = counting_tokenizer(run)
@@ -86,12 +81,13 @@ def synthesize_estimate(run: Run, seeds: list[Seed], stream_tps: float) -> Stage
     tokens_in = sum(len(ids) for ids in tokenizer.encode_batch(texts)) + MESSAGE_OVERHEAD * len(texts)
     n, attempts = len(usable), c.synth.max_attempts
     out, out_max = n * expected_output(run), n * attempts * c.llm.max_tokens
-    concurrency = int(c.llm.options.get("max_concurrency", 16)) if c.llm.backend == "openai" else None
+    backend = c.llm.backend_class()
+    concurrency = c.llm.concurrency() if backend.hosted and not backend.batch else None
     seconds = None
     if concurrency:
         seconds = math.ceil(n / concurrency) * (expected_output(run) / stream_tps + 1.0)
-    note = "" if concurrency else ("local model: time depends on the hardware" if c.llm.backend not in API_BACKENDS
-                                   else "batch API: results within 24 h")
+    note = "" if concurrency else ("batch API: results within 24 h" if backend.batch
+                                   else "local model: time depends on the hardware")
     prices = c.report.prices
     return StageEstimate("synthesize", c.llm.model, n, n * attempts, tokens_in, tokens_in * attempts, out, out_max,
                          _price(prices, c.llm.model, tokens_in, out),
@@ -112,10 +108,6 @@ def filter_estimate(run: Run, seeds: list[Seed]) -> StageEstimate | None:
 
 def judge_estimate(run: Run, seeds: list[Seed]) -> StageEstimate | None:
     """The support judge's requests (ctxsynth.verify.judge), sent to the synthesis model."""
-    from ctxsynth.synth.tasks import build_task
-    from ctxsynth.verify.checks import non_extractive_kind
-    from ctxsynth.verify.judge import SupportJudge
-
     c = run.config
     if "synthesize" not in c.stages or c.verify.non_extractive != "judge" or c.synth.task == "human":
         return None

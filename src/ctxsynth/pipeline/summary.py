@@ -11,8 +11,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from ctxsynth.eval.stage import summary_line
 from ctxsynth.io import atomic_write_text, read_shards
-from ctxsynth.stages import stage_folder
+from ctxsynth.pipeline.stages import RECORD_STAGES, stage_folder
 
 
 def _word_stats(lengths: list[int]) -> dict[str, Any]:
@@ -23,31 +24,42 @@ def _word_stats(lengths: list[int]) -> dict[str, Any]:
             "p75": round(qs[2]), "max": max(lengths), "mean": round(statistics.fmean(lengths), 1)}
 
 
+def _count_attempts(record: dict[str, Any], reasons: dict[str, int]) -> None:
+    for a in record.get("attempts", []):
+        key = a.get("reason") or "passed"
+        reasons[key] = reasons.get(key, 0) + 1
+
+
 def build_summary(run_dir: Path, stopped: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One streaming pass over the synthesized records (kept, then rejected): memory holds counts and
+    one word length per kept context, never the records."""
     synth, seeds = run_dir / stage_folder("synthesize"), run_dir / stage_folder("seeds")
-    kept = list(read_shards(synth))
-    rejected = list(read_shards(synth / "rejected"))
-    seeds_rejected = list(read_shards(seeds / "rejected"))
-    verdicts: dict[str, int] = {"passed": len(kept)}
-    for r in rejected:
-        verdicts[r["reason"]] = verdicts.get(r["reason"], 0) + 1
     attempt_reasons: dict[str, int] = {}
-    for rec in kept + [r["record"] for r in rejected]:
-        for a in rec.get("attempts", []):
-            key = a.get("reason") or "passed"
-            attempt_reasons[key] = attempt_reasons.get(key, 0) + 1
+    lengths: list[int] = []
+    first: dict[str, Any] | None = None  # the first record: its provenance names the model and the target
+    for rec in read_shards(synth):
+        first = first or rec
+        lengths.append(len(rec["context"].split()))
+        _count_attempts(rec, attempt_reasons)
+    verdicts: dict[str, int] = {"passed": len(lengths)}
+    n_rejected = 0
+    for r in read_shards(synth / "rejected"):
+        first = first or r["record"]
+        n_rejected += 1
+        verdicts[r["reason"]] = verdicts.get(r["reason"], 0) + 1
+        _count_attempts(r["record"], attempt_reasons)
+    seeds_rejected = sum(1 for _ in read_shards(seeds / "rejected"))
     done = run_dir / "_state" / "synthesize" / "DONE"
     stats = json.loads(done.read_text()) if done.exists() else {}
     usage = stats.get("usage", {})
     seconds = stats.get("seconds", 0.0)
-    n = len(kept) + len(rejected)
-    target = kept[0]["provenance"]["target_words"] if kept else (
-        rejected[0]["record"]["provenance"]["target_words"] if rejected else None)
-    model = (kept or [r["record"] for r in rejected] or [{"provenance": {}}])[0]["provenance"].get("model")
+    n = len(lengths) + n_rejected
+    target = first["provenance"]["target_words"] if first is not None else None
+    model = (first or {"provenance": {}})["provenance"].get("model")
     return {
-        "run": str(run_dir), "model": model, "seeds": n, "seeds_rejected": len(seeds_rejected),
+        "run": str(run_dir), "model": model, "seeds": n, "seeds_rejected": seeds_rejected,
         "verdicts": verdicts, "attempt_verdicts": attempt_reasons, "target_words": target,
-        "context_words": _word_stats([len(r["context"].split()) for r in kept]),
+        "context_words": _word_stats(lengths),
         "throughput": {
             "seconds": round(seconds, 1),
             "requests_sent": usage.get("requests_sent", 0), "requests_cached": usage.get("requests_cached", 0),
@@ -55,15 +67,13 @@ def build_summary(run_dir: Path, stopped: dict[str, Any] | None = None) -> dict[
             "completion_tokens_per_s": round(usage.get("completion_tokens", 0) / seconds, 1) if seconds else None,
             "seeds_per_min": round(60 * n / seconds, 2) if seconds else None,
         },
-        "pass_rate": round(len(kept) / n, 3) if n else 0.0,
+        "pass_rate": round(len(lengths) / n, 3) if n else 0.0,
         "stopped": stopped,  # why the run stopped unfinished (cause, endpoint, status, message), else None
         "model_comparison": _model_comparison(run_dir),
     }
 
 
 def _model_comparison(run_dir: Path) -> str | None:
-    from ctxsynth.model_stages import summary_line
-
     return summary_line(run_dir)
 
 
@@ -100,7 +110,7 @@ def to_markdown(summary: dict[str, Any]) -> str:
     t = summary["throughput"]
     lines += ["", "Throughput: " + ", ".join(f"{k} {v}" for k, v in t.items()), ""]
     lines += [f"Read the samples in a browser: `ctxsynth view {summary['run']}` writes [view/index.html](view/index.html).", ""]
-    if summary.get("model_comparison"):  # the train and eval stages ran (ctxsynth.model_stages)
+    if summary.get("model_comparison"):  # the train and eval stages ran (ctxsynth.eval.stage)
         lines += [summary["model_comparison"], ""]
     return "\n".join(lines)
 
@@ -147,7 +157,8 @@ def output_lines(run: Path) -> list[str]:
     except ValueError:
         pass
     lines = ["outputs:"]
-    for stage, folder in (("seeds", "seeds"), ("filter", "filter"), ("synthesize", "synth"), ("assemble", "assemble")):
+    for stage in RECORD_STAGES:
+        folder = stage_folder(stage)
         if (run / folder).is_dir():
             lines.append(f"  {stage:<10} {run / folder}/ ({_count(run / folder)} records; rejected with reasons: "
                          f"{run / folder / 'rejected'}/, {_count(run / folder / 'rejected')})")

@@ -1,8 +1,8 @@
 """The `ray` executor: every shard is one Ray task (one CPU), on a local Ray started for the run or on
-an existing cluster (`ray.address`). See ctxsynth.executors for the contract every executor keeps.
+an existing cluster (`ray.address`). See ctxsynth.pipeline.executors for the contract every executor keeps.
 
 Ray's own task retries are off (`max_retries=0`): a failed shard is retried by the driver loop in
-ctxsynth.stages.run_sharded, the same way as in the other executors, so `shard_retries` means the
+ctxsynth.pipeline.shard_loop, the same way as in the other executors, so `shard_retries` means the
 same everywhere. A task returns its exception as a value instead of raising it, so the driver sees
 the original error (a `BackendUnavailable` stays one) rather than Ray's wrapper.
 
@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ctxsynth.errors import MissingDependency
-from ctxsynth.executors import Executor, RayConfig, ShardFunction
+from ctxsynth.pipeline.executors import Executor, RayConfig, ShardFunction
 
 log = logging.getLogger(__name__)
 
@@ -78,3 +78,8 @@ class RayExecutor(Executor):
         if self._started and self._ray.is_initialized():
             self._ray.shutdown()
         self._started = False
+
+
+def ray_executor(workers: int, ray: RayConfig) -> Executor:
+    """`executor: ray` (ctxsynth.pipeline.executors.EXECUTORS)."""
+    return RayExecutor(ray, workers)

@@ -2,7 +2,8 @@
 
 `BudgetedBackend` sits over the cached backend. It sends requests in chunks (the backend's
 concurrency), prices each answered request that did not come from the cache with the run's price
-table (`report.prices`), and adds it to a spend ledger in the run directory (`_state/spend.json`),
+table (`report.prices`) — a reply cut at the token budget and each hedged attempt
+(ctxsynth.llm.hedging) included, since the provider bills them — and adds it to a spend ledger in the run directory (`_state/spend.json`),
 so the limit holds across resumes. Before each chunk it compares the ledger with the limit and,
 once reached, raises `BudgetReached`: the stage stops without being marked complete, every answer
 received so far is in the request cache, and rerunning with a higher limit continues from there
@@ -21,7 +22,7 @@ from typing import Any
 from ctxsynth.errors import UserError
 from ctxsynth.io import atomic_write_text
 from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, ResultCallback
-from ctxsynth.report.costs import money
+from ctxsynth.llm.prices import Price, money, price_of
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +33,14 @@ class BudgetReached(UserError):
     """The run spent its llm.max_cost_usd; finished work is kept and a rerun with more budget resumes."""
 
 
-def request_cost(usage: dict[str, Any], price: dict[str, float]) -> float:
-    return (int(usage.get("prompt_tokens", 0)) * float(price["input_per_mtok"])
-            + int(usage.get("completion_tokens", 0)) * float(price["output_per_mtok"])) / 1e6
+def request_cost(usage: dict[str, Any], price: Price) -> float:
+    return price.cost(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
 
 
-def model_price(prices: dict[str, Any], model: str) -> dict[str, float]:
+def model_price(prices: dict[str, Any], model: str) -> Price:
     """The price table's entry for the model; a spend limit without a price is a config error."""
-    price = prices.get(model)
-    if not isinstance(price, dict) or not {"input_per_mtok", "output_per_mtok"} <= set(price):
+    price = price_of(prices, model)
+    if price is None:
         raise UserError(f"llm.max_cost_usd needs the price of {model!r}: set report.prices.{model}."
                         "input_per_mtok and report.prices.{model}.output_per_mtok (USD per million tokens)")
     return price
@@ -53,7 +53,7 @@ class BudgetedBackend(Backend):
     `chunk` and the spend is checked before each, so at most one chunk passes the limit (a
     streaming backend may take requests ahead of sending them, past any check at take time)."""
 
-    def __init__(self, inner: Backend, limit_usd: float, price: dict[str, float], ledger: Path,
+    def __init__(self, inner: Backend, limit_usd: float, price: Price, ledger: Path,
                  chunk: int = 16) -> None:
         super().__init__(inner.model)
         self.inner, self.limit, self.price, self.ledger = inner, float(limit_usd), price, Path(ledger)
@@ -90,9 +90,10 @@ class BudgetedBackend(Backend):
             callback = (lambda i, r, s=start: on_result(s + i, r)) if on_result else None
             answered = self.inner.generate(part, on_result=callback)
             for result in answered:
-                if result.ok and not result.cached:
-                    self.spent += request_cost(result.usage, self.price)
-                    self.paid_requests += 1
+                if result.answered and not result.cached:  # a reply cut at the budget is billed too
+                    # each hedge (a second attempt beside a slow one) is billed as the reply it raced
+                    self.spent += request_cost(result.usage, self.price) * (1 + result.hedges)
+                    self.paid_requests += 1 + result.hedges
             self._save()
             results.extend(answered)
         return results

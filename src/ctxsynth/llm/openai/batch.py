@@ -31,8 +31,8 @@ from typing import Any
 
 from ctxsynth.errors import ConfigError
 from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, ResultCallback
-from ctxsynth.llm.openai_backend import OpenAIBackend
-from ctxsynth.llm.openai_replies import Failure, scrub, to_result
+from ctxsynth.llm.openai.backend import OpenAIBackend
+from ctxsynth.llm.openai.replies import Failure, scrub, to_result
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class OpenAIBatchBackend(OpenAIBackend):
     """Chat completions through the Batch API; see the module docstring."""
 
     name = "openai-batch"
+    batch = True  # answers within the completion window, not as they are generated
 
     def __init__(
         self,

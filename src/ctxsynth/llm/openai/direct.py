@@ -45,21 +45,44 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 PATH = "/chat/completions"
+# SDK versions whose private pieces read here were checked against the SDK's own `post`
+# (tests/llm/test_openai_direct.py); pyproject pins openai to this range
+VERIFIED_SDK: tuple[str, ...] = ("3.51.",)
+_FALLBACKS_SAID: set[str] = set()
 Send = Callable[[dict[str, Any]], Awaitable[bytes]]
 
 
-async def chat_sender(client: Any) -> Send:
-    """The fastest exact way to post chat-completions bodies with `client` (see the module docstring)."""
+def sdk_sender(client: Any) -> Send:
+    """Post chat-completions bodies through the SDK's own `client.post` (the default path)."""
 
     async def through_sdk(body: dict[str, Any]) -> bytes:
         return await client.post(PATH, body=body, cast_to=bytes)  # type: ignore[no-any-return]
 
+    return through_sdk
+
+
+def _fall_back(reason: str) -> None:
+    """Say once per process why the direct path is not taken (then the SDK's `post` is used)."""
+    if reason not in _FALLBACKS_SAID:
+        _FALLBACKS_SAID.add(reason)
+        log.info("openai: direct chat path not used (%s); posting through the SDK", reason)
+
+
+async def chat_sender(client: Any) -> Send:
+    """The fastest exact way to post chat-completions bodies with `client` (see the module docstring)."""
+    import openai
+
+    through_sdk = sdk_sender(client)
+    if not openai.__version__.startswith(VERIFIED_SDK):
+        _fall_back(f"openai {openai.__version__} is not a verified version ({', '.join(VERIFIED_SDK)})")
+        return through_sdk
     try:
         direct = await DirectChat.build(client, through_sdk)
     except Exception as exc:  # noqa: BLE001 - any surprise in the SDK's internals: its own path is exact
-        log.debug("direct chat path not used (%s: %s); posting through the SDK", type(exc).__name__, exc)
+        _fall_back(f"{type(exc).__name__}: {exc}")
         return through_sdk
     if direct is None:
+        _fall_back(f"a {type(client).__name__} client over its own transport")
         return through_sdk
     return direct.send
 
