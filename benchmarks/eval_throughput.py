@@ -39,7 +39,7 @@ def load_items(paths: list[Path], limit: int | None, seed: int) -> list[Any]:
     from ctxsynth.io import read_jsonl
     from ctxsynth.records import EvalItem
 
-    items = []
+    items: list[Any] = []
     for path in paths:
         files = sorted(path.glob("*.jsonl*")) if path.is_dir() else [path]
         if not files:

@@ -45,6 +45,9 @@ def requests(n: int, max_tokens: int, first: int = 0) -> list[Any]:
     return out
 
 
+_PATHS: dict[str, bool | str] = {"auto": "auto", "packed": True, "generate": False}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--devices", type=int, default=1, help="replicas (1 = the model in this process)")
@@ -67,8 +70,7 @@ def main() -> None:
 
     backend = TransformersBackend(a.model, device=a.device, batch_size=a.batch_size,
                                   devices=a.devices if a.devices > 1 else None, static_cache=a.static_cache,
-                                  packed={"auto": "auto", "packed": True, "generate": False}[a.path]
-                                  if not a.static_cache else False)
+                                  packed=_PATHS[a.path] if not a.static_cache else False)
     t0 = time.perf_counter()
     backend.load()  # every replica loaded and ready before the clock starts
     load_s = time.perf_counter() - t0

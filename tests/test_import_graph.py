@@ -21,7 +21,7 @@ PACKAGE = "ctxsynth"
 # entry is removed with it. The transformers backend's replica workers build the backend they serve
 # (replicas imports hf_backend inside the worker); the fix, handing ReplicaPool the backend class,
 # belongs to the fast-generation rewrite of those two files.
-KNOWN_CIRCLES: list[list[str]] = [["ctxsynth.llm.hf_backend", "ctxsynth.llm.replicas"]]
+KNOWN_CIRCLES: list[list[str]] = []
 
 
 def module_files(src: Path = SRC) -> dict[str, Path]:

@@ -7,6 +7,7 @@ Only the command configures logging handlers and draws progress bars.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -141,15 +142,15 @@ def view(run_dir: Annotated[Path, typer.Argument(help="A run directory (the fold
          port: Annotated[int, typer.Option(help="The port for --serve (0: a free one).")] = 8000) -> None:
     """Write a page to read a run in the browser, offline: counts, samples (gold, distractors, export row),
     rejected records with every attempt, filter scores, eval predictions."""
-    _setup_logging(False)
+    setup_logging(False)
     from ctxsynth.view import PageServer, build_view
 
-    page = _guard(lambda: build_view(run_dir, out))
+    page = guard(lambda: build_view(run_dir, out))
     console.print(f"page: {page} (open it in a browser)", highlight=False)
     if serve:
-        with _guard(lambda: PageServer(page.parent, port)) as server:
+        with guard(lambda: PageServer(page.parent, port)) as server:
             console.print(f"serving {server.url(page.name)} (127.0.0.1 only; Ctrl-C stops)", highlight=False)
-            _guard(lambda: server.thread.join())
+            guard(lambda: server.thread.join())
 
 
 # the model-side verbs (niah, writer-data, train, eval, score, compare) register on `app` there

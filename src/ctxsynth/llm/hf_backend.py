@@ -197,7 +197,7 @@ class TransformersBackend(Backend):
 
         self._tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
         self._config = AutoConfig.from_pretrained(str(self.path), local_files_only=True)
-        self._pool = ReplicaPool(self._replica_devices, self._replica_kwargs)
+        self._pool = ReplicaPool(self._replica_devices, TransformersBackend, self._replica_kwargs)
 
     def generate(self, requests: Sequence[ChatRequest], on_result: ResultCallback | None = None) -> list[ChatResult]:
         if not requests:
@@ -263,6 +263,10 @@ class TransformersBackend(Backend):
         if limit is not None and len(ids) > limit:
             raise ValueError(f"prompt has {len(ids)} tokens, more than the limit of {limit}")
         return ids
+
+    def run_batch(self, requests: Sequence[ChatRequest], prompts: Sequence[list[int]]) -> list[ChatResult]:
+        """Generate one batch of already encoded prompts (a replica's unit of work), failures isolated."""
+        return self._run_isolated(requests, dict(enumerate(prompts)), list(range(len(requests))))
 
     def _run_isolated(self, requests: Sequence[ChatRequest], prompts: dict[int, list[int]],
                       batch: list[int]) -> list[ChatResult]:

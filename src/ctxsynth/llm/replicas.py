@@ -58,19 +58,18 @@ def expand_devices(devices: int | str | Sequence[str], default: str) -> list[str
     return out
 
 
-def _worker(device: str, kwargs: dict[str, Any], tasks: Any, results: Any, cpu_threads: int) -> None:
+def _worker(backend_class: Any, device: str, kwargs: dict[str, Any], tasks: Any, results: Any,
+            cpu_threads: int) -> None:
     """One replica: load the model on `device`, then run batches until the None sentinel."""
     import torch
-
-    from ctxsynth.llm.hf_backend import TransformersBackend
 
     if device == "cpu" and cpu_threads > 0:
         torch.set_num_threads(cpu_threads)
     if device.startswith("cuda"):
         torch.cuda.set_device(device)
-    backend = TransformersBackend(device=device, **kwargs)
+    backend = backend_class(device=device, **kwargs)
     try:
-        backend._load()
+        backend.load()
         results.put(("ready", device, None))
     except Exception as exc:  # reported to the parent, which fails the run with it
         results.put(("dead", device, f"{type(exc).__name__}: {exc}"))
@@ -79,8 +78,8 @@ def _worker(device: str, kwargs: dict[str, Any], tasks: Any, results: Any, cpu_t
     while (task := _next_task(tasks, parent)) is not None:
         number, requests, prompts = task
         try:
-            out = backend._run_isolated(requests, dict(enumerate(prompts)), list(range(len(requests))))
-        except Exception as exc:  # _run_isolated already isolates request failures; this is a last guard
+            out = backend.run_batch(requests, prompts)
+        except Exception as exc:  # run_batch already isolates request failures; this is a last guard
             out = [ChatResult(None, None, error=f"generation: {type(exc).__name__}: {exc}") for _ in requests]
         results.put(("batch", number, out))
     backend.close()
@@ -100,14 +99,17 @@ def _next_task(tasks: Any, parent: int) -> Batch | None:
 class ReplicaPool:
     """Worker processes, one model replica each; `run` sends batches and collects their results."""
 
-    def __init__(self, devices: Sequence[str], backend_kwargs: dict[str, Any]) -> None:
+    def __init__(self, devices: Sequence[str], backend_class: Any, backend_kwargs: dict[str, Any]) -> None:
+        """`backend_class(device=..., **backend_kwargs)` builds each replica's backend (in its process);
+        it needs `load()` and `run_batch(requests, prompts)`."""
         self.devices = list(devices)
         self._procs: list[Any] = []
         ctx = mp.get_context("spawn")
         self._tasks = ctx.Queue()
         self._results = ctx.Queue()
         threads = max(1, (os.cpu_count() or 1) // len(self.devices))
-        self._procs = [ctx.Process(target=_worker, args=(d, backend_kwargs, self._tasks, self._results, threads),
+        self._procs = [ctx.Process(target=_worker, args=(backend_class, d, backend_kwargs, self._tasks, self._results,
+                                                         threads),
                                    daemon=True, name=f"ctxsynth-replica-{i}") for i, d in enumerate(self.devices)]
         for p in self._procs:
             p.start()
