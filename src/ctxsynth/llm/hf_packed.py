@@ -45,7 +45,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 log = logging.getLogger(__name__)
 
 PACKED = "ctxsynth_packed"
-_DECODE_BACKENDS = [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+# flash takes a mask on the CPU (10x the math kernel there) and is skipped on CUDA, where it takes none;
+# never cuDNN's kernel (see ctxsynth.llm.hf_backend)
+_DECODE_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 _ACTIVE: _Wave | None = None
 _registered = False
 
@@ -62,13 +64,14 @@ class Row:
 class _Wave:
     """The cache and the per-forward facts the attention kernel reads."""
 
-    keys: list[torch.Tensor]  # per layer (rows, capacity, kv heads, head dim)
+    keys: list[torch.Tensor]  # per layer (rows, kv heads, capacity, head dim): SDPA's layout, no copy per step
     values: list[torch.Tensor]
     decoding: bool = False
-    # prefill: the chunk's boundaries, longest prompt, where each token's key goes (flat row*cap+pos)
+    # prefill: the chunk's boundaries, longest prompt, each token's row and position in the cache
     cu: torch.Tensor | None = None
     max_len: int = 0
-    dest: torch.Tensor | None = None
+    rows: torch.Tensor | None = None
+    positions: torch.Tensor | None = None
     doc: torch.Tensor | None = None  # prompt index of every packed token (flex attention)
     # decoding: the position each row's new token takes
     lengths: torch.Tensor | None = None
@@ -97,9 +100,9 @@ def _attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, 
     if wave.decoding:
         return _decode_attention(wave, layer, query, key, value, scaling, sliding_window), None
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (T, H, D)
-    assert wave.dest is not None and wave.cu is not None
-    wave.keys[layer].view(-1, *k.shape[1:]).index_copy_(0, wave.dest, k)
-    wave.values[layer].view(-1, *v.shape[1:]).index_copy_(0, wave.dest, v)
+    assert wave.rows is not None and wave.positions is not None and wave.cu is not None
+    wave.keys[layer][wave.rows, :, wave.positions] = k  # (T, Hkv, D) into (B, Hkv, cap, D)
+    wave.values[layer][wave.rows, :, wave.positions] = v
     return _prefill_attention(wave, q, k, v, scaling, sliding_window).unsqueeze(0), None
 
 
@@ -109,11 +112,11 @@ def _decode_attention(wave: _Wave, layer: int, query: torch.Tensor, key: torch.T
     kv_heads = key.shape[1]
     index = torch.arange(rows, device=query.device)
     assert wave.lengths is not None
-    wave.keys[layer][index, wave.lengths] = key[:, :, 0, :]
-    wave.values[layer][index, wave.lengths] = value[:, :, 0, :]
+    wave.keys[layer][index, :, wave.lengths] = key[:, :, 0, :]
+    wave.values[layer][index, :, wave.lengths] = value[:, :, 0, :]
     # a row's query heads of one kv head become that head's queries: no copy of the cache per head
     q = query.reshape(rows, kv_heads, heads // kv_heads, dim)
-    k, v = wave.keys[layer].transpose(1, 2), wave.values[layer].transpose(1, 2)  # (B, Hkv, cap, D)
+    k, v = wave.keys[layer], wave.values[layer]
     with sdpa_kernel(_DECODE_BACKENDS):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=wave.masks[window], scale=scaling)
     return out.reshape(rows, 1, heads, dim)
@@ -309,19 +312,19 @@ class PackedGenerator:
         s, n = self.shape, len(rows)
         cap = max(len(r.ids) + r.budget for r in rows)
         # zeros, not empty: a masked slot's weight is 0, and 0 x a NaN left in memory is NaN
-        keys = [torch.zeros(n, cap, s.kv_heads, s.head_dim, device=self.device, dtype=self.dtype)
+        keys = [torch.zeros(n, s.kv_heads, cap, s.head_dim, device=self.device, dtype=self.dtype)
                 for _ in range(s.layers)]
         values = [torch.zeros_like(k) for k in keys]
         wave = _Wave(keys, values)
         _ACTIVE = wave
         try:
             with torch.inference_mode():
-                first = self._prefill(wave, rows, cap)
+                first = self._prefill(wave, rows)
                 return self._decode(wave, rows, cap, first, processors)
         finally:
             _ACTIVE = None
 
-    def _prefill(self, wave: _Wave, rows: list[Row], cap: int) -> torch.Tensor:
+    def _prefill(self, wave: _Wave, rows: list[Row]) -> torch.Tensor:
         """Every row's prompt through the model in packed chunks; the last position's logits (n, V)."""
         logits: list[torch.Tensor] = []
         start = 0
@@ -330,19 +333,18 @@ class PackedGenerator:
             while end < len(rows) and (end == start or total + len(rows[end].ids) <= self.prefill_tokens):
                 total += len(rows[end].ids)
                 end += 1
-            logits.append(self._prefill_chunk(wave, rows, range(start, end), cap))
+            logits.append(self._prefill_chunk(wave, rows, range(start, end)))
             start = end
         return torch.cat(logits)
 
-    def _prefill_chunk(self, wave: _Wave, rows: list[Row], chunk: range, cap: int) -> torch.Tensor:
+    def _prefill_chunk(self, wave: _Wave, rows: list[Row], chunk: range) -> torch.Tensor:
         lengths = [len(rows[r].ids) for r in chunk]
         ids = torch.tensor([t for r in chunk for t in rows[r].ids], device=self.device)
         positions = torch.cat([torch.arange(n) for n in lengths]).to(self.device)
         cu = torch.tensor([0, *itertools.accumulate(lengths)], dtype=torch.int32, device=self.device)
         rows_of = torch.repeat_interleave(torch.tensor(list(chunk)), torch.tensor(lengths)).to(self.device)
         wave.cu, wave.max_len, wave.decoding = cu, max(lengths), False
-        wave.dest = rows_of * cap + positions
-        wave.doc = rows_of
+        wave.rows, wave.positions, wave.doc = rows_of, positions, rows_of
         out = self.model(input_ids=ids[None], position_ids=positions[None], use_cache=False,
                          logits_to_keep=(cu[1:] - 1).long())
         return out.logits[0].float()
