@@ -3,7 +3,8 @@
 
 A shard that raised anything but a `UserError`, or whose worker died, goes back to the queue until it
 has failed `shard_retries + 1` times; then the stage stops with that error. A `UserError` (bad input,
-`BackendUnavailable`, a spend limit) is not retried: no new shard starts, the ones running finish
+`BackendUnavailable`, a spend limit) or a resource error (a full disk, a missing permission, a
+read-only file system: ctxsynth.io.resource_error) is not retried: no new shard starts, the ones running finish
 (and are marked), and the error is raised with the stage left incomplete. When a local worker dies,
 the pool is rebuilt and every shard that was running in it counts one failed try.
 """
@@ -17,6 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
 from ctxsynth.errors import UserError
+from ctxsynth.io import resource_error
 from ctxsynth.pipeline.executors import Executor, ShardFunction, close_worker_resources, worker_died
 from ctxsynth.progress import Progress
 
@@ -62,6 +64,9 @@ class ShardDriver:
             self.fatal = self.fatal or exc
             return False
         except Exception as exc:
+            if (resource := resource_error(exc)) is not None:  # a retry would meet the same full disk
+                self.fatal = self.fatal or resource
+                return False
             self.tries[i] += 1
             died = worker_died(exc)
             if self.tries[i] > self.run.config.shard_retries:

@@ -85,11 +85,23 @@ def _parse_line(line: bytes, where: Location) -> Row:
         return Row(where, reason="malformed_json", problem=f"malformed JSON ({e.msg} at column {e.colno})",
                    fix="make the line one complete JSON object",
                    raw_text=text.rstrip("\r\n"))
+    if "\\u" in text and _has_lone_surrogate(data):  # "\\ud800" is valid JSON but no UTF-8 text: it could never be written
+        return Row(where, reason="invalid_utf8", problem="a lone UTF-16 surrogate escape (\\ud800-\\udfff) that is "
+                   "not text", fix="write the character itself, or a complete surrogate pair",
+                   raw_text=text.rstrip("\r\n"))
     if not isinstance(data, dict):
         return Row(where, reason="bad_type", problem=f"a JSON {_json_kind(data)} where an object was expected",
                    fix="make each line a JSON object with the seed fields",
                    raw_text=text.rstrip("\r\n"))
     return Row(where, data=data)
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _json_kind(value: Any) -> str:

@@ -56,7 +56,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ctxsynth.errors import ConfigError, MissingAPIKeyError
 from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, RequestQueue, ResultCallback, as_queue
@@ -244,8 +244,9 @@ class OpenAIBackend(Backend):
         """Take requests while fewer than three per slot are alive; each finished one wakes this loop."""
         import openai
 
-        client = openai.AsyncOpenAI(api_key=key, base_url=self._base_url(), max_retries=0, timeout=self.timeout_s,
-                                    http_client=_http_client())
+        base_url, headers = url_credentials(self._base_url())
+        client = openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout_s,
+                                    http_client=_http_client(), default_headers=headers)
         run = _Run(ConcurrencyController(self.max_concurrency), LatencyTracker(self.timeout_s), on_result, key,
                    await chat_sender(client) if self.direct else sdk_sender(client))
         alive: set[asyncio.Task[ChatResult]] = set()
@@ -364,6 +365,9 @@ class OpenAIBackend(Backend):
                 async with asyncio.timeout(None) as timeout:  # no extra task per attempt, unlike wait_for
                     watch.start(timeout)
                     raw = await run.send(body)
+            except ValueError as exc:  # the HTTP library refused to send it: ours to fix, not the server's
+                return Failure(scrub(f"client_error: {type(exc).__name__}: {exc}", run.key)[:500], retryable=False,
+                               kind="error")
             finally:
                 watch.stop()
             return result_from_json(json.loads(raw))
@@ -379,6 +383,28 @@ class OpenAIBackend(Backend):
         except Exception as exc:  # one odd request must not sink the batch; keep the reason instead
             return Failure(scrub(f"client_error: {type(exc).__name__}: {exc}", run.key)[:500], retryable=False,
                            kind="error")
+
+
+def url_credentials(base_url: str | None) -> tuple[str | None, dict[str, str] | None]:
+    """A base_url with user:password@ becomes the URL without them and an `Authorization: Basic`
+    header, which is what the SDK's default HTTP client (httpx) does with such a URL: its credentials
+    replace the bearer key. The aiohttp transport refuses the URL outright (credentials in the URL
+    together with an Authorization header), so every request failed before."""
+    if not base_url:
+        return base_url, None
+    parts = urlsplit(base_url)
+    if parts.username is None and parts.password is None:
+        return base_url, None
+    import base64
+
+    user, password = unquote(parts.username or ""), unquote(parts.password or "")
+    netloc = parts.hostname or ""
+    if ":" in netloc:  # IPv6
+        netloc = f"[{netloc}]"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return urlunsplit(parts._replace(netloc=netloc)), {"Authorization": f"Basic {token}"}
 
 
 @functools.cache
