@@ -272,6 +272,14 @@ def test_a_lone_surrogate_in_a_seed_id_is_rejected_not_a_crash(tmp_path: Path) -
     assert len(rejected) == 1 and rejected[0]["reason"] == "invalid_utf8"
 
 
+def test_an_unterminated_string_says_at_once(tmp_path: Path) -> None:
+    from ctxsynth.seeds.rows import jsonl_rows
+
+    (tmp_path / "seeds.jsonl").write_text('{"id": "a", "instruction": "Who wrote it?\n')
+    (row,) = jsonl_rows(tmp_path / "seeds.jsonl")
+    assert row.problem is not None and "starting at column" in row.problem and " at at " not in row.problem
+
+
 def test_a_python_tag_in_an_override_is_one_config_error(tmp_path: Path) -> None:
     (tmp_path / "run.yaml").write_text(yaml.safe_dump({"name": "r"}))
     proc = _cli(tmp_path, "validate", "run.yaml", "seed=!!python/object/apply:os.system ['true']")
@@ -307,3 +315,114 @@ def test_url_credentials_become_the_basic_header_httpx_would_send() -> None:
     assert headers == {"Authorization": sent.headers["Authorization"]}
     assert base64.b64decode(headers["Authorization"].split()[1]) == b"alice:p@ss"
     assert url_credentials("http://127.0.0.1:8000/v1") == ("http://127.0.0.1:8000/v1", None)
+
+
+# --- 8. smaller ------------------------------------------------------------------------------------
+
+
+def test_a_changed_model_needs_no_overwrite_when_synthesis_finished_nothing(tmp_path: Path) -> None:
+    from ctxsynth.errors import BackendUnavailable
+
+    data = _data(tmp_path, "http://127.0.0.1:9/v1", stages=["seeds", "synthesize"], shards=1,
+                 max_consecutive_failures=2)
+    data["llm"]["options"]["max_retries"] = 0
+    _seeds(tmp_path)
+    run = Run(cfg.from_dict(RunConfig, data), base_dir=tmp_path)
+    run.prepare()
+    with pytest.raises(BackendUnavailable):
+        run_all(run)  # a wrong base_url: nothing synthesized
+    with OpenAIServer(context_writer) as server:
+        data["llm"]["options"]["base_url"] = server.url
+        data["llm"]["model"] = "test-model"
+        fixed = Run(cfg.from_dict(RunConfig, data), base_dir=tmp_path)
+        fixed.prepare()  # no --overwrite: there is no synthesized output to discard
+        run_all(fixed)
+        assert server.hits == N
+        data["llm"]["temperature"] = 0.5
+        with pytest.raises(UserError, match="--overwrite"):  # now there is
+            Run(cfg.from_dict(RunConfig, data), base_dir=tmp_path).prepare()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A real 2 MB tmpfs (needs the right to mount: root, as on this project's dev machines)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def _fill(disk: Path) -> Path:
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        for size in (65536, 4096, 1):
+            while True:
+                try:
+                    os.write(fd, b"\0" * size)
+                except OSError as e:
+                    assert e.errno == errno.ENOSPC
+                    break
+    finally:
+        os.close(fd)
+    return filler
+
+
+def test_a_really_full_disk_stops_with_one_line_and_the_rerun_finishes(tmp_path: Path, small_disk: Path) -> None:
+    with OpenAIServer(context_writer) as server:
+        _config(tmp_path, server.url, stages=["seeds", "synthesize"], out_dir=str(small_disk))
+        seeds = _cli(tmp_path, "seeds", "run.yaml")
+        assert seeds.returncode == 0, seeds.stderr
+        filler = _fill(small_disk)
+        full = _run_cli(tmp_path)
+        assert full.returncode == 2, full.stderr
+        line = _error_line(full)
+        assert str(small_disk) in line and ("No space left" in line or "disk is full" in line), full.stderr
+        assert "free space" in line and "Traceback" not in full.stderr
+        paid = server.hits
+        filler.unlink()
+        again = _run_cli(tmp_path)
+        assert again.returncode == 0, again.stderr
+        assert server.hits - paid <= N  # nothing answered and cached is paid again
+    assert (small_disk / "r" / "_state" / "synthesize" / "DONE").exists()
+
+
+def test_a_cache_that_cannot_grow_is_a_resource_error(small_disk: Path) -> None:
+    from ctxsynth.io import ResourceError
+    from ctxsynth.llm.base import ChatResult
+    from ctxsynth.llm.cache import RequestCache
+
+    cache = RequestCache(small_disk / "cache.sqlite")
+    cache.put("a", {"m": 1}, ChatResult("first answer", "stop"))
+    _fill(small_disk)
+    with pytest.raises(ResourceError, match=r"cache\.sqlite: database or disk is full; free space"):
+        cache.put("b", {"m": 1}, ChatResult("x" * 200_000, "stop"))
+    assert cache.get("a") is not None and cache.get("a").text == "first answer"  # type: ignore[union-attr]
+    cache.close()
+
+
+# --- 6 (issue point 6). stalls ---------------------------------------------------------------------
+
+
+def test_a_lone_request_after_earlier_calls_hedges_its_stall_instead_of_waiting_it_out() -> None:
+    """A regeneration round of one request is a call of its own: its backend knows the endpoint's
+    latencies from the calls before it, so a stalled attempt gets a hedge after ~1 s. Before, every
+    call warmed up from nothing and the lone request waited out the whole stall (here 20 s)."""
+    from ctxsynth.llm.base import ChatRequest
+    from ctxsynth.llm.openai.backend import OpenAIBackend
+    from ctxsynth.testing.openai_server import echo_responder
+    from ctxsynth.testing.scripting import Fault
+
+    with OpenAIServer(echo_responder, latency_s=0.05) as server:
+        backend = OpenAIBackend("test-model", base_url=server.url, max_concurrency=8)
+        backend.generate([ChatRequest(messages=[{"role": "user", "content": f"q{i}"}]) for i in range(24)])
+        server.inject(Fault.stall(20), times=1)
+        started = time.monotonic()
+        (result,) = backend.generate([ChatRequest(messages=[{"role": "user", "content": "the lone one"}])])
+        took = time.monotonic() - started
+    assert result.ok and result.hedges == 1
+    assert took < 6, took

@@ -9,6 +9,7 @@ gets the same cut), so a resumed run does not pay for them twice.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import logging
 import sqlite3
@@ -17,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ctxsynth.errors import InputError
+from ctxsynth.io import ResourceError
 from ctxsynth.llm.base import (
     Backend,
     ChatRequest,
@@ -73,11 +75,17 @@ class RequestCache:
         return ChatResult(text=text, finish_reason=finish_reason, usage=json.loads(usage), cached=True)
 
     def put(self, key: str, identity: dict, result: ChatResult) -> None:
-        self._store.execute(
-            "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)",
-            (key, json.dumps(identity, sort_keys=True), result.text, result.finish_reason,
-             json.dumps(result.usage, sort_keys=True), time.time()),
-        )
+        try:
+            self._store.execute(
+                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)",
+                (key, json.dumps(identity, sort_keys=True), result.text, result.finish_reason,
+                 json.dumps(result.usage, sort_keys=True), time.time()),
+            )
+        except sqlite3.OperationalError as error:
+            if "full" not in str(error):  # "database or disk is full"
+                raise
+            raise ResourceError(errno.ENOSPC, f"{self.path}: {error}; free space on that file system, then rerun "
+                                "the same command (the answers cached before this one are kept)") from None
 
     def __len__(self) -> int:
         return int(self._store.query("SELECT COUNT(*) FROM responses")[0][0])

@@ -144,7 +144,8 @@ class Run:
             old = cfg.load_yaml(saved)
             changed = config_changes(old, view)
             first = rerun.first_affected(changed, list(old.get("stages", STAGE_NAMES)), self.config.stages)
-            if first is not None and STAGE_NAMES.index(first) < STAGE_NAMES.index("assemble") and not overwrite:
+            if (first is not None and STAGE_NAMES.index(first) < STAGE_NAMES.index("assemble") and not overwrite
+                    and self.has_output_from(first)):
                 shown = ", ".join(changed[:8]) + (", ..." if len(changed) > 8 else "")
                 raise ConfigError(
                     f"{self.dir} holds a run made with a different config ({saved}; changed: {shown}); choose "
@@ -160,6 +161,12 @@ class Run:
         self.check_seed_inputs()
         self.dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(saved, yaml.safe_dump(view, sort_keys=False, allow_unicode=True))
+
+    def has_output_from(self, name: str) -> bool:
+        """Whether stage `name` or a later one finished a shard: a config change then has outputs to
+        discard (else, e.g. after a wrong base_url stopped the first request, there is nothing to ask about)."""
+        return any(self.markers(later).stage_done() or any(self.markers(later).dir.glob("shard-*.done"))
+                   for later in stages_from(name) if self.markers(later).dir.is_dir())
 
     def invalidate(self, name: str) -> None:
         """Discard the outputs and markers of stage `name` and of every stage after it."""

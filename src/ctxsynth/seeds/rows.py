@@ -82,7 +82,8 @@ def _parse_line(line: bytes, where: Location) -> Row:
     try:
         data = json.loads(text.strip())
     except json.JSONDecodeError as e:
-        return Row(where, reason="malformed_json", problem=f"malformed JSON ({e.msg} at column {e.colno})",
+        at = "" if e.msg.endswith(" at") else " at"  # "Unterminated string starting at" ends in it already
+        return Row(where, reason="malformed_json", problem=f"malformed JSON ({e.msg}{at} column {e.colno})",
                    fix="make the line one complete JSON object",
                    raw_text=text.rstrip("\r\n"))
     if "\\u" in text and _has_lone_surrogate(data):  # "\\ud800" is valid JSON but no UTF-8 text: it could never be written
