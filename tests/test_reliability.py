@@ -426,3 +426,22 @@ def test_a_lone_request_after_earlier_calls_hedges_its_stall_instead_of_waiting_
         took = time.monotonic() - started
     assert result.ok and result.hedges == 1
     assert took < 6, took
+
+
+def test_a_dead_server_trips_the_breaker_in_seconds(tmp_path: Path) -> None:
+    """A closed port at the default retries (6), backoff and breaker (20 in a row): each request
+    made its whole backoff before the breaker heard of it (~30 s here, ~96 s in the issue)."""
+    from ctxsynth.testing.openai_server import OpenAIServer as _Server
+
+    with _Server() as closed:
+        url = closed.url
+    _seeds(tmp_path, 40)
+    data = _data(tmp_path, url, stages=["seeds", "synthesize"], shards=1)
+    data["llm"]["options"] = {"base_url": url, "max_concurrency": 8}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(data))
+    started = time.monotonic()
+    proc = _run_cli(tmp_path)
+    took = time.monotonic() - started
+    assert proc.returncode == 2, proc.stderr
+    assert "connection_error on 20 requests in a row (outage)" in _error_line(proc), proc.stderr
+    assert took < 15, took

@@ -45,6 +45,7 @@ error text. A local server without the variable set gets a placeholder key.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
@@ -185,6 +186,7 @@ class OpenAIBackend(Backend):
         # request) knows the stall deadline and when to hedge from the replies before it, instead of
         # warming up from nothing and waiting out a whole stall (issue 25: sharded runs under stalls)
         self._latency: LatencyTracker | None = None
+        self._answered = False  # whether the endpoint ever answered this backend (see NEVER_ANSWERED_TRIES)
         self._rng = random.Random()
 
     def identity(self) -> dict[str, Any]:
@@ -313,10 +315,15 @@ class OpenAIBackend(Backend):
             else:
                 outcome = await self._slotted(run, request, timeouts)
             if isinstance(outcome, ChatResult):
+                self._answered = True
                 if outcome.ok or not cut_short(outcome, request) or attempt > self.max_retries:
                     outcome.attempts = attempt
                     break
                 outcome = Failure("truncated", retryable=True, kind="truncated")
+            if outcome.reason == "connection_error" and not self._answered and attempt >= NEVER_ANSWERED_TRIES:
+                # an endpoint that refuses connections and never answered this backend is down, not
+                # busy: the breaker hears of it in seconds, not after every request's full backoff
+                outcome = dataclasses.replace(outcome, retryable=False)
             if not outcome.retryable or attempt > self.max_retries:
                 reason = outcome.reason + ("_exhausted" if outcome.reason.startswith("http_") and outcome.retryable else "")
                 outcome = ChatResult(None, None, error=reason, attempts=attempt, failure=outcome.kind)
@@ -417,6 +424,11 @@ def url_credentials(base_url: str | None) -> tuple[str | None, dict[str, str] | 
     token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
     return urlunsplit(parts._replace(netloc=netloc)), {"Authorization": f"Basic {token}"}
 
+
+# attempts a request makes against an endpoint that refuses connections and never answered this
+# backend, before it fails (and counts for the circuit breaker): a dead server tripped the breaker
+# only after every request's whole backoff, ~96 s at the defaults (issue 25)
+NEVER_ANSWERED_TRIES = 2
 
 # replies seen before the stall deadline and the hedge delay come from observed latencies (before:
 # the timeout). 16, the tracker's recompute period, not its default 32: a shard of a 4-shard run of
