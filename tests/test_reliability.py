@@ -445,3 +445,28 @@ def test_a_dead_server_trips_the_breaker_in_seconds(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert "connection_error on 20 requests in a row (outage)" in _error_line(proc), proc.stderr
     assert took < 15, took
+
+
+def test_the_summary_counts_what_reached_the_server(tmp_path: Path) -> None:
+    from ctxsynth.testing.scripting import Fault
+
+    with OpenAIServer(context_writer) as server:
+        server.inject(Fault("status", status=500), times=2)
+        _config(tmp_path, server.url, stages=["seeds", "synthesize"], shards=1)
+        proc = _run_cli(tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        hits = server.hits
+    throughput = json.loads((tmp_path / "runs" / "r" / "summary.json").read_text())["throughput"]
+    assert throughput["requests_sent"] == N and throughput["http_attempts"] == hits == N + 2
+    assert f"{N} requests sent in {N + 2} HTTP attempts (2 retries and hedges)" in " ".join(proc.stdout.split())
+
+
+def test_verbose_shows_every_workers_request_retry_and_hedge_counts(tmp_path: Path) -> None:
+    with OpenAIServer(context_writer) as server:
+        _config(tmp_path, server.url.replace("http://", "http://bob:secret@"), stages=["seeds", "synthesize"],
+                shards=2, executor="local", workers=2)
+        proc = _run_cli(tmp_path, "-v")
+    assert proc.returncode == 0, proc.stderr
+    counts = [line for line in proc.stderr.splitlines() if "retries" in line and "hedges" in line]
+    assert len(counts) == 2, proc.stderr  # one per shard, from the worker processes
+    assert "HTTP Request:" not in proc.stderr and "secret" not in proc.stderr
