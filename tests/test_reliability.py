@@ -470,3 +470,48 @@ def test_verbose_shows_every_workers_request_retry_and_hedge_counts(tmp_path: Pa
     counts = [line for line in proc.stderr.splitlines() if "retries" in line and "hedges" in line]
     assert len(counts) == 2, proc.stderr  # one per shard, from the worker processes
     assert "HTTP Request:" not in proc.stderr and "secret" not in proc.stderr
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.advances: list[int] = []
+
+    def start(self, description: str, total: int) -> None:
+        pass
+
+    def advance(self, n: int = 1) -> None:
+        self.advances.append(n)
+
+    def add_total(self, n: int) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+def test_the_progress_bar_moves_per_answer_on_worker_processes(tmp_path: Path) -> None:
+    from ctxsynth.pipeline.run import run_stage
+
+    with OpenAIServer(context_writer) as server:
+        run = _in_process(tmp_path, server.url, stages=["seeds", "synthesize"], shards=2, executor="local",
+                          workers=2)
+        run.prepare()
+        run_stage(run, "seeds")
+        progress = _Recorder()
+        run_stage(run, "synthesize", progress)
+    assert sum(progress.advances) == N
+    assert progress.advances == [1] * N  # one step per answer, not one per finished shard
+
+
+def test_a_read_only_file_system_is_one_line_exit_2(tmp_path: Path, small_disk: Path) -> None:
+    with OpenAIServer(context_writer) as server:
+        _config(tmp_path, server.url, stages=["seeds", "synthesize"], out_dir=str(small_disk))
+        assert _cli(tmp_path, "seeds", "run.yaml").returncode == 0
+        if subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], capture_output=True).returncode:
+            pytest.skip("cannot remount the tmpfs read-only")
+        proc = _run_cli(tmp_path)
+        assert server.hits == 0
+    assert proc.returncode == 2, proc.stderr
+    line = _error_line(proc)
+    assert str(small_disk / "r") in line and "Read-only file system" in line and "another out_dir" in line, line
+    assert "Traceback" not in proc.stderr
