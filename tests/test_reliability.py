@@ -515,3 +515,19 @@ def test_a_read_only_file_system_is_one_line_exit_2(tmp_path: Path, small_disk: 
     line = _error_line(proc)
     assert str(small_disk / "r") in line and "Read-only file system" in line and "another out_dir" in line, line
     assert "Traceback" not in proc.stderr
+
+
+def test_a_truncated_gzip_seed_file_is_named_not_aborted(tmp_path: Path) -> None:
+    import gzip
+
+    rows = "".join(json.dumps({"id": f"s{i}", "instruction": f"Who founded town {i}?", "answer": f"F{i}"}) + "\n"
+                   for i in range(200))
+    packed = gzip.compress(rows.encode())
+    (tmp_path / "seeds.jsonl.gz").write_bytes(packed[: len(packed) // 2])
+    data = _data(tmp_path, "http://127.0.0.1:9/v1", stages=["seeds"], shards=1)
+    data["seeds"]["path"] = "seeds.jsonl.gz"
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(data))
+    proc = _run_cli(tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    line = _error_line(proc)
+    assert "seeds.jsonl.gz: not a complete gzip file" in line and "Aborted" not in proc.stderr, proc.stderr

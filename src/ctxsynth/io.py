@@ -164,15 +164,20 @@ def read_user_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
 
     The one reader of user JSONL: a line that is not JSON stops with the file and line named, and a
     file that is a JSON array or pretty-printed JSON says so once instead of failing on every line."""
-    with open_text(Path(path)) as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield line_no, json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{line_no}: {not_jsonl_hint(line, line_no) or f'not valid JSON ({e.msg})'}"
-                                 ) from None
+    try:
+        with open_text(Path(path)) as f:
+            for line_no, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield line_no, json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise InputError(f"{path}:{line_no}: "
+                                     f"{not_jsonl_hint(line, line_no) or f'not valid JSON ({e.msg})'}") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:  # click would print a bare "Aborted!" for EOFError
+        raise InputError(f"{path}: not a complete gzip file ({e}); copy or download it again") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); re-encode it as UTF-8") from None
 
 
 def not_jsonl_hint(line: str, line_no: int) -> str | None:

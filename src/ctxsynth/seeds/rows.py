@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,20 +55,23 @@ def jsonl_rows(path: Path) -> Iterator[Row]:
     """Lines of a JSONL file; blank lines are not records and are passed over."""
     require_file(path)
     n_records = 0
-    with _open_binary(path) as f:
-        for number, line in enumerate(f, start=1):
-            if number == 1 and line.startswith(BOM):
-                line = line[len(BOM):]
-            if not line.strip():
-                continue
-            n_records += 1
-            row = _parse_line(line, Location(str(path), number, "line"))
-            if n_records == 1 and row.data is None:  # a whole file in the wrong format is one error
-                hint = not_jsonl_hint(line.decode("utf-8", errors="replace"), number)
-                if hint:
-                    raise SeedError(f"{path}:{number}: {hint} (seeds.source=jsonl), or convert it with "
-                                    "`jq -c '.[]' FILE.json > FILE.jsonl`")
-            yield row
+    try:
+        with _open_binary(path) as f:
+            for number, line in enumerate(f, start=1):
+                if number == 1 and line.startswith(BOM):
+                    line = line[len(BOM):]
+                if not line.strip():
+                    continue
+                n_records += 1
+                row = _parse_line(line, Location(str(path), number, "line"))
+                if n_records == 1 and row.data is None:  # a whole file in the wrong format is one error
+                    hint = not_jsonl_hint(line.decode("utf-8", errors="replace"), number)
+                    if hint:
+                        raise SeedError(f"{path}:{number}: {hint} (seeds.source=jsonl), or convert it with "
+                                        "`jq -c '.[]' FILE.json > FILE.jsonl`")
+                yield row
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:  # click would print a bare 'Aborted!' for EOFError
+        raise SeedError(f"{path}: not a complete gzip file ({e}); copy or download it again") from None
     if n_records == 0:
         raise SeedError(f"{path}: the file is empty (no JSON records); point seeds.path at the seed file")
 
