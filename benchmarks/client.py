@@ -186,7 +186,7 @@ def pipeline_once(args: argparse.Namespace, tmp: str, extra: list[str], label: s
             f.write(json.dumps({"id": f"q{i}", "instruction": f"Which harbour did captain number {i} sail from?",
                                 "answer": f"Port Ilvar {i}", "task": "single_doc_qa"}) + "\n")
     server, url = _server(args, args.latency, ["--responder", "context", *extra])
-    config = {"name": label, "out_dir": os.path.join(tmp, "runs"), "shards": 1, "stages": ["seeds", "synthesize"],
+    config = {"name": label, "out_dir": os.path.join(tmp, "runs"), "shards": args.shards, "stages": ["seeds", "synthesize"],
               "seeds": {"source": "jsonl", "path": seeds}, "synth": {"target_words": 120},
               "llm": {"backend": "openai", "model": "m", "max_tokens": 1024,
                       "options": {"base_url": url, "max_concurrency": args.concurrency}}}
@@ -202,10 +202,12 @@ def pipeline_once(args: argparse.Namespace, tmp: str, extra: list[str], label: s
     finally:
         server.kill()
         server.wait()
-    with gzip.open(os.path.join(tmp, "runs", label, "synth", "shard-00000.jsonl.gz"), "rt") as f:
-        kept = sum(1 for _ in f)
+    kept = 0
+    for i in range(args.shards):
+        with gzip.open(os.path.join(tmp, "runs", label, "synth", f"shard-{i:05d}.jsonl.gz"), "rt") as f:
+            kept += sum(1 for _ in f)
     return {"wall_s": wall, "kept": kept, "hits": stats["hits"], "idle_share": stats["idle_share"],
-            "idle_s": stats["idle_s"], "load": _load(),
+            "idle_s": stats["idle_s"], "max_gap_s": stats.get("max_gap_s", 0.0), "load": _load(),
             "server_busy_s": stats["busy_span_s"], "cpu_s": cpu1.children_user + cpu1.children_system
             - cpu0.children_user - cpu0.children_system}
 
@@ -221,14 +223,15 @@ def pipeline(args: argparse.Namespace) -> None:
                 rows[name].append(pipeline_once(args, tmp, extra, f"p{r}"))
             print(f"  pipeline {name} round {r + 1}: {json.dumps(rows[name][-1])}", file=sys.stderr, flush=True)
     ideal = args.pipeline / (args.concurrency / args.latency)
-    print(f"ctxsynth run (seeds + synthesize), {args.pipeline} seeds, C={args.concurrency}, latency {args.latency}s, "
+    print(f"ctxsynth run (seeds + synthesize), {args.pipeline} seeds, {args.shards} shard(s), C={args.concurrency}, "
+          f"latency {args.latency}s, "
           f"ideal {ideal:.1f}s; medians of {args.repeats}")
-    print(f"{'scenario':<14}{'wall s':>8}{'x ideal':>9}{'kept':>6}{'hits':>6}{'idle s':>8}{'idle share':>12}{'CPU s':>8}"
-          f"{'load':>6}")
+    print(f"{'scenario':<14}{'wall s':>8}{'x ideal':>9}{'kept':>6}{'hits':>6}{'idle s':>8}{'idle share':>12}"
+          f"{'max gap s':>10}{'CPU s':>8}{'load':>6}")
     med = {k: {f: statistics.median(row[f] for row in v) for f in v[0]} for k, v in rows.items()}
     for name, m in med.items():
         print(f"{name:<14}{m['wall_s']:>8.1f}{m['wall_s'] / ideal:>9.2f}{m['kept']:>6.0f}{m['hits']:>6.0f}"
-              f"{m['idle_s']:>8.2f}{m['idle_share']:>12.3f}{m['cpu_s']:>8.1f}{m['load']:>6.1f}")
+              f"{m['idle_s']:>8.2f}{m['idle_share']:>12.3f}{m['max_gap_s']:>10.2f}{m['cpu_s']:>8.1f}{m['load']:>6.1f}")
     free, flt = med.values()
     print(f"pipeline_idle_share: {free['idle_share']:.3f} pipeline_idle_share_faults: {flt['idle_share']:.3f} "
           f"pipeline_fault_slowdown: {flt['wall_s'] / free['wall_s']:.2f} pipeline_kept_faults: {flt['kept']:.0f}/{args.pipeline}")
@@ -265,6 +268,7 @@ def main() -> None:
     p.add_argument("--json", help="also write all figures to this file")
     p.add_argument("--client-src", default=os.path.join(ROOT, "src"), help="the src/ the ctxsynth client comes from")
     p.add_argument("--pipeline", type=int, default=0, help="run `ctxsynth run` on this many seeds instead")
+    p.add_argument("--shards", type=int, default=1, help="with --pipeline: the run's shards (default executor)")
     p.add_argument("--scenarios", help="comma list of free,faults,overload,volume,volume_quarter (default all)")
     p.add_argument("--merge", nargs="+", help="report from the --json files of runs with --scenarios (same sizes)")
     args = p.parse_args()

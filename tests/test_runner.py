@@ -128,7 +128,9 @@ def test_sigkill_midway_then_rerun_matches_uninterrupted_run_and_resends_nothing
 def test_run_directory_refuses_a_different_config(tmp_path: Path) -> None:
     write_seeds(tmp_path / "seeds.jsonl", 2)
     data = config_dict(tmp_path, "http://127.0.0.1:9/v1", 1, "r")
-    Run(cfg.from_dict(RunConfig, data)).prepare()
+    first = Run(cfg.from_dict(RunConfig, data))
+    first.prepare()
+    first.markers("synthesize").mark_shard(0, {"n_in": 2, "n_out": 2})  # a synthesized shard to discard
     data["synth"]["target_words"] = 81
     with pytest.raises(cfg.ConfigError, match=r"different config.*changed: synth.target_words\)"):
         Run(cfg.from_dict(RunConfig, data)).prepare()

@@ -98,6 +98,7 @@ def run(config: ConfigArg, overrides: Overrides = None, overwrite: Annotated[boo
     run_ = guard(lambda: load_run(config, overrides))
     if force is not None:
         guard(lambda: stage_entry(force))  # an unknown stage name fails before anything runs
+    guard(run_.lock)  # one writer per run directory: a second run stops here, before preflight
     if not no_preflight:
         for warning in guard(lambda: preflight(run_, force=force)):
             console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)

@@ -30,6 +30,7 @@ from rich.text import Text
 
 from ctxsynth import config as cfg
 from ctxsynth.errors import UserError
+from ctxsynth.io import resource_error
 from ctxsynth.llm.spec import redact_text
 from ctxsynth.pipeline.config import RunConfig
 from ctxsynth.pipeline.run import Run
@@ -130,6 +131,10 @@ def guard(fn: Callable[[], T]) -> T:
         return fn()
     except UserError as e:
         fail(e)
+    except OSError as e:  # a full disk, a missing permission, a read-only file system: one line too
+        if (resource := resource_error(e)) is None:
+            raise
+        fail(resource)
     except KeyboardInterrupt:
         console.print(INTERRUPTED, highlight=False)
         raise typer.Exit(130) from None

@@ -130,7 +130,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if not isinstance(node.get(part, {}), dict):
                 raise ConfigError(f"override {item!r}: {part!r} is not a section")
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+        try:
+            node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as e:  # a `!!python/...` tag, an unclosed bracket: the override is named
+            reason = str(e).splitlines()[0]
+            raise ConfigError(f"override {item!r}: the value is not plain YAML ({reason})") from None
     return data
 
 

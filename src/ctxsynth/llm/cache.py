@@ -9,12 +9,16 @@ gets the same cut), so a resumed run does not pay for them twice.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from ctxsynth.errors import InputError
+from ctxsynth.io import ResourceError
 from ctxsynth.llm.base import (
     Backend,
     ChatRequest,
@@ -29,27 +33,59 @@ from ctxsynth.sqlite_store import SqliteStore
 log = logging.getLogger(__name__)
 
 
+def damaged_cache(path: Path, error: BaseException) -> InputError:
+    return InputError(f"{path}: the request cache is damaged ({error}); delete it (and any {path.name}-wal and "
+                      f"{path.name}-shm beside it) to start a fresh one: requests it held are paid again")
+
+
+def check_cache(path: Path) -> None:
+    """A request cache that exists is an SQLite database with its table: else the InputError that
+    names it and the fix. Cheap (the header and the schema), so it runs before any output is discarded."""
+    if not path.exists() or path.stat().st_size == 0:  # an empty file: killed before its table was made
+        return
+    try:
+        db = sqlite3.connect(str(path))
+        try:
+            db.execute("SELECT key FROM responses LIMIT 1").fetchall()
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as error:  # "file is not a database", "malformed", "no such table"
+        raise damaged_cache(path, error) from None
+
+
 class RequestCache:
     SCHEMA = ("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, identity TEXT, text TEXT,"
               " finish_reason TEXT, usage TEXT, created REAL);")
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._store = SqliteStore(path, self.SCHEMA)
+        try:
+            self._store = SqliteStore(path, self.SCHEMA)
+        except sqlite3.DatabaseError as error:
+            raise damaged_cache(path, error) from None
 
     def get(self, key: str) -> ChatResult | None:
-        rows = self._store.query("SELECT text, finish_reason, usage FROM responses WHERE key = ?", (key,))
+        try:
+            rows = self._store.query("SELECT text, finish_reason, usage FROM responses WHERE key = ?", (key,))
+        except sqlite3.DatabaseError as error:
+            raise damaged_cache(self.path, error) from None
         if not rows:
             return None
         text, finish_reason, usage = rows[0]
         return ChatResult(text=text, finish_reason=finish_reason, usage=json.loads(usage), cached=True)
 
     def put(self, key: str, identity: dict, result: ChatResult) -> None:
-        self._store.execute(
-            "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)",
-            (key, json.dumps(identity, sort_keys=True), result.text, result.finish_reason,
-             json.dumps(result.usage, sort_keys=True), time.time()),
-        )
+        try:
+            self._store.execute(
+                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)",
+                (key, json.dumps(identity, sort_keys=True), result.text, result.finish_reason,
+                 json.dumps(result.usage, sort_keys=True), time.time()),
+            )
+        except sqlite3.OperationalError as error:
+            if "full" not in str(error):  # "database or disk is full"
+                raise
+            raise ResourceError(errno.ENOSPC, f"{self.path}: {error}; free space on that file system, then rerun "
+                                "the same command (the answers cached before this one are kept)") from None
 
     def __len__(self) -> int:
         return int(self._store.query("SELECT COUNT(*) FROM responses")[0][0])

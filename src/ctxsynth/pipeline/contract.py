@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ctxsynth.io import shard_name, write_jsonl
+from ctxsynth.io import file_entry, shard_name, write_jsonl
 from ctxsynth.pipeline.executors import enter_session
 from ctxsynth.pipeline.run import Run
 from ctxsynth.pipeline.shard_loop import run_shards
@@ -72,16 +72,21 @@ def write_shard(run: Run, stage: str, index: int, shard: ShardOutput) -> dict[st
     """Write a shard's kept and rejected records atomically, then its marker; return its counts.
 
     Counts: n_out (kept), dropped_<reason> (rejected) and n_in (their sum), overridden or extended
-    by the shard's own stats."""
+    by the shard's own stats; `files`: each file written, with its size and record count, which a
+    later stage verifies before it reads them (Markers.verify)."""
     out = run.stage_dir(stage)
-    write_jsonl(out / shard_name(index), shard.kept)
+    kept = out / shard_name(index)
+    write_jsonl(kept, shard.kept)
+    files = [file_entry(out, kept, len(shard.kept))]
     rejected = shard.rejected or []
     if shard.rejected is not None:
         write_jsonl(out / "rejected" / shard_name(index), (to_dict(r) for r in rejected))
+        files.append(file_entry(out, out / "rejected" / shard_name(index), len(rejected)))
     stats: dict[str, Any] = {"n_in": len(shard.kept) + len(rejected), "n_out": len(shard.kept)}
     for r in rejected:
         stats[f"dropped_{r.reason}"] = stats.get(f"dropped_{r.reason}", 0) + 1
     stats.update(shard.stats)
+    stats["files"] = files
     run.markers(stage).mark_shard(index, stats)
     return stats
 

@@ -81,11 +81,46 @@ def close_worker_resources(prefix: str = "") -> None:
                 log.exception("closing a worker resource failed")
 
 
-def _init_worker(driver: int) -> None:
+def _log_levels() -> dict[str, int]:
+    """The driver's logging levels (root and every logger set explicitly), for the workers."""
+    levels = {"": logging.getLogger().level}
+    for name, logger in logging.root.manager.loggerDict.items():
+        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
+            levels[name] = logger.level
+    return levels
+
+
+class _Redact(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        from ctxsynth.llm.spec import redact_text
+
+        message = record.getMessage()
+        clean = redact_text(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True
+
+
+def _worker_logging(levels: dict[str, int]) -> None:
+    """A worker logs as the driver does (its level, its quiet libraries, credentials redacted) to the
+    shared stderr: `-v` shows each worker's request, retry and hedge counts, as the serial executor does."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(_Redact())
+    logging.basicConfig(level=levels.get("", logging.WARNING), handlers=[handler], force=True)
+    for name, level in levels.items():
+        if name:
+            logging.getLogger(name).setLevel(level)
+
+
+def _init_worker(driver: int, levels: dict[str, int] | None = None) -> None:
     """Worker start-up: die with the driver (a kill -9 of the run must not leave workers sending
-    requests and writing shards behind the rerun's back), and close the resources on exit
-    (multiprocessing skips atexit)."""
+    requests and writing shards behind the rerun's back), close the resources on exit
+    (multiprocessing skips atexit), and log as the driver does."""
     from multiprocessing import util
+
+    if levels is not None:
+        _worker_logging(levels)
 
     util.Finalize(None, close_worker_resources, exitpriority=10)
     if sys.platform.startswith("linux"):
@@ -160,7 +195,7 @@ class LocalExecutor(Executor):
             import multiprocessing
 
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_init_worker, initargs=(os.getpid(),))
+                                             initializer=_init_worker, initargs=(os.getpid(), _log_levels()))
         return self._pool
 
     def submit(self, fn: ShardFunction, *args: Any) -> Any:

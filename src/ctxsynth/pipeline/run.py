@@ -24,7 +24,8 @@ import yaml
 
 from ctxsynth import config as cfg
 from ctxsynth.errors import ConfigError
-from ctxsynth.io import Markers, atomic_write_text
+from ctxsynth.io import Markers, atomic_write_text, hold_lock, resource_error
+from ctxsynth.llm.cache import check_cache
 from ctxsynth.llm.spec import redact_config
 from ctxsynth.pipeline import rerun
 from ctxsynth.pipeline.config import RunConfig
@@ -104,6 +105,21 @@ class Run:
     def markers(self, name: str) -> Markers:
         return Markers(self.state, name)
 
+    def lock(self) -> None:
+        """Become the one writer of the run directory (an OS lock held until this process exits, kill
+        -9 included); another process holding it is a RunLocked error naming its PID."""
+        hold_lock(self.state / "lock", self.dir)
+
+    def verify_inputs(self, name: str) -> None:
+        """The shard files of every finished stage that `name` reads are there, at the sizes their
+        markers recorded: else a DamagedFile naming the file and the stage to rerun (never a smaller
+        output). Checked before a stage runs and before anything downstream is discarded."""
+        for source in stage(name).inputs:
+            markers = self.markers(source)
+            if markers.stage_done():
+                markers.stage_summary()  # a garbled DONE is named too
+                markers.verify(self.stage_dir(source))
+
     def saved_view(self) -> dict[str, Any]:
         """The config as written to config.yaml: credentials inside any base_url replaced by ***."""
         return redact_config(cfg.to_dict(self.config))
@@ -120,13 +136,16 @@ class Run:
         """Create the run directory and save the resolved config. A config change reruns the first stage
         that reads a changed key and every later one: automatically when that is assemble or later (no
         requests are paid for), with --overwrite before. `force` invalidates a stage and every later one."""
+        self.lock()
+        check_cache(self.dir / "cache.sqlite")  # before any stage is discarded below
         saved = self.dir / "config.yaml"
         view = self.saved_view()
         if saved.exists():
             old = cfg.load_yaml(saved)
             changed = config_changes(old, view)
             first = rerun.first_affected(changed, list(old.get("stages", STAGE_NAMES)), self.config.stages)
-            if first is not None and STAGE_NAMES.index(first) < STAGE_NAMES.index("assemble") and not overwrite:
+            if (first is not None and STAGE_NAMES.index(first) < STAGE_NAMES.index("assemble") and not overwrite
+                    and self.has_output_from(first)):
                 shown = ", ".join(changed[:8]) + (", ..." if len(changed) > 8 else "")
                 raise ConfigError(
                     f"{self.dir} holds a run made with a different config ({saved}; changed: {shown}); choose "
@@ -134,12 +153,20 @@ class Run:
                     "(the request cache is kept, so unchanged requests are not paid twice)")
             if first is not None:
                 log.info("config changed (%s): %s and later stages will rerun", ", ".join(changed), first)
+                self.verify_inputs(first)
                 self.invalidate(first)
         if force is not None:
+            self.verify_inputs(stage(force).name)
             self.invalidate(stage(force).name)
         self.check_seed_inputs()
         self.dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(saved, yaml.safe_dump(view, sort_keys=False, allow_unicode=True))
+
+    def has_output_from(self, name: str) -> bool:
+        """Whether stage `name` or a later one finished a shard: a config change then has outputs to
+        discard (else, e.g. after a wrong base_url stopped the first request, there is nothing to ask about)."""
+        return any(self.markers(later).stage_done() or any(self.markers(later).dir.glob("shard-*.done"))
+                   for later in stages_from(name) if self.markers(later).dir.is_dir())
 
     def invalidate(self, name: str) -> None:
         """Discard the outputs and markers of stage `name` and of every stage after it."""
@@ -176,14 +203,22 @@ def run_stage(run: Run, name: str, progress: Progress | None = None, force: bool
               keep_executor: bool = False) -> dict[str, Any] | None:
     """Run one stage unless it is complete (force reruns it from scratch and invalidates later stages).
     The executor's workers stop at the end unless `keep_executor` (run_all keeps them for the next stage)."""
+    run.lock()
     markers = run.markers(name)
     if force:
+        run.verify_inputs(name)
         run.invalidate(name)
     if markers.stage_done():
         log.info("%s: already complete, skipped", name)
         return None
+    run.verify_inputs(name)
     try:
         return stage(name).function(run, progress)
+    except OSError as exc:  # a full disk, a missing permission: the user's to fix (one line), not a bug
+        error = resource_error(exc)
+        if error is None:
+            raise
+        raise error from exc
     finally:
         if not keep_executor:
             run.close_executor()

@@ -3,7 +3,8 @@
 
 A shard that raised anything but a `UserError`, or whose worker died, goes back to the queue until it
 has failed `shard_retries + 1` times; then the stage stops with that error. A `UserError` (bad input,
-`BackendUnavailable`, a spend limit) is not retried: no new shard starts, the ones running finish
+`BackendUnavailable`, a spend limit) or a resource error (a full disk, a missing permission, a
+read-only file system: ctxsynth.io.resource_error) is not retried: no new shard starts, the ones running finish
 (and are marked), and the error is raised with the stage left incomplete. When a local worker dies,
 the pool is rebuilt and every shard that was running in it counts one failed try.
 """
@@ -11,20 +12,74 @@ the pool is rebuilt and every shard that was running in it counts one failed try
 from __future__ import annotations
 
 import logging
+import queue as queue_module
+import threading
 import uuid
 from collections import Counter, deque
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
 from ctxsynth.errors import UserError
+from ctxsynth.io import resource_error
 from ctxsynth.pipeline.executors import Executor, ShardFunction, close_worker_resources, worker_died
-from ctxsynth.progress import Progress
+from ctxsynth.progress import NullProgress, Progress
 
 if TYPE_CHECKING:  # the contract imports this module and hands it the shard function
     from ctxsynth.pipeline.contract import ShardWork
     from ctxsynth.pipeline.run import Run
 
 log = logging.getLogger(__name__)
+
+
+class QueueProgress:
+    """A worker's Progress: each advance and added total goes to the driver through a manager queue
+    (picklable to spawned workers), so the bar moves per answer, not per finished shard."""
+
+    def __init__(self, events: Any) -> None:
+        self.events = events
+
+    def start(self, description: str, total: int) -> None:
+        pass
+
+    def advance(self, n: int = 1) -> None:
+        self.events.put(("advance", n))
+
+    def add_total(self, n: int) -> None:
+        self.events.put(("add_total", n))
+
+    def finish(self) -> None:
+        pass
+
+
+class ProgressRelay:
+    """The driver side: a thread that hands the workers' progress events to the stage's bar."""
+
+    def __init__(self, progress: Progress) -> None:
+        import multiprocessing
+
+        self.progress = progress
+        self._manager = multiprocessing.get_context("spawn").Manager()
+        self.events = self._manager.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._relay, daemon=True, name="progress-relay")
+        self._thread.start()
+
+    def _relay(self) -> None:
+        while True:
+            try:
+                kind, n = self.events.get(timeout=0.2)
+            except queue_module.Empty:
+                if self._stop.is_set():
+                    return
+                continue
+            except (EOFError, OSError):  # the manager is gone
+                return
+            getattr(self.progress, kind)(n)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._manager.shutdown()
 
 
 class ShardDriver:
@@ -45,12 +100,17 @@ class ShardDriver:
         self.tries: Counter[int] = Counter()
         self.fatal: BaseException | None = None
         self.session = uuid.uuid4().hex
+        # local workers report each answer through a relay; elsewhere a shard counts when it ends
+        self.relay = ProgressRelay(progress) if self.executor.kind == "local" and \
+            not isinstance(progress, NullProgress) else None
+        self.worker_progress: Progress | None = progress if self.in_process else (
+            QueueProgress(self.relay.events) if self.relay is not None else None)
 
     def submit_ready(self) -> None:
         while self.queue and self.fatal is None and len(self.running) < self.parallel:
             i = self.queue.popleft()
             args = (self.run.config, str(self.run.base_dir), self.stage, self.work, i, self.session,
-                    self.progress if self.in_process else None)
+                    self.worker_progress)
             self.running[self.executor.submit(self.shard_function, *args)] = i
 
     def settle(self, handle: Any) -> bool:
@@ -62,6 +122,9 @@ class ShardDriver:
             self.fatal = self.fatal or exc
             return False
         except Exception as exc:
+            if (resource := resource_error(exc)) is not None:  # a retry would meet the same full disk
+                self.fatal = self.fatal or resource
+                return False
             self.tries[i] += 1
             died = worker_died(exc)
             if self.tries[i] > self.run.config.shard_retries:
@@ -72,7 +135,7 @@ class ShardDriver:
                             self.tries[i], self.run.config.shard_retries)
                 self.queue.append(i)
             return isinstance(exc, BrokenProcessPool)
-        if not self.in_process:
+        if not self.in_process and self.relay is None:
             self.progress.advance(int(stats.get("n_in", 0)))
         return False
 
@@ -105,5 +168,7 @@ def run_shards(run: Run, stage: str, todo: list[int], work: ShardWork, progress:
     try:
         loop.drive()
     finally:
+        if loop.relay is not None:
+            loop.relay.close()
         if loop.in_process:
             close_worker_resources()

@@ -63,6 +63,7 @@ def build_summary(run_dir: Path, stopped: dict[str, Any] | None = None) -> dict[
         "throughput": {
             "seconds": round(seconds, 1),
             "requests_sent": usage.get("requests_sent", 0), "requests_cached": usage.get("requests_cached", 0),
+            "http_attempts": usage.get("http_attempts", usage.get("requests_sent", 0)),
             "completion_tokens": usage.get("completion_tokens", 0),
             "completion_tokens_per_s": round(usage.get("completion_tokens", 0) / seconds, 1) if seconds else None,
             "seeds_per_min": round(60 * n / seconds, 2) if seconds else None,
@@ -137,7 +138,8 @@ def print_summary(summary: dict[str, Any], console: Any) -> None:
                       f"mean {w['mean']}, max {w['max']}")
     t = summary["throughput"]
     console.print(f"throughput: {t['seeds_per_min']} seeds/min, {t['completion_tokens_per_s']} generated tokens/s "
-                  f"({t['requests_sent']} requests sent, {t['requests_cached']} from cache, {t['seconds']} s)")
+                  f"({t['requests_sent']} requests sent{_attempts(t)}, {t['requests_cached']} from cache, "
+                  f"{t['seconds']} s)")
     if summary.get("model_comparison"):  # the train and eval stages ran
         console.print(summary["model_comparison"], highlight=False)
     console.print(verdict_text(summary))
@@ -174,3 +176,9 @@ def output_lines(run: Path) -> list[str]:
         lines.append(f"train on it: ctxsynth train configs/train/smollm2_quick.yaml 'data.train_files=[{export}]' "
                      f"output_dir={run / 'train'}")
     return lines
+
+
+def _attempts(throughput: dict[str, Any]) -> str:
+    """', N HTTP attempts with retries and hedges' where the server saw more than the requests."""
+    extra = throughput.get("http_attempts", 0) - throughput["requests_sent"]
+    return f" in {throughput['http_attempts']} HTTP attempts ({extra} retries and hedges)" if extra > 0 else ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,20 +55,23 @@ def jsonl_rows(path: Path) -> Iterator[Row]:
     """Lines of a JSONL file; blank lines are not records and are passed over."""
     require_file(path)
     n_records = 0
-    with _open_binary(path) as f:
-        for number, line in enumerate(f, start=1):
-            if number == 1 and line.startswith(BOM):
-                line = line[len(BOM):]
-            if not line.strip():
-                continue
-            n_records += 1
-            row = _parse_line(line, Location(str(path), number, "line"))
-            if n_records == 1 and row.data is None:  # a whole file in the wrong format is one error
-                hint = not_jsonl_hint(line.decode("utf-8", errors="replace"), number)
-                if hint:
-                    raise SeedError(f"{path}:{number}: {hint} (seeds.source=jsonl), or convert it with "
-                                    "`jq -c '.[]' FILE.json > FILE.jsonl`")
-            yield row
+    try:
+        with _open_binary(path) as f:
+            for number, line in enumerate(f, start=1):
+                if number == 1 and line.startswith(BOM):
+                    line = line[len(BOM):]
+                if not line.strip():
+                    continue
+                n_records += 1
+                row = _parse_line(line, Location(str(path), number, "line"))
+                if n_records == 1 and row.data is None:  # a whole file in the wrong format is one error
+                    hint = not_jsonl_hint(line.decode("utf-8", errors="replace"), number)
+                    if hint:
+                        raise SeedError(f"{path}:{number}: {hint} (seeds.source=jsonl), or convert it with "
+                                        "`jq -c '.[]' FILE.json > FILE.jsonl`")
+                yield row
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:  # click would print a bare 'Aborted!' for EOFError
+        raise SeedError(f"{path}: not a complete gzip file ({e}); copy or download it again") from None
     if n_records == 0:
         raise SeedError(f"{path}: the file is empty (no JSON records); point seeds.path at the seed file")
 
@@ -82,14 +86,27 @@ def _parse_line(line: bytes, where: Location) -> Row:
     try:
         data = json.loads(text.strip())
     except json.JSONDecodeError as e:
-        return Row(where, reason="malformed_json", problem=f"malformed JSON ({e.msg} at column {e.colno})",
+        at = "" if e.msg.endswith(" at") else " at"  # "Unterminated string starting at" ends in it already
+        return Row(where, reason="malformed_json", problem=f"malformed JSON ({e.msg}{at} column {e.colno})",
                    fix="make the line one complete JSON object",
+                   raw_text=text.rstrip("\r\n"))
+    if "\\u" in text and _has_lone_surrogate(data):  # "\\ud800" is valid JSON but no UTF-8 text: it could never be written
+        return Row(where, reason="invalid_utf8", problem="a lone UTF-16 surrogate escape (\\ud800-\\udfff) that is "
+                   "not text", fix="write the character itself, or a complete surrogate pair",
                    raw_text=text.rstrip("\r\n"))
     if not isinstance(data, dict):
         return Row(where, reason="bad_type", problem=f"a JSON {_json_kind(data)} where an object was expected",
                    fix="make each line a JSON object with the seed fields",
                    raw_text=text.rstrip("\r\n"))
     return Row(where, data=data)
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _json_kind(value: Any) -> str:

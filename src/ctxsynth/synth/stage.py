@@ -130,7 +130,8 @@ def synthesize_shard(
     passed: dict[str, Any] = {}
     if unusable:
         progress.advance(len(unusable))
-    usage = {"prompt_tokens": 0, "completion_tokens": 0, "requests_sent": 0, "requests_cached": 0}
+    # http_attempts: what reached the server for the requests sent (retries and hedges included)
+    usage = {"prompt_tokens": 0, "completion_tokens": 0, "requests_sent": 0, "requests_cached": 0, "http_attempts": 0}
     unanswered: list[ChatResult] = []
     queue = _AttemptQueue([s for s in seeds if s.id not in unusable], task, sampling, run_seed)
     waiting: dict[str, tuple[Seed, Attempt, Any]] = {}  # seed id -> attempt waiting for the judge
@@ -142,6 +143,7 @@ def synthesize_shard(
             unanswered.append(result)
             return
         usage["requests_cached" if result.cached else "requests_sent"] += 1
+        usage["http_attempts"] += 0 if result.cached else result.attempts + result.hedges
         for key in ("prompt_tokens", "completion_tokens"):
             usage[key] += int(result.usage.get(key, 0))
         record, parsed = _attempt(result, attempt, seed_value, task, seed, verify)

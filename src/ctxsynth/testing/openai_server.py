@@ -207,6 +207,8 @@ class _Counters:
     first_arrival: float | None = None
     last_leave: float | None = None
     idle_s: float = 0.0  # no request in flight, between the first arrival and the last reply
+    last_event: float | None = None  # the last arrival or reply
+    max_gap_s: float = 0.0  # the longest time with no request arriving and none answered (a stall waited out)
     outcomes: Counter[str] = field(default_factory=Counter)
 
 
@@ -303,6 +305,7 @@ class OpenAIServer(BatchAPI):
             span = (c.last_leave - c.first_arrival) if c.first_arrival and c.last_leave else 0.0
             return {"hits": c.total, "max_in_flight": c.max_in_flight, "busy_span_s": round(span, 4),
                     "idle_s": round(c.idle_s, 4), "idle_share": round(c.idle_s / span, 4) if span else 0.0,
+                    "max_gap_s": round(c.max_gap_s, 4),
                     "outcomes": dict(c.outcomes)}
 
     def reset_stats(self) -> None:
@@ -319,6 +322,9 @@ class OpenAIServer(BatchAPI):
                 c.first_arrival = now
             elif c.in_flight == 0 and c.last_leave is not None:
                 c.idle_s += now - c.last_leave
+            if c.last_event is not None:
+                c.max_gap_s = max(c.max_gap_s, now - c.last_event)
+            c.last_event = now
             c.total += 1
             c.by_key[key] += 1
             c.in_flight += 1
@@ -329,8 +335,12 @@ class OpenAIServer(BatchAPI):
         with self._lock:
             c = self._counters
             c.in_flight = max(0, c.in_flight - 1)
+            now = time.monotonic()
+            if c.last_event is not None:
+                c.max_gap_s = max(c.max_gap_s, now - c.last_event)
+            c.last_event = now
             if c.in_flight == 0:
-                c.last_leave = time.monotonic()
+                c.last_leave = now
             c.outcomes[record.outcome] += 1
             if self.keep_records:
                 c.records[record.total] = record

@@ -45,6 +45,7 @@ error text. A local server without the variable set gets a placeholder key.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
@@ -56,7 +57,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ctxsynth.errors import ConfigError, MissingAPIKeyError
 from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, RequestQueue, ResultCallback, as_queue
@@ -181,6 +182,11 @@ class OpenAIBackend(Backend):
         self.hedge = _is_local(base_url or os.environ.get("OPENAI_BASE_URL")) if hedge is None else hedge
         self.direct = direct
         self.concurrency_limit = float(max_concurrency)  # where the last call's adaptive limit ended
+        # the endpoint's reply latencies, kept across calls: a small call (a regeneration round of one
+        # request) knows the stall deadline and when to hedge from the replies before it, instead of
+        # warming up from nothing and waiting out a whole stall (issue 25: sharded runs under stalls)
+        self._latency: LatencyTracker | None = None
+        self._answered = False  # whether the endpoint ever answered this backend (see NEVER_ANSWERED_TRIES)
         self._rng = random.Random()
 
     def identity(self) -> dict[str, Any]:
@@ -244,9 +250,12 @@ class OpenAIBackend(Backend):
         """Take requests while fewer than three per slot are alive; each finished one wakes this loop."""
         import openai
 
-        client = openai.AsyncOpenAI(api_key=key, base_url=self._base_url(), max_retries=0, timeout=self.timeout_s,
-                                    http_client=_http_client())
-        run = _Run(ConcurrencyController(self.max_concurrency), LatencyTracker(self.timeout_s), on_result, key,
+        base_url, headers = url_credentials(self._base_url())
+        client = openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout_s,
+                                    http_client=_http_client(), default_headers=headers)
+        if self._latency is None:  # kept across calls: see __init__
+            self._latency = LatencyTracker(self.timeout_s, min_samples=WARM_AFTER)
+        run = _Run(ConcurrencyController(self.max_concurrency), self._latency, on_result, key,
                    await chat_sender(client) if self.direct else sdk_sender(client))
         alive: set[asyncio.Task[ChatResult]] = set()
         finished = asyncio.Event()
@@ -306,10 +315,15 @@ class OpenAIBackend(Backend):
             else:
                 outcome = await self._slotted(run, request, timeouts)
             if isinstance(outcome, ChatResult):
+                self._answered = True
                 if outcome.ok or not cut_short(outcome, request) or attempt > self.max_retries:
                     outcome.attempts = attempt
                     break
                 outcome = Failure("truncated", retryable=True, kind="truncated")
+            if outcome.reason == "connection_error" and not self._answered and attempt >= NEVER_ANSWERED_TRIES:
+                # an endpoint that refuses connections and never answered this backend is down, not
+                # busy: the breaker hears of it in seconds, not after every request's full backoff
+                outcome = dataclasses.replace(outcome, retryable=False)
             if not outcome.retryable or attempt > self.max_retries:
                 reason = outcome.reason + ("_exhausted" if outcome.reason.startswith("http_") and outcome.retryable else "")
                 outcome = ChatResult(None, None, error=reason, attempts=attempt, failure=outcome.kind)
@@ -317,6 +331,11 @@ class OpenAIBackend(Backend):
                 break
             timeouts += outcome.reason == "timeout"
             delay = backoff_delay(attempt, self.backoff_base_s, self.backoff_max_s, outcome.retry_after, self._rng)
+            if self.hedge and not outcome.rate_limited and outcome.retry_after is None and run.drained \
+                    and run.controller.idle():
+                # the tail of a call (nothing waits to be sent, a slot is free) on a server where requests
+                # cost nothing: a growing backoff protects nobody and idles every slot (issue 25, point 6)
+                delay = min(delay, self.backoff_base_s)
             log.debug("openai request %d: %s, retry %d in %.2fs", i, outcome.reason, attempt, delay)
             await asyncio.sleep(delay)
         outcome.hedges = hedges  # the spend limit counts them (ctxsynth.llm.budget)
@@ -364,6 +383,9 @@ class OpenAIBackend(Backend):
                 async with asyncio.timeout(None) as timeout:  # no extra task per attempt, unlike wait_for
                     watch.start(timeout)
                     raw = await run.send(body)
+            except ValueError as exc:  # the HTTP library refused to send it: ours to fix, not the server's
+                return Failure(scrub(f"client_error: {type(exc).__name__}: {exc}", run.key)[:500], retryable=False,
+                               kind="error")
             finally:
                 watch.stop()
             return result_from_json(json.loads(raw))
@@ -379,6 +401,39 @@ class OpenAIBackend(Backend):
         except Exception as exc:  # one odd request must not sink the batch; keep the reason instead
             return Failure(scrub(f"client_error: {type(exc).__name__}: {exc}", run.key)[:500], retryable=False,
                            kind="error")
+
+
+def url_credentials(base_url: str | None) -> tuple[str | None, dict[str, str] | None]:
+    """A base_url with user:password@ becomes the URL without them and an `Authorization: Basic`
+    header, which is what the SDK's default HTTP client (httpx) does with such a URL: its credentials
+    replace the bearer key. The aiohttp transport refuses the URL outright (credentials in the URL
+    together with an Authorization header), so every request failed before."""
+    if not base_url:
+        return base_url, None
+    parts = urlsplit(base_url)
+    if parts.username is None and parts.password is None:
+        return base_url, None
+    import base64
+
+    user, password = unquote(parts.username or ""), unquote(parts.password or "")
+    netloc = parts.hostname or ""
+    if ":" in netloc:  # IPv6
+        netloc = f"[{netloc}]"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return urlunsplit(parts._replace(netloc=netloc)), {"Authorization": f"Basic {token}"}
+
+
+# attempts a request makes against an endpoint that refuses connections and never answered this
+# backend, before it fails (and counts for the circuit breaker): a dead server tripped the breaker
+# only after every request's whole backoff, ~96 s at the defaults (issue 25)
+NEVER_ANSWERED_TRIES = 2
+
+# replies seen before the stall deadline and the hedge delay come from observed latencies (before:
+# the timeout). 16, the tracker's recompute period, not its default 32: a shard of a 4-shard run of
+# 150 seeds sees ~26 replies in its first round, and a cold tracker waited out every 30 s stall
+WARM_AFTER = 16
 
 
 @functools.cache
