@@ -1,8 +1,8 @@
 """`ctxsynth eval CONFIG`: one YAML names the model, the evaluation sets and the window.
 
 Sets: NIAH test files written by `ctxsynth niah` (JSONL of EvalItem), LongBench v1 JSONL files or
-folders the user provides, and the offline built-ins (held-out HotpotQA multi-doc QA, SQuAD padded
-to chosen lengths). Results go to <out_dir>/<name>/: predictions.jsonl, scores.json, scores.md, plots.
+folders the user provides, the offline built-ins (held-out HotpotQA multi-doc QA, SQuAD padded
+to chosen lengths) and RULER's 13 tasks (`ruler:`). Results go to <out_dir>/<name>/: predictions.jsonl, scores.json, scores.md, plots.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ctxsynth.errors import ConfigError, PathNotFound
+from ctxsynth.eval.ruler.tasks import RulerSets
 from ctxsynth.io import read_jsonl
 from ctxsynth.llm.spec import ModelSpec
 from ctxsynth.records import EvalItem
@@ -56,6 +57,8 @@ class EvalConfig:
     longbench_max_length: int | None = None  # official mode: model2maxlen.json's value; default model.max_model_len
     limit_per_task: int | None = None
     builtin: BuiltinSets = field(default_factory=BuiltinSets)
+    # RULER's 13 tasks from RULER's own generators (ctxsynth.eval.ruler, docs/ruler.md)
+    ruler: RulerSets = field(default_factory=RulerSets)  # off until ruler.tasks names tasks ([all])
     seed: int = 0
     # infrastructure failures in a row (or one auth/404 before any answer) that stop the eval with exit 2
     # instead of scoring the unanswered items as 0 (ctxsynth.llm.breaker)
@@ -105,8 +108,15 @@ def collect_items(config: EvalConfig, base: Path) -> list[EvalItem]:
         tok = load_tokenizer(config.model.tokenizer or "smollm2")
         items += builtin.squad_items(b.squad, lengths=b.squad_lengths, depths=b.squad_depths, tokenizer=tok,
                                      filler=b.squad_filler, seed=config.seed)  # type: ignore[arg-type]
+    if config.ruler.tasks:
+        from ctxsynth.eval.ruler.generate import build_items
+
+        tokenizer = config.ruler.tokenizer or config.model.tokenizer
+        if not tokenizer:
+            raise ConfigError("ruler: RULER's data is built for the model's tokenizer: set model.tokenizer or ruler.tokenizer")
+        items += build_items(config.ruler, tokenizer, max_model_len=config.model.max_model_len)
     if not items:
-        raise ConfigError("the eval config names no evaluation set: set niah, items, longbench or builtin.*")
+        raise ConfigError("the eval config names no evaluation set: set niah, items, longbench, builtin.* or ruler")
     return items
 
 

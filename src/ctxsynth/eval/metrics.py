@@ -242,7 +242,16 @@ METRICS: dict[str, Callable[[str, Sequence[str], dict[str, Any]], float]] = {
     "exact_match": lambda p, refs, meta: exact_match(p, refs),
     "substring": lambda p, refs, meta: substring_match(p, refs),
     "all_substring": lambda p, refs, meta: all_substring(p, refs),
+    # RULER's per-sample metrics, from the installed package (ctxsynth.eval.ruler.score)
+    "ruler_string_match_all": lambda p, refs, meta: _ruler("string_match_all")(p, refs, meta),
+    "ruler_string_match_part": lambda p, refs, meta: _ruler("string_match_part")(p, refs, meta),
 }
+
+
+def _ruler(name: str) -> Callable[[str, Sequence[str], dict[str, Any]], float]:
+    from ctxsynth.eval.ruler import score as ruler_score
+
+    return getattr(ruler_score, name)  # type: ignore[no-any-return]
 
 
 def score(metric: str, prediction: str, references: Sequence[str], meta: dict[str, Any] | None = None) -> float:

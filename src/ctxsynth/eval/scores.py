@@ -14,6 +14,7 @@ from statistics import mean
 from typing import Any
 
 from ctxsynth.eval.longbench import LENGTH_BUCKETS, PAPER_CATEGORIES, PAPER_TASKS, length_bucket
+from ctxsynth.eval.ruler.score import summarize as ruler_summary
 
 Row = Mapping[str, Any]
 
@@ -115,6 +116,7 @@ def summarize(rows: Sequence[Row]) -> dict[str, Any]:
         ("paper", paper_scores(tasks)),
         ("length_buckets", bucket_scores(rows)),
         ("niah", niah_grids(rows)),
+        ("ruler", ruler_summary(rows)),
     ):
         if value:
             out[key] = value

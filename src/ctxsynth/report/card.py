@@ -222,6 +222,9 @@ def render_card(s: RunSummary, plots: Sequence[tuple[str, str, str]], caveat_lis
     details = detail_tables(s, prices)
     from ctxsynth.model_stages import card_section  # the train and eval stages' comparison, when run
     lines += card_section(s.run_dir)
+    from ctxsynth.eval.ruler.report import card_section as ruler_section  # RULER tables of eval/, when run
+
+    lines += ruler_section(s.run_dir)
     if details:
         lines += ["## Details", ""] + details
     lines += ["## Caveats", ""]
