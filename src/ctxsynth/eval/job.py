@@ -7,6 +7,7 @@ to chosen lengths) and RULER's 13 tasks (`ruler:`). Results go to <out_dir>/<nam
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +49,11 @@ class EvalConfig:
     niah: list[str] = field(default_factory=list)  # NIAH test JSONL files or folders
     # any EvalItem JSONL files or folders, e.g. a built-in set frozen with `ctxsynth eval --write-items`
     items: list[str] = field(default_factory=list)
-    longbench: list[str] = field(default_factory=list)  # LongBench v1 JSONL files or folders
+    # LongBench v1 JSONL files or folders; Hub ids for datasets.load_dataset (THUDM/LongBench with
+    # longbench_tasks; THUDM/LongBench-v2), or "hf:<folder>" for a local folder load_dataset reads
+    longbench: list[str] = field(default_factory=list)
+    longbench_v2_prompts: str | None = None  # the prompts/ folder of your LongBench (v2) checkout
+    longbench_v2_cot: bool = False  # LongBench v2 with chain of thought (pred.py --cot: two prompts)
     longbench_tasks: list[str] | None = None
     longbench_templates: str | None = None  # your template file (our layout; not comparable with published scores)
     # official mode: the config folder of your LongBench checkout (dataset2prompt.json, dataset2maxlen.json);
@@ -89,16 +94,75 @@ def _resolve(path: str, base: Path) -> Path:
     return Path(path) if Path(path).is_absolute() else base / path
 
 
+def _longbench_sources(config: EvalConfig, base: Path) -> tuple[list[str], list[str], list[Path]]:
+    """`longbench:` entries as (v1 load_dataset specs, LongBench v2 specs, local v1 paths)."""
+    from ctxsynth.eval.longbench import hub_spec
+
+    hub: list[str] = []
+    v2: list[str] = []
+    paths: list[Path] = []
+    for entry in config.longbench:
+        spec = hub_spec(entry, base)
+        if spec is None:
+            paths.append(_resolve(entry, base))
+        else:
+            (v2 if "longbench-v2" in spec.lower() else hub).append(spec)
+    return hub, v2, paths
+
+
+def _v2_records(config: EvalConfig, specs: list[str]) -> list[dict[str, Any]]:
+    from ctxsynth.eval.longbench import hub_records
+
+    records = [r for spec in specs for r in hub_records(spec, None, "train")]
+    return records[: config.limit_per_task] if config.limit_per_task else records
+
+
+def _v2_context(config: EvalConfig, base: Path) -> tuple[dict[str, str], Any, int]:
+    from ctxsynth.eval.longbench_v2 import load_prompts
+    from ctxsynth.tokenize import load_tokenizer
+
+    if not config.longbench_v2_prompts:
+        raise ConfigError("LongBench v2 is prompted with its own files: set longbench_v2_prompts to the prompts/ "
+                          "folder of your LongBench checkout")
+    max_len = config.longbench_max_length or config.model.max_model_len
+    if not config.model.tokenizer or max_len is None:
+        raise ConfigError("LongBench v2 cuts prompts as its pred.py does: set model.tokenizer and "
+                          "longbench_max_length (or model.max_model_len)")
+    tok = load_tokenizer(config.model.tokenizer)
+    if not hasattr(tok, "hf"):
+        raise ConfigError("LongBench v2 needs the model's Hugging Face tokenizer (model.tokenizer)")
+    return load_prompts(_resolve(config.longbench_v2_prompts, base)), tok.hf, max_len
+
+
+def _v2_items(config: EvalConfig, base: Path, specs: list[str]) -> list[EvalItem]:
+    from ctxsynth.eval.longbench_v2 import records_to_items
+
+    prompts, hf, max_len = _v2_context(config, base)
+    return records_to_items(_v2_records(config, specs), prompts, hf, max_len, cot=config.longbench_v2_cot)
+
+
+def _v2_cot_answers(config: EvalConfig, base: Path, rows: list[dict[str, Any]]) -> list[EvalItem]:
+    """pred.py's second chain-of-thought step, from the reasoning replies in `rows`."""
+    from ctxsynth.eval.longbench_v2 import cot_answer_items
+
+    prompts, hf, max_len = _v2_context(config, base)
+    records = {str(r["_id"]): r for r in _v2_records(config, _longbench_sources(config, base)[1])}
+    replies = {row["id"].removesuffix("#cot"): row["prediction"] for row in rows}
+    return cot_answer_items(records, replies, prompts, hf, max_len)
+
+
 def collect_items(config: EvalConfig, base: Path) -> list[EvalItem]:
     from ctxsynth.eval import builtin, longbench
 
     items = _item_files(config.niah, base) + _item_files(config.items, base, what="evaluation item file")
-    if config.longbench:
-        paths = [Path(p) if Path(p).is_absolute() else base / p for p in config.longbench]
+    hub, v2, paths = _longbench_sources(config, base)
+    if hub or paths:
         templates = Path(config.longbench_templates) if config.longbench_templates else None
         official = _resolve(config.longbench_official, base) if config.longbench_official else None
         items += longbench.load_longbench(paths, tasks=config.longbench_tasks, templates=templates,
-                                          limit=config.limit_per_task, official=official)
+                                          limit=config.limit_per_task, official=official, hub=hub)
+    if v2:
+        items += _v2_items(config, base, v2)
     b = config.builtin
     if b.hotpotqa:
         items += builtin.hotpotqa_items(b.hotpotqa, seed=config.seed)
@@ -133,17 +197,28 @@ def write_items(config: EvalConfig, path: Path, base: Path | None = None) -> int
 
 def run_eval(config: EvalConfig, base: Path | None = None, progress: Any = None) -> dict[str, Any]:
     from ctxsynth.eval.runner import evaluate
+    from ctxsynth.eval.truncation import Truncation
+
     base = Path(base or Path.cwd())
     out = (Path(config.out_dir) if Path(config.out_dir).is_absolute() else base / config.out_dir) / config.name
     items = collect_items(config, base)
     m = config.model
     # behind the circuit breaker; evaluate() wraps it in the request cache under out/
     backend = m.build(max_consecutive_failures=config.max_consecutive_failures)
+    truncation: Truncation = m.truncation  # type: ignore[assignment]  # checked in EvalConfig
+    run = functools.partial(evaluate, backend=backend, tokenizer=m.tokenizer, max_model_len=m.max_model_len,
+                            truncation=truncation, system_prompt=m.system_prompt, cache=out / "cache.sqlite",
+                            progress=progress, official_max_length=config.longbench_max_length)
     try:
-        return evaluate(items, backend, tokenizer=m.tokenizer, max_model_len=m.max_model_len,
-                        truncation=m.truncation, out_dir=out,  # type: ignore[arg-type]
-                        name=config.name, system_prompt=m.system_prompt,
-                        cache=out / "cache.sqlite", progress=progress,  # type: ignore[arg-type]
-                        official_max_length=config.longbench_max_length)
+        cot = [i for i in items if i.meta.get("longbench_v2") == "cot"]
+        if cot:  # LongBench v2 with chain of thought: the reasoning first, then the answer prompts
+            run(cot, out_dir=out / "longbench_v2_cot", name=f"{config.name}-cot")
+            rows = list(read_jsonl(out / "longbench_v2_cot" / "predictions.jsonl"))
+            items = [i for i in items if i.meta.get("longbench_v2") != "cot"] + _v2_cot_answers(config, base, rows)
+        summary: dict[str, Any] = run(items, out_dir=out, name=config.name)
     finally:
         backend.close()
+    from ctxsynth.eval.longbench_v2 import write_pred_file
+
+    write_pred_file(list(read_jsonl(out / "predictions.jsonl")), out / "longbench_v2_pred.jsonl")
+    return summary

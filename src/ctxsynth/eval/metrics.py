@@ -245,7 +245,15 @@ METRICS: dict[str, Callable[[str, Sequence[str], dict[str, Any]], float]] = {
     # RULER's per-sample metrics, from the installed package (ctxsynth.eval.ruler.score)
     "ruler_string_match_all": lambda p, refs, meta: _ruler("string_match_all")(p, refs, meta),
     "ruler_string_match_part": lambda p, refs, meta: _ruler("string_match_part")(p, refs, meta),
+    # LongBench v2's judge: the extracted letter equals the answer (ctxsynth.eval.longbench_v2)
+    "longbench_v2_choice": lambda p, refs, meta: _longbench_v2_choice(p, refs, meta),
 }
+
+
+def _longbench_v2_choice(prediction: str, references: Sequence[str], meta: dict[str, Any]) -> float:
+    from ctxsynth.eval.longbench_v2 import choice_score
+
+    return choice_score(prediction, references, meta)
 
 
 def _ruler(name: str) -> Callable[[str, Sequence[str], dict[str, Any]], float]:
