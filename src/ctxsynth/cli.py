@@ -254,7 +254,7 @@ from ctxsynth import cli_models  # noqa: E402,F401
 
 @app.command()
 def ruler(config: ConfigArg, overrides: Overrides = None, out: Annotated[Optional[Path], typer.Option(
-        help="Write the items here, <mode>/<length>/<task>.jsonl (default runs/ruler/<config name>).")] = None,
+        help="Write the items here, <mode>_<length>_<task>.jsonl (default runs/ruler/<config name>).")] = None,
         verbose: Verbose = False) -> None:
     """Build RULER's task data (its own generators, seeds and sample counts) for the `ruler:` section
     of an eval config, as evaluation items; `ctxsynth eval` on the same config runs and scores them."""

@@ -200,3 +200,33 @@ def test_config_section(tmp_path: Path) -> None:
         build_items(RulerSets(tasks=["vt"], lengths=[16384]), "smollm2", max_model_len=8192)
     with pytest.raises(ConfigError, match="tiktoken"):
         build_items(RulerSets(tasks=["vt"], lengths=[4096]), "tiktoken:cl100k_base")
+
+
+def test_ruler_verb_writes_items_that_eval_reads_back(items: list[EvalItem], cache: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ctxsynth.cli import app
+    from ctxsynth.eval.job import collect_items
+
+    path = tmp_path / "r.yaml"
+    path.write_text(f"name: r\nmodel: {{backend: fake, model: x, tokenizer: smollm2, max_model_len: 4096}}\n"
+                    f"ruler: {{tasks: [niah_single_1, vt], lengths: [4096], num_samples: 4, cache_dir: {cache}}}\n")
+    result = CliRunner().invoke(app, ["ruler", str(path), "--out", str(tmp_path / "items")])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "items").glob("*.jsonl")) == [
+        "base_4096_niah_single_1.jsonl", "base_4096_vt.jsonl", "chat_4096_niah_single_1.jsonl", "chat_4096_vt.jsonl"]
+    config = cfg.from_dict(EvalConfig, {"name": "x", "items": [str(tmp_path / "items")]})
+    assert sorted(i.id for i in collect_items(config, tmp_path)) == sorted(i.id for i in items)
+    path.write_text("name: r\nruler: {tasks: []}\n")
+    assert CliRunner().invoke(app, ["ruler", str(path)]).exit_code == 2
+
+
+def test_card_section_shows_the_ruler_tables(items: list[EvalItem], tmp_path: Path) -> None:
+    from ctxsynth.eval.ruler.report import card_section
+
+    for name, backend in (("base", _NeedleReader(blind=True)), ("trained", _NeedleReader())):
+        evaluate(items, backend, tokenizer="smollm2", max_model_len=4096, out_dir=tmp_path / "run" / "eval" / name)
+    text = "\n".join(card_section(tmp_path / "run"))
+    assert text.startswith("## RULER") and "### RULER base, template mode base" in text
+    assert "### RULER trained - base, template mode chat" in text
+    assert card_section(tmp_path / "empty") == []

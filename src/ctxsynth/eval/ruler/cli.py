@@ -9,7 +9,7 @@ from ctxsynth.errors import ConfigError
 
 
 def build_from_config(path: Path, overrides: list[str], out_dir: Path) -> list[Path]:
-    """Write the RULER items of the eval config at `path` as <out_dir>/<mode>/<length>/<task>.jsonl."""
+    """Write the RULER items of the eval config at `path` as <out_dir>/<mode>_<length>_<task>.jsonl."""
     from ctxsynth.eval.job import EvalConfig
     from ctxsynth.eval.ruler.generate import build_items, write_items
 

@@ -213,14 +213,15 @@ def build_items(sets: RulerSets, tokenizer: str, *, max_model_len: int | None = 
 
 
 def write_items(items: Sequence[EvalItem], out_dir: Path) -> list[Path]:
-    """One EvalItem JSONL per mode, length and task: <out_dir>/<mode>/<length>/<task>.jsonl."""
+    """One EvalItem JSONL per mode, length and task: <out_dir>/<mode>_<length>_<task>.jsonl (a
+    folder that an eval config's `items:` reads)."""
     from ctxsynth.io import write_jsonl
     from ctxsynth.records import to_dict
 
     groups: dict[Path, list[EvalItem]] = {}
     for item in items:
         r = item.meta["ruler"]
-        groups.setdefault(Path(out_dir) / r["mode"] / str(r["length"]) / f"{r['task']}.jsonl", []).append(item)
+        groups.setdefault(Path(out_dir) / f"{r['mode']}_{r['length']}_{r['task']}.jsonl", []).append(item)
     for path, group in groups.items():
         write_jsonl(path, (to_dict(i) for i in group))
     return list(groups)
