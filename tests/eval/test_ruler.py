@@ -230,3 +230,18 @@ def test_card_section_shows_the_ruler_tables(items: list[EvalItem], tmp_path: Pa
     assert text.startswith("## RULER") and "### RULER base, template mode base" in text
     assert "### RULER trained - base, template mode chat" in text
     assert card_section(tmp_path / "empty") == []
+
+
+@pytest.mark.slow
+def test_smollm2_on_the_ci_configuration(items: list[EvalItem], tmp_path: Path) -> None:
+    """The real model through the transformers backend (plain-text prompts): every sample answered."""
+    from ctxsynth.llm import BACKENDS
+
+    backend = BACKENDS.get("transformers")(model="smollm2-135m-instruct", batch_size=4)
+    summary = evaluate(items, backend, tokenizer="smollm2", max_model_len=4096, out_dir=tmp_path / "smol")
+    rows = [json.loads(line) for line in (tmp_path / "smol" / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == len(items) and not any(r["error"] for r in rows)
+    assert all(r["truncated_tokens"] == 0 and r["prompt_tokens"] == r["backend_prompt_tokens"] for r in rows)
+    for mode in ("base", "chat"):
+        cells = summary["ruler"][mode]["tasks"]
+        assert all(0 <= cells[t]["4096"]["score"] <= 100 for t in TASKS)
