@@ -18,9 +18,13 @@
 # Env: N (samples per cell, default 50; RULER's own count is 500), N32 (32K model, default 25),
 # SFT3_MODEL (default runs/pilot/train/sft3/final), M32K_MODEL (the 32K model's folder; m32k is
 # skipped when unset), M32K_TOKENIZER (default M32K_MODEL), BATCH (default 64), BATCH32 (default 8),
-# CTX (default: python3 -m ctxsynth.cli), MODES (default [base,chat]).
+# CTX (default: python3 -m ctxsynth.cli), MODES (default [base,chat]), TASKS (default [all]),
+# LENGTHS / LENGTHS32, DEVICE (default cuda), REPORT_DIR (default docs/results/ruler_smollm2).
 set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CTX=${CTX:-python3 -m ctxsynth.cli}
+TASKS=${TASKS:-[all]}; LENGTHS=${LENGTHS:-[4096,8192]}; LENGTHS32=${LENGTHS32:-[4096,8192,16384,32768]}
+DEVICE=${DEVICE:-cuda}; REPORT_DIR=${REPORT_DIR:-docs/results/ruler_smollm2}
 N=${N:-50}; N32=${N32:-25}; BATCH=${BATCH:-64}; BATCH32=${BATCH32:-8}; MODES=${MODES:-[base,chat]}
 SFT3_MODEL=${SFT3_MODEL:-runs/pilot/train/sft3/final}
 M32K_MODEL=${M32K_MODEL:-}; M32K_TOKENIZER=${M32K_TOKENIZER:-$M32K_MODEL}
@@ -30,17 +34,19 @@ python3 -c "import long_context_eval" 2>/dev/null || export PYTHONPATH="${PYTHON
 say() { printf '\n== %s  (%s)\n' "$1" "$(date +%T)"; }
 log() { mkdir -p runs/ruler; echo "$*" >> runs/ruler/commands.txt; "$@"; }
 eval_items() {  # name model items-folder max_len batch tokenizer
-  log $CTX eval configs/eval/ruler_smollm2.yaml name=$1 model.model=$2 "ruler.tasks=[]" "items=[$3]" \
-      model.max_model_len=$4 model.options.batch_size=$5 model.tokenizer=$6
+  log $CTX eval "$ROOT/configs/eval/ruler_smollm2.yaml" name=$1 model.model=$2 "ruler.tasks=[]" "items=[$3]" \
+      model.max_model_len=$4 model.options.batch_size=$5 model.options.device=$DEVICE model.tokenizer=$6
 }
 
 for step in "$@"; do
   case $step in
     inputs)
       say inputs
-      log $CTX ruler configs/eval/ruler_smollm2.yaml ruler.num_samples=$N "ruler.modes=$MODES" --out runs/ruler/items/smollm2
+      log $CTX ruler "$ROOT/configs/eval/ruler_smollm2.yaml" ruler.num_samples=$N "ruler.modes=$MODES" \
+          "ruler.tasks=$TASKS" "ruler.lengths=$LENGTHS" --out runs/ruler/items/smollm2
       if [[ -n $M32K_TOKENIZER ]]; then
-        log $CTX ruler configs/eval/ruler_32k.yaml ruler.num_samples=$N32 "ruler.modes=$MODES" \
+        log $CTX ruler "$ROOT/configs/eval/ruler_32k.yaml" ruler.num_samples=$N32 "ruler.modes=$MODES" \
+            "ruler.tasks=$TASKS" "ruler.lengths=$LENGTHS32" \
             ruler.tokenizer=$M32K_TOKENIZER model.tokenizer=$M32K_TOKENIZER --out runs/ruler/items/m32k
       fi
       pkg=$(python3 -c "import importlib.util as u; print(u.find_spec('long_context_eval').submodule_search_locations[0])")
@@ -59,11 +65,11 @@ for step in "$@"; do
       if [[ -z $M32K_MODEL ]]; then echo "M32K_MODEL unset: skipped"; continue; fi
       eval_items ruler-32k "$M32K_MODEL" runs/ruler/items/m32k 32768 "$BATCH32" "$M32K_TOKENIZER";;
     compare) say compare; log $CTX compare runs/eval/ruler-smollm2-base runs/eval/ruler-smollm2-sft3 --out runs/eval/ruler-compare;;
-    report) say report; log python3 benchmarks/ruler_report.py --out docs/results/ruler_smollm2;;
+    report) say report; log python3 "$ROOT/benchmarks/ruler_report.py" --out "$REPORT_DIR";;
     pack)
       mkdir -p "$OUT"
       tar cf "$OUT/ruler_results.tar" --exclude='cache.sqlite' runs/eval/ruler-* runs/ruler/commands.txt \
-          runs/ruler/versions.txt docs/results/ruler_smollm2 2>/dev/null || true
+          runs/ruler/versions.txt "$REPORT_DIR" 2>/dev/null || true
       ls -la "$OUT";;
     *) echo "unknown step $step"; exit 2;;
   esac

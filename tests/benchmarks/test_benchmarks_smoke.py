@@ -24,6 +24,7 @@ SMOKED = {"assemble.py", "reliance_auc.py", "reliance_rank.py", "train_throughpu
           "pilot_report.py", "pilot.sh", "trl_exports.py", "client.py", "scale.py", "stage_memory.py"}
 SMOKED |= {"multigpu.sh", "multigpu_generate.py", "multigpu_report.py", "train_fsdp.py"}  # test_multigpu_smoke.py
 SMOKED |= {"table3.py", "table3.sh", "table3_report.py"}
+SMOKED |= {"ruler_gpu.sh", "ruler_report.py"}  # tests/eval/test_ruler_benchmark.py
 # smoke-tested elsewhere: trl_exports.py in tests/export/test_trl_exports_benchmark.py, client.py in
 # tests/llm/test_client_benchmark.py, stage_memory.py in tests/benchmarks/test_stage_memory_smoke.py
 SHELL = {p for p in SMOKED if p.endswith(".sh")}
