@@ -85,8 +85,10 @@ def check_config(run: Run) -> None:
         if not c.eval.model.model and c.train.lora.enabled:
             raise ConfigError("eval.model.model: the train stage saves a LoRA adapter (train.lora.enabled), which "
                               "the eval backends do not load; merge it and name the merged folder here")
-        if not (c.eval.niah or c.eval.items or c.eval.longbench or c.eval.builtin.hotpotqa or c.eval.builtin.squad):
-            raise ConfigError("eval: name an evaluation set (eval.items, eval.niah, eval.longbench or eval.builtin.*)")
+        if not (c.eval.niah or c.eval.items or c.eval.longbench or c.eval.builtin.hotpotqa or c.eval.builtin.squad
+                or c.eval.ruler.tasks):
+            raise ConfigError("eval: name an evaluation set (eval.items, eval.niah, eval.longbench, eval.builtin.* "
+                              "or eval.ruler)")
         c.eval.model.check("eval.model")
 
 
@@ -237,6 +239,7 @@ def preflight_checks(run: Run, pending: list[str]) -> list[str]:
     """Before any work: the train stage's data files, model and tokenizer; the eval stage's model
     spec (and key), tokenizer and evaluation files. Raises for what is certainly wrong; returns warnings."""
     from ctxsynth.errors import PathNotFound
+    from ctxsynth.eval.longbench import hub_spec
     from ctxsynth.tokenize import load_tokenizer
 
     check_config(run)
@@ -255,6 +258,8 @@ def preflight_checks(run: Run, pending: list[str]) -> list[str]:
             load_tokenizer(c.eval.model.tokenizer)
         for key in ("niah", "items", "longbench"):
             for i, path in enumerate(getattr(c.eval, key)):
+                if key == "longbench" and hub_spec(path, run.base_dir) is not None:
+                    continue  # a Hub id (or hf:<folder>): datasets.load_dataset finds it
                 if not Path(_path(run, path)).exists():
                     raise PathNotFound(f"eval.{key}[{i}]: {_path(run, path)} does not exist (relative paths "
                                        f"resolve against the directory you ran from, {run.base_dir})")

@@ -233,14 +233,17 @@ def test_card_section_shows_the_ruler_tables(items: list[EvalItem], tmp_path: Pa
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_smollm2_on_the_ci_configuration(items: list[EvalItem], tmp_path: Path) -> None:
-    """The real model through the transformers backend (plain-text prompts): every sample answered."""
+    """The real model through the transformers backend (plain-text prompts), one sample per task
+    and mode (4K prompts are slow on two CPU cores): every sample answered, counted as sent."""
     from ctxsynth.llm import BACKENDS
 
-    backend = BACKENDS.get("transformers")(model="smollm2-135m-instruct", batch_size=4)
-    summary = evaluate(items, backend, tokenizer="smollm2", max_model_len=4096, out_dir=tmp_path / "smol")
+    first = [i for i in items if i.meta["ruler"]["index"] == 0]
+    backend = BACKENDS.get("transformers")(model="smollm2-135m-instruct", batch_size=2)
+    summary = evaluate(first, backend, tokenizer="smollm2", max_model_len=4096, out_dir=tmp_path / "smol")
     rows = [json.loads(line) for line in (tmp_path / "smol" / "predictions.jsonl").read_text().splitlines()]
-    assert len(rows) == len(items) and not any(r["error"] for r in rows)
+    assert len(rows) == len(first) == 4 and not any(r["error"] for r in rows)
     assert all(r["truncated_tokens"] == 0 and r["prompt_tokens"] == r["backend_prompt_tokens"] for r in rows)
     for mode in ("base", "chat"):
         cells = summary["ruler"][mode]["tasks"]
