@@ -116,6 +116,15 @@ def chat_wrapper(tokenizer: Any) -> tuple[str, str]:
     if rendered.count(SENTINEL) != 1:
         raise ConfigError(f"tokenizer {tokenizer.name}: its chat template does not render the user message once")
     before, after = rendered.split(SENTINEL)
+    # RULER's templates hold no BOS text: the tokenizer adds BOS when the prompt is encoded. A chat
+    # template that writes it (Llama 3's) would give two, so its written BOS goes when the
+    # tokenizer adds one itself.
+    hf = tokenizer.hf
+    bos = getattr(hf, "bos_token", None)
+    if bos and before.startswith(bos) and hf.bos_token_id is not None:
+        ids = hf("a")["input_ids"]
+        if ids and ids[0] == hf.bos_token_id:
+            before = before[len(bos):]
     return _escape(before), _escape(after)
 
 
