@@ -34,8 +34,8 @@ def main() -> None:
              "RULER's 13 tasks from RULER's own generators and scorer (nvidia-long-context-eval "
              f"{_version('nvidia-long-context-eval')}), built for each model's tokenizer by `ctxsynth ruler`, "
              "generated greedily by `ctxsynth eval` (transformers backend), with and without the chat template. "
-             "n per cell is in the tables (RULER's own count is 500 samples; fewer here: RULER's generator and "
-             "seed with num_samples=n).", "",
+             "n per cell is in the tables (RULER's own count is 500 samples; fewer here: RULER's first n, "
+             "the same generator and seed).", "",
              f"ctxsynth commit {commit}; torch {_version('torch')}, transformers {_version('transformers')}.", ""]
     for name, s in summaries.items():
         run = s.get("run") or {}
