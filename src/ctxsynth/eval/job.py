@@ -110,47 +110,6 @@ def _longbench_sources(config: EvalConfig, base: Path) -> tuple[list[str], list[
     return hub, v2, paths
 
 
-def _v2_records(config: EvalConfig, specs: list[str]) -> list[dict[str, Any]]:
-    from ctxsynth.eval.longbench import hub_records
-
-    records = [r for spec in specs for r in hub_records(spec, None, "train")]
-    return records[: config.limit_per_task] if config.limit_per_task else records
-
-
-def _v2_context(config: EvalConfig, base: Path) -> tuple[dict[str, str], Any, int]:
-    from ctxsynth.eval.longbench_v2 import load_prompts
-    from ctxsynth.tokenize import load_tokenizer
-
-    if not config.longbench_v2_prompts:
-        raise ConfigError("LongBench v2 is prompted with its own files: set longbench_v2_prompts to the prompts/ "
-                          "folder of your LongBench checkout")
-    max_len = config.longbench_max_length or config.model.max_model_len
-    if not config.model.tokenizer or max_len is None:
-        raise ConfigError("LongBench v2 cuts prompts as its pred.py does: set model.tokenizer and "
-                          "longbench_max_length (or model.max_model_len)")
-    tok = load_tokenizer(config.model.tokenizer)
-    if not hasattr(tok, "hf"):
-        raise ConfigError("LongBench v2 needs the model's Hugging Face tokenizer (model.tokenizer)")
-    return load_prompts(_resolve(config.longbench_v2_prompts, base)), tok.hf, max_len
-
-
-def _v2_items(config: EvalConfig, base: Path, specs: list[str]) -> list[EvalItem]:
-    from ctxsynth.eval.longbench_v2 import records_to_items
-
-    prompts, hf, max_len = _v2_context(config, base)
-    return records_to_items(_v2_records(config, specs), prompts, hf, max_len, cot=config.longbench_v2_cot)
-
-
-def _v2_cot_answers(config: EvalConfig, base: Path, rows: list[dict[str, Any]]) -> list[EvalItem]:
-    """pred.py's second chain-of-thought step, from the reasoning replies in `rows`."""
-    from ctxsynth.eval.longbench_v2 import cot_answer_items
-
-    prompts, hf, max_len = _v2_context(config, base)
-    records = {str(r["_id"]): r for r in _v2_records(config, _longbench_sources(config, base)[1])}
-    replies = {row["id"].removesuffix("#cot"): row["prediction"] for row in rows}
-    return cot_answer_items(records, replies, prompts, hf, max_len)
-
-
 def collect_items(config: EvalConfig, base: Path) -> list[EvalItem]:
     from ctxsynth.eval import builtin, longbench
 
@@ -162,7 +121,9 @@ def collect_items(config: EvalConfig, base: Path) -> list[EvalItem]:
         items += longbench.load_longbench(paths, tasks=config.longbench_tasks, templates=templates,
                                           limit=config.limit_per_task, official=official, hub=hub)
     if v2:
-        items += _v2_items(config, base, v2)
+        from ctxsynth.eval.longbench_v2 import config_items
+
+        items += config_items(config, base, v2)
     b = config.builtin
     if b.hotpotqa:
         items += builtin.hotpotqa_items(b.hotpotqa, seed=config.seed)
@@ -214,7 +175,10 @@ def run_eval(config: EvalConfig, base: Path | None = None, progress: Any = None)
         if cot:  # LongBench v2 with chain of thought: the reasoning first, then the answer prompts
             run(cot, out_dir=out / "longbench_v2_cot", name=f"{config.name}-cot")
             rows = list(read_jsonl(out / "longbench_v2_cot" / "predictions.jsonl"))
-            items = [i for i in items if i.meta.get("longbench_v2") != "cot"] + _v2_cot_answers(config, base, rows)
+            from ctxsynth.eval.longbench_v2 import config_cot_answers
+
+            answers = config_cot_answers(config, base, _longbench_sources(config, base)[1], rows)
+            items = [i for i in items if i.meta.get("longbench_v2") != "cot"] + answers
         summary: dict[str, Any] = run(items, out_dir=out, name=config.name)
     finally:
         backend.close()
