@@ -185,6 +185,15 @@ def test_eval_runs_ruler_items_and_compare_pairs_them(items: list[EvalItem], tmp
                      result.markdown)
 
 
+def test_the_eval_jobs_backend_takes_plain_text() -> None:
+    """`ctxsynth eval` puts the backend behind the circuit breaker, which must not hide raw_prompts."""
+    from ctxsynth.eval.job import ModelConfig
+
+    backend = ModelConfig(backend="transformers", model="smollm2-135m-instruct").build(max_consecutive_failures=3)
+    assert backend.raw_prompts is True  # type: ignore[attr-defined]
+    backend.close()
+
+
 def test_config_section(tmp_path: Path) -> None:
     path = tmp_path / "e.yaml"
     path.write_text("name: r\nmodel: {backend: fake, model: x, tokenizer: smollm2, max_model_len: 8192}\n"
