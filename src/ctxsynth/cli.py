@@ -159,6 +159,20 @@ from ctxsynth import cli_models  # noqa: E402,F401
 
 
 @app.command()
+def ruler(config: ConfigArg, overrides: Overrides = None, out: Annotated[Optional[Path], typer.Option(
+        help="Write the items here, <mode>_<length>_<task>.jsonl (default runs/ruler/<config name>).")] = None,
+        verbose: Verbose = False) -> None:
+    """Build RULER's task data (its own generators, seeds and sample counts) for the `ruler:` section
+    of an eval config, as evaluation items; `ctxsynth eval` on the same config runs and scores them."""
+    setup_logging(verbose)
+    from ctxsynth.eval.ruler.cli import build_from_config
+
+    out_dir = out or Path("runs") / "ruler" / config.stem
+    files = guard(lambda: build_from_config(config, overrides or [], out_dir))
+    console.print(f"ruler: {len(files)} files -> {out_dir}")
+
+
+@app.command()
 def ls() -> None:
     """List the registered backends, seed sources, synthesis tasks, filters, distractor strategies,
     export formats, evaluation metrics, evaluation tasks and stages."""

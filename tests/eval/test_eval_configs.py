@@ -15,7 +15,7 @@ CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs" / "eval").glob
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_eval_configs_load(path: Path) -> None:
     config = cfg.load(EvalConfig, path)
-    assert config.niah or config.longbench or config.builtin.hotpotqa or config.builtin.squad
+    assert config.niah or config.longbench or config.builtin.hotpotqa or config.builtin.squad or config.ruler.tasks
 
 
 def test_unknown_eval_key_is_rejected() -> None:

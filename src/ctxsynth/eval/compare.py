@@ -1,7 +1,8 @@
 """Compare evaluation runs: side-by-side markdown tables and NIAH plots.
 
 Each run folder is one written by ctxsynth.eval.runner (its scores.json is read back). The first
-run is the baseline: difference heatmaps show every other run minus it, per NIAH variant.
+run is the baseline: difference heatmaps show every other run minus it, per NIAH variant; for two
+runs with RULER items, a table of paired differences per task, length and template mode.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from ctxsynth import io
 from ctxsynth.errors import ConfigError, PathNotFound
 from ctxsynth.eval import plots, tables
+from ctxsynth.eval.ruler import report as ruler_report
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,8 @@ def compare(run_dirs: Sequence[Path], out_dir: Path | None = None, names: Sequen
     labels = _names(run_dirs, names)
     summaries = {label: load_summary(Path(d)) for label, d in zip(labels, run_dirs, strict=True)}
     text = tables.markdown(summaries, title="Comparison: " + " vs ".join(labels))
+    paired = ruler_report.paired_markdown([Path(d) for d in run_dirs], labels)  # two runs: RULER differences
+    text += "\n## RULER: paired differences\n\n" + paired + "\n" if paired else ""
     result = Comparison(markdown=text, summaries=summaries)
     if out_dir is not None:
         out_dir = Path(out_dir)

@@ -1,12 +1,13 @@
 """`ctxsynth eval CONFIG`: one YAML names the model, the evaluation sets and the window.
 
 Sets: NIAH test files written by `ctxsynth niah` (JSONL of EvalItem), LongBench v1 JSONL files or
-folders the user provides, and the offline built-ins (held-out HotpotQA multi-doc QA, SQuAD padded
-to chosen lengths). Results go to <out_dir>/<name>/: predictions.jsonl, scores.json, scores.md, plots.
+folders the user provides, the offline built-ins (held-out HotpotQA multi-doc QA, SQuAD padded
+to chosen lengths) and RULER's 13 tasks (`ruler:`). Results go to <out_dir>/<name>/: predictions.jsonl, scores.json, scores.md, plots.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 from ctxsynth.errors import ConfigError, PathNotFound
 from ctxsynth.eval.metrics import check_metric
+from ctxsynth.eval.ruler.tasks import RulerSets
 from ctxsynth.io import read_jsonl
 from ctxsynth.llm.spec import ModelSpec
 from ctxsynth.records import EvalItem
@@ -48,7 +50,11 @@ class EvalConfig:
     niah: list[str] = field(default_factory=list)  # NIAH test JSONL files or folders
     # any EvalItem JSONL files or folders, e.g. a built-in set frozen with `ctxsynth eval --write-items`
     items: list[str] = field(default_factory=list)
-    longbench: list[str] = field(default_factory=list)  # LongBench v1 JSONL files or folders
+    # LongBench v1 JSONL files or folders; Hub ids for datasets.load_dataset (THUDM/LongBench with
+    # longbench_tasks; THUDM/LongBench-v2), or "hf:<folder>" for a local folder load_dataset reads
+    longbench: list[str] = field(default_factory=list)
+    longbench_v2_prompts: str | None = None  # the prompts/ folder of your LongBench (v2) checkout
+    longbench_v2_cot: bool = False  # LongBench v2 with chain of thought (pred.py --cot: two prompts)
     longbench_tasks: list[str] | None = None
     longbench_templates: str | None = None  # your template file (our layout; not comparable with published scores)
     # official mode: the config folder of your LongBench checkout (dataset2prompt.json, dataset2maxlen.json);
@@ -57,6 +63,8 @@ class EvalConfig:
     longbench_max_length: int | None = None  # official mode: model2maxlen.json's value; default model.max_model_len
     limit_per_task: int | None = None
     builtin: BuiltinSets = field(default_factory=BuiltinSets)
+    # RULER's 13 tasks from RULER's own generators (ctxsynth.eval.ruler, docs/ruler.md)
+    ruler: RulerSets = field(default_factory=RulerSets)  # off until ruler.tasks names tasks ([all])
     seed: int = 0
     # infrastructure failures in a row (or one auth/404 before any answer) that stop the eval with exit 2
     # instead of scoring the unanswered items as 0 (ctxsynth.llm.breaker)
@@ -87,16 +95,36 @@ def _resolve(path: str, base: Path) -> Path:
     return Path(path) if Path(path).is_absolute() else base / path
 
 
+def _longbench_sources(config: EvalConfig, base: Path) -> tuple[list[str], list[str], list[Path]]:
+    """`longbench:` entries as (v1 load_dataset specs, LongBench v2 specs, local v1 paths)."""
+    from ctxsynth.eval.longbench import hub_spec
+
+    hub: list[str] = []
+    v2: list[str] = []
+    paths: list[Path] = []
+    for entry in config.longbench:
+        spec = hub_spec(entry, base)
+        if spec is None:
+            paths.append(_resolve(entry, base))
+        else:
+            (v2 if "longbench-v2" in spec.lower() else hub).append(spec)
+    return hub, v2, paths
+
+
 def collect_items(config: EvalConfig, base: Path) -> list[EvalItem]:
     from ctxsynth.eval import builtin, longbench
 
     items = _item_files(config.niah, base) + _item_files(config.items, base, what="evaluation item file")
-    if config.longbench:
-        paths = [Path(p) if Path(p).is_absolute() else base / p for p in config.longbench]
+    hub, v2, paths = _longbench_sources(config, base)
+    if hub or paths:
         templates = Path(config.longbench_templates) if config.longbench_templates else None
         official = _resolve(config.longbench_official, base) if config.longbench_official else None
         items += longbench.load_longbench(paths, tasks=config.longbench_tasks, templates=templates,
-                                          limit=config.limit_per_task, official=official)
+                                          limit=config.limit_per_task, official=official, hub=hub)
+    if v2:
+        from ctxsynth.eval.longbench_v2 import config_items
+
+        items += config_items(config, base, v2)
     b = config.builtin
     if b.hotpotqa:
         items += builtin.hotpotqa_items(b.hotpotqa, seed=config.seed)
@@ -106,8 +134,15 @@ def collect_items(config: EvalConfig, base: Path) -> list[EvalItem]:
         tok = load_tokenizer(config.model.tokenizer or "smollm2")
         items += builtin.squad_items(b.squad, lengths=b.squad_lengths, depths=b.squad_depths, tokenizer=tok,
                                      filler=b.squad_filler, seed=config.seed)  # type: ignore[arg-type]
+    if config.ruler.tasks:
+        from ctxsynth.eval.ruler.generate import build_items
+
+        tokenizer = config.ruler.tokenizer or config.model.tokenizer
+        if not tokenizer:
+            raise ConfigError("ruler: RULER's data is built for the model's tokenizer: set model.tokenizer or ruler.tokenizer")
+        items += build_items(config.ruler, tokenizer, max_model_len=config.model.max_model_len)
     if not items:
-        raise ConfigError("the eval config names no evaluation set: set niah, items, longbench or builtin.*")
+        raise ConfigError("the eval config names no evaluation set: set niah, items, longbench, builtin.* or ruler")
     for task, metric in sorted({(item.task, item.metric) for item in items}):
         check_metric(metric, f"eval task {task!r}")  # before any model runs
     return items
@@ -126,17 +161,31 @@ def write_items(config: EvalConfig, path: Path, base: Path | None = None) -> int
 
 def run_eval(config: EvalConfig, base: Path | None = None, progress: Any = None) -> dict[str, Any]:
     from ctxsynth.eval.runner import evaluate
+    from ctxsynth.eval.truncation import Truncation
+
     base = Path(base or Path.cwd())
     out = (Path(config.out_dir) if Path(config.out_dir).is_absolute() else base / config.out_dir) / config.name
     items = collect_items(config, base)
     m = config.model
     # behind the circuit breaker; evaluate() wraps it in the request cache under out/
     backend = m.build(max_consecutive_failures=config.max_consecutive_failures)
+    truncation: Truncation = m.truncation  # type: ignore[assignment]  # checked in EvalConfig
+    run = functools.partial(evaluate, backend=backend, tokenizer=m.tokenizer, max_model_len=m.max_model_len,
+                            truncation=truncation, system_prompt=m.system_prompt, cache=out / "cache.sqlite",
+                            progress=progress, official_max_length=config.longbench_max_length)
     try:
-        return evaluate(items, backend, tokenizer=m.tokenizer, max_model_len=m.max_model_len,
-                        truncation=m.truncation, out_dir=out,  # type: ignore[arg-type]
-                        name=config.name, system_prompt=m.system_prompt,
-                        cache=out / "cache.sqlite", progress=progress,  # type: ignore[arg-type]
-                        official_max_length=config.longbench_max_length)
+        cot = [i for i in items if i.meta.get("longbench_v2") == "cot"]
+        if cot:  # LongBench v2 with chain of thought: the reasoning first, then the answer prompts
+            run(cot, out_dir=out / "longbench_v2_cot", name=f"{config.name}-cot")
+            rows = list(read_jsonl(out / "longbench_v2_cot" / "predictions.jsonl"))
+            from ctxsynth.eval.longbench_v2 import config_cot_answers
+
+            answers = config_cot_answers(config, base, _longbench_sources(config, base)[1], rows)
+            items = [i for i in items if i.meta.get("longbench_v2") != "cot"] + answers
+        summary: dict[str, Any] = run(items, out_dir=out, name=config.name)
     finally:
         backend.close()
+    from ctxsynth.eval.longbench_v2 import write_pred_file
+
+    write_pred_file(list(read_jsonl(out / "predictions.jsonl")), out / "longbench_v2_pred.jsonl")
+    return summary

@@ -8,9 +8,11 @@ a function of ctxsynth.eval.metrics, so the runner needs no task-specific code.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -209,6 +211,47 @@ def _files(paths: Iterable[Path]) -> list[Path]:
     return out
 
 
+HUB_PREFIX = "hf:"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def hub_spec(entry: str, base: Path) -> str | None:
+    """The load_dataset path of a `longbench:` entry: "hf:<id or folder>", or an owner/name id
+    that is not a local path (THUDM/LongBench, THUDM/LongBench-v2); None for a local file/folder."""
+    if entry.startswith(HUB_PREFIX):
+        return entry[len(HUB_PREFIX):]
+    if _HUB_ID.match(entry) and not (Path(entry).exists() or (base / entry).exists()):
+        return entry
+    return None
+
+
+def hub_records(path: str, name: str | None, split: str) -> list[dict[str, Any]]:
+    """Records of a dataset through `datasets.load_dataset(path, name, split=split)`: a Hub id
+    (cached, or fetched where a hub is reachable) or a local folder that load_dataset reads."""
+    try:
+        from datasets import load_dataset
+    except ImportError:
+        from ctxsynth.errors import MissingDependency
+
+        raise MissingDependency("LongBench from the Hub needs `datasets`: pip install 'ctxsynth[hf]'") from None
+    try:
+        dataset = load_dataset(path, name, split=split)
+    except Exception as err:  # datasets raises many types (offline, no such config, bad files)
+        raise InputError(f"load_dataset({path!r}, {name!r}, split={split!r}) failed: {err}") from None
+    return [dict(row) for row in dataset]
+
+
+def _hub_v1(specs: Sequence[str], tasks: Iterable[str] | None) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    if specs and tasks is None:
+        raise ConfigError("LongBench from the Hub is loaded per task: name them in longbench_tasks "
+                          "(e.g. [hotpotqa, 2wikimqa, musique])")
+    for spec in specs:
+        for task in tasks or ():
+            for n, record in enumerate(hub_records(spec, task, "test"), 1):
+                record.setdefault("dataset", task)
+                yield f"{spec}:{task}", n, record
+
+
 def load_longbench(
     paths: Iterable[Path],
     *,
@@ -216,12 +259,14 @@ def load_longbench(
     templates: Path | None = None,
     limit: int | None = None,
     official: Path | None = None,
+    hub: Sequence[str] = (),
 ) -> list[EvalItem]:
     """Read LongBench v1 JSONL files (or folders of them) into EvalItems.
 
     `tasks` keeps only those tasks; `limit` keeps the first N records of each task (file order).
     `official` (the config folder of a LongBench checkout) prompts with LongBench's own files
-    instead of our templates (ctxsynth.eval.longbench_official).
+    instead of our templates (ctxsynth.eval.longbench_official). `hub` names datasets for
+    `load_dataset(spec, task, split="test")` (THUDM/LongBench), read for each of `tasks`.
     """
     if official is not None:
         if templates is not None:
@@ -232,23 +277,25 @@ def load_longbench(
     wanted = set(tasks) if tasks is not None else None
     items: list[EvalItem] = []
     per_task: dict[str, int] = {}
-    for path in _files(paths):
-        for line_no, record in read_user_jsonl(path):
-            dataset = record.get("dataset") or path.stem
-            try:
-                name = task_name(dataset, specs)
-            except KeyError as err:
-                raise InputError(f"{path}:{line_no}: {err.args[0]}") from None
-            if wanted is not None and name not in wanted:
-                continue
-            if limit is not None and per_task.get(name, 0) >= limit:
-                continue
-            per_task[name] = per_task.get(name, 0) + 1
-            try:
-                items.append(record_to_item(record, specs[name], source=path.name))
-            except KeyError as err:
-                raise InputError(f"{path}:{line_no}: the record lacks the field {err.args[0]!r} "
-                                 f"that the {name} prompt needs") from None
+    local = ((path.name, line_no, record, path.stem) for path in _files(paths)
+             for line_no, record in read_user_jsonl(path))
+    hubbed = ((source, n, record, source) for source, n, record in _hub_v1(hub, tasks))
+    for path, line_no, record, stem in itertools.chain(local, hubbed):
+        dataset = record.get("dataset") or stem
+        try:
+            name = task_name(dataset, specs)
+        except KeyError as err:
+            raise InputError(f"{path}:{line_no}: {err.args[0]}") from None
+        if wanted is not None and name not in wanted:
+            continue
+        if limit is not None and per_task.get(name, 0) >= limit:
+            continue
+        per_task[name] = per_task.get(name, 0) + 1
+        try:
+            items.append(record_to_item(record, specs[name], source=str(path)))
+        except KeyError as err:
+            raise InputError(f"{path}:{line_no}: the record lacks the field {err.args[0]!r} "
+                             f"that the {name} prompt needs") from None
     log.info("loaded %d LongBench items: %s", len(items), per_task)
     return items
 

@@ -249,6 +249,11 @@ for _name, _fn in (
     ("exact_match", lambda p, refs, meta: exact_match(p, refs)),
     ("substring", lambda p, refs, meta: substring_match(p, refs)),
     ("all_substring", lambda p, refs, meta: all_substring(p, refs)),
+    # RULER's per-sample metrics, from the installed package (ctxsynth.eval.ruler.score)
+    ("ruler_string_match_all", lambda p, refs, meta: _ruler("string_match_all")(p, refs, meta)),
+    ("ruler_string_match_part", lambda p, refs, meta: _ruler("string_match_part")(p, refs, meta)),
+    # LongBench v2's judge: the extracted letter equals the answer (ctxsynth.eval.longbench_v2)
+    ("longbench_v2_choice", lambda p, refs, meta: _longbench_v2_choice(p, refs, meta)),
 ):
     METRICS.register(_name, _fn)
 
@@ -260,6 +265,18 @@ def check_metric(metric: str, where: str) -> None:
             METRICS.get(metric)
         except RegistryError as err:
             raise ConfigError(f"{where}: {err}") from None
+
+
+def _longbench_v2_choice(prediction: str, references: Sequence[str], meta: dict[str, Any]) -> float:
+    from ctxsynth.eval.longbench_v2 import choice_score
+
+    return choice_score(prediction, references, meta)
+
+
+def _ruler(name: str) -> Callable[[str, Sequence[str], dict[str, Any]], float]:
+    from ctxsynth.eval.ruler import score as ruler_score
+
+    return getattr(ruler_score, name)  # type: ignore[no-any-return]
 
 
 def score(metric: str, prediction: str, references: Sequence[str], meta: dict[str, Any] | None = None) -> float:

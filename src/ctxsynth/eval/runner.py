@@ -42,8 +42,9 @@ def is_official(item: EvalItem) -> bool:
 
 def _fit_all(items: Sequence[EvalItem], tokenizer: Tokenizer | None, max_model_len: int | None,
              truncation: Truncation, official_max_length: int | None) -> list[FittedPrompt | None]:
-    """Fit each prompt: LongBench's middle cut to `official_max_length` for official items, our
-    exact fit of the rendered chat plus the output budget for the rest."""
+    """Fit each prompt: LongBench's middle cut to `official_max_length` for official items, none for
+    items built to fit the window (meta fitted: RULER's), our exact fit of the rendered chat plus
+    the output budget for the rest."""
     official = [is_official(item) for item in items]
     if any(official) and (official_max_length is None or not hasattr(tokenizer, "hf")):
         raise ValueError("LongBench's official mode needs the model's Hugging Face tokenizer (model.tokenizer) "
@@ -53,8 +54,9 @@ def _fit_all(items: Sequence[EvalItem], tokenizer: Tokenizer | None, max_model_l
             raise ConfigError("truncation to max_model_len needs the model's tokenizer")
         return [None] * len(items)
     return [truncate_middle(tokenizer.hf, item.prompt, official_max_length)  # type: ignore[attr-defined,arg-type]
-            if off else fit_prompt(item.prompt, tokenizer, max_model_len=max_model_len,
-                                   max_new_tokens=item.max_new_tokens, truncation=truncation)
+            if off else FittedPrompt(item.prompt, len(tokenizer.encode(item.prompt)), 0)
+            if item.meta.get("fitted") else fit_prompt(item.prompt, tokenizer, max_model_len=max_model_len,
+                                                       max_new_tokens=item.max_new_tokens, truncation=truncation)
             for item, off in zip(items, official, strict=True)]
 
 
@@ -81,9 +83,9 @@ def _check_raw_support(items: Sequence[EvalItem], backend: Backend) -> None:
     raw_tasks = sorted({item.task for item in items if item.meta.get("chat") is False})
     if raw_tasks and not backend.raw_prompts:
         raise ValueError(
-            f"LongBench's official mode sends {', '.join(raw_tasks)} as plain text without the chat template, "
-            f"which the {backend.name} backend cannot do (it only takes chat messages); use the transformers "
-            "backend for these tasks or leave them out (longbench_tasks)")
+            f"this eval sends {', '.join(raw_tasks)} as plain text without the chat template (LongBench's official "
+            f"mode; RULER, whose prompts carry their own template), which the {backend.name} backend cannot do (it "
+            "only takes chat messages); use the transformers backend for these tasks or leave them out")
 
 
 def prediction_row(item: EvalItem, fitted: FittedPrompt | None, result: ChatResult) -> dict[str, Any]:

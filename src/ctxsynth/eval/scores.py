@@ -13,7 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from statistics import mean
 from typing import Any
 
+from ctxsynth.eval import longbench_v2
 from ctxsynth.eval.longbench import LENGTH_BUCKETS, PAPER_CATEGORIES, PAPER_TASKS, length_bucket
+from ctxsynth.eval.ruler.score import summarize as ruler_summary
 
 Row = Mapping[str, Any]
 
@@ -115,6 +117,8 @@ def summarize(rows: Sequence[Row]) -> dict[str, Any]:
         ("paper", paper_scores(tasks)),
         ("length_buckets", bucket_scores(rows)),
         ("niah", niah_grids(rows)),
+        ("ruler", ruler_summary(rows)),
+        ("longbench_v2", longbench_v2.summarize(rows)),
     ):
         if value:
             out[key] = value

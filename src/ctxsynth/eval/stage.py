@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ctxsynth.errors import ConfigError, PathNotFound
 from ctxsynth.eval.compare import compare
 from ctxsynth.eval.job import run_eval
+from ctxsynth.eval.longbench import hub_spec
 from ctxsynth.eval.stats import bootstrap, paired_difference
 from ctxsynth.io import atomic_write_text, read_jsonl
 from ctxsynth.tokenize import load_tokenizer
@@ -47,8 +48,10 @@ def check_config(run: Run) -> None:
     if not c.eval.model.model and c.train.lora.enabled:
         raise ConfigError("eval.model.model: the train stage saves a LoRA adapter (train.lora.enabled), which "
                           "the eval backends do not load; merge it and name the merged folder here")
-    if not (c.eval.niah or c.eval.items or c.eval.longbench or c.eval.builtin.hotpotqa or c.eval.builtin.squad):
-        raise ConfigError("eval: name an evaluation set (eval.items, eval.niah, eval.longbench or eval.builtin.*)")
+    if not (c.eval.niah or c.eval.items or c.eval.longbench or c.eval.builtin.hotpotqa or c.eval.builtin.squad
+            or c.eval.ruler.tasks):
+        raise ConfigError("eval: name an evaluation set (eval.items, eval.niah, eval.longbench, eval.builtin.* "
+                          "or eval.ruler)")
     c.eval.model.check("eval.model")
 
 
@@ -156,6 +159,8 @@ def preflight_checks(run: Run, with_base: bool) -> list[str]:
         load_tokenizer(c.eval.model.tokenizer)
     for key in ("niah", "items", "longbench"):
         for i, path in enumerate(getattr(c.eval, key)):
+            if key == "longbench" and hub_spec(path, run.base_dir) is not None:
+                continue  # a Hub id (or hf:<folder>): datasets.load_dataset finds it
             if not run.resolve(path).exists():
                 raise PathNotFound(f"eval.{key}[{i}]: {run.resolve(path)} does not exist (relative paths "
                                    f"resolve against the directory you ran from, {run.base_dir})")

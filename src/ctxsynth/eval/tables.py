@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ctxsynth.eval import longbench_v2
+from ctxsynth.eval.ruler import report as ruler_report
+
 Summary = Mapping[str, Any]
 
 
@@ -103,6 +106,8 @@ def markdown(summaries: Mapping[str, Summary], title: str = "Evaluation") -> str
         _flat_block(summaries, "categories", "LongBench categories present"),
         _buckets(summaries),
         _niah(summaries),
+        ruler_report.markdown(summaries),
+        longbench_v2.markdown(summaries),
     ]
     for name, s in summaries.items():
         sections.extend(_prompting_notes(name, s))

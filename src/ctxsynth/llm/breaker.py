@@ -34,6 +34,7 @@ class CircuitBreaker(Backend):
             raise ValueError("max_consecutive must be >= 1")
         self.inner = inner
         self.name = inner.name  # type: ignore[misc]
+        self.raw_prompts = inner.raw_prompts  # type: ignore[misc]  # plain text passes through (RULER, LongBench)
         self.endpoint = endpoint
         self.max_consecutive = max_consecutive
         self.key_variable = key_env or "the API key variable"

@@ -225,6 +225,9 @@ def render_card(s: RunSummary, plots: Sequence[tuple[str, str, str]], caveat_lis
     lines += training_section(s) + provenance_lines(s, info)
     details = detail_tables(s, prices)
     lines += card_section(s.run_dir)  # the train and eval stages' comparison, when they ran
+    from ctxsynth.eval.ruler.report import card_section as ruler_section  # RULER tables of eval/, when run
+
+    lines += ruler_section(s.run_dir)
     if details:
         lines += ["## Details", ""] + details
     lines += ["## Caveats", ""]

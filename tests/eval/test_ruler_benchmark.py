@@ -1,0 +1,31 @@
+"""benchmarks/ruler_gpu.sh at a tiny size on the CPU: the inputs step (real generators), the report
+and the one-archive pack; the GPU steps are the same `ctxsynth eval` the other RULER tests run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_ruler_gpu_script_inputs_report_pack(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TASKS": "[niah_single_1]", "LENGTHS": "[4096]",
+           "N": "2", "MODES": "[base]", "OUT": str(tmp_path / "out"), "REPORT_DIR": str(tmp_path / "report"),
+           "CTX": f"{sys.executable} -m ctxsynth.cli", "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
+           "CTXSYNTH_CACHE": os.environ.get("CTXSYNTH_CACHE", str(Path.home() / ".cache" / "ctxsynth"))}
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "ruler_gpu.sh"), "inputs", "report", "pack"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert (tmp_path / "runs" / "ruler" / "items" / "smollm2" / "base_4096_niah_single_1.jsonl").is_file()
+    with tarfile.open(tmp_path / "runs" / "ruler_inputs.tar.xz") as tar:
+        names = tar.getnames()
+    assert "runs/ruler/pkg/long_context_eval/eval/synthetic/constants.py" in names
+    assert "RULER" in (tmp_path / "report" / "README.md").read_text()
+    assert (tmp_path / "out" / "ruler_results.tar").is_file()
