@@ -27,6 +27,8 @@ SMOKED |= {"table3.py", "table3.sh", "table3_report.py"}
 SMOKED |= {"eval_throughput.py"}  # test_eval_throughput_smoke.py
 SMOKED |= {"table3_v2_inputs.py", "table3_v2.sh", "table3_v2_report.py"}  # tests/benchmarks/test_table3_v2.py
 SMOKED |= {"ruler_gpu.sh", "ruler_report.py"}  # tests/eval/test_ruler_benchmark.py
+SMOKED |= {"pilot32k.sh", "pilot32k_report.py"}  # tests/benchmarks/test_pilot32k_report.py
+SMOKED |= {"carry_model.py"}  # tests/test_embedded_models.py (split and join round trip)
 # smoke-tested elsewhere: trl_exports.py in tests/export/test_trl_exports_benchmark.py, client.py in
 # tests/llm/test_client_benchmark.py, stage_memory.py in tests/benchmarks/test_stage_memory_smoke.py
 SHELL = {p for p in SMOKED if p.endswith(".sh")}

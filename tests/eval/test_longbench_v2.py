@@ -16,8 +16,9 @@ import pytest
 from ctxsynth import config as cfg
 from ctxsynth.errors import ConfigError, UserError
 from ctxsynth.eval import longbench_v2 as v2
+from ctxsynth.eval.hub import hub_spec
 from ctxsynth.eval.job import EvalConfig, collect_items, run_eval
-from ctxsynth.eval.longbench import hub_spec, load_longbench
+from ctxsynth.eval.longbench import load_longbench
 from ctxsynth.testing.openai_server import OpenAIServer, Reply
 from ctxsynth.tokenize import load_tokenizer
 
@@ -74,7 +75,7 @@ def test_v1_by_hub_spec_from_a_local_repo_layout(tmp_path: Path) -> None:
 
 
 def test_v2_prompt_and_cut_as_pred_py(v2_folder: Path, prompts: Path) -> None:
-    from ctxsynth.eval.longbench import hub_records
+    from ctxsynth.eval.hub import hub_records
 
     records = hub_records(str(v2_folder), None, "train")
     hf = load_tokenizer("smollm2").hf

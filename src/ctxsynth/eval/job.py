@@ -97,7 +97,7 @@ def _resolve(path: str, base: Path) -> Path:
 
 def _longbench_sources(config: EvalConfig, base: Path) -> tuple[list[str], list[str], list[Path]]:
     """`longbench:` entries as (v1 load_dataset specs, LongBench v2 specs, local v1 paths)."""
-    from ctxsynth.eval.longbench import hub_spec
+    from ctxsynth.eval.hub import hub_spec
 
     hub: list[str] = []
     v2: list[str] = []

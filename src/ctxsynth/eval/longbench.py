@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import yaml
 
 from ctxsynth.errors import ConfigError, InputError
+from ctxsynth.eval.hub import hub_records
 from ctxsynth.eval.metrics import check_metric
 from ctxsynth.io import read_user_jsonl
 from ctxsynth.records import EvalItem
@@ -209,36 +209,6 @@ def _files(paths: Iterable[Path]) -> list[Path]:
     for path in map(Path, paths):
         out.extend(sorted(path.glob("*.jsonl")) if path.is_dir() else [path])
     return out
-
-
-HUB_PREFIX = "hf:"
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-def hub_spec(entry: str, base: Path) -> str | None:
-    """The load_dataset path of a `longbench:` entry: "hf:<id or folder>", or an owner/name id
-    that is not a local path (THUDM/LongBench, THUDM/LongBench-v2); None for a local file/folder."""
-    if entry.startswith(HUB_PREFIX):
-        return entry[len(HUB_PREFIX):]
-    if _HUB_ID.match(entry) and not (Path(entry).exists() or (base / entry).exists()):
-        return entry
-    return None
-
-
-def hub_records(path: str, name: str | None, split: str) -> list[dict[str, Any]]:
-    """Records of a dataset through `datasets.load_dataset(path, name, split=split)`: a Hub id
-    (cached, or fetched where a hub is reachable) or a local folder that load_dataset reads."""
-    try:
-        from datasets import load_dataset
-    except ImportError:
-        from ctxsynth.errors import MissingDependency
-
-        raise MissingDependency("LongBench from the Hub needs `datasets`: pip install 'ctxsynth[hf]'") from None
-    try:
-        dataset = load_dataset(path, name, split=split)
-    except Exception as err:  # datasets raises many types (offline, no such config, bad files)
-        raise InputError(f"load_dataset({path!r}, {name!r}, split={split!r}) failed: {err}") from None
-    return [dict(row) for row in dataset]
 
 
 def _hub_v1(specs: Sequence[str], tasks: Iterable[str] | None) -> Iterator[tuple[str, int, dict[str, Any]]]:

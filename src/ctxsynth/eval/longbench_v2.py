@@ -184,7 +184,7 @@ def write_pred_file(rows: Sequence[Mapping[str, Any]], path: Path) -> int:
 
 
 def _records(config: EvalConfig, specs: Sequence[str]) -> list[dict[str, Any]]:
-    from ctxsynth.eval.longbench import hub_records
+    from ctxsynth.eval.hub import hub_records
 
     records = [r for spec in specs for r in hub_records(spec, None, "train")]
     return records[: config.limit_per_task] if config.limit_per_task else records

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from ctxsynth.errors import ConfigError, PathNotFound
 from ctxsynth.eval.compare import compare
+from ctxsynth.eval.hub import hub_spec
 from ctxsynth.eval.job import run_eval
-from ctxsynth.eval.longbench import hub_spec
 from ctxsynth.eval.stats import bootstrap, paired_difference
 from ctxsynth.io import atomic_write_text, read_jsonl
 from ctxsynth.tokenize import load_tokenizer
