@@ -8,8 +8,10 @@ flight), autocommit (every write is durable as soon as it returns), one lock aro
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,10 +23,19 @@ class SqliteStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(schema)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+        # switching a new file to WAL takes an exclusive lock for which SQLite's busy handler does not
+        # wait: worker processes opening one fresh cache together get "database is locked" at once
+        for attempt in itertools.count():
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(schema)
+                break
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or attempt >= 300:
+                    raise
+                time.sleep(0.1)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:

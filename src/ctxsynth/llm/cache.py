@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 
 def damaged_cache(path: Path, error: BaseException) -> InputError:
+    if "locked" in str(error) or "busy" in str(error):  # another process holds it: not damage
+        raise error
     return InputError(f"{path}: the request cache is damaged ({error}); delete it (and any {path.name}-wal and "
                       f"{path.name}-shm beside it) to start a fresh one: requests it held are paid again")
 
