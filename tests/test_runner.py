@@ -42,13 +42,17 @@ def flaky_writer(body: dict) -> Reply:
     return context_writer(body)
 
 
+WORKERS = 2  # shards at once
+CONCURRENCY = 2  # requests in flight per shard worker
+
+
 def config_dict(tmp_path: Path, url: str, shards: int, name: str) -> dict:
     return {
-        "name": name, "out_dir": str(tmp_path / "runs"), "seed": 7, "shards": shards,
+        "name": name, "out_dir": str(tmp_path / "runs"), "seed": 7, "shards": shards, "workers": WORKERS,
         "stages": ["seeds", "synthesize"],
         "seeds": {"source": "jsonl", "path": str(tmp_path / "seeds.jsonl")},
         "llm": {"backend": "openai", "model": "test-model", "max_tokens": 512,
-                "options": {"base_url": url, "max_concurrency": 2, "backoff_base_s": 0.01}},
+                "options": {"base_url": url, "max_concurrency": CONCURRENCY, "backoff_base_s": 0.01}},
         "synth": {"target_words": 80, "max_attempts": 3},
     }
 
@@ -118,11 +122,12 @@ def test_sigkill_midway_then_rerun_matches_uninterrupted_run_and_resends_nothing
         assert stage_bytes(reference.dir, stage) == stage_bytes(run_dir, stage), stage
     # the rerun sent exactly the requests whose answers had not been received before the kill
     assert resent == N_SEEDS - received
-    # only requests in flight at the kill (at most max_concurrency) reached the server twice
+    # only requests in flight at the kill reached the server twice: at most max_concurrency in each of
+    # the shard workers running then (a CI run saw 3 with two workers of 2, which a bound of 2 refused)
     counts: dict[str, int] = {}
     for record in killed_keys:
         counts[record.key] = counts.get(record.key, 0) + 1
-    assert len(counts) == N_SEEDS and sum(c - 1 for c in counts.values()) <= 2
+    assert len(counts) == N_SEEDS and sum(c - 1 for c in counts.values()) <= WORKERS * CONCURRENCY
 
 
 def test_run_directory_refuses_a_different_config(tmp_path: Path) -> None:

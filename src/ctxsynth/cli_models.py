@@ -91,6 +91,18 @@ def train(config: ConfigArg, overrides: Overrides = None, verbose: Verbose = Fal
     if os.environ.get("RANK", "0") == "0":  # under `accelerate launch`, one line for the run, not one per process
         console.print(f"train: {summary.get('global_step')} steps, loss {summary.get('train_loss')}, "
                       f"model -> {summary.get('final_dir')}, loss curve -> {summary.get('loss_curve')}")
+    _end_process_group()
+
+
+def _end_process_group() -> None:
+    """Under `accelerate launch`: every process waits for the others, then leaves the process group.
+    A process that simply exited while rank 0 still wrote its loss curve died at exit with SIGABRT
+    in the group's teardown (a CI run of tests/train/test_deepspeed_cpu.py, 1 in many)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 @app.command(name="eval")
