@@ -82,14 +82,32 @@ def non_embedding_params(model: Any) -> int:
     return sum(p.numel() for p in model.parameters() if id(p) not in embeddings)
 
 
-def run_path(backend: Any, requests: list[Any]) -> tuple[list[Any], float]:
+def run_path(backend: Any, requests: list[Any]) -> tuple[list[Any], float, dict[str, float]]:
+    """Timed generation after a 2-item warm-up; also the packed path's phase totals for the timed part."""
     backend.load()
     backend.generate(requests[:2])  # warm-up: CUDA context, kernels; not timed
     sync(backend.device)
+    before = backend.packed_stats()
     t0 = time.perf_counter()
     results = backend.generate(requests)
     sync(backend.device)
-    return results, time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    after = backend.packed_stats()
+    phases = {k: round(v - before.get(k, 0), 3) for k, v in after.items()}
+    return results, seconds, phases
+
+
+def profile(backend: Any, requests: list[Any], rows: int) -> str:
+    """The packed path on `rows` requests under torch.profiler: the 25 costliest operators by device time."""
+    import torch
+    from torch.profiler import ProfilerActivity
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if backend.device.startswith("cuda") else [])
+    with torch.profiler.profile(activities=activities) as prof:
+        backend.generate(requests[:rows])
+        sync(backend.device)
+    key = "cuda_time_total" if backend.device.startswith("cuda") else "cpu_time_total"
+    return str(prof.key_averages().table(sort_by=key, row_limit=25))
 
 
 def sync(device: str) -> None:
@@ -124,6 +142,8 @@ def main() -> None:
     p.add_argument("--skip-baseline", action="store_true")
     p.add_argument("--out", type=Path)
     p.add_argument("--predictions", type=Path, help="also write both paths' texts (JSON lines)")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="after the timed runs, profile the packed path on N items and print its costliest operators")
     a = p.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import dataclasses
@@ -143,13 +163,14 @@ def main() -> None:
     tok = load_tokenizer(a.tokenizer or str(new.path))
     new.load()
     fitted, requests = prepare_requests(items, tok, a.max_model_len or new.context_window)
-    new_results, new_s = run_path(new, requests)
+    new_results, new_s, phases = run_path(new, requests)
     config, n_params = new.hf_model.config, non_embedding_params(new.hf_model)
+    table = profile(new, requests, a.profile) if a.profile else None
     new.close()
     old_results, old_s = (None, None)
     if not a.skip_baseline:
         old = TransformersBackend(a.model, device=a.device, dtype=a.dtype, packed=False, batch_size=a.batch_size)
-        old_results, old_s = run_path(old, requests)
+        old_results, old_s, _ = run_path(old, requests)
         old.close()
     prompts = [r.usage.get("prompt_tokens", 0) for r in new_results]
     generated = [r.usage.get("completion_tokens", 0) for r in new_results]
@@ -161,7 +182,7 @@ def main() -> None:
         "flop": work, "limit_seconds": round(work / PEAK, 3),
         "packed": {"seconds": round(new_s, 3), "tokens_per_s": round((sum(prompts) + sum(generated)) / new_s),
                    "peak_fraction": round(work / new_s / PEAK, 4), "failed": sum(not r.answered for r in new_results),
-                   "score": sum(r["score"] for r in new_rows) / len(new_rows)},
+                   "score": sum(r["score"] for r in new_rows) / len(new_rows), "phases": phases},
         "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
         "gpu": torch.cuda.get_device_name(0) if a.device.startswith("cuda") else "none (cpu)",
         "command": " ".join(sys.argv),
@@ -177,6 +198,8 @@ def main() -> None:
                            "score": sum(r["score"] for r in old_rows) / len(old_rows), "batch_size": a.batch_size}
         row["identical"] = round(identical, 4)
         row["score_difference"] = {"mean": mean, "ci95": [lo, hi]}
+    if table:
+        print(table, flush=True)
     print(json.dumps(row, indent=1), flush=True)
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -319,6 +319,10 @@ class TransformersBackend(Backend):
             self.packed = False
         return self.packed
 
+    def packed_stats(self) -> dict[str, float]:
+        """The packed path's running totals (waves, prefill and decoding seconds, steps); empty before it ran."""
+        return dict(self._packed.stats) if self._packed is not None else {}
+
     def _generate_packed(self, requests: Sequence[ChatRequest], prompts: dict[int, list[int]], order: list[int],
                          finish: Any) -> None:
         """The packed path over all requests at once (waves by token count); `finish(i, result)` as

@@ -34,6 +34,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -251,6 +252,9 @@ class PackedGenerator:
         self.max_rows = max_rows
         self.memory_fraction = memory_fraction
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
+        # where the time went (benchmarks/eval_throughput.py prints it): waves, seconds in prefill and in
+        # decoding (one device sync per phase of a wave), decoding steps, rows x steps
+        self.stats = {"waves": 0, "prefill_s": 0.0, "decode_s": 0.0, "steps": 0, "row_steps": 0, "oom_splits": 0}
         register()
         model.config._attn_implementation = PACKED
         for sub in model.modules():  # nested configs (text_config) hold their own copy
@@ -301,6 +305,7 @@ class PackedGenerator:
                 if len(wave) == 1:
                     raise
                 budget = max(1, min(budget, _tokens(rows, wave)) // 2)
+                self.stats["oom_splits"] += 1
                 log.warning("out of memory in a wave of %d rows: cache budget -> %d tokens", len(wave), budget)
                 split = [[wave[j] for j in sub] for sub in self.waves([rows[i] for i in wave], budget)]
                 pending = split + pending
@@ -319,10 +324,21 @@ class PackedGenerator:
         _ACTIVE = wave
         try:
             with torch.inference_mode():
+                t0 = time.perf_counter()
                 first = self._prefill(wave, rows)
-                return self._decode(wave, rows, cap, first, processors)
+                self._sync()
+                t1 = time.perf_counter()
+                tokens = self._decode(wave, rows, cap, first, processors)
+                self.stats["waves"] += 1
+                self.stats["prefill_s"] += t1 - t0
+                self.stats["decode_s"] += time.perf_counter() - t1
+                return tokens
         finally:
             _ACTIVE = None
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def _prefill(self, wave: _Wave, rows: list[Row]) -> torch.Tensor:
         """Every row's prompt through the model in packed chunks; the last position's logits (n, V)."""
@@ -367,6 +383,8 @@ class PackedGenerator:
             if t + 1 == longest or bool(done.all()):
                 break
             logits = step(token, lengths + t)
+            self.stats["steps"] += 1
+            self.stats["row_steps"] += n
         return [self._cut(row, generated[i].tolist()) for i, row in enumerate(rows)]
 
     def _pick(self, generated: torch.Tensor, logits: torch.Tensor, processors: list[Processor]) -> torch.Tensor:
