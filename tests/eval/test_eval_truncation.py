@@ -50,3 +50,17 @@ def test_window_smaller_than_the_chat_template_is_an_error() -> None:
     tok = load_tokenizer("smollm2")
     with pytest.raises(ValueError, match="no room"):
         fit_prompt(_prompt(100), tok, max_model_len=40, max_new_tokens=32)
+
+
+@pytest.mark.parametrize("spec", ["smollm2", "tiktoken:cl100k_base"])
+def test_fitting_a_batch_gives_what_fitting_each_prompt_gives(spec: str) -> None:
+    from ctxsynth.eval.truncation import fit_prompts
+
+    tok = load_tokenizer(spec)
+    prompts = [_prompt(n) for n in (5, 80, 600, 30, 1200)]
+    budgets = [32, 8, 32, 64, 16]
+    for mode in ("middle", "left", "none"):
+        batch = fit_prompts(prompts, tok, max_model_len=500, max_new_tokens=budgets, truncation=mode)  # type: ignore[arg-type]
+        assert batch == [fit_prompt(p, tok, max_model_len=500, max_new_tokens=b, truncation=mode)  # type: ignore[arg-type]
+                         for p, b in zip(prompts, budgets, strict=True)]
+    assert fit_prompts(prompts, tok, max_model_len=None, max_new_tokens=budgets)[4].truncated_tokens == 0

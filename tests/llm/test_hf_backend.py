@@ -237,3 +237,19 @@ def test_static_cache_is_part_of_the_identity_and_must_be_a_bool() -> None:
     assert TransformersBackend(device="cpu", static_cache=True).identity() == {**plain, "static_cache": True}
     with pytest.raises(ConfigError, match="static_cache must be true or false"):
         TransformersBackend(device="cpu", static_cache="yes")  # type: ignore[arg-type]
+
+
+def test_batched_encoding_gives_each_requests_own_ids_and_errors(backend: TransformersBackend) -> None:
+    from ctxsynth.llm.base import RAW_ROLE
+
+    backend.load()
+    requests = [ask("Hi there"), ChatRequest([{"role": RAW_ROLE, "content": "Plain text, BOS as the tokenizer adds it"}],
+                                             SamplingParams(max_tokens=4)),
+                ask("x", max_tokens=0),
+                ChatRequest([{"role": "user", "content": "Start"}, {"role": "assistant", "content": "Sure, the"}],
+                            SamplingParams(max_tokens=4)),
+                ask("café naïve " * 30)]
+    prompts, errors = backend._encode_all(requests)
+    assert sorted(prompts) == [0, 1, 3, 4] and list(errors) == [2] and "max_tokens must be >= 1" in errors[2]
+    for i, ids in prompts.items():
+        assert ids == backend.encode_prompt(requests[i])

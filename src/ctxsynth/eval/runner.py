@@ -26,7 +26,7 @@ from ctxsynth.errors import ConfigError
 from ctxsynth.eval import metrics, plots, scores, tables
 from ctxsynth.eval.longbench_official import truncate_middle
 from ctxsynth.eval.longbench_score import write_prediction_files
-from ctxsynth.eval.truncation import FittedPrompt, Truncation, fit_prompt
+from ctxsynth.eval.truncation import FittedPrompt, Truncation, fit_prompts
 from ctxsynth.llm.base import RAW_ROLE, Backend, ChatRequest, ChatResult, SamplingParams
 from ctxsynth.llm.cache import CachedBackend, RequestCache
 from ctxsynth.progress import NullProgress, Progress
@@ -53,11 +53,19 @@ def _fit_all(items: Sequence[EvalItem], tokenizer: Tokenizer | None, max_model_l
         if max_model_len is not None and truncation != "none":
             raise ConfigError("truncation to max_model_len needs the model's tokenizer")
         return [None] * len(items)
-    return [truncate_middle(tokenizer.hf, item.prompt, official_max_length)  # type: ignore[attr-defined,arg-type]
-            if off else FittedPrompt(item.prompt, len(tokenizer.encode(item.prompt)), 0)
-            if item.meta.get("fitted") else fit_prompt(item.prompt, tokenizer, max_model_len=max_model_len,
-                                                       max_new_tokens=item.max_new_tokens, truncation=truncation)
-            for item, off in zip(items, official, strict=True)]
+    out: list[FittedPrompt | None] = [None] * len(items)
+    prefitted = [k for k, item in enumerate(items) if not official[k] and item.meta.get("fitted")]
+    rest = [k for k, item in enumerate(items) if not official[k] and not item.meta.get("fitted")]
+    for k, ids in zip(prefitted, tokenizer.encode_batch([items[k].prompt for k in prefitted]), strict=True):
+        out[k] = FittedPrompt(items[k].prompt, len(ids), 0)
+    fits = fit_prompts([items[k].prompt for k in rest], tokenizer, max_model_len=max_model_len,
+                       max_new_tokens=[items[k].max_new_tokens for k in rest], truncation=truncation)
+    for k, fit in zip(rest, fits, strict=True):
+        out[k] = fit
+    for k, item in enumerate(items):
+        if official[k]:
+            out[k] = truncate_middle(tokenizer.hf, item.prompt, official_max_length)  # type: ignore[attr-defined,arg-type]
+    return out
 
 
 def prepare_requests(items: Sequence[EvalItem], tokenizer: Tokenizer | None, max_model_len: int | None,

@@ -34,6 +34,24 @@ def rendered_length(tokenizer: Tokenizer, prompt: str) -> int:
     return len(tokenizer.encode(text))
 
 
+def fit_prompts(
+    prompts: list[str],
+    tokenizer: Tokenizer,
+    *,
+    max_model_len: int | None,
+    max_new_tokens: list[int],
+    truncation: Truncation = "middle",
+) -> list[FittedPrompt]:
+    """`fit_prompt` of every prompt, the same results; the rendered lengths are measured in one
+    batch (the fast tokenizer encodes it on every core) and only prompts over budget are cut one by
+    one. A 1,600-prompt NIAH grid took 13 s prompt by prompt on 2 cores."""
+    texts = [tokenizer.render_chat([{"role": "user", "content": p}], add_generation_prompt=True) for p in prompts]
+    lengths = [len(ids) for ids in tokenizer.encode_batch(texts)]
+    return [FittedPrompt(p, n, 0) if max_model_len is None or truncation == "none" or n + budget <= max_model_len
+            else fit_prompt(p, tokenizer, max_model_len=max_model_len, max_new_tokens=budget, truncation=truncation)
+            for p, n, budget in zip(prompts, lengths, max_new_tokens, strict=True)]
+
+
 def _cut(tokenizer: Tokenizer, ids: list[int], keep: int, mode: Truncation) -> str:
     if mode == "left":
         return tokenizer.decode(ids[len(ids) - keep:]) if keep > 0 else ""

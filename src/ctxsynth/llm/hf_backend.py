@@ -210,12 +210,9 @@ class TransformersBackend(Backend):
             if on_result:
                 on_result(i, result)
 
-        prompts: dict[int, list[int]] = {}
-        for i, request in enumerate(requests):
-            try:
-                prompts[i] = self._encode(request)
-            except Exception as exc:  # a bad request fails alone
-                finish(i, ChatResult(None, None, error=f"prompt: {type(exc).__name__}: {exc}"))
+        prompts, errors = self._encode_all(requests)
+        for i, error in errors.items():  # a bad request fails alone
+            finish(i, ChatResult(None, None, error=error))
         order = sorted(prompts, key=lambda i: (len(prompts[i]), i))
         if self._pool is not None:
             batches = [order[k:k + self.batch_size] for k in range(0, len(order), self.batch_size)]
@@ -245,19 +242,50 @@ class TransformersBackend(Backend):
         return self._encode(request)
 
     def _encode(self, request: ChatRequest) -> list[int]:
+        text, special = self._render(request)
+        return self._check_length(list(self._tokenizer(text, add_special_tokens=special)["input_ids"]))
+
+    def _encode_all(self, requests: Sequence[ChatRequest]) -> tuple[dict[int, list[int]], dict[int, str]]:
+        """Every request's ids (what `_encode` gives), tokenized in one batch per special-token mode
+        (the fast tokenizer spreads a batch over the cores: 11.6 s for a 1,600-prompt NIAH grid one by
+        one on 2 cores), and the error of each request that has none."""
+        texts: dict[int, tuple[str, bool]] = {}
+        errors: dict[int, str] = {}
+        for i, request in enumerate(requests):
+            try:
+                texts[i] = self._render(request)
+            except Exception as exc:
+                errors[i] = f"prompt: {type(exc).__name__}: {exc}"
+        prompts: dict[int, list[int]] = {}
+        for special in (True, False):
+            batch = [i for i, (_, s) in texts.items() if s is special]
+            if not batch:
+                continue
+            encoded = self._tokenizer([texts[i][0] for i in batch], add_special_tokens=special)["input_ids"]
+            for i, ids in zip(batch, encoded, strict=True):
+                try:
+                    prompts[i] = self._check_length(list(ids))
+                except ValueError as exc:
+                    errors[i] = f"prompt: {type(exc).__name__}: {exc}"
+        return prompts, errors
+
+    def _render(self, request: ChatRequest) -> tuple[str, bool]:
+        """The prompt text and whether the tokenizer adds its special tokens (plain text: BOS as the
+        tokenizer adds it; a chat: the template writes them)."""
         messages = [dict(m) for m in request.messages]
         if request.params.max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {request.params.max_tokens}")
-        if len(messages) == 1 and messages[0]["role"] == RAW_ROLE:  # plain text, BOS as the tokenizer adds it
-            ids = list(self._tokenizer(messages[0]["content"])["input_ids"])
+        if len(messages) == 1 and messages[0]["role"] == RAW_ROLE:
+            return messages[0]["content"], True
+        prefill = messages[-1]["role"] == "assistant"
+        if getattr(self._tokenizer, "chat_template", None):
+            text = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=not prefill,
+                                                       continue_final_message=prefill)
         else:
-            prefill = messages[-1]["role"] == "assistant"
-            if getattr(self._tokenizer, "chat_template", None):
-                text = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=not prefill,
-                                                           continue_final_message=prefill)
-            else:
-                text = "\n\n".join(m["content"] for m in messages)
-            ids = list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+            text = "\n\n".join(m["content"] for m in messages)
+        return text, False
+
+    def _check_length(self, ids: list[int]) -> list[int]:
         limit = self.max_input_tokens or getattr(self._config if self._pool is not None else self._model.config,
                                                  "max_position_embeddings", None)
         if limit is not None and len(ids) > limit:
