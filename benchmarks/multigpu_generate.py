@@ -59,6 +59,7 @@ def main() -> None:
     p.add_argument("--static-cache", action="store_true", help="the backend's static_cache option")
     p.add_argument("--path", choices=["auto", "packed", "generate"], default="auto",
                    help="packed generation (the CUDA default), or model.generate (the default before it)")
+    p.add_argument("--max-rows", type=int, default=256, help="the packed path's rows per wave")
     p.add_argument("--warmup", action="store_true", help="one untimed batch per replica before the clock")
     p.add_argument("--out", type=Path)
     p.add_argument("--texts", type=Path, help="also write every text (JSON lines, request order), to find which differ")
@@ -70,7 +71,7 @@ def main() -> None:
 
     backend = TransformersBackend(a.model, device=a.device, batch_size=a.batch_size,
                                   devices=a.devices if a.devices > 1 else None, static_cache=a.static_cache,
-                                  packed=_PATHS[a.path] if not a.static_cache else False)
+                                  packed=_PATHS[a.path] if not a.static_cache else False, max_rows=a.max_rows)
     t0 = time.perf_counter()
     backend.load()  # every replica loaded and ready before the clock starts
     load_s = time.perf_counter() - t0
@@ -88,7 +89,8 @@ def main() -> None:
     digest = hashlib.sha256("\x00".join(r.text or f"<error {r.error}>" for r in results).encode()).hexdigest()
     row = {"devices": a.devices, "device": a.device, "n": a.n, "batch_size": a.batch_size,
            "max_tokens": a.max_tokens, "seconds": round(seconds, 2), "load_s": round(load_s, 2),
-           "static_cache": a.static_cache, "packed": backend.packed, "warmup": a.warmup, "warmup_s": round(warmup_s, 2),
+           "static_cache": a.static_cache, "packed": backend.packed, "max_rows": a.max_rows,
+           "phases": backend.packed_stats(), "warmup": a.warmup, "warmup_s": round(warmup_s, 2),
            "completion_tokens": tokens, "tokens_per_s": round(tokens / seconds, 1),
            "requests_per_s": round(a.n / seconds, 2), "failed": sum(1 for r in results if not r.answered),
            "texts_sha256": digest, "torch": torch.__version__, "python": platform.python_version(),
