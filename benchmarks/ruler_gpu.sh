@@ -19,7 +19,8 @@
 # SFT3_MODEL (default runs/pilot/train/sft3/final), M32K_MODEL (the 32K model's folder; m32k is
 # skipped when unset), M32K_TOKENIZER (default M32K_MODEL), BATCH (default 64), BATCH32 (default 8),
 # PY (default python3), CTX (default: $PY -m ctxsynth.cli), MODES (default [base,chat]), TASKS (default [all]),
-# LENGTHS / LENGTHS32, DEVICE (default cuda), REPORT_DIR (default docs/results/ruler_smollm2).
+# LENGTHS / LENGTHS32, DEVICE (default cuda), REPORT_DIR (default docs/results/ruler_smollm2), EVAL_ARGS (more
+# `ctxsynth eval` overrides, e.g. model.options.packed=true).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PY:-python3}
@@ -36,7 +37,7 @@ say() { printf '\n== %s  (%s)\n' "$1" "$(date +%T)"; }
 log() { mkdir -p runs/ruler; echo "$*" >> runs/ruler/commands.txt; "$@"; }
 eval_items() {  # name model items-folder max_len batch tokenizer
   log $CTX eval "$ROOT/configs/eval/ruler_smollm2.yaml" name=$1 model.model=$2 "ruler.tasks=[]" "items=[$3]" \
-      model.max_model_len=$4 model.options.batch_size=$5 model.options.device=$DEVICE model.tokenizer=$6
+      model.max_model_len=$4 model.options.batch_size=$5 model.options.device=$DEVICE model.tokenizer=$6 ${EVAL_ARGS:-}
 }
 
 for step in "$@"; do
