@@ -17,9 +17,9 @@ longest prompt, cuts batches by row count and finds the memory limit by running 
   captured as a CUDA graph per wave and replayed (no Python or launch cost per kernel); rows stop
   at their end token or budget and the wave ends when all have.
 
-The model runs with the `ctxsynth_packed` attention implementation registered with transformers'
-AttentionInterface; what the kernel needs (the cache, the chunk's boundaries, the decoding
-lengths) comes from the active `_Wave`, set around each forward. Architectures whose attention goes
+The model runs with the `ctxsynth_packed` attention implementation (ctxsynth.llm.hf_packed_attention);
+what the kernel needs (the cache, the chunk's boundaries, the decoding lengths) comes from the
+active `Wave`, set around each wave's forwards. Architectures whose attention goes
 through that interface work (Llama/SmolLM2, Qwen2, Gemma-3); logit soft-capping in attention
 (Gemma-2) does not, and is refused.
 
@@ -31,27 +31,18 @@ kernels round differently in bf16 on the GPU (docs/results/eval_throughput.md).
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from ctxsynth.llm.hf_packed_attention import PACKED, Wave, active, register
 
 log = logging.getLogger(__name__)
-
-PACKED = "ctxsynth_packed"
-# flash takes a mask on the CPU (10x the math kernel there) and is skipped on CUDA, where it takes none;
-# never cuDNN's kernel (see ctxsynth.llm.hf_backend)
-_DECODE_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
-_ACTIVE: _Wave | None = None
-_registered = False
-
 
 @dataclass
 class Row:
@@ -60,156 +51,6 @@ class Row:
     ids: list[int]
     budget: int
 
-
-@dataclass
-class _Wave:
-    """The cache and the per-forward facts the attention kernel reads."""
-
-    keys: list[torch.Tensor]  # per layer (rows, kv heads, capacity, head dim): SDPA's layout, no copy per step
-    values: list[torch.Tensor]
-    decoding: bool = False
-    # prefill: the chunk's boundaries, longest prompt, each token's row and position in the cache
-    cu: torch.Tensor | None = None
-    max_len: int = 0
-    rows: torch.Tensor | None = None
-    positions: torch.Tensor | None = None
-    doc: torch.Tensor | None = None  # prompt index of every packed token (flex attention)
-    # decoding: the position each row's new token takes
-    lengths: torch.Tensor | None = None
-    masks: dict[int | None, torch.Tensor] = field(default_factory=dict)  # window -> (rows, 1, 1, cap)
-
-
-def register() -> str:
-    """Register the packed attention with transformers (idempotent); returns its name."""
-    global _registered
-    if not _registered:
-        from transformers import AttentionInterface
-
-        AttentionInterface.register(PACKED, _attention)
-        _registered = True
-    return PACKED
-
-
-def _attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-               attention_mask: Any, dropout: float = 0.0, scaling: float | None = None,
-               sliding_window: int | None = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
-    """transformers' attention interface: query (B, H, T, D) -> output (B, T, H, D)."""
-    wave = _ACTIVE
-    if wave is None:
-        raise RuntimeError("ctxsynth_packed attention runs only inside PackedGenerator")
-    layer = int(module.layer_idx)  # type: ignore[arg-type]
-    if wave.decoding:
-        return _decode_attention(wave, layer, query, key, value, scaling, sliding_window), None
-    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (T, H, D)
-    assert wave.rows is not None and wave.positions is not None and wave.cu is not None
-    wave.keys[layer][wave.rows, :, wave.positions] = k  # (T, Hkv, D) into (B, Hkv, cap, D)
-    wave.values[layer][wave.rows, :, wave.positions] = v
-    return _prefill_attention(wave, q, k, v, scaling, sliding_window).unsqueeze(0), None
-
-
-def _decode_attention(wave: _Wave, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                      scaling: float | None, window: int | None) -> torch.Tensor:
-    rows, heads, _, dim = query.shape
-    kv_heads = key.shape[1]
-    index = torch.arange(rows, device=query.device)
-    assert wave.lengths is not None
-    wave.keys[layer][index, :, wave.lengths] = key[:, :, 0, :]
-    wave.values[layer][index, :, wave.lengths] = value[:, :, 0, :]
-    # a row's query heads of one kv head become that head's queries: no copy of the cache per head
-    q = query.reshape(rows, kv_heads, heads // kv_heads, dim)
-    k, v = wave.keys[layer], wave.values[layer]
-    with sdpa_kernel(_DECODE_BACKENDS):
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=wave.masks[window], scale=scaling)
-    return out.reshape(rows, 1, heads, dim)
-
-
-def _prefill_attention(wave: _Wave, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None,
-                       window: int | None) -> torch.Tensor:
-    assert wave.cu is not None
-    if q.is_cuda:
-        kernel, params = _varlen()
-        dtype = q.dtype
-        if dtype not in (torch.float16, torch.bfloat16):  # flash kernels: half precision only
-            q, k, v = q.to(torch.bfloat16), k.to(torch.bfloat16), v.to(torch.bfloat16)
-        if window is None or "window_size" in params:
-            return _cuda_varlen(kernel, params, q, k, v, wave.cu, wave.max_len, scale, window).to(dtype)
-        return _flex(q, k, v, wave, scale, window).to(dtype)
-    return _cpu_attention(q, k, v, wave.cu, scale, window)
-
-
-def _cuda_varlen(kernel: Callable[..., torch.Tensor], params: frozenset[str], q: torch.Tensor, k: torch.Tensor,
-                 v: torch.Tensor, cu: torch.Tensor, max_len: int, scale: float | None,
-                 window: int | None) -> torch.Tensor:
-    kw: dict[str, Any] = {"scale": scale}
-    if "window_size" in params:  # flash semantics: key j seen by query i when i - left <= j <= i
-        kw["window_size"] = (-1 if window is None else window - 1, 0)
-    else:
-        kw["is_causal"] = True
-    if q.shape[1] != k.shape[1]:
-        if "enable_gqa" in params:
-            kw["enable_gqa"] = True
-        else:
-            groups = q.shape[1] // k.shape[1]
-            k, v = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
-    return kernel(q, k, v, cu, cu, max_len, max_len, **kw)
-
-
-_VARLEN: tuple[Any, frozenset[str]] | None = None
-
-
-def _varlen() -> tuple[Any, frozenset[str]]:
-    global _VARLEN
-    if _VARLEN is None:
-        from torch.nn.attention.varlen import varlen_attn
-
-        _VARLEN = (varlen_attn, frozenset(inspect.signature(varlen_attn).parameters))
-    return _VARLEN
-
-
-_FLEX: Any = None
-
-
-def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, wave: _Wave, scale: float | None,
-          window: int) -> torch.Tensor:
-    """Sliding-window causal attention within each packed prompt, by flex attention (compiled)."""
-    global _FLEX
-    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
-
-    if _FLEX is None:
-        _FLEX = torch.compile(flex_attention, dynamic=True)
-    doc = wave.doc
-    assert doc is not None
-
-    def mask(b: Any, h: Any, qi: Any, ki: Any) -> Any:
-        return (doc[qi] == doc[ki]) & (qi >= ki) & (qi - ki < window)
-
-    n = q.shape[0]
-    block = create_block_mask(mask, None, None, n, n, device=q.device)
-    out = _FLEX(*(t.transpose(0, 1).unsqueeze(0) for t in (q, k, v)), block_mask=block, scale=scale,
-                enable_gqa=q.shape[1] != k.shape[1])
-    return out[0].transpose(0, 1)
-
-
-def _cpu_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, scale: float | None,
-                   window: int | None) -> torch.Tensor:
-    """Each [cu[i], cu[i+1]) span attends causally (within `window`) to itself only."""
-    out = torch.empty_like(q)
-    groups = q.shape[1] // k.shape[1]
-    bounds = cu.tolist()
-    for start, end in zip(bounds[:-1], bounds[1:], strict=False):
-        qs, ks, vs = (t[start:end].transpose(0, 1) for t in (q, k, v))
-        if groups > 1:
-            ks, vs = ks.repeat_interleave(groups, 0), vs.repeat_interleave(groups, 0)
-        n = end - start
-        pos = torch.arange(n)
-        allowed = pos[:, None] >= pos[None, :]
-        if window is not None:
-            allowed &= pos[:, None] - pos[None, :] < window
-        out[start:end] = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=allowed, scale=scale).transpose(0, 1)
-    return out
-
-
-# --- the generator --------------------------------------------------------------------------------
 
 Processor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (generated ids, logits) -> logits
 
@@ -313,34 +154,28 @@ class PackedGenerator:
             on_wave(wave, tokens)
 
     def _run_wave(self, rows: list[Row], processors: list[Processor]) -> list[list[int]]:
-        global _ACTIVE
         s, n = self.shape, len(rows)
         cap = max(len(r.ids) + r.budget for r in rows)
         # zeros, not empty: a masked slot's weight is 0, and 0 x a NaN left in memory is NaN
         keys = [torch.zeros(n, s.kv_heads, cap, s.head_dim, device=self.device, dtype=self.dtype)
                 for _ in range(s.layers)]
         values = [torch.zeros_like(k) for k in keys]
-        wave = _Wave(keys, values)
-        _ACTIVE = wave
-        try:
-            with torch.inference_mode():
-                t0 = time.perf_counter()
-                first = self._prefill(wave, rows)
-                self._sync()
-                t1 = time.perf_counter()
-                tokens = self._decode(wave, rows, cap, first, processors)
-                self.stats["waves"] += 1
-                self.stats["prefill_s"] += t1 - t0
-                self.stats["decode_s"] += time.perf_counter() - t1
-                return tokens
-        finally:
-            _ACTIVE = None
+        with active(Wave(keys, values)) as wave, torch.inference_mode():
+            t0 = time.perf_counter()
+            first = self._prefill(wave, rows)
+            self._sync()
+            t1 = time.perf_counter()
+            tokens = self._decode(wave, rows, cap, first, processors)
+        self.stats["waves"] += 1
+        self.stats["prefill_s"] += t1 - t0
+        self.stats["decode_s"] += time.perf_counter() - t1
+        return tokens
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def _prefill(self, wave: _Wave, rows: list[Row]) -> torch.Tensor:
+    def _prefill(self, wave: Wave, rows: list[Row]) -> torch.Tensor:
         """Every row's prompt through the model in packed chunks; the last position's logits (n, V)."""
         logits: list[torch.Tensor] = []
         start = 0
@@ -353,7 +188,7 @@ class PackedGenerator:
             start = end
         return torch.cat(logits)
 
-    def _prefill_chunk(self, wave: _Wave, rows: list[Row], chunk: range) -> torch.Tensor:
+    def _prefill_chunk(self, wave: Wave, rows: list[Row], chunk: range) -> torch.Tensor:
         lengths = [len(rows[r].ids) for r in chunk]
         ids = torch.tensor([t for r in chunk for t in rows[r].ids], device=self.device)
         positions = torch.cat([torch.arange(n) for n in lengths]).to(self.device)
@@ -365,7 +200,7 @@ class PackedGenerator:
                          logits_to_keep=(cu[1:] - 1).long())
         return out.logits[0].float()
 
-    def _decode(self, wave: _Wave, rows: list[Row], cap: int, first: torch.Tensor,
+    def _decode(self, wave: Wave, rows: list[Row], cap: int, first: torch.Tensor,
                 processors: list[Processor]) -> list[list[int]]:
         n = len(rows)
         budgets = torch.tensor([r.budget for r in rows], device=self.device)
@@ -402,7 +237,7 @@ class PackedGenerator:
 class _Step:
     """One decoding step of a wave (token, position per row -> logits), a CUDA graph where it can be."""
 
-    def __init__(self, gen: PackedGenerator, wave: _Wave, rows: int, cap: int) -> None:
+    def __init__(self, gen: PackedGenerator, wave: Wave, rows: int, cap: int) -> None:
         self.gen, self.wave = gen, wave
         self.token = torch.zeros(rows, dtype=torch.long, device=gen.device)
         self.position = torch.zeros(rows, dtype=torch.long, device=gen.device)
