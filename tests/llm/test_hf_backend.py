@@ -249,7 +249,9 @@ def test_batched_encoding_gives_each_requests_own_ids_and_errors(backend: Transf
                 ChatRequest([{"role": "user", "content": "Start"}, {"role": "assistant", "content": "Sure, the"}],
                             SamplingParams(max_tokens=4)),
                 ask("café naïve " * 30)]
-    prompts, errors = backend._encode_all(requests)
+    from ctxsynth.llm.hf_prompts import encode_all
+
+    prompts, errors = encode_all(backend._tokenizer, requests, None)
     assert sorted(prompts) == [0, 1, 3, 4] and list(errors) == [2] and "max_tokens must be >= 1" in errors[2]
     for i, ids in prompts.items():
         assert ids == backend.encode_prompt(requests[i])
