@@ -143,6 +143,56 @@ def test_a_failed_shard_or_a_dead_worker_is_retried(tmp_path: Path, how: str) ->
     assert [json.loads(gzip.decompress(p.read_bytes()))["i"] for p in shard_files(run.stage_dir("seeds"))] == [0, 1, 2]
 
 
+@dataclass(frozen=True)
+class CountThenFailOnce(ShardWork):
+    """Every shard reports 5 answers; shard 1's first try reports 3 and a retried verification
+    (one more to do), then fails."""
+
+    flags: str
+
+    def run_shard(self, run: Run, index: int, progress: Progress) -> ShardOutput:
+        flag = Path(self.flags) / f"tried-{index}"
+        first = not flag.exists()
+        flag.write_text("1")
+        if index == 1 and first:
+            progress.advance(3)
+            progress.add_total(1)
+            raise RuntimeError("transient failure")
+        progress.advance(5)
+        return ShardOutput([{"i": index}], None)
+
+
+class Bar:
+    """A Progress that keeps its numbers (thread-safe enough for one relay thread)."""
+
+    def __init__(self) -> None:
+        self.done, self.total = 0, 0
+
+    def start(self, description: str, total: int) -> None:
+        self.total = total
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+
+    def add_total(self, n: int) -> None:
+        self.total += n
+
+    def finish(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("executor", ["local", "serial"])
+def test_a_retried_shard_is_counted_once_on_the_progress_bar(tmp_path: Path, executor: str) -> None:
+    run = bare_run(tmp_path, executor)
+    bar = Bar()
+    try:
+        run_sharded(run, "seeds", 3, CountThenFailOnce(str(tmp_path)), progress=bar)
+    finally:
+        run.close_executor()
+    assert (tmp_path / "tried-1").exists()
+    assert (bar.done, bar.total) == (15, 0)  # the failed try's 3 answers and added total were taken back
+
+
 def test_retries_exhausted_leave_the_stage_incomplete(tmp_path: Path) -> None:
     run = bare_run(tmp_path, "local", retries=0)
     try:

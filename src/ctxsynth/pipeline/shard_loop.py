@@ -33,31 +33,75 @@ log = logging.getLogger(__name__)
 
 class QueueProgress:
     """A worker's Progress: each advance and added total goes to the driver through a manager queue
-    (picklable to spawned workers), so the bar moves per answer, not per finished shard."""
+    (picklable to spawned workers), tagged with the shard, so the bar moves per answer, not per
+    finished shard, and a failed try's counts can be taken back."""
 
-    def __init__(self, events: Any) -> None:
+    def __init__(self, events: Any, shard: int = -1) -> None:
         self.events = events
+        self.shard = shard
 
     def start(self, description: str, total: int) -> None:
         pass
 
     def advance(self, n: int = 1) -> None:
-        self.events.put(("advance", n))
+        self.events.put(("advance", n, self.shard))
 
     def add_total(self, n: int) -> None:
-        self.events.put(("add_total", n))
+        self.events.put(("add_total", n, self.shard))
 
     def finish(self) -> None:
         pass
 
 
+class _Tally:
+    """What one shard's tries have moved the bar by, so a failed try can take it back (its retry
+    counts every answer again, from the request cache)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[int, list[int]] = {}
+
+    def count(self, shard: int, kind: str, n: int) -> None:
+        self.counts.setdefault(shard, [0, 0])[0 if kind == "advance" else 1] += n
+
+    def take_back(self, shard: int, progress: Progress) -> None:
+        advanced, added = self.counts.pop(shard, [0, 0])
+        if advanced:
+            progress.advance(-advanced)
+        if added:
+            progress.add_total(-added)
+
+
+class CountedProgress:
+    """An in-process shard's Progress: passes everything on and tallies it per shard."""
+
+    def __init__(self, progress: Progress, tally: _Tally, shard: int) -> None:
+        self.progress, self.tally, self.shard = progress, tally, shard
+
+    def start(self, description: str, total: int) -> None:
+        self.progress.start(description, total)
+
+    def advance(self, n: int = 1) -> None:
+        self.tally.count(self.shard, "advance", n)
+        self.progress.advance(n)
+
+    def add_total(self, n: int) -> None:
+        self.tally.count(self.shard, "add_total", n)
+        self.progress.add_total(n)
+
+    def finish(self) -> None:
+        self.progress.finish()
+
+
 class ProgressRelay:
-    """The driver side: a thread that hands the workers' progress events to the stage's bar."""
+    """The driver side: a thread that hands the workers' progress events to the stage's bar. A
+    shard's failed try is taken back by a marker put on the same queue after the try has ended, so
+    every event of that try is counted before it is taken back."""
 
     def __init__(self, progress: Progress) -> None:
         import multiprocessing
 
         self.progress = progress
+        self.tally = _Tally()
         self._manager = multiprocessing.get_context("spawn").Manager()
         self.events = self._manager.Queue()
         self._stop = threading.Event()
@@ -67,14 +111,21 @@ class ProgressRelay:
     def _relay(self) -> None:
         while True:
             try:
-                kind, n = self.events.get(timeout=0.2)
+                kind, n, shard = self.events.get(timeout=0.2)
             except queue_module.Empty:
                 if self._stop.is_set():
                     return
                 continue
             except (EOFError, OSError):  # the manager is gone
                 return
+            if kind == "take_back":
+                self.tally.take_back(shard, self.progress)
+                continue
+            self.tally.count(shard, kind, n)
             getattr(self.progress, kind)(n)
+
+    def take_back(self, shard: int) -> None:
+        self.events.put(("take_back", 0, shard))
 
     def close(self) -> None:
         self._stop.set()
@@ -103,14 +154,26 @@ class ShardDriver:
         # local workers report each answer through a relay; elsewhere a shard counts when it ends
         self.relay = ProgressRelay(progress) if self.executor.kind == "local" and \
             not isinstance(progress, NullProgress) else None
-        self.worker_progress: Progress | None = progress if self.in_process else (
-            QueueProgress(self.relay.events) if self.relay is not None else None)
+        self.tally = _Tally()  # in-process tries
+
+    def shard_progress(self, i: int) -> Progress | None:
+        """The Progress a try of shard i reports to (None: the shard counts when it ends)."""
+        if self.in_process:
+            return CountedProgress(self.progress, self.tally, i)
+        return QueueProgress(self.relay.events, i) if self.relay is not None else None
+
+    def take_back(self, i: int) -> None:
+        """A failed try of shard i: what it moved the bar by comes off again."""
+        if self.in_process:
+            self.tally.take_back(i, self.progress)
+        elif self.relay is not None:
+            self.relay.take_back(i)
 
     def submit_ready(self) -> None:
         while self.queue and self.fatal is None and len(self.running) < self.parallel:
             i = self.queue.popleft()
             args = (self.run.config, str(self.run.base_dir), self.stage, self.work, i, self.session,
-                    self.worker_progress)
+                    self.shard_progress(i))
             self.running[self.executor.submit(self.shard_function, *args)] = i
 
     def settle(self, handle: Any) -> bool:
@@ -126,6 +189,7 @@ class ShardDriver:
                 self.fatal = self.fatal or resource
                 return False
             self.tries[i] += 1
+            self.take_back(i)
             died = worker_died(exc)
             if self.tries[i] > self.run.config.shard_retries:
                 self.fatal = self.fatal or exc
