@@ -164,6 +164,7 @@ def main() -> None:
     new.load()
     fitted, requests = prepare_requests(items, tok, a.max_model_len or new.context_window)
     new_results, new_s, phases = run_path(new, requests)
+    print(f"packed: {len(requests)} items in {new_s:.3f} s, phases {phases}", flush=True)  # before the baseline runs
     config, n_params = new.hf_model.config, non_embedding_params(new.hf_model)
     table = profile(new, requests, a.profile) if a.profile else None
     new.close()
