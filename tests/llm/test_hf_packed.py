@@ -63,6 +63,29 @@ def test_seeded_samples_equal_the_default_path(default: TransformersBackend, pac
     assert [r.text for r in packed.generate(reqs)] == [r.text for r in default.generate(reqs)]
 
 
+def test_dropping_finished_rows_changes_no_token_and_saves_row_steps(default: TransformersBackend) -> None:
+    reqs = requests()  # budgets 3, 5, 7, 9, 11: rows end at different steps
+    backend = TransformersBackend("smollm2-135m-instruct", device="cpu", dtype="float32", packed=True)
+    backend.load()
+    model = backend.hf_model
+    eos = model.generation_config.eos_token_id
+    rows = [Row(backend.encode_prompt(r), r.params.max_tokens) for r in reqs]
+
+    def run(**kw: float) -> tuple[list[list[int]], dict[str, float]]:
+        gen = PackedGenerator(model, eos_ids=eos if isinstance(eos, list) else [eos], pad_id=0, max_rows=8, **kw)
+        got: dict[int, list[int]] = {}
+        gen.generate(rows, lambda wave: [], lambda wave, tokens: got.update(zip(wave, tokens, strict=True)))
+        return [got[i] for i in range(len(rows))], gen.stats
+
+    whole, plain = run(compact_min_rows=10**9)
+    dropped, compacted = run(compact_min_rows=2, compact_below=0.9)
+    assert dropped == whole
+    assert plain["compactions"] == 0 and compacted["compactions"] >= 2
+    assert compacted["row_steps"] < plain["row_steps"] and compacted["steps"] == plain["steps"]
+    tok = backend._tokenizer
+    assert [tok.decode(t, skip_special_tokens=True) for t in dropped] == [r.text for r in default.generate(reqs)]
+
+
 def test_waves_fit_the_cache_budget_and_keep_every_row() -> None:
     gen = PackedGenerator.__new__(PackedGenerator)
     gen.max_rows = 4

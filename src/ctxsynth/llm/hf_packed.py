@@ -82,8 +82,13 @@ class PackedGenerator:
     """Generates for many prompts at once: waves by token count, packed prefill, graph decoding."""
 
     def __init__(self, model: Any, eos_ids: Sequence[int], pad_id: int, *, prefill_tokens: int = 65536,
-                 max_rows: int = 256, memory_fraction: float = 0.5, cuda_graphs: bool = True) -> None:
+                 max_rows: int = 256, memory_fraction: float = 0.5, cuda_graphs: bool = True,
+                 compact_below: float = 0.5, compact_min_rows: int = 8) -> None:
         self.model = model
+        # finished rows leave a wave once at most `compact_below` of its rows are still decoding
+        # (and it has >= compact_min_rows rows): the rest move to a smaller cache and step
+        self.compact_below = compact_below
+        self.compact_min_rows = compact_min_rows
         self.shape = model_shape(model.config)
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
@@ -95,7 +100,8 @@ class PackedGenerator:
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
         # where the time went (benchmarks/eval_throughput.py prints it): waves, seconds in prefill and in
         # decoding (one device sync per phase of a wave), decoding steps, rows x steps
-        self.stats = {"waves": 0, "prefill_s": 0.0, "decode_s": 0.0, "steps": 0, "row_steps": 0, "oom_splits": 0}
+        self.stats = {"waves": 0, "prefill_s": 0.0, "decode_s": 0.0, "steps": 0, "row_steps": 0, "oom_splits": 0,
+                      "compactions": 0}
         register()
         model.config._attn_implementation = PACKED
         for sub in model.modules():  # nested configs (text_config) hold their own copy
@@ -139,7 +145,7 @@ class PackedGenerator:
         while pending:
             wave = pending.pop(0)
             try:
-                tokens = self._run_wave([rows[i] for i in wave], processors(wave))
+                tokens = self._run_wave([rows[i] for i in wave], _subset(processors, wave))
             except torch.OutOfMemoryError:
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
@@ -153,7 +159,7 @@ class PackedGenerator:
                 continue
             on_wave(wave, tokens)
 
-    def _run_wave(self, rows: list[Row], processors: list[Processor]) -> list[list[int]]:
+    def _run_wave(self, rows: list[Row], processors: Callable[[list[int]], list[Processor]]) -> list[list[int]]:
         s, n = self.shape, len(rows)
         cap = max(len(r.ids) + r.budget for r in rows)
         # zeros, not empty: a masked slot's weight is 0, and 0 x a NaN left in memory is NaN
@@ -201,26 +207,48 @@ class PackedGenerator:
         return out.logits[0].float()
 
     def _decode(self, wave: Wave, rows: list[Row], cap: int, first: torch.Tensor,
-                processors: list[Processor]) -> list[list[int]]:
-        n = len(rows)
+                processors: Callable[[list[int]], list[Processor]]) -> list[list[int]]:
+        """Decode the wave's rows; returns each row's tokens. Rows that have ended are dropped from
+        the cache and the step when few enough are left (`compact_below`): the steps after that
+        read only the live rows' cache. A row's tokens do not depend on which rows share its step
+        (per-row processors), so dropping changes no text, only the work."""
+        live = list(range(len(rows)))  # wave positions of the rows still in the cache
+        out: dict[int, list[int]] = {}
         budgets = torch.tensor([r.budget for r in rows], device=self.device)
         lengths = torch.tensor([len(r.ids) for r in rows], device=self.device)
-        generated = torch.empty(n, 0, dtype=torch.long, device=self.device)
-        done = torch.zeros(n, dtype=torch.bool, device=self.device)
-        step = _Step(self, wave, n, cap)
+        generated = torch.empty(len(rows), 0, dtype=torch.long, device=self.device)
+        done = torch.zeros(len(rows), dtype=torch.bool, device=self.device)
+        chain = processors(live)
+        step = _Step(self, wave, len(live), cap)
         logits = first
         longest = max(r.budget for r in rows)
         for t in range(longest):
-            token = self._pick(generated, logits, processors)
+            token = self._pick(generated, logits, chain)
             token = torch.where(done, torch.full_like(token, self.pad_id), token)
             generated = torch.cat([generated, token[:, None]], dim=1)
             done = done | torch.isin(token, self.eos) | (budgets <= t + 1)
-            if t + 1 == longest or bool(done.all()):
+            ended = int(done.sum())
+            if t + 1 == longest or ended == len(live):
                 break
+            if len(live) >= self.compact_min_rows and len(live) - ended <= self.compact_below * len(live):
+                keep = (~done).nonzero().flatten()
+                kept = keep.tolist()
+                for j in done.nonzero().flatten().tolist():
+                    out[live[j]] = generated[j].tolist()
+                del step  # its graph's memory first
+                wave.keys[:] = [k.index_select(0, keep) for k in wave.keys]
+                wave.values[:] = [v.index_select(0, keep) for v in wave.values]
+                live = [live[j] for j in kept]
+                budgets, lengths, generated, done, token = (x[keep] for x in (budgets, lengths, generated, done, token))
+                chain = processors(live)
+                step = _Step(self, wave, len(live), cap)
+                self.stats["compactions"] += 1
             logits = step(token, lengths + t)
             self.stats["steps"] += 1
-            self.stats["row_steps"] += n
-        return [self._cut(row, generated[i].tolist()) for i, row in enumerate(rows)]
+            self.stats["row_steps"] += len(live)
+        for j, position in enumerate(live):
+            out[position] = generated[j].tolist()
+        return [self._cut(row, out[i]) for i, row in enumerate(rows)]
 
     def _pick(self, generated: torch.Tensor, logits: torch.Tensor, processors: list[Processor]) -> torch.Tensor:
         for processor in processors:
@@ -288,6 +316,12 @@ class _Step:
         with torch.cuda.graph(graph):
             self.out = self._forward()
         self.graph = graph
+
+
+def _subset(processors: Callable[[list[int]], list[Processor]],
+            wave: list[int]) -> Callable[[list[int]], list[Processor]]:
+    """The processors of some of a wave's rows, given by their positions in the wave."""
+    return lambda positions: processors([wave[j] for j in positions])
 
 
 def _tokens(rows: Sequence[Row], wave: list[int]) -> int:
