@@ -41,13 +41,13 @@ def _is_type_checking(node: ast.If) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def import_nodes(tree: ast.AST) -> Iterator[tuple[ast.Import | ast.ImportFrom, bool]]:
-    """(import statement, whether it runs at module level), skipping `if TYPE_CHECKING:` blocks and
-    the `if __name__ == "__main__":` block."""
+def import_nodes(tree: ast.AST, type_checking: bool = False) -> Iterator[tuple[ast.Import | ast.ImportFrom, bool]]:
+    """(import statement, whether it runs at module level), skipping the `if __name__ ==
+    "__main__":` block and, unless `type_checking`, the `if TYPE_CHECKING:` blocks."""
 
     def walk(node: ast.AST, in_function: bool) -> Iterator[tuple[ast.Import | ast.ImportFrom, bool]]:
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and _is_type_checking(child):
+            if isinstance(child, ast.If) and _is_type_checking(child) and not type_checking:
                 for sub in child.orelse:
                     yield from walk(sub, in_function)
                 continue
@@ -92,16 +92,17 @@ def parents(module: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(2, len(parts))]
 
 
-def import_graph(src: Path = SRC) -> tuple[dict[str, set[str]], int, list[str]]:
+def import_graph(src: Path = SRC, type_checking: bool = False) -> tuple[dict[str, set[str]], int, list[str]]:
     """The graph {module: modules it imports}, the number of function-level imports of ctxsynth
-    modules, and every import of another module's private name ("importer: module._name")."""
+    modules, and every import of another module's private name ("importer: module._name");
+    `type_checking` adds the imports that only type checkers run."""
     modules = module_files(src)
     graph: dict[str, set[str]] = {m: set() for m in modules}
     function_level = 0
     private: list[str] = []
     for module, path in modules.items():
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
-        for node, top in import_nodes(tree):
+        for node, top in import_nodes(tree, type_checking):
             found = targets(module, node, modules)
             if found and not top:
                 function_level += 1
@@ -186,6 +187,7 @@ def test_graph_reads_function_level_and_relative_imports(tmp_path: Path) -> None
     assert function_level == 1
     assert private == ["ctxsynth.top: ctxsynth.sub.leaf._hidden"]
     assert cycles(graph) == [["ctxsynth.sub", "ctxsynth.sub.leaf", "ctxsynth.top"]]
+    assert "ctxsynth.other" in import_graph(tmp_path, type_checking=True)[0]["ctxsynth.top"]
 
 
 def test_no_import_circle_in_src() -> None:
@@ -195,6 +197,15 @@ def test_no_import_circle_in_src() -> None:
     assert not new, "import circles in src/ctxsynth:\n" + "\n".join(" <-> ".join(c) for c in new)
     gone = [c for c in KNOWN_CIRCLES if c not in found]
     assert not gone, f"no longer a circle, remove it from KNOWN_CIRCLES: {gone}"
+
+
+def test_no_circle_even_through_imports_for_type_checkers_only() -> None:
+    """Type-only imports run no code, but a circle through them still ties the modules together
+    (mypy and readers follow them); there were two (pipeline contract <-> shard loop, ten eval
+    modules through LongBench v2's config glue), both gone."""
+    graph, _, _ = import_graph(type_checking=True)
+    found = cycles(graph)
+    assert not found, "circles through TYPE_CHECKING imports:\n" + "\n".join(" <-> ".join(c) for c in found)
 
 
 def test_no_module_imports_another_modules_private_names() -> None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ctxsynth.errors import ConfigError, PathNotFound
+from ctxsynth.eval import longbench_v2 as v2
 from ctxsynth.eval.metrics import check_metric
 from ctxsynth.eval.ruler.tasks import RulerSets
 from ctxsynth.io import read_jsonl
@@ -122,9 +124,7 @@ def collect_items(config: EvalConfig, base: Path) -> list[EvalItem]:
         items += longbench.load_longbench(paths, tasks=config.longbench_tasks, templates=templates,
                                           limit=config.limit_per_task, official=official, hub=hub)
     if v2:
-        from ctxsynth.eval.longbench_v2 import config_items
-
-        items += config_items(config, base, v2)
+        items += _v2_items(config, base, v2)
     b = config.builtin
     if b.hotpotqa:
         items += builtin.hotpotqa_items(b.hotpotqa, seed=config.seed)
@@ -178,14 +178,52 @@ def run_eval(config: EvalConfig, base: Path | None = None, progress: Any = None)
         if cot:  # LongBench v2 with chain of thought: the reasoning first, then the answer prompts
             run(cot, out_dir=out / "longbench_v2_cot", name=f"{config.name}-cot")
             rows = list(read_jsonl(out / "longbench_v2_cot" / "predictions.jsonl"))
-            from ctxsynth.eval.longbench_v2 import config_cot_answers
-
-            answers = config_cot_answers(config, base, _longbench_sources(config, base)[1], rows)
+            answers = _v2_cot_answers(config, base, _longbench_sources(config, base)[1], rows)
             items = [i for i in items if i.meta.get("longbench_v2") != "cot"] + answers
         summary: dict[str, Any] = run(items, out_dir=out, name=config.name)
     finally:
         backend.close()
-    from ctxsynth.eval.longbench_v2 import write_pred_file
-
-    write_pred_file(list(read_jsonl(out / "predictions.jsonl")), out / "longbench_v2_pred.jsonl")
+    v2.write_pred_file(list(read_jsonl(out / "predictions.jsonl")), out / "longbench_v2_pred.jsonl")
     return summary
+
+
+# --- `longbench:` entries that are LongBench v2 datasets (ctxsynth.eval.longbench_v2)
+
+
+def _v2_records(config: EvalConfig, specs: Sequence[str]) -> list[dict[str, Any]]:
+    from ctxsynth.eval.hub import hub_records
+
+    records = [r for spec in specs for r in hub_records(spec, None, "train")]
+    return records[: config.limit_per_task] if config.limit_per_task else records
+
+
+def _v2_setup(config: EvalConfig, base: Path) -> tuple[dict[str, str], Any, int]:
+    from ctxsynth.tokenize import load_tokenizer
+
+    if not config.longbench_v2_prompts:
+        raise ConfigError("LongBench v2 is prompted with its own files: set longbench_v2_prompts to the prompts/ "
+                          "folder of your LongBench checkout")
+    max_len = config.longbench_max_length or config.model.max_model_len
+    if not config.model.tokenizer or max_len is None:
+        raise ConfigError("LongBench v2 cuts prompts as its pred.py does: set model.tokenizer and "
+                          "longbench_max_length (or model.max_model_len)")
+    tok = load_tokenizer(config.model.tokenizer)
+    if not hasattr(tok, "hf"):
+        raise ConfigError("LongBench v2 needs the model's Hugging Face tokenizer (model.tokenizer)")
+    prompts = Path(config.longbench_v2_prompts)
+    return v2.load_prompts(prompts if prompts.is_absolute() else base / prompts), tok.hf, max_len
+
+
+def _v2_items(config: EvalConfig, base: Path, specs: Sequence[str]) -> list[EvalItem]:
+    """The first prompt of every question of the load_dataset `specs`."""
+    prompts, hf, max_len = _v2_setup(config, base)
+    return v2.records_to_items(_v2_records(config, specs), prompts, hf, max_len, cot=config.longbench_v2_cot)
+
+
+def _v2_cot_answers(config: EvalConfig, base: Path, specs: Sequence[str],
+                       rows: Sequence[Mapping[str, Any]]) -> list[EvalItem]:
+    """The answer prompts of the chain-of-thought step from its reasoning rows (predictions)."""
+    prompts, hf, max_len = _v2_setup(config, base)
+    records = {str(r["_id"]): r for r in _v2_records(config, specs)}
+    replies = {str(row["id"]).removesuffix("#cot"): str(row["prediction"]) for row in rows}
+    return v2.cot_answer_items(records, replies, prompts, hf, max_len)

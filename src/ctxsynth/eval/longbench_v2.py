@@ -22,13 +22,10 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ctxsynth.errors import ConfigError, InputError, UserError
+from ctxsynth.errors import InputError, UserError
 from ctxsynth.records import EvalItem
-
-if TYPE_CHECKING:
-    from ctxsynth.eval.job import EvalConfig
 
 TASK = "longbench_v2"
 METRIC = "longbench_v2_choice"
@@ -178,45 +175,3 @@ def write_pred_file(rows: Sequence[Mapping[str, Any]], path: Path) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")
     return len(lines)
-
-
-# --- from an eval config (ctxsynth.eval.job): `longbench:` entries that are LongBench v2 datasets
-
-
-def _records(config: EvalConfig, specs: Sequence[str]) -> list[dict[str, Any]]:
-    from ctxsynth.eval.hub import hub_records
-
-    records = [r for spec in specs for r in hub_records(spec, None, "train")]
-    return records[: config.limit_per_task] if config.limit_per_task else records
-
-
-def _setup(config: EvalConfig, base: Path) -> tuple[dict[str, str], Any, int]:
-    from ctxsynth.tokenize import load_tokenizer
-
-    if not config.longbench_v2_prompts:
-        raise ConfigError("LongBench v2 is prompted with its own files: set longbench_v2_prompts to the prompts/ "
-                          "folder of your LongBench checkout")
-    max_len = config.longbench_max_length or config.model.max_model_len
-    if not config.model.tokenizer or max_len is None:
-        raise ConfigError("LongBench v2 cuts prompts as its pred.py does: set model.tokenizer and "
-                          "longbench_max_length (or model.max_model_len)")
-    tok = load_tokenizer(config.model.tokenizer)
-    if not hasattr(tok, "hf"):
-        raise ConfigError("LongBench v2 needs the model's Hugging Face tokenizer (model.tokenizer)")
-    prompts = Path(config.longbench_v2_prompts)
-    return load_prompts(prompts if prompts.is_absolute() else base / prompts), tok.hf, max_len
-
-
-def config_items(config: EvalConfig, base: Path, specs: Sequence[str]) -> list[EvalItem]:
-    """The first prompt of every question of the load_dataset `specs`."""
-    prompts, hf, max_len = _setup(config, base)
-    return records_to_items(_records(config, specs), prompts, hf, max_len, cot=config.longbench_v2_cot)
-
-
-def config_cot_answers(config: EvalConfig, base: Path, specs: Sequence[str],
-                       rows: Sequence[Mapping[str, Any]]) -> list[EvalItem]:
-    """The answer prompts of the chain-of-thought step from its reasoning rows (predictions)."""
-    prompts, hf, max_len = _setup(config, base)
-    records = {str(r["_id"]): r for r in _records(config, specs)}
-    replies = {str(row["id"]).removesuffix("#cot"): str(row["prediction"]) for row in rows}
-    return cot_answer_items(records, replies, prompts, hf, max_len)

@@ -17,18 +17,26 @@ import threading
 import uuid
 from collections import Counter, deque
 from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ctxsynth.errors import UserError
 from ctxsynth.io import resource_error
 from ctxsynth.pipeline.executors import Executor, ShardFunction, close_worker_resources, worker_died
 from ctxsynth.progress import NullProgress, Progress
 
-if TYPE_CHECKING:  # the contract imports this module and hands it the shard function
-    from ctxsynth.pipeline.contract import ShardWork
+if TYPE_CHECKING:
     from ctxsynth.pipeline.run import Run
 
 log = logging.getLogger(__name__)
+
+
+class ShardWork(Protocol):
+    """What the loop asks of a stage's work (ctxsynth.pipeline.contract.ShardWork, which imports
+    this module, implements it): how many shards may run at once, and the work told that number."""
+
+    def max_parallel(self, run: Run, workers: int) -> int: ...
+
+    def for_parallel(self, parallel: int) -> ShardWork: ...
 
 
 class QueueProgress:
