@@ -31,7 +31,7 @@ from rich.text import Text
 from ctxsynth import config as cfg
 from ctxsynth.errors import UserError
 from ctxsynth.io import resource_error
-from ctxsynth.llm.spec import redact_text
+from ctxsynth.llm.spec import RedactCredentials, redact_text
 from ctxsynth.pipeline.config import RunConfig
 from ctxsynth.pipeline.run import Run
 
@@ -85,22 +85,11 @@ class RichProgress:
 _VERBOSE = False  # set by setup_logging: -v also shows the traceback of a user error
 
 
-class _RedactCredentials(logging.Filter):
-    """Credentials inside URLs (user:password@, ?api_key=) never reach the terminal or a log file."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        clean = redact_text(message)
-        if clean != message:
-            record.msg, record.args = clean, ()
-        return True
-
-
 def setup_logging(verbose: bool) -> None:
     global _VERBOSE
     _VERBOSE = verbose
     handler = RichHandler(console=console, show_path=False, show_time=False)
-    handler.addFilter(_RedactCredentials())
+    handler.addFilter(RedactCredentials())
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", handlers=[handler], force=True,
     )

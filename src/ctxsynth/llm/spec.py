@@ -10,6 +10,7 @@ keyword arguments of its constructor and its API key by `key_env_var` / `key_env
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -122,6 +123,18 @@ _URL_SECRET_PARAM = re.compile(r"(?i)([?&](?:api[-_]?key|key|token|access[-_]?to
 def redact_text(text: str) -> str:
     """Any URL inside free text (a log line, an error) without user:password@ or secret query values."""
     return _URL_SECRET_PARAM.sub(r"\1***", _URL_USERINFO.sub(r"\1***@", text))
+
+
+class RedactCredentials(logging.Filter):
+    """A logging filter: credentials inside URLs (user:password@, ?api_key=) never reach the
+    terminal or a log file (the CLI's handler and every worker's)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact_text(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True
 
 
 def redact_config(data: Any) -> Any:

@@ -90,23 +90,14 @@ def _log_levels() -> dict[str, int]:
     return levels
 
 
-class _Redact(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        from ctxsynth.llm.spec import redact_text
-
-        message = record.getMessage()
-        clean = redact_text(message)
-        if clean != message:
-            record.msg, record.args = clean, ()
-        return True
-
-
 def _worker_logging(levels: dict[str, int]) -> None:
     """A worker logs as the driver does (its level, its quiet libraries, credentials redacted) to the
     shared stderr: `-v` shows each worker's request, retry and hedge counts, as the serial executor does."""
+    from ctxsynth.llm.spec import RedactCredentials
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    handler.addFilter(_Redact())
+    handler.addFilter(RedactCredentials())
     logging.basicConfig(level=levels.get("", logging.WARNING), handlers=[handler], force=True)
     for name, level in levels.items():
         if name:
