@@ -140,6 +140,9 @@ def main() -> None:
     p.add_argument("--prefill-tokens", type=int, default=65536)
     p.add_argument("--max-rows", type=int, default=256)
     p.add_argument("--skip-baseline", action="store_true")
+    p.add_argument("--reference-batch-size", type=int, default=0, metavar="B",
+                   help="also run model.generate with B rows per batch: how identical the default path is to "
+                        "itself across batch sizes, the yardstick for the packed path's identical share")
     p.add_argument("--out", type=Path)
     p.add_argument("--predictions", type=Path, help="also write both paths' texts (JSON lines)")
     p.add_argument("--profile", type=int, default=0, metavar="N",
@@ -173,6 +176,15 @@ def main() -> None:
         old = TransformersBackend(a.model, device=a.device, dtype=a.dtype, packed=False, batch_size=a.batch_size)
         old_results, old_s, _ = run_path(old, requests)
         old.close()
+    reference = None
+    if a.reference_batch_size and old_results is not None:
+        ref = TransformersBackend(a.model, device=a.device, dtype=a.dtype, packed=False,
+                                  batch_size=a.reference_batch_size)
+        ref_results, ref_s, _ = run_path(ref, requests)
+        ref.close()
+        reference = {"batch_size": a.reference_batch_size, "seconds": round(ref_s, 3),
+                     "identical_to_generate": round(sum(x.text == y.text for x, y in zip(
+                         ref_results, old_results, strict=True)) / len(items), 4)}
     prompts = [r.usage.get("prompt_tokens", 0) for r in new_results]
     generated = [r.usage.get("completion_tokens", 0) for r in new_results]
     work = flops(config, n_params, prompts, generated)
@@ -199,6 +211,8 @@ def main() -> None:
                            "score": sum(r["score"] for r in old_rows) / len(old_rows), "batch_size": a.batch_size}
         row["identical"] = round(identical, 4)
         row["score_difference"] = {"mean": mean, "ci95": [lo, hi]}
+        if reference is not None:
+            row["generate_other_batch"] = reference
     if table:
         print(table, flush=True)
     print(json.dumps(row, indent=1), flush=True)

@@ -29,7 +29,7 @@ def test_eval_throughput_runs_tiny_and_reports_identical_texts(tmp_path: Path) -
     path.write_text("".join(json.dumps(i) + "\n" for i in items))
     out = _run([sys.executable, str(ROOT / "benchmarks" / "eval_throughput.py"), "--items", str(path), "--device", "cpu",
                 "--dtype", "float32", "--limit", "3", "--prefill-tokens", "200", "--max-rows", "2",
-                "--profile", "1", "--out", str(tmp_path / "r.json")], tmp_path, timeout=600)
+                "--profile", "1", "--reference-batch-size", "1", "--out", str(tmp_path / "r.json")], tmp_path, timeout=600)
     assert "Self CPU" in out  # the profile's table
     last = out.strip().splitlines()[-1]
     m = re.fullmatch(r"eval_seconds: ([\d.]+) baseline_seconds: ([\d.]+) limit_seconds: ([\d.]+) identical: ([\d.]+)", last)
@@ -38,6 +38,8 @@ def test_eval_throughput_runs_tiny_and_reports_identical_texts(tmp_path: Path) -
     row = json.loads((tmp_path / "r.json").read_text())
     assert row["items"] == 3 and row["score_difference"]["mean"] == 0.0
     assert row["packed"]["failed"] == 0 and row["generate"]["failed"] == 0
+    assert row["generate_other_batch"]["batch_size"] == 1  # the default path against itself: 3 rows a batch vs 1
+    assert row["generate_other_batch"]["identical_to_generate"] == 1.0
     phases = row["packed"]["phases"]  # 3 rows, at most 2 a wave: 2 waves, each with a prefill and a decoding
     assert phases["waves"] == 2 and phases["prefill_s"] > 0 and phases["decode_s"] > 0 and phases["steps"] > 0
     # 2 x non-embedding params x tokens is most of the work at these lengths; attention adds to it
