@@ -13,6 +13,8 @@ with a sha256 over all texts in request order, so two runs can be checked for id
 `--static-cache` turns on the backend's static_cache option (CUDA graphs for decoding on CUDA);
 `--warmup` first generates one batch per replica (other prompts, not counted), so that the clock
 measures steady decoding and not torch.compile's first compile; the JSON says which was used.
+`--path packed` (with `--max-rows`, its rows per wave) runs the packed path of ctxsynth.llm.hf_packed;
+its phase totals (waves, prefill and decoding seconds, steps, compactions) are in the JSON.
 """
 
 from __future__ import annotations

@@ -48,7 +48,8 @@ def fit_prompts(
     texts = [tokenizer.render_chat([{"role": "user", "content": p}], add_generation_prompt=True) for p in prompts]
     lengths = [len(ids) for ids in tokenizer.encode_batch(texts)]
     return [FittedPrompt(p, n, 0) if max_model_len is None or truncation == "none" or n + budget <= max_model_len
-            else fit_prompt(p, tokenizer, max_model_len=max_model_len, max_new_tokens=budget, truncation=truncation)
+            else fit_prompt(p, tokenizer, max_model_len=max_model_len, max_new_tokens=budget, truncation=truncation,
+                            rendered=n)
             for p, n, budget in zip(prompts, lengths, max_new_tokens, strict=True)]
 
 
@@ -67,13 +68,15 @@ def fit_prompt(
     max_model_len: int | None,
     max_new_tokens: int,
     truncation: Truncation = "middle",
+    rendered: int | None = None,
 ) -> FittedPrompt:
     """Truncate `prompt` so its rendered chat plus `max_new_tokens` fits `max_model_len`.
 
     Decoding a token slice and encoding it again can merge tokens at the cut, so the cut is
     re-measured and tightened until the rendered prompt fits; the result is never over budget.
+    `rendered`: the prompt's rendered length when the caller has measured it already.
     """
-    total = rendered_length(tokenizer, prompt)
+    total = rendered_length(tokenizer, prompt) if rendered is None else rendered
     if max_model_len is None or truncation == "none" or total + max_new_tokens <= max_model_len:
         return FittedPrompt(prompt, total, 0)
     if truncation not in ("middle", "left"):

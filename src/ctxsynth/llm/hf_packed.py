@@ -231,24 +231,29 @@ class PackedGenerator:
             if t + 1 == longest or ended == len(live):
                 break
             if len(live) >= self.compact_min_rows and len(live) - ended <= self.compact_below * len(live):
-                keep = (~done).nonzero().flatten()
-                kept = keep.tolist()
-                for j in done.nonzero().flatten().tolist():
-                    out[live[j]] = generated[j].tolist()
                 del step  # its graph's memory first
-                wave.keys[:] = [k.index_select(0, keep) for k in wave.keys]
-                wave.values[:] = [v.index_select(0, keep) for v in wave.values]
-                live = [live[j] for j in kept]
+                keep = self._drop_ended(wave, live, done, generated, out)
+                live = [live[j] for j in keep.tolist()]
                 budgets, lengths, generated, done, token = (x[keep] for x in (budgets, lengths, generated, done, token))
                 chain = processors(live)
                 step = _Step(self, wave, len(live), cap)
-                self.stats["compactions"] += 1
             logits = step(token, lengths + t)
             self.stats["steps"] += 1
             self.stats["row_steps"] += len(live)
         for j, position in enumerate(live):
             out[position] = generated[j].tolist()
         return [self._cut(row, out[i]) for i, row in enumerate(rows)]
+
+    def _drop_ended(self, wave: Wave, live: list[int], done: torch.Tensor, generated: torch.Tensor,
+                    out: dict[int, list[int]]) -> torch.Tensor:
+        """The ended rows' tokens go to `out` and their cache is let go; returns the live rows' indices."""
+        for j in done.nonzero().flatten().tolist():
+            out[live[j]] = generated[j].tolist()
+        keep = (~done).nonzero().flatten()
+        wave.keys[:] = [k.index_select(0, keep) for k in wave.keys]
+        wave.values[:] = [v.index_select(0, keep) for v in wave.values]
+        self.stats["compactions"] += 1
+        return keep
 
     def _pick(self, generated: torch.Tensor, logits: torch.Tensor, processors: list[Processor]) -> torch.Tensor:
         for processor in processors:

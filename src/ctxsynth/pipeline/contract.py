@@ -27,6 +27,7 @@ and runs in the driver, serially, whatever the executor.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,15 +50,16 @@ class ShardOutput:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-class ShardWork:
+class ShardWork(ABC):
     """A stage's per-shard work that can run in another process (see the module docstring).
 
     Subclasses are small picklable (frozen) dataclasses; `run_shard` is called in a worker with a
     `Run` rebuilt from the config, builds its resources through `executors.worker_resource`, and
     returns the shard's output; the worker writes and marks it."""
 
+    @abstractmethod
     def run_shard(self, run: Run, index: int, progress: Progress) -> ShardOutput:
-        raise NotImplementedError
+        """The shard's records (and rejections): what the worker writes and marks."""
 
     def max_parallel(self, run: Run, workers: int) -> int:
         """How many shards may run at once (an API limit shared by the workers may lower it)."""

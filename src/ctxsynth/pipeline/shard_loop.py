@@ -30,13 +30,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class ShardWork(Protocol):
+class ParallelWork(Protocol):
     """What the loop asks of a stage's work (ctxsynth.pipeline.contract.ShardWork, which imports
     this module, implements it): how many shards may run at once, and the work told that number."""
 
     def max_parallel(self, run: Run, workers: int) -> int: ...
 
-    def for_parallel(self, parallel: int) -> ShardWork: ...
+    def for_parallel(self, parallel: int) -> ParallelWork: ...
 
 
 class QueueProgress:
@@ -144,7 +144,7 @@ class ProgressRelay:
 class ShardDriver:
     """The driver side of one stage invocation: the queue, the shards running, the tries of each."""
 
-    def __init__(self, run: Run, stage: str, todo: list[int], work: ShardWork, progress: Progress,
+    def __init__(self, run: Run, stage: str, todo: list[int], work: ParallelWork, progress: Progress,
                  shard_function: ShardFunction) -> None:
         self.run, self.stage, self.work, self.progress = run, stage, work, progress
         self.shard_function = shard_function
@@ -227,7 +227,7 @@ class ShardDriver:
             raise self.fatal
 
 
-def run_shards(run: Run, stage: str, todo: list[int], work: ShardWork, progress: Progress,
+def run_shards(run: Run, stage: str, todo: list[int], work: ParallelWork, progress: Progress,
                shard_function: ShardFunction) -> None:
     """Run the shards `todo` of `stage`: `shard_function(config, base_dir, stage, work, index, session,
     progress)` works on one, writes and marks it (ctxsynth.pipeline.contract.execute_shard); see the
