@@ -15,7 +15,7 @@ import torch
 from ctxsynth.errors import ConfigError
 from ctxsynth.llm.base import ChatRequest, SamplingParams
 from ctxsynth.llm.hf_backend import TransformersBackend
-from ctxsynth.llm.hf_packed import PackedGenerator, Row
+from ctxsynth.llm.hf_packed import PackedGenerator, Row, _Shape
 
 TOPICS = ["a lighthouse keeper", "the planet Jupiter and its moons", "bread", "rivers of Europe", "tea"]
 
@@ -86,17 +86,56 @@ def test_dropping_finished_rows_changes_no_token_and_saves_row_steps(default: Tr
     assert [tok.decode(t, skip_special_tokens=True) for t in dropped] == [r.text for r in default.generate(reqs)]
 
 
-def test_waves_fit_the_cache_budget_and_keep_every_row() -> None:
+def _planner(windows: list[int | None]) -> PackedGenerator:
     gen = PackedGenerator.__new__(PackedGenerator)
-    gen.max_rows = 4
+    gen.max_rows, gen.dtype = 4, torch.float32
+    gen.shape = _Shape(layers=len(windows), kv_heads=1, head_dim=1, windows=windows)
+    return gen
+
+
+def test_waves_fit_the_cache_budget_and_keep_every_row() -> None:
+    gen = _planner([None])  # one full layer: 8 bytes (a key and a value in float32) per position
+    assert gen.row_bytes(100) == 800
     rows = [Row([1] * n, 5) for n in (50, 10, 30, 200, 20, 40, 60)]
-    waves = list(gen.waves(rows, budget_tokens=180))
+    waves = list(gen.waves(rows, budget_bytes=180 * 8))
     assert sorted(i for w in waves for i in w) == list(range(len(rows)))
     for w in waves:
         assert len(w) <= 4
         assert len(w) == 1 or len(w) * max(len(rows[i].ids) + 5 for i in w) <= 180
     lengths = [len(rows[i].ids) for w in waves for i in w]
     assert lengths == sorted(lengths)  # similar lengths share a wave: little padding in the cache
+
+
+def test_sliding_layers_cost_a_ring_of_their_window() -> None:
+    gen = _planner([8, 8, 8, None])
+    assert gen.row_bytes(5) == 4 * 5 * 8  # shorter than the window: every position in every layer
+    assert gen.row_bytes(100) == (3 * 8 + 100) * 8  # longer: the sliding layers keep 8 slots
+    assert len(list(gen.waves([Row([1] * 95, 5)] * 4, budget_bytes=4 * 124 * 8))) == 1
+    assert len(list(gen.waves([Row([1] * 95, 5)] * 4, budget_bytes=4 * 400 * 8))) == 1
+    assert len(list(gen.waves([Row([1] * 95, 5)] * 4, budget_bytes=4 * 123 * 8))) == 2
+
+
+@pytest.mark.parametrize("kernel", ["sdpa", "bmm"])
+def test_decode_kernels_give_transformers_tokens_with_rings(kernel: str) -> None:
+    """The CPU's decoding kernels over a Gemma-3 whose sliding layers keep rings of 8 slots."""
+    model = _tiny_gemma3()
+    prompts = [[(5 * k + 7 * j) % 290 + 5 for j in range(n)] for k, n in enumerate((31, 6, 19, 8))]
+    with torch.inference_mode():
+        want = [model.generate(torch.tensor([ids]), max_new_tokens=14, do_sample=False, eos_token_id=None,
+                               pad_token_id=0)[0, len(ids):].tolist() for ids in prompts]
+    gen = PackedGenerator(model, eos_ids=[], pad_id=0, prefill_tokens=40, max_rows=4, decode_kernel=kernel)
+    got: dict[int, list[int]] = {}
+    gen.generate([Row(ids, 14) for ids in prompts], lambda wave: [],
+                 lambda wave, tokens: got.update(zip(wave, tokens, strict=True)))
+    assert [got[i] for i in range(len(prompts))] == want
+
+
+def test_decode_kernel_names_are_checked() -> None:
+    model = _tiny_gemma3()
+    with pytest.raises(ValueError, match="decode_kernel must be"):
+        PackedGenerator(model, eos_ids=[], pad_id=0, decode_kernel="fast")
+    with pytest.raises(ValueError, match="CUDA only"):
+        PackedGenerator(model, eos_ids=[], pad_id=0, decode_kernel="mem_eff")
 
 
 def test_packed_and_static_cache_are_exclusive_and_packed_is_in_the_identity() -> None:
@@ -154,15 +193,16 @@ def _tiny_llama() -> torch.nn.Module:
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("kernel", ["mem_eff", "flash", "bmm", "sdpa"])
 @pytest.mark.parametrize("build", [_tiny_llama, _tiny_gemma3], ids=["llama", "gemma3-sliding"])
-def test_packed_on_cuda_agrees_with_generate_in_bf16(build: object) -> None:
+def test_packed_on_cuda_agrees_with_generate_in_bf16(build: object, kernel: str) -> None:
     model = build().to("cuda", torch.bfloat16)  # type: ignore[operator]
     model.config._attn_implementation = "sdpa"
     prompts = [[(11 * k + 5 * j) % 290 + 5 for j in range(n)] for k, n in enumerate((700, 90, 333, 1500, 64, 12))]
     with torch.inference_mode():
         want = [model.generate(torch.tensor([ids], device="cuda"), max_new_tokens=10, do_sample=False,
                                eos_token_id=None, pad_token_id=0)[0, len(ids):].tolist() for ids in prompts]
-    gen = PackedGenerator(model, eos_ids=[], pad_id=0, prefill_tokens=1600, max_rows=4)
+    gen = PackedGenerator(model, eos_ids=[], pad_id=0, prefill_tokens=1600, max_rows=4, decode_kernel=kernel)
     got: dict[int, list[int]] = {}
     gen.generate([Row(ids, 10) for ids in prompts], lambda wave: [],
                  lambda wave, tokens: got.update(zip(wave, tokens, strict=True)))

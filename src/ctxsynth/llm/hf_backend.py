@@ -39,8 +39,9 @@ part of the backend's identity and of the request cache's keys.
 `packed: true` (or `auto`: on CUDA only) runs the packed path of ctxsynth.llm.hf_packed for
 prefill-heavy work (evaluation): no padding, waves cut by token count from the planned KV-cache
 memory, varlen attention, CUDA-graph decoding. Greedy texts equal this path's in float32 on the CPU;
-`prefill_tokens` (tokens per packed forward) and `max_rows` (rows per wave) tune it. It is part of
-the identity when on.
+`prefill_tokens` (tokens per packed forward), `max_rows` (rows per wave) and `decode_kernel`
+(`auto`, or one of ctxsynth.llm.hf_packed_attention.DECODE_KERNELS) tune it. It is part of the
+identity when on.
 
 Batch invariance holds up to floating point: a padded row's logits differ from the same row run
 alone by ~1e-5 (other matrix shapes, other summation orders), which can flip a near-tie.
@@ -71,6 +72,7 @@ try:
         RowTokenBudget,
         request_seed,
     )
+    from ctxsynth.llm.hf_packed_attention import CUDA_DECODE_KERNEL, DECODE_KERNELS
 except ImportError as exc:  # checked when the module is imported through the registry
     raise MissingDependency(
         "the 'transformers' backend needs torch and transformers: pip install torch 'ctxsynth[local]'"
@@ -97,7 +99,7 @@ class TransformersBackend(Backend):
                  batch_size: int = 8, max_input_tokens: int | None = None, repetition_penalty: float = 1.0,
                  no_repeat_ngram_size: int = 0, devices: int | str | list[str] | None = None,
                  static_cache: bool = False, packed: bool | str = False, prefill_tokens: int = 65536,
-                 max_rows: int = 256) -> None:
+                 max_rows: int = 256, decode_kernel: str = "auto") -> None:
         super().__init__(model)
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -114,6 +116,9 @@ class TransformersBackend(Backend):
         if prefill_tokens < 1 or max_rows < 1:
             raise ConfigError(f"prefill_tokens and max_rows must be >= 1, got {prefill_tokens} and {max_rows}")
         self.prefill_tokens, self.max_rows = int(prefill_tokens), int(max_rows)
+        if decode_kernel != "auto" and decode_kernel not in DECODE_KERNELS:
+            raise ConfigError(f"decode_kernel must be auto or one of {', '.join(DECODE_KERNELS)}, got {decode_kernel!r}")
+        self.decode_kernel = decode_kernel
         self.path = Path(resolve_model_path(model))
         if not (self.path / "config.json").is_file():
             raise PathNotFound(
@@ -142,7 +147,8 @@ class TransformersBackend(Backend):
         self._replica_kwargs = {"model": model, "dtype": dtype, "batch_size": batch_size,
                                 "max_input_tokens": max_input_tokens, "repetition_penalty": repetition_penalty,
                                 "no_repeat_ngram_size": no_repeat_ngram_size, "static_cache": static_cache,
-                                "packed": packed, "prefill_tokens": prefill_tokens, "max_rows": max_rows}
+                                "packed": packed, "prefill_tokens": prefill_tokens, "max_rows": max_rows,
+                                "decode_kernel": decode_kernel}
 
     def identity(self) -> dict[str, Any]:
         config = hashlib.sha256((self.path / "config.json").read_bytes()).hexdigest()[:16]
@@ -154,7 +160,11 @@ class TransformersBackend(Backend):
         """The decoding options that are on (left out when off, so cache keys without them stay)."""
         on = {"repetition_penalty": self.repetition_penalty != 1.0, "no_repeat_ngram_size": self.no_repeat_ngram_size > 0,
               "static_cache": self.static_cache, "packed": self.packed}
-        return {k: getattr(self, k) for k, v in on.items() if v}
+        out = {k: getattr(self, k) for k, v in on.items() if v}
+        if self.packed:  # the decoding kernel rounds its own way in bf16
+            auto = CUDA_DECODE_KERNEL if self.device.startswith("cuda") else "sdpa"
+            out["decode_kernel"] = auto if self.decode_kernel == "auto" else self.decode_kernel
+        return out
 
     def _load(self) -> None:
         if len(self._replica_devices) > 1:
@@ -316,7 +326,7 @@ class TransformersBackend(Backend):
 
         if self._packed is None:
             self._packed = PackedGenerator(self._model, self._eos_ids(), self._pad_id(), prefill_tokens=self.prefill_tokens,
-                                           max_rows=self.max_rows)
+                                           max_rows=self.max_rows, decode_kernel=self.decode_kernel)
         rows = [Row(prompts[i], requests[i].params.max_tokens) for i in order]
         done: set[int] = set()
 

@@ -4,18 +4,21 @@
 longest prompt, cuts batches by row count and finds the memory limit by running out of it. Here:
 
 - **Waves by token count.** Prompts are sorted by length and grouped into waves whose KV cache
-  (rows x (longest prompt + reply budget) x bytes per token, from the model config) fits a planned
-  share of the free device memory; a wave is one decoding batch.
+  (rows x the bytes a row of the longest prompt + reply budget takes, from the model config; a
+  sliding-window layer keeps a ring of its window) fits a planned share of the free device memory;
+  a wave is one decoding batch.
 - **Packed prefill.** Each wave's prompts run through the model in chunks of up to
   `prefill_tokens` tokens as one flattened row, position ids restarting per prompt, with a
   varlen attention kernel (PyTorch's `varlen_attn` on CUDA; flex attention for sliding-window
   layers where `varlen_attn` has no window; per-prompt SDPA on the CPU): no padding, no mask, no
   work between prompts. Only each prompt's last position goes through the LM head
   (`logits_to_keep`). Keys and values land straight in the wave's cache.
-- **Decoding** reads that cache (one row per prompt, its own length) through SDPA with a length
-  mask; sliding-window layers (Gemma-3) see only their window. On CUDA one decoding step is
-  captured as a CUDA graph per wave and replayed (no Python or launch cost per kernel); rows stop
-  at their end token or budget and the wave ends when all have.
+- **Decoding** reads that cache, each row its own valid slots: on CUDA through the
+  memory-efficient kernel given each row's key count (no mask; `decode_kernel` picks another of
+  ctxsynth.llm.hf_packed_attention's), on the CPU through SDPA with a length mask; sliding-window
+  layers (Gemma-3) read their ring. On CUDA one decoding step is captured as a CUDA graph per wave
+  and replayed (no Python or launch cost per kernel); rows stop at their end token or budget, ended
+  rows leave the wave once few are left, and the wave ends when all have.
 
 The model runs with the `ctxsynth_packed` attention implementation (ctxsynth.llm.hf_packed_attention);
 what the kernel needs (the cache, the chunk's boundaries, the decoding lengths) comes from the
@@ -40,7 +43,15 @@ from typing import Any
 
 import torch
 
-from ctxsynth.llm.hf_packed_attention import PACKED, Wave, active, register
+from ctxsynth.llm.hf_packed_attention import (
+    CUDA_DECODE_KERNEL,
+    DECODE_KERNELS,
+    PACKED,
+    Wave,
+    active,
+    register,
+    slots_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +94,7 @@ class PackedGenerator:
 
     def __init__(self, model: Any, eos_ids: Sequence[int], pad_id: int, *, prefill_tokens: int = 65536,
                  max_rows: int = 256, memory_fraction: float = 0.5, cuda_graphs: bool = True,
-                 compact_below: float = 0.5, compact_min_rows: int = 8) -> None:
+                 compact_below: float = 0.5, compact_min_rows: int = 8, decode_kernel: str = "auto") -> None:
         self.model = model
         # finished rows leave a wave once at most `compact_below` of its rows are still decoding
         # (and it has >= compact_min_rows rows): the rest move to a smaller cache and step
@@ -92,6 +103,13 @@ class PackedGenerator:
         self.shape = model_shape(model.config)
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
+        if decode_kernel == "auto":
+            decode_kernel = CUDA_DECODE_KERNEL if self.device.type == "cuda" else "sdpa"
+        if decode_kernel not in DECODE_KERNELS:
+            raise ValueError(f"decode_kernel must be auto or one of {', '.join(DECODE_KERNELS)}, got {decode_kernel!r}")
+        if decode_kernel in ("mem_eff", "flash") and self.device.type != "cuda":
+            raise ValueError(f"decode_kernel {decode_kernel!r} runs on CUDA only")
+        self.decode_kernel = decode_kernel
         self.eos = torch.tensor(sorted(set(eos_ids)), dtype=torch.long, device=self.device)
         self.pad_id = pad_id
         self.prefill_tokens = prefill_tokens
@@ -109,25 +127,27 @@ class PackedGenerator:
             if cfg is not None and hasattr(cfg, "_attn_implementation"):
                 cfg._attn_implementation = PACKED
 
-    def bytes_per_token(self) -> int:
+    def row_bytes(self, cap: int) -> int:
+        """Cache bytes of one row of `cap` positions: every layer's slots (a ring for sliding windows)."""
         s = self.shape
-        return 2 * s.layers * s.kv_heads * s.head_dim * torch.finfo(self.dtype).bits // 8
+        slots = sum(slots_for(cap, w) for w in s.windows)
+        return 2 * slots * s.kv_heads * s.head_dim * torch.finfo(self.dtype).bits // 8
 
-    def kv_budget_tokens(self) -> int:
-        """Cache tokens a wave may hold: a share of the device's free memory (CPU: a fixed 2**20)."""
+    def kv_budget_bytes(self) -> int:
+        """Cache bytes a wave may hold: a share of the device's free memory (CPU: a fixed 4 GiB)."""
         if self.device.type != "cuda":
-            return 1 << 20
+            return 4 << 30
         free, _ = torch.cuda.mem_get_info(self.device)
-        return max(1, int(free * self.memory_fraction) // self.bytes_per_token())
+        return max(1, int(free * self.memory_fraction))
 
-    def waves(self, rows: Sequence[Row], budget_tokens: int) -> Iterator[list[int]]:
-        """Row indices grouped so that rows x (longest prompt + budget) fits `budget_tokens`."""
+    def waves(self, rows: Sequence[Row], budget_bytes: int) -> Iterator[list[int]]:
+        """Row indices grouped so that rows x row_bytes(longest prompt + budget) fits `budget_bytes`."""
         order = sorted(range(len(rows)), key=lambda i: (len(rows[i].ids), i))
         wave: list[int] = []
         cap = 0
         for i in order:
             need = len(rows[i].ids) + rows[i].budget
-            if wave and (len(wave) >= self.max_rows or max(cap, need) * (len(wave) + 1) > budget_tokens):
+            if wave and (len(wave) >= self.max_rows or self.row_bytes(max(cap, need)) * (len(wave) + 1) > budget_bytes):
                 yield wave
                 wave, cap = [], 0
             wave.append(i)
@@ -140,7 +160,7 @@ class PackedGenerator:
         """Generate every row; `processors(wave)` gives the logit processors of a wave's rows (in
         wave order), `on_wave(wave, tokens)` receives each wave's generated tokens (end token
         included when one was produced). Out of memory: the wave budget halves and the wave reruns."""
-        budget = self.kv_budget_tokens()
+        budget = self.kv_budget_bytes()
         pending = list(self.waves(rows, budget))
         while pending:
             wave = pending.pop(0)
@@ -151,22 +171,32 @@ class PackedGenerator:
                     torch.cuda.empty_cache()
                 if len(wave) == 1:
                     raise
-                budget = max(1, min(budget, _tokens(rows, wave)) // 2)
+                budget = max(1, min(budget, self._bytes(rows, wave)) // 2)
                 self.stats["oom_splits"] += 1
-                log.warning("out of memory in a wave of %d rows: cache budget -> %d tokens", len(wave), budget)
+                log.warning("out of memory in a wave of %d rows: cache budget -> %d MiB", len(wave), budget >> 20)
                 split = [[wave[j] for j in sub] for sub in self.waves([rows[i] for i in wave], budget)]
                 pending = split + pending
                 continue
             on_wave(wave, tokens)
 
+    def _bytes(self, rows: Sequence[Row], wave: list[int]) -> int:
+        """The cache bytes a wave takes: rows x row_bytes(longest prompt + budget)."""
+        return len(wave) * self.row_bytes(max(len(rows[i].ids) + rows[i].budget for i in wave))
+
     def _run_wave(self, rows: list[Row], processors: Callable[[list[int]], list[Processor]]) -> list[list[int]]:
         s, n = self.shape, len(rows)
         cap = max(len(r.ids) + r.budget for r in rows)
-        # zeros, not empty: a masked slot's weight is 0, and 0 x a NaN left in memory is NaN
-        keys = [torch.zeros(n, s.kv_heads, cap, s.head_dim, device=self.device, dtype=self.dtype)
-                for _ in range(s.layers)]
-        values = [torch.zeros_like(k) for k in keys]
-        with active(Wave(keys, values)) as wave, torch.inference_mode():
+        bshd = self.decode_kernel == "flash"
+
+        def cache(window: int | None) -> torch.Tensor:
+            # zeros, not empty: a masked slot's weight is 0, and 0 x a NaN left in memory is NaN
+            slots = slots_for(cap, window)
+            shape = (n, slots, s.kv_heads, s.head_dim) if bshd else (n, s.kv_heads, slots, s.head_dim)
+            return torch.zeros(shape, device=self.device, dtype=self.dtype)
+
+        keys = [cache(w) for w in s.windows]
+        values = [cache(w) for w in s.windows]
+        with active(Wave(keys, values, s.windows, bshd, self.decode_kernel)) as wave, torch.inference_mode():
             t0 = time.perf_counter()
             first = self._prefill(wave, rows)
             self._sync()
@@ -199,9 +229,14 @@ class PackedGenerator:
         ids = torch.tensor([t for r in chunk for t in rows[r].ids], device=self.device)
         positions = torch.cat([torch.arange(n) for n in lengths]).to(self.device)
         cu = torch.tensor([0, *itertools.accumulate(lengths)], dtype=torch.int32, device=self.device)
-        rows_of = torch.repeat_interleave(torch.tensor(list(chunk)), torch.tensor(lengths)).to(self.device)
-        wave.cu, wave.max_len, wave.decoding = cu, max(lengths), False
-        wave.rows, wave.positions, wave.doc = rows_of, positions, rows_of
+        counts = torch.tensor(lengths)
+        rows_of = torch.repeat_interleave(torch.tensor(list(chunk)), counts).to(self.device)
+        wave.cu, wave.max_len, wave.decoding, wave.doc = cu, max(lengths), False, rows_of
+        wave.targets = {None: (None, rows_of, positions)}
+        own_length = torch.repeat_interleave(counts, counts).to(self.device)
+        for window in {w for w in self.shape.windows if w is not None}:  # a ring keeps each prompt's last W
+            tokens = (positions >= own_length - window).nonzero().flatten()
+            wave.targets[window] = (tokens, rows_of[tokens], positions[tokens] % window)
         out = self.model(input_ids=ids[None], position_ids=positions[None], use_cache=False,
                          logits_to_keep=(cu[1:] - 1).long())
         return out.logits[0].float()
@@ -275,19 +310,24 @@ class _Step:
         self.token = torch.zeros(rows, dtype=torch.long, device=gen.device)
         self.position = torch.zeros(rows, dtype=torch.long, device=gen.device)
         self.slots = torch.arange(cap, device=gen.device)
+        if wave.kernel == "flash":  # one query per row; a row's keys start at row x slots
+            cu_q = torch.arange(rows + 1, dtype=torch.int32, device=gen.device)
+            wave.cu_decode = {w: (cu_q, cu_q * wave.slots(w)) for w in set(wave.windows)}
         self.graph: Any = None
         self.out: torch.Tensor | None = None
         self.captured = False
 
     def _forward(self) -> torch.Tensor:
         wave = self.wave
-        wave.decoding, wave.lengths = True, self.position
-        pos = self.position[:, None]
-        seen = self.slots[None, :] <= pos
-        for window in set(self.gen.shape.windows):
-            mask = seen if window is None else seen & (self.slots[None, :] > pos - window)
-            wave.masks[window] = mask[:, None, None, :]
-        out = self.gen.model(input_ids=self.token[:, None], position_ids=pos, use_cache=False)
+        wave.decoding = True
+        pos = self.position
+        for window in set(wave.windows):  # the new token's slot and the slots valid after it
+            slot = pos if window is None else pos % window
+            valid = pos + 1 if window is None else (pos + 1).clamp(max=window)
+            wave.slot[window], wave.valid[window] = slot, valid.to(torch.int32)
+            if wave.kernel in ("sdpa", "bmm"):
+                wave.masks[window] = (self.slots[:wave.slots(window)][None, :] < valid[:, None])[:, None, None, :]
+        out = self.gen.model(input_ids=self.token[:, None], position_ids=pos[:, None], use_cache=False)
         return out.logits[:, -1].float()
 
     def __call__(self, token: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
@@ -327,8 +367,3 @@ def _subset(processors: Callable[[list[int]], list[Processor]],
             wave: list[int]) -> Callable[[list[int]], list[Processor]]:
     """The processors of some of a wave's rows, given by their positions in the wave."""
     return lambda positions: processors([wave[j] for j in positions])
-
-
-def _tokens(rows: Sequence[Row], wave: list[int]) -> int:
-    """The cache tokens a wave takes: rows x (longest prompt + budget)."""
-    return len(wave) * max(len(rows[i].ids) + rows[i].budget for i in wave)

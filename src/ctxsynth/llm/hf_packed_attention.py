@@ -2,12 +2,25 @@
 transformers' AttentionInterface as `ctxsynth_packed`.
 
 What a forward needs beyond q, k and v (the wave's cache, a prefill chunk's boundaries, each
-decoding row's length) comes from the active `Wave`, which the generator sets around its forwards
-(`active`). Prefill: keys and values go straight into the cache, attention runs within each
-packed prompt through ctxsynth.varlen (flash varlen on CUDA, per-prompt SDPA elsewhere), or flex
-attention for sliding-window layers where the installed torch's varlen kernel takes no window.
-Decoding: one query per row against the whole cache row through SDPA with a length mask
-(sliding-window layers: within their window).
+decoding row's cache slot and valid length) comes from the active `Wave`, which the generator sets
+around its forwards (`active`).
+
+The cache: one tensor pair per layer. A full-attention layer keeps every position of a row; a
+sliding-window layer of window W keeps a ring of W slots (position p in slot p mod W), since a query
+sees only itself and the W - 1 positions before it: Gemma-3's 512-token layers hold 512 slots a row
+at 32k instead of 32k. Attention does not depend on the order of its keys, so a ring's valid slots
+are always a prefix: the first min(p + 1, W) slots.
+
+Prefill: keys and values go straight into the cache (a ring keeps each prompt's last W), attention
+runs within each packed prompt through ctxsynth.varlen (flash varlen on CUDA, per-prompt SDPA
+elsewhere), or flex attention for sliding-window layers where the installed torch's varlen kernel
+takes no window.
+
+Decoding: one query per row against the first `valid` slots of its cache row. The kernels
+(`DECODE_KERNELS`): `sdpa` (SDPA with a length mask over the whole slot; the CPU's), `mem_eff` (the
+memory-efficient kernel given each row's key count, no mask), `flash` (flash varlen with
+`seqused_k`; the cache in (rows, slots, heads, dim) layout), `bmm` (two batched matrix products and
+a softmax in float32). benchmarks/decode_attention.py times them on one GPU.
 """
 
 from __future__ import annotations
@@ -24,6 +37,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from ctxsynth.varlen import cuda_varlen, kernel_has_window, per_sequence_sdpa
 
 PACKED = "ctxsynth_packed"
+DECODE_KERNELS = ("sdpa", "mem_eff", "flash", "bmm")
+CUDA_DECODE_KERNEL = "mem_eff"  # the default on CUDA (docs/results/eval_throughput.md)
 # flash takes a mask on the CPU (10x the math kernel there) and is skipped on CUDA, where it takes none;
 # never cuDNN's kernel (see ctxsynth.llm.hf_backend)
 _DECODE_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
@@ -35,18 +50,46 @@ _registered = False
 class Wave:
     """The cache and the per-forward facts the attention kernel reads."""
 
-    keys: list[torch.Tensor]  # per layer (rows, kv heads, capacity, head dim): SDPA's layout, no copy per step
+    # per layer: (rows, kv heads, slots, head dim) (SDPA's layout), or (rows, slots, kv heads, head dim) when
+    # `bshd` (flash varlen's, flattened over rows and slots without a copy)
+    keys: list[torch.Tensor]
     values: list[torch.Tensor]
+    windows: list[int | None]  # per layer: its sliding window (its cache a ring of that many slots), or None
+    bshd: bool = False
+    kernel: str = "sdpa"
     decoding: bool = False
-    # prefill: the chunk's boundaries, longest prompt, each token's row and position in the cache
+    # prefill: the chunk's boundaries, longest prompt, prompt index of every packed token (flex attention),
+    # and per window (None = full) which of the chunk's tokens go to which (row, slot): (tokens or None, rows, slots)
     cu: torch.Tensor | None = None
     max_len: int = 0
-    rows: torch.Tensor | None = None
-    positions: torch.Tensor | None = None
-    doc: torch.Tensor | None = None  # prompt index of every packed token (flex attention)
-    # decoding: the position each row's new token takes
-    lengths: torch.Tensor | None = None
-    masks: dict[int | None, torch.Tensor] = field(default_factory=dict)  # window -> (rows, 1, 1, cap)
+    doc: torch.Tensor | None = None
+    targets: dict[int | None, tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    # decoding, per window (None = full): the slot each row's new token takes, the slots valid after it
+    # (int32), and for the masked kernels the (rows, 1, 1, slots) mask; flash: (cu_q, cu_k) per window
+    slot: dict[int | None, torch.Tensor] = field(default_factory=dict)
+    valid: dict[int | None, torch.Tensor] = field(default_factory=dict)
+    masks: dict[int | None, torch.Tensor] = field(default_factory=dict)
+    cu_decode: dict[int | None, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+    def slots(self, window: int | None) -> int:
+        """Cache slots a row has in a layer of this window."""
+        layer = self.windows.index(window)
+        return int(self.keys[layer].shape[1 if self.bshd else 2])
+
+    def write(self, layer: int, rows: torch.Tensor, slots: torch.Tensor, key: torch.Tensor,
+              value: torch.Tensor) -> None:
+        """Keys and values (T, kv heads, dim) into (row, slot) pairs of a layer's cache."""
+        if self.bshd:
+            self.keys[layer][rows, slots] = key
+            self.values[layer][rows, slots] = value
+        else:  # advanced indices around a slice: the indexed shape is (T, kv heads, dim)
+            self.keys[layer][rows, :, slots] = key
+            self.values[layer][rows, :, slots] = value
+
+
+def slots_for(cap: int, window: int | None) -> int:
+    """Cache slots a row of `cap` positions needs in a layer of this window."""
+    return cap if window is None else min(cap, window)
 
 
 @contextmanager
@@ -79,13 +122,16 @@ def _attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, 
     if wave is None:
         raise RuntimeError("ctxsynth_packed attention runs only inside PackedGenerator")
     layer = int(module.layer_idx)  # type: ignore[arg-type]
+    window = wave.windows[layer]
     if wave.decoding:
-        return _decode_attention(wave, layer, query, key, value, scaling, sliding_window), None
+        return _decode_attention(wave, layer, query, key, value, scaling, window), None
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (T, H, D)
-    assert wave.rows is not None and wave.positions is not None and wave.cu is not None
-    wave.keys[layer][wave.rows, :, wave.positions] = k  # (T, Hkv, D) into (B, Hkv, cap, D)
-    wave.values[layer][wave.rows, :, wave.positions] = v
-    return _prefill_attention(wave, q, k, v, scaling, sliding_window).unsqueeze(0), None
+    tokens, rows, slots = wave.targets[window]
+    if tokens is None:
+        wave.write(layer, rows, slots, k, v)
+    else:
+        wave.write(layer, rows, slots, k[tokens], v[tokens])
+    return _prefill_attention(wave, q, k, v, scaling, window).unsqueeze(0), None
 
 
 def _decode_attention(wave: Wave, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -93,14 +139,31 @@ def _decode_attention(wave: Wave, layer: int, query: torch.Tensor, key: torch.Te
     rows, heads, _, dim = query.shape
     kv_heads = key.shape[1]
     index = torch.arange(rows, device=query.device)
-    assert wave.lengths is not None
-    wave.keys[layer][index, :, wave.lengths] = key[:, :, 0, :]
-    wave.values[layer][index, :, wave.lengths] = value[:, :, 0, :]
+    wave.write(layer, index, wave.slot[window], key[:, :, 0, :], value[:, :, 0, :])
+    k, v = wave.keys[layer], wave.values[layer]
+    if wave.kernel == "mem_eff":  # (B, M, H, D) views: a kv head's query heads are its M queries
+        q = query.reshape(rows, kv_heads, heads // kv_heads, dim).transpose(1, 2)
+        kk, vv = (k, v) if wave.bshd else (k.transpose(1, 2), v.transpose(1, 2))
+        out = torch.ops.aten._efficient_attention_forward(
+            q, kk, vv, None, None, None, None, None, 0.0, 0, False, scale=scaling, seqlen_k=wave.valid[window])[0]
+        return out.transpose(1, 2).reshape(rows, 1, heads, dim)
+    if wave.kernel == "flash":  # rows x slots flattened, each row's first `valid` keys
+        cu_q, cu_k = wave.cu_decode[window]
+        slots = k.shape[1]
+        out = torch.ops.aten._flash_attention_forward(
+            query[:, :, 0, :], k.view(rows * slots, kv_heads, dim), v.view(rows * slots, kv_heads, dim), cu_q, cu_k,
+            1, slots, 0.0, False, False, scale=scaling, seqused_k=wave.valid[window])[0]
+        return out.reshape(rows, 1, heads, dim)
     # a row's query heads of one kv head become that head's queries: no copy of the cache per head
     q = query.reshape(rows, kv_heads, heads // kv_heads, dim)
-    k, v = wave.keys[layer], wave.values[layer]
-    with sdpa_kernel(_DECODE_BACKENDS):
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=wave.masks[window], scale=scaling)
+    if wave.kernel == "bmm":
+        scale = scaling if scaling is not None else dim ** -0.5
+        scores = torch.matmul(q, k.transpose(-1, -2)).float() * scale
+        scores = scores.masked_fill(~wave.masks[window], float("-inf"))
+        out = torch.matmul(scores.softmax(-1).to(v.dtype), v)
+    else:
+        with sdpa_kernel(_DECODE_BACKENDS):
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=wave.masks[window], scale=scaling)
     return out.reshape(rows, 1, heads, dim)
 
 

@@ -1,0 +1,277 @@
+"""Where packed generation spends its time, on random-weight models of the real shapes (no weights to carry).
+
+Three parts, one GPU call:
+1. **Decoding attention kernels** (ctxsynth.llm.hf_packed_attention.DECODE_KERNELS) on one layer's
+   cache: SmolLM2-135M's (9 query heads on 3 kv heads of 64) and Gemma-3-270M's (4 on 1 of 256), at
+   the grid's lengths. Each kernel's output against a float64 reference (relative error) and its
+   median time with the bytes it must read (keys and values of every valid slot) over that time.
+2. **Waves end to end** (ctxsynth.llm.hf_packed.PackedGenerator on the model shape, every row to its
+   budget): prefill seconds and tokens/s, decoding milliseconds per step, per kernel.
+3. **Prefill chunk size**: tokens/s of packed prefill at several `prefill_tokens`, and the costliest
+   device kernels of one chunk (torch.profiler).
+
+  python benchmarks/decode_attention.py --device cuda --out decode_attention.json
+  python benchmarks/decode_attention.py --device cpu --smoke        # tiny shapes, the CPU kernels
+
+Last line: `best_decode_kernel: <name> decode_ms_per_step: <ms> prefill_tokens_per_s: <n>` (the
+8k SmolLM2 wave).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+
+def smollm2_shape(tiny: bool) -> Any:
+    from transformers import LlamaConfig
+
+    if tiny:
+        return LlamaConfig(vocab_size=512, hidden_size=48, intermediate_size=128, num_hidden_layers=2,
+                           num_attention_heads=3, num_key_value_heads=1, max_position_embeddings=2048)
+    return LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                       num_attention_heads=9, num_key_value_heads=3, head_dim=64, max_position_embeddings=8192,
+                       rope_theta=100000.0, tie_word_embeddings=True)
+
+
+def gemma3_shape(tiny: bool) -> Any:
+    from transformers import Gemma3TextConfig
+
+    layers = 6 if tiny else 18
+    types = ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(layers)]
+    if tiny:
+        return Gemma3TextConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+                                num_attention_heads=4, num_key_value_heads=1, head_dim=16, sliding_window=16,
+                                layer_types=types, max_position_embeddings=2048)
+    return Gemma3TextConfig(vocab_size=262144, hidden_size=640, intermediate_size=2048, num_hidden_layers=layers,
+                            num_attention_heads=4, num_key_value_heads=1, head_dim=256, sliding_window=512,
+                            layer_types=types, max_position_embeddings=32768, query_pre_attn_scalar=256,
+                            rope_theta=1000000.0)
+
+
+def timed(fn: Any, device: str, repeats: int) -> float:
+    """Median seconds of fn() after two warm-up calls (device events on CUDA)."""
+    import torch
+
+    fn()
+    fn()
+    times = []
+    for _ in range(repeats):
+        if device.startswith("cuda"):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end) / 1000)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def kernel_table(device: str, kernels: list[str], tiny: bool) -> list[dict[str, Any]]:
+    """Part 1: one layer's decoding attention per kernel and shape."""
+    import torch
+
+    from ctxsynth.llm.hf_packed_attention import Wave, _decode_attention
+
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    # (name, rows, heads, kv heads, dim, slots): a wave's cache of one layer
+    shapes = [("smollm2 1k", 256, 9, 3, 64, 1152), ("smollm2 8k", 256, 9, 3, 64, 8320),
+              ("gemma3 global 32k", 96, 4, 1, 256, 32896), ("gemma3 ring 512", 256, 4, 1, 256, 512)]
+    if tiny:
+        shapes = [("tiny", 4, 6, 2, 16, 40)]
+    out = []
+    for name, rows, heads, kv, dim, slots in shapes:
+        g = torch.Generator(device=device).manual_seed(0)
+        query = torch.randn(rows, heads, 1, dim, device=device, dtype=dtype, generator=g)
+        key = torch.randn(rows, kv, 1, dim, device=device, dtype=dtype, generator=g)
+        value = torch.randn(rows, kv, 1, dim, device=device, dtype=dtype, generator=g)
+        pos = torch.randint(slots // 2, slots - 1, (rows,), device=device, generator=g)
+        cache_k = torch.randn(rows, kv, slots, dim, device=device, dtype=dtype, generator=g)
+        cache_v = torch.randn(rows, kv, slots, dim, device=device, dtype=dtype, generator=g)
+        ref = _reference(query, key, value, cache_k, cache_v, pos)
+        valid_bytes = float((pos + 1).sum()) * kv * dim * 2 * cache_k.element_size()
+        for kernel in kernels:
+            bshd = kernel == "flash"
+            ks, vs = (cache_k.transpose(1, 2).contiguous(), cache_v.transpose(1, 2).contiguous()) if bshd else \
+                (cache_k.clone(), cache_v.clone())
+            wave = Wave([ks], [vs], [None], bshd, kernel, decoding=True)
+            wave.slot[None], wave.valid[None] = pos, (pos + 1).to(torch.int32)
+            wave.masks[None] = (torch.arange(slots, device=device)[None, :] <= pos[:, None])[:, None, None, :]
+            cu_q = torch.arange(rows + 1, dtype=torch.int32, device=device)
+            wave.cu_decode[None] = (cu_q, cu_q * slots)
+            row: dict[str, Any] = {"shape": name, "kernel": kernel, "rows": rows, "slots": slots}
+            try:
+                with torch.inference_mode():
+                    got = _decode_attention(wave, 0, query, key, value, dim ** -0.5, None)
+                    args = (wave, 0, query, key, value, dim ** -0.5, None)
+                    seconds = timed(lambda a=args: _decode_attention(*a), device, 20)
+                err = float((got.double() - ref).norm() / ref.norm())
+                row.update(rel_error=round(err, 6), ms=round(seconds * 1e3, 4),
+                           gb_per_s=round(valid_bytes / seconds / 1e9, 1))
+            except Exception as exc:  # a kernel this torch lacks: reported, the others go on
+                row["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            print(json.dumps(row), flush=True)
+            out.append(row)
+    return out
+
+
+def _reference(query: Any, key: Any, value: Any, cache_k: Any, cache_v: Any, pos: Any) -> Any:
+    """float64 attention of each row's query over its slots 0..pos (the new key and value at pos)."""
+    import torch
+
+    rows, heads, _, dim = query.shape
+    kv = key.shape[1]
+    k, v = cache_k.double().clone(), cache_v.double().clone()
+    index = torch.arange(rows, device=query.device)
+    k[index, :, pos], v[index, :, pos] = key[:, :, 0].double(), value[:, :, 0].double()
+    q = query.double().reshape(rows, kv, heads // kv, dim)
+    scores = q @ k.transpose(-1, -2) * dim ** -0.5
+    mask = torch.arange(k.shape[2], device=query.device)[None, :] <= pos[:, None]
+    scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
+    return (scores.softmax(-1) @ v).reshape(rows, 1, heads, dim)
+
+
+def build(config: Any, device: str) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    return model.eval()
+
+
+def wave_table(device: str, kernels: list[str], tiny: bool) -> list[dict[str, Any]]:
+    """Part 2: whole waves (prefill + every row decoding its whole budget) per kernel."""
+    import torch
+
+    from ctxsynth.llm.hf_packed import PackedGenerator, Row
+
+    cases = [("smollm2", smollm2_shape, 256, 1024), ("smollm2", smollm2_shape, 256, 8192),
+             ("gemma3", gemma3_shape, 96, 32768)]
+    budget = 64
+    if tiny:
+        cases, budget = [("smollm2", smollm2_shape, 4, 100), ("gemma3", gemma3_shape, 4, 60)], 8
+    out = []
+    for name, shape, rows, length in cases:
+        model = build(shape(tiny), device)
+        g = torch.Generator().manual_seed(1)
+        vocab = model.config.vocab_size
+        spread = min(128, length // 4)  # prompt lengths spread a little below `length`, as a grid cell's
+        prompts = [Row(torch.randint(3, vocab, (length - spread + k % spread,), generator=g).tolist(), budget)
+                   for k in range(rows)]
+        for kernel in kernels:
+            gen = PackedGenerator(model, eos_ids=[], pad_id=0, max_rows=rows, decode_kernel=kernel)
+            row: dict[str, Any] = {"model": name, "rows": rows, "length": length, "budget": budget, "kernel": kernel}
+            try:
+                gen.generate(prompts[:2], lambda wave: [], lambda wave, tokens: None)  # warm-up
+                gen.stats = {k: 0 for k in gen.stats}
+                _sync(device)
+                t0 = time.perf_counter()
+                gen.generate(prompts, lambda wave: [], lambda wave, tokens: None)
+                _sync(device)
+                s = gen.stats
+                tokens = sum(len(p.ids) for p in prompts)
+                row.update(seconds=round(time.perf_counter() - t0, 3), waves=s["waves"],
+                           prefill_s=round(s["prefill_s"], 3), prefill_tokens_per_s=round(tokens / s["prefill_s"]),
+                           decode_s=round(s["decode_s"], 3), steps=s["steps"],
+                           ms_per_step=round(s["decode_s"] / max(1, s["steps"]) * 1e3, 3))
+            except Exception as exc:
+                row["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+            print(json.dumps(row), flush=True)
+            out.append(row)
+            del gen
+            if device.startswith("cuda"):
+                torch.cuda.empty_cache()
+        del model
+    return out
+
+
+def prefill_table(device: str, tiny: bool) -> tuple[list[dict[str, Any]], str]:
+    """Part 3: packed prefill tokens/s by chunk size (8k SmolLM2 prompts), and one chunk's profile."""
+    import torch
+
+    from ctxsynth.llm.hf_packed import PackedGenerator, Row
+
+    model = build(smollm2_shape(tiny), device)
+    length, sizes, rows = (100, [200, 400], 8) if tiny else (8192, [32768, 65536, 131072, 262144], 64)
+    g = torch.Generator().manual_seed(2)
+    prompts = [Row(torch.randint(3, model.config.vocab_size, (length,), generator=g).tolist(), 1) for _ in range(rows)]
+    out = []
+    for size in sizes:
+        gen = PackedGenerator(model, eos_ids=[], pad_id=0, prefill_tokens=size, max_rows=rows)
+        gen.generate(prompts[:2], lambda wave: [], lambda wave, tokens: None)
+        gen.stats = {k: 0 for k in gen.stats}
+        gen.generate(prompts, lambda wave: [], lambda wave, tokens: None)
+        row = {"prefill_tokens": size, "tokens": length * rows, "prefill_s": round(gen.stats["prefill_s"], 3),
+               "tokens_per_s": round(length * rows / gen.stats["prefill_s"])}
+        print(json.dumps(row), flush=True)
+        out.append(row)
+    from torch.profiler import ProfilerActivity
+
+    gen = PackedGenerator(model, eos_ids=[], pad_id=0, prefill_tokens=sizes[1], max_rows=rows)
+    cuda = device.startswith("cuda")
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with torch.profiler.profile(activities=activities) as prof:
+        gen.generate(prompts[: max(1, sizes[1] // length)], lambda wave: [], lambda wave, tokens: None)
+        _sync(device)
+    table = prof.key_averages().table(sort_by="cuda_time_total" if cuda else "cpu_time_total", row_limit=20)
+    return out, str(table)
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--smoke", action="store_true", help="tiny shapes (CPU smoke test)")
+    p.add_argument("--kernels", nargs="+", default=None, help="default: every kernel the device runs")
+    p.add_argument("--parts", nargs="+", default=["kernels", "waves", "prefill"])
+    p.add_argument("--out", type=Path)
+    a = p.parse_args()
+    import torch
+    import transformers
+
+    from ctxsynth.llm.hf_packed_attention import DECODE_KERNELS
+
+    cuda = a.device.startswith("cuda")
+    kernels = a.kernels or [k for k in DECODE_KERNELS if cuda or k in ("sdpa", "bmm")]
+    result: dict[str, Any] = {
+        "command": " ".join(sys.argv), "torch": torch.__version__, "transformers": transformers.__version__,
+        "python": platform.python_version(), "gpu": torch.cuda.get_device_name(0) if cuda else "none (cpu)"}
+    if "kernels" in a.parts:
+        result["kernels"] = kernel_table(a.device, kernels, a.smoke)
+    if "waves" in a.parts:
+        result["waves"] = wave_table(a.device, kernels, a.smoke)
+    if "prefill" in a.parts:
+        result["prefill"], table = prefill_table(a.device, a.smoke)
+        print(table, flush=True)
+    if a.out:
+        a.out.write_text(json.dumps(result, indent=1) + "\n")
+    waves = [w for w in result.get("waves", []) if "ms_per_step" in w and w["model"] == "smollm2"
+             and w["length"] == (100 if a.smoke else 8192)]
+    best = min(waves, key=lambda w: w["ms_per_step"]) if waves else None
+    print(f"best_decode_kernel: {best and best['kernel']} decode_ms_per_step: {best and best['ms_per_step']} "
+          f"prefill_tokens_per_s: {best and best['prefill_tokens_per_s']}")
+
+
+if __name__ == "__main__":
+    main()
