@@ -137,10 +137,10 @@ def main() -> None:
     p.add_argument("--max-model-len", type=int, default=None, help="default: the model's window")
     p.add_argument("--max-new-tokens", type=int, default=None, help="override every item's budget")
     p.add_argument("--batch-size", type=int, default=128, help="model.generate's rows per batch")
-    p.add_argument("--prefill-tokens", type=int, default=65536)
-    p.add_argument("--max-rows", type=int, default=256)
+    p.add_argument("--prefill-tokens", type=int, default=131072)
+    p.add_argument("--max-rows", type=int, default=1024)
     p.add_argument("--decode-kernel", default="auto", help="the packed path's decoding attention (auto: the device's "
-                   "default; or sdpa, mem_eff, flash, bmm)")
+                   "default; or flash, sdpa, bmm)")
     p.add_argument("--skip-baseline", action="store_true")
     p.add_argument("--reference-batch-size", type=int, default=0, metavar="B",
                    help="also run model.generate with B rows per batch: how identical the default path is to "

@@ -9,10 +9,13 @@ longest prompt, cuts batches by row count and finds the memory limit by running 
   a wave is one decoding batch.
 - **Packed prefill.** Each wave's prompts run through the model in chunks of up to
   `prefill_tokens` tokens as one flattened row, position ids restarting per prompt, with a
-  varlen attention kernel (PyTorch's `varlen_attn` on CUDA; flex attention for sliding-window
-  layers where `varlen_attn` has no window; per-prompt SDPA on the CPU): no padding, no mask, no
-  work between prompts. Only each prompt's last position goes through the LM head
-  (`logits_to_keep`). Keys and values land straight in the wave's cache.
+  varlen attention kernel (flash varlen on CUDA; flex attention for sliding-window layers where the
+  installed torch's kernel has no window; per-prompt SDPA on the CPU): no padding, no mask, no work
+  between prompts. Only each prompt's last position goes through the LM head (`logits_to_keep`).
+  Keys and values land straight in the wave's cache. On CUDA the decoder layers around the
+  attention call are compiled (torch.compile, dynamic token count; `compile_prefill`): a small
+  model's prefill spent about half its time in unfused elementwise kernels (norms in float32, rotary
+  embeddings, the gated MLP). Decoding runs them eagerly (and captures that as a CUDA graph).
 - **Decoding** reads that cache, each row its own valid slots: on CUDA through the
   memory-efficient kernel given each row's key count (no mask; `decode_kernel` picks another of
   ctxsynth.llm.hf_packed_attention's), on the CPU through SDPA with a length mask; sliding-window
@@ -93,8 +96,9 @@ class PackedGenerator:
     """Generates for many prompts at once: waves by token count, packed prefill, graph decoding."""
 
     def __init__(self, model: Any, eos_ids: Sequence[int], pad_id: int, *, prefill_tokens: int = 65536,
-                 max_rows: int = 256, memory_fraction: float = 0.5, cuda_graphs: bool = True,
-                 compact_below: float = 0.5, compact_min_rows: int = 8, decode_kernel: str = "auto") -> None:
+                 max_rows: int = 1024, memory_fraction: float = 0.75, cuda_graphs: bool = True,
+                 compact_below: float = 0.5, compact_min_rows: int = 8, decode_kernel: str = "auto",
+                 compile_prefill: bool | None = None) -> None:
         self.model = model
         # finished rows leave a wave once at most `compact_below` of its rows are still decoding
         # (and it has >= compact_min_rows rows): the rest move to a smaller cache and step
@@ -107,7 +111,7 @@ class PackedGenerator:
             decode_kernel = CUDA_DECODE_KERNEL if self.device.type == "cuda" else "sdpa"
         if decode_kernel not in DECODE_KERNELS:
             raise ValueError(f"decode_kernel must be auto or one of {', '.join(DECODE_KERNELS)}, got {decode_kernel!r}")
-        if decode_kernel in ("mem_eff", "flash") and self.device.type != "cuda":
+        if decode_kernel == "flash" and self.device.type != "cuda":
             raise ValueError(f"decode_kernel {decode_kernel!r} runs on CUDA only")
         self.decode_kernel = decode_kernel
         self.eos = torch.tensor(sorted(set(eos_ids)), dtype=torch.long, device=self.device)
@@ -121,6 +125,9 @@ class PackedGenerator:
         self.stats = {"waves": 0, "prefill_s": 0.0, "decode_s": 0.0, "steps": 0, "row_steps": 0, "oom_splits": 0,
                       "compactions": 0}
         register()
+        # None: on CUDA (compiling on the CPU costs more than it saves for the tests' small work)
+        self.compiled = _compile_layers(model) if (compile_prefill is None and self.device.type == "cuda") \
+            or compile_prefill else False
         model.config._attn_implementation = PACKED
         for sub in model.modules():  # nested configs (text_config) hold their own copy
             cfg = getattr(sub, "config", None)
@@ -201,7 +208,8 @@ class PackedGenerator:
             first = self._prefill(wave, rows)
             self._sync()
             t1 = time.perf_counter()
-            tokens = self._decode(wave, rows, cap, first, processors)
+            with torch.compiler.set_stance("force_eager"):  # decoding: eager kernels, captured as a graph
+                tokens = self._decode(wave, rows, cap, first, processors)
         self.stats["waves"] += 1
         self.stats["prefill_s"] += t1 - t0
         self.stats["decode_s"] += time.perf_counter() - t1
@@ -237,9 +245,16 @@ class PackedGenerator:
         for window in {w for w in self.shape.windows if w is not None}:  # a ring keeps each prompt's last W
             tokens = (positions >= own_length - window).nonzero().flatten()
             wave.targets[window] = (tokens, rows_of[tokens], positions[tokens] % window)
-        out = self.model(input_ids=ids[None], position_ids=positions[None], use_cache=False,
-                         logits_to_keep=(cu[1:] - 1).long())
-        return out.logits[0].float()
+        kw = {"input_ids": ids[None], "position_ids": positions[None], "use_cache": False,
+              "logits_to_keep": (cu[1:] - 1).long()}
+        if self.compiled:
+            try:
+                return self.model(**kw).logits[0].float()
+            except Exception as exc:  # the compiler failed here: prefill eagerly from now on (same writes again)
+                log.warning("compiled prefill failed (%s: %s); prefilling eagerly", type(exc).__name__, exc)
+                self.compiled = False
+        with torch.compiler.set_stance("force_eager"):
+            return self.model(**kw).logits[0].float()
 
     def _decode(self, wave: Wave, rows: list[Row], cap: int, first: torch.Tensor,
                 processors: Callable[[list[int]], list[Processor]]) -> list[list[int]]:
@@ -367,3 +382,13 @@ def _subset(processors: Callable[[list[int]], list[Processor]],
             wave: list[int]) -> Callable[[list[int]], list[Processor]]:
     """The processors of some of a wave's rows, given by their positions in the wave."""
     return lambda positions: processors([wave[j] for j in positions])
+
+
+def _compile_layers(model: Any) -> bool:
+    """Compile every decoder layer (a module with `self_attn` and `mlp`) in place, token count dynamic;
+    the attention call inside stays eager (ctxsynth.llm.hf_packed_attention). One compiled graph
+    serves all layers of a class (parameters are graph inputs). False when nothing was compiled."""
+    layers = [m for m in model.modules() if hasattr(m, "self_attn") and hasattr(m, "mlp")]
+    for layer in layers:
+        layer.compile(dynamic=True)
+    return bool(layers)

@@ -12,15 +12,22 @@ at 32k instead of 32k. Attention does not depend on the order of its keys, so a 
 are always a prefix: the first min(p + 1, W) slots.
 
 Prefill: keys and values go straight into the cache (a ring keeps each prompt's last W), attention
-runs within each packed prompt through ctxsynth.varlen (flash varlen on CUDA, per-prompt SDPA
-elsewhere), or flex attention for sliding-window layers where the installed torch's varlen kernel
-takes no window.
+runs within each packed prompt: on CUDA through the flash varlen kernel (kv heads shared by their
+query heads without a copy; sliding windows in the kernel), elsewhere per prompt through SDPA
+(ctxsynth.varlen), or flex attention for sliding-window layers where the installed torch's varlen
+kernel takes no window.
 
 Decoding: one query per row against the first `valid` slots of its cache row. The kernels
-(`DECODE_KERNELS`): `sdpa` (SDPA with a length mask over the whole slot; the CPU's), `mem_eff` (the
-memory-efficient kernel given each row's key count, no mask), `flash` (flash varlen with
-`seqused_k`; the cache in (rows, slots, heads, dim) layout), `bmm` (two batched matrix products and
-a softmax in float32). benchmarks/decode_attention.py times them on one GPU.
+(`DECODE_KERNELS`): `flash` (CUDA's default: flash varlen with `seqused_k`, the cache in (rows,
+slots, heads, dim) layout, no mask), `sdpa` (SDPA with a length mask over the whole slot; the CPU's),
+`bmm` (two batched matrix products and a softmax in float32). On an H100, one layer of an 8k wave of
+256 rows took 0.71 ms with `flash`, 1.29 ms with `sdpa` and 1.05 ms with `bmm`
+(benchmarks/decode_attention.py, docs/results/eval_throughput.md); the memory-efficient kernel
+given per-row key counts (`seqlen_k` without sequence starts) returned wrong values there and is
+not offered.
+
+`_attention` is never traced by torch.compile (the packed generator compiles the layers around it
+for prefill): it reads the active wave, a Python object, and writes the cache in place.
 """
 
 from __future__ import annotations
@@ -34,11 +41,11 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from ctxsynth.varlen import cuda_varlen, kernel_has_window, per_sequence_sdpa
+from ctxsynth.varlen import kernel_has_window, per_sequence_sdpa
 
 PACKED = "ctxsynth_packed"
-DECODE_KERNELS = ("sdpa", "mem_eff", "flash", "bmm")
-CUDA_DECODE_KERNEL = "mem_eff"  # the default on CUDA (docs/results/eval_throughput.md)
+DECODE_KERNELS = ("flash", "sdpa", "bmm")
+CUDA_DECODE_KERNEL = "flash"  # the default on CUDA (docs/results/eval_throughput.md)
 # flash takes a mask on the CPU (10x the math kernel there) and is skipped on CUDA, where it takes none;
 # never cuDNN's kernel (see ctxsynth.llm.hf_backend)
 _DECODE_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
@@ -114,6 +121,7 @@ def register() -> str:
     return PACKED
 
 
+@torch.compiler.disable
 def _attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                attention_mask: Any, dropout: float = 0.0, scaling: float | None = None,
                sliding_window: int | None = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
@@ -141,12 +149,6 @@ def _decode_attention(wave: Wave, layer: int, query: torch.Tensor, key: torch.Te
     index = torch.arange(rows, device=query.device)
     wave.write(layer, index, wave.slot[window], key[:, :, 0, :], value[:, :, 0, :])
     k, v = wave.keys[layer], wave.values[layer]
-    if wave.kernel == "mem_eff":  # (B, M, H, D) views: a kv head's query heads are its M queries
-        q = query.reshape(rows, kv_heads, heads // kv_heads, dim).transpose(1, 2)
-        kk, vv = (k, v) if wave.bshd else (k.transpose(1, 2), v.transpose(1, 2))
-        out = torch.ops.aten._efficient_attention_forward(
-            q, kk, vv, None, None, None, None, None, 0.0, 0, False, scale=scaling, seqlen_k=wave.valid[window])[0]
-        return out.transpose(1, 2).reshape(rows, 1, heads, dim)
     if wave.kernel == "flash":  # rows x slots flattened, each row's first `valid` keys
         cu_q, cu_k = wave.cu_decode[window]
         slots = k.shape[1]
@@ -175,9 +177,19 @@ def _prefill_attention(wave: Wave, q: torch.Tensor, k: torch.Tensor, v: torch.Te
         if dtype not in (torch.float16, torch.bfloat16):  # flash kernels: half precision only
             q, k, v = q.to(torch.bfloat16), k.to(torch.bfloat16), v.to(torch.bfloat16)
         if window is None or kernel_has_window():
-            return cuda_varlen(q, k, v, wave.cu, wave.max_len, scale, window).to(dtype)
+            return _flash_varlen(q, k, v, wave.cu, wave.max_len, scale, window).to(dtype)
         return _flex(q, k, v, wave, scale, window).to(dtype)
     return per_sequence_sdpa(q, k, v, wave.cu, scale, window)
+
+
+def _flash_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, max_len: int,
+                  scale: float | None, window: int | None) -> torch.Tensor:
+    """Causal flash attention within each packed prompt, inference only: the kernel takes fewer kv heads
+    than query heads as they are (ctxsynth.varlen.cuda_varlen, which training's autograd needs, copies
+    them where the installed varlen_attn has no enable_gqa)."""
+    left = -1 if window is None else window - 1
+    return torch.ops.aten._flash_attention_forward(q, k, v, cu, cu, max_len, max_len, 0.0, True, False, scale=scale,
+                                                   window_size_left=left, window_size_right=0)[0]
 
 
 _FLEX: Any = None
