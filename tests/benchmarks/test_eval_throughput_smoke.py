@@ -46,3 +46,18 @@ def test_eval_throughput_runs_tiny_and_reports_identical_texts(tmp_path: Path) -
     tokens = row["prompt_tokens"] + row["generated_tokens"]
     assert row["flop"] > 2 * row["non_embedding_params"] * tokens
     assert row["non_embedding_params"] < 135_000_000
+
+
+def test_decode_attention_benchmark_runs_tiny_and_checks_each_kernel(tmp_path: Path) -> None:
+    """benchmarks/decode_attention.py on CPU: the CPU's kernels agree with the float64 reference, every wave
+    reports its phases, and the last line names the fastest kernel."""
+    out = _run([sys.executable, str(ROOT / "benchmarks" / "decode_attention.py"), "--device", "cpu", "--smoke",
+                "--out", str(tmp_path / "d.json")], tmp_path, timeout=300)
+    last = out.strip().splitlines()[-1]
+    m = re.fullmatch(r"best_decode_kernel: (\w+) decode_ms_per_step: ([\d.]+) prefill_tokens_per_s: (\d+)", last)
+    assert m and m.group(1) in ("sdpa", "bmm"), last
+    row = json.loads((tmp_path / "d.json").read_text())
+    assert {k["kernel"] for k in row["kernels"]} == {"sdpa", "bmm"}
+    assert all(k["rel_error"] < 1e-5 for k in row["kernels"])  # float32 on the CPU
+    assert all(w["steps"] == w["budget"] - 1 and w["prefill_s"] > 0 for w in row["waves"])
+    assert [p["prefill_tokens"] for p in row["prefill"]] == [200, 400]
