@@ -83,7 +83,7 @@ def kernel_table(device: str, kernels: list[str], tiny: bool) -> list[dict[str, 
     """Part 1: one layer's decoding attention per kernel and shape."""
     import torch
 
-    from ctxsynth.llm.hf_packed_attention import Wave, _decode_attention
+    from ctxsynth.llm.hf_packed_attention import Wave, decode_attention
 
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     # (name, rows, heads, kv heads, dim, slots): a wave's cache of one layer
@@ -114,9 +114,9 @@ def kernel_table(device: str, kernels: list[str], tiny: bool) -> list[dict[str, 
             row: dict[str, Any] = {"shape": name, "kernel": kernel, "rows": rows, "slots": slots}
             try:
                 with torch.inference_mode():
-                    got = _decode_attention(wave, 0, query, key, value, dim ** -0.5, None)
+                    got = decode_attention(wave, 0, query, key, value, dim ** -0.5, None)
                     args = (wave, 0, query, key, value, dim ** -0.5, None)
-                    seconds = timed(lambda a=args: _decode_attention(*a), device, 20)
+                    seconds = timed(lambda a=args: decode_attention(*a), device, 20)
                 err = float((got.double() - ref).norm() / ref.norm())
                 row.update(rel_error=round(err, 6), ms=round(seconds * 1e3, 4),
                            gb_per_s=round(valid_bytes / seconds / 1e9, 1))

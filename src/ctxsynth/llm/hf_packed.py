@@ -16,8 +16,8 @@ longest prompt, cuts batches by row count and finds the memory limit by running 
   attention call are compiled (torch.compile, dynamic token count; `compile_prefill`): a small
   model's prefill spent about half its time in unfused elementwise kernels (norms in float32, rotary
   embeddings, the gated MLP). Decoding runs them eagerly (and captures that as a CUDA graph).
-- **Decoding** reads that cache, each row its own valid slots: on CUDA through the
-  memory-efficient kernel given each row's key count (no mask; `decode_kernel` picks another of
+- **Decoding** reads that cache, each row its own valid slots: on CUDA through flash varlen with
+  per-row key counts (`seqused_k`, no mask; `decode_kernel` picks another of
   ctxsynth.llm.hf_packed_attention's), on the CPU through SDPA with a length mask; sliding-window
   layers (Gemma-3) read their ring. On CUDA one decoding step is captured as a CUDA graph per wave
   and replayed (no Python or launch cost per kernel); rows stop at their end token or budget, ended
@@ -125,9 +125,9 @@ class PackedGenerator:
         self.stats = {"waves": 0, "prefill_s": 0.0, "decode_s": 0.0, "steps": 0, "row_steps": 0, "oom_splits": 0,
                       "compactions": 0}
         register()
-        # None: on CUDA (compiling on the CPU costs more than it saves for the tests' small work)
-        self.compiled = _compile_layers(model) if (compile_prefill is None and self.device.type == "cuda") \
-            or compile_prefill else False
+        if compile_prefill is None:  # on CUDA; on the CPU compiling costs more than it saves for small work
+            compile_prefill = self.device.type == "cuda"
+        self.compiled = _compile_layers(model) if compile_prefill else False
         model.config._attn_implementation = PACKED
         for sub in model.modules():  # nested configs (text_config) hold their own copy
             cfg = getattr(sub, "config", None)

@@ -132,7 +132,7 @@ def _attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, 
     layer = int(module.layer_idx)  # type: ignore[arg-type]
     window = wave.windows[layer]
     if wave.decoding:
-        return _decode_attention(wave, layer, query, key, value, scaling, window), None
+        return decode_attention(wave, layer, query, key, value, scaling, window), None
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (T, H, D)
     tokens, rows, slots = wave.targets[window]
     if tokens is None:
@@ -142,8 +142,10 @@ def _attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, 
     return _prefill_attention(wave, q, k, v, scaling, window).unsqueeze(0), None
 
 
-def _decode_attention(wave: Wave, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+def decode_attention(wave: Wave, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                       scaling: float | None, window: int | None) -> torch.Tensor:
+    """One decoding step of one layer: each row's new key and value into its slot, then its query over
+    its valid slots with the wave's kernel. query (rows, heads, 1, dim) -> output (rows, 1, heads, dim)."""
     rows, heads, _, dim = query.shape
     kv_heads = key.shape[1]
     index = torch.arange(rows, device=query.device)
