@@ -106,7 +106,7 @@ def kernel_table(device: str, kernels: list[str], tiny: bool) -> list[dict[str, 
             bshd = kernel == "flash"
             ks, vs = (cache_k.transpose(1, 2).contiguous(), cache_v.transpose(1, 2).contiguous()) if bshd else \
                 (cache_k.clone(), cache_v.clone())
-            wave = Wave([ks], [vs], [None], bshd, kernel, decoding=True)
+            wave = Wave([ks], [vs], [None], kernel, decoding=True)
             wave.slot[None], wave.valid[None] = pos, (pos + 1).to(torch.int32)
             wave.masks[None] = (torch.arange(slots, device=device)[None, :] <= pos[:, None])[:, None, None, :]
             cu_q = torch.arange(rows + 1, dtype=torch.int32, device=device)

@@ -203,7 +203,7 @@ class PackedGenerator:
 
         keys = [cache(w) for w in s.windows]
         values = [cache(w) for w in s.windows]
-        with active(Wave(keys, values, s.windows, bshd, self.decode_kernel)) as wave, torch.inference_mode():
+        with active(Wave(keys, values, s.windows, self.decode_kernel)) as wave, torch.inference_mode():
             t0 = time.perf_counter()
             first = self._prefill(wave, rows)
             self._sync()

@@ -62,7 +62,6 @@ class Wave:
     keys: list[torch.Tensor]
     values: list[torch.Tensor]
     windows: list[int | None]  # per layer: its sliding window (its cache a ring of that many slots), or None
-    bshd: bool = False
     kernel: str = "sdpa"
     decoding: bool = False
     # prefill: the chunk's boundaries, longest prompt, prompt index of every packed token (flex attention),
@@ -77,6 +76,11 @@ class Wave:
     valid: dict[int | None, torch.Tensor] = field(default_factory=dict)
     masks: dict[int | None, torch.Tensor] = field(default_factory=dict)
     cu_decode: dict[int | None, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+    @property
+    def bshd(self) -> bool:
+        """The cache in (rows, slots, kv heads, dim) layout: the flash kernel's."""
+        return self.kernel == "flash"
 
     def slots(self, window: int | None) -> int:
         """Cache slots a row has in a layer of this window."""
