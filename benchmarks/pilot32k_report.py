@@ -92,7 +92,7 @@ def difference(a: np.ndarray, b: np.ndarray, resamples: int, seed: int = 0) -> d
 
 
 def fmt(e: dict[str, float] | None) -> str:
-    return "-" if e is None else f"{e['mean']:.1f} [{e['low']:.1f}, {e['high']:.1f}]"
+    return "not run" if e is None else f"{e['mean']:.1f} [{e['low']:.1f}, {e['high']:.1f}]"
 
 
 class Report:
@@ -176,10 +176,24 @@ class Report:
                 self.records.append({"table": task, "arm": arm, "cell": e})
         return out + [""]
 
+    def completeness(self) -> str:
+        """Which of the design's trainings have predictions: verdicts are final only when all have."""
+        planned: dict[str, list[int]] = self.design["seeds"]
+        missing = {a: [s for s in seeds if s not in self.grid.get(a, {})] for a, seeds in planned.items()}
+        total, absent = sum(map(len, planned.values())), sum(map(len, missing.values()))
+        self.records.append({"table": "completeness", "planned": total, "present": total - absent,
+                             "missing": {a: m for a, m in missing.items() if m}})
+        if not absent:
+            return f"All {total} runs of the design (arms x seeds) are in: the verdicts are final."
+        gaps = ", ".join(f"{a} seed{'s' if len(m) > 1 else ''} {' '.join(map(str, m))}" for a, m in missing.items() if m)
+        return (f"**Provisional**: {total - absent} of the design's {total} runs (arms x seeds) are in; missing: {gaps}. "
+                "A verdict is final only once every run it compares is in.")
+
     def verdicts(self) -> list[str]:
         d, top, low = self.design, self.lengths[-1], self.lengths[0]
         thr, cliff = d["threshold"], d["depth0_cliff_points"]
-        out = [f"## Verdicts (rules of DESIGN.md; threshold {thr}, strict scores, longest length {top // 1024}k)", ""]
+        out = [f"## Verdicts (rules of DESIGN.md; threshold {thr}, strict scores, longest length {top // 1024}k)", "",
+               self.completeness(), ""]
 
         def line(name: str, holds: bool | None, text: str) -> None:
             word = "not run" if holds is None else ("holds" if holds else "does not hold")
@@ -233,7 +247,7 @@ def plot(rep: Report, path: Path) -> None:
             ests = [rep.cell(arm, variant=variant, length=n) for n in rep.lengths]
             xs = [n for n, e in zip(rep.lengths, ests) if e]
             ys = [e for e in ests if e]
-            ax.plot(xs, [e["mean"] for e in ys], marker="o", label=f"{arm} ({len(rep.grid[arm])} seeds)")
+            ax.plot(xs, [e["mean"] for e in ys], marker="o", label=f"{arm} ({len(rep.grid[arm])} seed{'s' * (len(rep.grid[arm]) > 1)})")
             ax.fill_between(xs, [e["low"] for e in ys], [e["high"] for e in ys], alpha=0.15)
         ax.axhline(rep.design["threshold"], color="grey", lw=0.8, ls="--")
         ax.set_xscale("log", base=2)

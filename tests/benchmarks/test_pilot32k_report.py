@@ -46,7 +46,12 @@ def test_report_on_the_fixture(tmp_path):
     verdicts = {r["finding"][:2]: r for r in records if r["table"] == "verdict"}
     assert set(verdicts) == {"1.", "2.", "3.", "4.", "5."}
     assert "sft3m" not in text.split("## Tables")[1]  # an arm that did not run has no rows
-    assert verdicts["4."]["holds"] is not None and "SFT3-matched on multi_value -" in verdicts["4."]["evidence"]
+    assert verdicts["4."]["holds"] is not None and "SFT3-matched on multi_value not run" in verdicts["4."]["evidence"]
+    # the fixture has 7 of the design's 14 runs: the verdicts say they are provisional and what is missing
+    done = next(r for r in records if r["table"] == "completeness")
+    present = len(list(FIXTURE.glob("*-grid.jsonl.gz")))  # base and 6 trainings
+    assert done["planned"] == 14 and done["present"] == present < 14
+    assert done["missing"]["sft3m"] == [0, 1, 2] and "**Provisional**" in text
 
 
 def test_bootstrap_intervals_include_seed_variance():
