@@ -57,10 +57,11 @@ evaluate() {  # $1 arm, $2 model
   do_ $CTX eval $CFG/eval.yaml name=pilot32k-$1-needle model.model=$2 "niah=[$R/niah/needle/test]" 'items=[]'
 }
 
-matched_steps() {  # SFT4's optimizer steps for the same seed
+matched_steps() {  # SFT4's optimizer steps for the same seed (this machine's run, else the committed summary)
   local summary=$R/train/sft4-s$1/summary.json
+  [[ -f $summary ]] || summary=$RESULTS/train/sft4-s$1-summary.json
   if [[ $DRY == 1 && ! -f $summary ]]; then echo "STEPS_OF_SFT4_S$1"; return; fi
-  [[ -f $summary ]] || { echo "sft3m-s$1 needs sft4-s$1 first (no $summary)" >&2; exit 2; }
+  [[ -f $summary ]] || { echo "sft3m-s$1 needs sft4-s$1 first (no $R/train/sft4-s$1/summary.json nor $summary)" >&2; exit 2; }
   $PY -c "import json,sys; print(json.load(open(sys.argv[1]))['global_step'])" "$summary"
 }
 
