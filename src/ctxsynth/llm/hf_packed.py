@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from ctxsynth.llm.hf_packed_attention import (
@@ -234,7 +235,9 @@ class PackedGenerator:
 
     def _prefill_chunk(self, wave: Wave, rows: list[Row], chunk: range) -> torch.Tensor:
         lengths = [len(rows[r].ids) for r in chunk]
-        ids = torch.tensor([t for r in chunk for t in rows[r].ids], device=self.device)
+        # through numpy: a list's ints convert ~7x faster than torch.tensor on a flattened list (25M
+        # prompt tokens of the 32k grid: ~3 s of the CPU before the GPU can start)
+        ids = torch.from_numpy(np.concatenate([np.asarray(rows[r].ids, dtype=np.int64) for r in chunk])).to(self.device)
         positions = torch.cat([torch.arange(n) for n in lengths]).to(self.device)
         cu = torch.tensor([0, *itertools.accumulate(lengths)], dtype=torch.int32, device=self.device)
         counts = torch.tensor(lengths)
