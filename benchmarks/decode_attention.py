@@ -9,6 +9,12 @@ Three parts, one GPU call:
    budget): prefill seconds and tokens/s, decoding milliseconds per step, per kernel.
 3. **Prefill chunk size**: tokens/s of packed prefill at several `prefill_tokens`, and the costliest
    device kernels of one chunk (torch.profiler).
+4. **Prefill attention kernels** on one layer and one 131,072-token chunk of equal-length prompts
+   (Gemma-3's global layer, 4 heads on 1 of 256, at 2k, 8k and 32k; SmolLM2's at 8k): the packed
+   path's flash varlen kernel against SDPA over the same prompts as a dense causal batch with each
+   backend (flash, cuDNN, memory-efficient; kv heads expanded inside the clock where a backend takes
+   no GQA): milliseconds, TFLOP/s of causal attention and the difference from flash varlen. Says
+   whether another kernel would shorten the 32k grid's prefill before any code is written for it.
 
   python benchmarks/decode_attention.py --device cuda --out decode_attention.json
   python benchmarks/decode_attention.py --device cpu --smoke        # tiny shapes, the CPU kernels
@@ -232,6 +238,74 @@ def prefill_table(device: str, tiny: bool) -> tuple[list[dict[str, Any]], str]:
     return out, str(table)
 
 
+def prefill_kernel_table(device: str, tiny: bool) -> list[dict[str, Any]]:
+    """Part 4: one layer's causal attention over a chunk of equal-length prompts, per kernel."""
+    import torch
+
+    cuda = device.startswith("cuda")
+    dtype = torch.bfloat16 if cuda else torch.float32
+    # (name, heads, kv heads, dim, prompt length, prompts): one chunk of prefill_tokens = 131,072
+    shapes = [("gemma3 global 2k", 4, 1, 256, 2048, 64), ("gemma3 global 8k", 4, 1, 256, 8192, 16),
+              ("gemma3 global 32k", 4, 1, 256, 32768, 4), ("smollm2 8k", 9, 3, 64, 8192, 16)]
+    if tiny:
+        shapes = [("tiny", 4, 1, 16, 40, 3)]
+    out = []
+    for name, heads, kv, dim, length, rows in shapes:
+        g = torch.Generator(device=device).manual_seed(4)
+        q, k, v = (torch.randn(rows * length, h, dim, device=device, dtype=dtype, generator=g)
+                   for h in (heads, kv, kv))
+        flop = rows * heads * 4 * dim * length * (length + 1) / 2  # QK^T and PV over the causal half
+        first = None
+        for label, fn in _prefill_kernels(q, k, v, rows, length, cuda).items():
+            row: dict[str, Any] = {"shape": name, "kernel": label, "prompts": rows, "length": length}
+            try:
+                with torch.inference_mode():
+                    got = fn()
+                    seconds = timed(fn, device, 5 if cuda else 1)
+                first = got if first is None else first
+                row.update(ms=round(seconds * 1e3, 3), tflop_per_s=round(flop / seconds / 1e12, 1),
+                           rel_diff=round(float((got.float() - first.float()).norm() / first.float().norm()), 6))
+            except Exception as exc:  # a backend this torch or card lacks for the shape: reported, the rest go on
+                row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            print(json.dumps(row), flush=True)
+            out.append(row)
+    return out
+
+
+def _prefill_kernels(q: Any, k: Any, v: Any, rows: int, length: int, cuda: bool) -> dict[str, Any]:
+    """{label: call} of each kernel on `rows` packed prompts of `length` tokens: flash varlen (CUDA), then
+    SDPA's backends on the dense (rows, heads, length, dim) view, GQA native and kv heads expanded."""
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from ctxsynth.llm.hf_packed_attention import flash_varlen
+
+    heads, kv, dim = q.shape[1], k.shape[1], q.shape[2]
+    scale = dim ** -0.5
+    cu = torch.arange(0, rows * length + 1, length, dtype=torch.int32, device=q.device)  # sequence starts
+
+    def dense(backend: Any, expand: bool) -> Any:
+        qd, kd, vd = (t.view(rows, length, -1, dim).transpose(1, 2) for t in (q, k, v))
+        if expand:
+            kd, vd = kd.repeat_interleave(heads // kv, 1), vd.repeat_interleave(heads // kv, 1)
+        with sdpa_kernel(backend):
+            o = F.scaled_dot_product_attention(qd, kd, vd, is_causal=True, scale=scale, enable_gqa=not expand)
+        return o.transpose(1, 2).reshape(rows * length, heads, dim)
+
+    kernels: dict[str, Any] = {}
+    if cuda:
+        kernels["flash_varlen"] = lambda: flash_varlen(q, k, v, cu, length, scale, None)
+    backends = {"sdpa_flash_dense": SDPBackend.FLASH_ATTENTION, "sdpa_cudnn_dense": SDPBackend.CUDNN_ATTENTION,
+                "sdpa_efficient_dense": SDPBackend.EFFICIENT_ATTENTION, "sdpa_math_dense": SDPBackend.MATH}
+    for label, backend in backends.items():
+        if cuda and backend == SDPBackend.MATH:
+            continue  # the whole score matrix in memory: 32k prompts do not fit
+        kernels[label] = lambda b=backend: dense(b, False)
+        kernels[label + "_kv_expanded"] = lambda b=backend: dense(b, True)
+    return kernels
+
+
 def _sync(device: str) -> None:
     import torch
 
@@ -244,7 +318,7 @@ def main() -> None:
     p.add_argument("--device", default="cuda")
     p.add_argument("--smoke", action="store_true", help="tiny shapes (CPU smoke test)")
     p.add_argument("--kernels", nargs="+", default=None, help="default: every kernel the device runs")
-    p.add_argument("--parts", nargs="+", default=["kernels", "waves", "prefill"])
+    p.add_argument("--parts", nargs="+", default=["kernels", "waves", "prefill", "prefill_kernels"])
     p.add_argument("--out", type=Path)
     a = p.parse_args()
     import torch
@@ -264,6 +338,8 @@ def main() -> None:
     if "prefill" in a.parts:
         result["prefill"], table = prefill_table(a.device, a.smoke)
         print(table, flush=True)
+    if "prefill_kernels" in a.parts:
+        result["prefill_kernels"] = prefill_kernel_table(a.device, a.smoke)
     if a.out:
         a.out.write_text(json.dumps(result, indent=1) + "\n")
     waves = [w for w in result.get("waves", []) if "ms_per_step" in w and w["model"] == "smollm2"

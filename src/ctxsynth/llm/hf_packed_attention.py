@@ -183,12 +183,12 @@ def _prefill_attention(wave: Wave, q: torch.Tensor, k: torch.Tensor, v: torch.Te
         if dtype not in (torch.float16, torch.bfloat16):  # flash kernels: half precision only
             q, k, v = q.to(torch.bfloat16), k.to(torch.bfloat16), v.to(torch.bfloat16)
         if window is None or kernel_has_window():
-            return _flash_varlen(q, k, v, wave.cu, wave.max_len, scale, window).to(dtype)
+            return flash_varlen(q, k, v, wave.cu, wave.max_len, scale, window).to(dtype)
         return _flex(q, k, v, wave, scale, window).to(dtype)
     return per_sequence_sdpa(q, k, v, wave.cu, scale, window)
 
 
-def _flash_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, max_len: int,
+def flash_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, max_len: int,
                   scale: float | None, window: int | None) -> torch.Tensor:
     """Causal flash attention within each packed prompt, inference only: the kernel takes fewer kv heads
     than query heads as they are (ctxsynth.varlen.cuda_varlen, which training's autograd needs, copies
