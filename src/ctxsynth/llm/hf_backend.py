@@ -38,7 +38,7 @@ part of the backend's identity and of the request cache's keys.
 
 `packed: auto` (the default: on CUDA only; `true` also on the CPU, `false` never) runs the packed
 path of ctxsynth.llm.hf_packed: no padding, waves cut by token count from the planned KV-cache
-memory, varlen attention, compiled prefill, CUDA-graph decoding; 3.9x `model.generate` on a 1,600-item
+memory, varlen attention, compiled prefill, CUDA-graph decoding; 5.5x `model.generate` on a 1,600-item
 NIAH grid on an H100 (docs/results/eval_throughput.md). Greedy texts equal this path's in float32 on the CPU;
 `prefill_tokens` (tokens per packed forward), `max_rows` (rows per wave) and `decode_kernel`
 (`auto`, or one of ctxsynth.llm.hf_packed_attention.DECODE_KERNELS) tune it. It is part of the
@@ -63,17 +63,15 @@ from ctxsynth.models import pick_dtype, resolve_model_path, weights_fingerprint
 
 try:
     import torch
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from transformers import LogitsProcessor
-    from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
 
     from ctxsynth.llm.hf_decoding import (
         GeneratedNoRepeatNGram,
         RowGumbelSampler,
-        RowTokenBudget,
         request_seed,
+        row_processors,
     )
     from ctxsynth.llm.hf_packed_attention import CUDA_DECODE_KERNEL, DECODE_KERNELS
+    from ctxsynth.llm.hf_padded import generate_padded
 except ImportError as exc:  # checked when the module is imported through the registry
     raise MissingDependency(
         "the 'transformers' backend needs torch and transformers: pip install torch 'ctxsynth[local]'"
@@ -81,11 +79,6 @@ except ImportError as exc:  # checked when the module is imported through the re
 
 __all__ = ["GeneratedNoRepeatNGram", "RowGumbelSampler", "TransformersBackend"]
 log = logging.getLogger(__name__)
-_CACHE_BUCKET = 256  # static_cache: cache lengths are rounded up to a multiple of this
-# every attention kernel but cuDNN's: on the H200 (torch 2.11, cuDNN 9) the same batches gave other
-# texts in another process with it (586 of 2,048 texts; all 2,048 identical without it), and it was
-# slower there (87.6 -> 52.7 s for those 2,048 requests): docs/results/multigpu.md
-_SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 class TransformersBackend(Backend):
     """Batched chat generation with a local transformers model (loaded on first use)."""
@@ -332,14 +325,8 @@ class TransformersBackend(Backend):
 
         def processors(wave: list[int]) -> list[Any]:
             params = [requests[order[j]].params for j in wave]
-            chain: list[Any] = []
-            if self.repetition_penalty != 1.0:
-                chain.append(RepetitionPenaltyLogitsProcessor(self.repetition_penalty))
-            if self.no_repeat_ngram_size > 0:
-                chain.append(GeneratedNoRepeatNGram(self.no_repeat_ngram_size, 0))
-            chain.append(RowGumbelSampler([request_seed(requests[order[j]]) for j in wave],
-                                          [p.temperature for p in params], [p.top_p for p in params], 0))
-            return chain
+            return row_processors([request_seed(requests[order[j]]) for j in wave], [p.temperature for p in params],
+                                  [p.top_p for p in params], 0, self.repetition_penalty, self.no_repeat_ngram_size)
 
         def on_wave(wave: list[int], tokens: list[list[int]]) -> None:
             for j, toks in zip(wave, tokens, strict=True):
@@ -355,45 +342,14 @@ class TransformersBackend(Backend):
 
     def _generate_batch(self, requests: Sequence[ChatRequest], prompts: Sequence[list[int]]) -> list[ChatResult]:
         """Left-padded generation of one batch; one result per request, in the given order."""
-        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
-
-        real = len(prompts)
         params = [r.params for r in requests]
         budgets = [p.max_tokens for p in params]
-        seeds = [request_seed(r) for r in requests]
-        temperatures, top_ps = [p.temperature for p in params], [p.top_p for p in params]
-        if self.static_cache and real < self.batch_size:  # one batch shape for the compiled step
-            dummies = self.batch_size - real  # greedy rows of the first prompt that stop after one token
-            prompts = [*prompts, *[prompts[0]] * dummies]
-            budgets, seeds = budgets + [1] * dummies, seeds + [0] * dummies
-            temperatures, top_ps = temperatures + [0.0] * dummies, top_ps + [1.0] * dummies
-        width = max(len(p) for p in prompts)
-        pad_id = self._pad_id()
-        input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, ids in enumerate(prompts):
-            input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
-            attention[row, width - len(ids):] = 1
-        sampler = RowGumbelSampler(seeds, temperatures, top_ps, width)
-        processors: list[LogitsProcessor] = []
-        if self.repetition_penalty != 1.0:
-            processors.append(RepetitionPenaltyLogitsProcessor(self.repetition_penalty, prompt_ignore_length=width))
-        if self.no_repeat_ngram_size > 0:
-            processors.append(GeneratedNoRepeatNGram(self.no_repeat_ngram_size, width))
-        config = GenerationConfig(max_new_tokens=max(budgets), do_sample=False, num_beams=1,
-                                  eos_token_id=self._eos_ids(), pad_token_id=pad_id)
-        if self.static_cache:  # see the module docstring
-            config.cache_implementation = "static"
-            config.max_cache_len = -(-(width + max(budgets)) // _CACHE_BUCKET) * _CACHE_BUCKET
-        with torch.inference_mode(), sdpa_kernel(_SDPA_BACKENDS):
-            out = self._model.generate(
-                input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
-                generation_config=config, logits_processor=LogitsProcessorList([*processors, sampler]),
-                stopping_criteria=StoppingCriteriaList([RowTokenBudget(budgets, width)]),
-            )
-        generated = out[:real, width:].cpu().tolist()
-        rows = zip(generated, budgets[:real], prompts[:real], strict=True)
-        return [self._decode(tokens, budget, len(ids)) for tokens, budget, ids in rows]
+        generated = generate_padded(
+            self._model, prompts, budgets, [request_seed(r) for r in requests], [p.temperature for p in params],
+            [p.top_p for p in params], eos_ids=self._eos_ids(), pad_id=self._pad_id(),
+            repetition_penalty=self.repetition_penalty, no_repeat_ngram_size=self.no_repeat_ngram_size,
+            static_cache_rows=self.batch_size if self.static_cache else None)
+        return [self._decode(t, b, len(ids)) for t, b, ids in zip(generated, budgets, prompts, strict=True)]
 
     def _decode(self, tokens: list[int], budget: int, prompt_tokens: int) -> ChatResult:
         eos = set(self._eos_ids())

@@ -1,6 +1,7 @@
 """The transformers backend's decoding pieces, per row of a batch: seeded sampling that does not depend
-on the batch's other rows (RowGumbelSampler), per-row token budgets (RowTokenBudget) and an n-gram
-block over the generated tokens only (GeneratedNoRepeatNGram)."""
+on the batch's other rows (RowGumbelSampler), per-row token budgets (RowTokenBudget), an n-gram
+block over the generated tokens only (GeneratedNoRepeatNGram), and the chain of them both decoding
+paths apply (row_processors)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from typing import Any
 
 import torch
 from transformers import LogitsProcessor, StoppingCriteria
-from transformers.generation.logits_process import NoRepeatNGramLogitsProcessor
+from transformers.generation.logits_process import (
+    NoRepeatNGramLogitsProcessor,
+    RepetitionPenaltyLogitsProcessor,
+)
 
 from ctxsynth.llm.base import ChatRequest, request_key
 
@@ -154,3 +158,16 @@ class GeneratedNoRepeatNGram(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         return self.inner(input_ids[:, self.prompt_width:], scores)
+
+
+def row_processors(seeds: Sequence[int], temperatures: Sequence[float], top_ps: Sequence[float], prompt_width: int,
+                   repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0) -> list[LogitsProcessor]:
+    """The logit processors of a batch, in order: the loop curbs (on the reply's tokens, which start at
+    `prompt_width`; off at 1.0 and 0), then the per-row sampler (greedy rows left as they are)."""
+    chain: list[LogitsProcessor] = []
+    if repetition_penalty != 1.0:
+        chain.append(RepetitionPenaltyLogitsProcessor(repetition_penalty, prompt_ignore_length=prompt_width or None))
+    if no_repeat_ngram_size > 0:
+        chain.append(GeneratedNoRepeatNGram(no_repeat_ngram_size, prompt_width))
+    chain.append(RowGumbelSampler(seeds, temperatures, top_ps, prompt_width))
+    return chain
