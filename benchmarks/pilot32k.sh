@@ -5,6 +5,9 @@
 # seeds, comparisons, the effective-length threshold, GPU time) is docs/results/pilot_32k/DESIGN.md.
 #
 #   bash benchmarks/pilot32k.sh inputs        # CPU with the asset packages; packs runs/pilot32k/inputs.tar.xz
+#   bash benchmarks/pilot32k.sh carry         # after inputs: the two small archives a GPU call carries instead
+#                                             #   (train.tar.xz: general + the arms' export files, 4.5 MB; eval.tar.xz:
+#                                             #   grid, needle-only and HotpotQA test items, 3.6 MB); `tar xJf` both there
 #   bash benchmarks/pilot32k.sh base sft3-s0 sft4-s1 sft3m-s0 ...   # GPU: train the arm (not base), evaluate it
 #   bash benchmarks/pilot32k.sh sft4-s0:train sft4-s0:eval      # an arm in two calls (each < 10 min)
 #   bash benchmarks/pilot32k.sh all           # every arm of the design, one after another
@@ -103,6 +106,14 @@ collect() {  # predictions into the results folder, gzipped (committed: the repo
   for s in $R/train/*/summary.json; do [[ -f $s ]] && cp "$s" "$RESULTS/train/$(basename "$(dirname "$s")")-summary.json"; done
 }
 
+carry() {  # what the GPU calls need, small: the training files of every arm, the test items
+  say carry
+  do_ tar cJf $R/train.tar.xz $R/general.jsonl $R/niah/sft2/export/trl_messages $R/niah/sft3/export/trl_messages \
+      $R/niah/sft3m/export/trl_messages $R/niah/sft4/export/trl_messages
+  do_ tar cJf $R/eval.tar.xz $R/niah/grid/test $R/niah/needle/test runs/items/hotpotqa_heldout200.jsonl.gz
+  [[ $DRY == 1 ]] || ls -l $R/train.tar.xz $R/eval.tar.xz
+}
+
 report() {
   say report
   do_ $PY benchmarks/pilot32k_report.py --predictions $RESULTS/predictions --design $RESULTS/design.json --out $RESULTS
@@ -112,11 +123,12 @@ report() {
 for step in "$@"; do
   case $step in
     inputs) inputs;;
+    carry) carry;;
     collect) collect;;
     report) report;;
     all) for a in $ALL_ARMS; do arm "$a"; done;;
     base|sft[1-4]-s[0-9]|sft3m-s[0-9]) arm "$step";;
     sft[1-4]-s[0-9]:train|sft3m-s[0-9]:train|sft[1-4]-s[0-9]:eval|sft3m-s[0-9]:eval) arm "${step%:*}" "${step#*:}";;
-    *) echo "unknown step $step (inputs, base, sft1-sS..sft4-sS, sft3m-sS [:train|:eval], all, collect, report)" >&2; exit 2;;
+    *) echo "unknown step $step (inputs, carry, base, sft1-sS..sft4-sS, sft3m-sS [:train|:eval], all, collect, report)" >&2; exit 2;;
   esac
 done
