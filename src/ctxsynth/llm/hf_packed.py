@@ -56,6 +56,7 @@ from ctxsynth.llm.hf_packed_attention import (
     register,
     slots_for,
 )
+from ctxsynth.llm.hf_packed_step import DecodeStep
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +273,7 @@ class PackedGenerator:
         generated = torch.empty(len(rows), 0, dtype=torch.long, device=self.device)
         done = torch.zeros(len(rows), dtype=torch.bool, device=self.device)
         chain = processors(live)
-        step = _Step(self, wave, len(live), cap)
+        step = DecodeStep(self, wave, len(live), cap)
         logits = first
         longest = max(r.budget for r in rows)
         for t in range(longest):
@@ -289,7 +290,7 @@ class PackedGenerator:
                 live = [live[j] for j in keep.tolist()]
                 budgets, lengths, generated, done, token = (x[keep] for x in (budgets, lengths, generated, done, token))
                 chain = processors(live)
-                step = _Step(self, wave, len(live), cap)
+                step = DecodeStep(self, wave, len(live), cap)
             logits = step(token, lengths + t)
             self.stats["steps"] += 1
             self.stats["row_steps"] += len(live)
@@ -318,67 +319,6 @@ class PackedGenerator:
         eos = set(self.eos.tolist())
         stop = next((k for k, t in enumerate(tokens) if t in eos), None)
         return tokens if stop is None else tokens[:stop + 1]
-
-
-class _Step:
-    """One decoding step of a wave (token, position per row -> logits), a CUDA graph where it can be."""
-
-    def __init__(self, gen: PackedGenerator, wave: Wave, rows: int, cap: int) -> None:
-        self.gen, self.wave = gen, wave
-        self.token = torch.zeros(rows, dtype=torch.long, device=gen.device)
-        self.position = torch.zeros(rows, dtype=torch.long, device=gen.device)
-        self.slots = torch.arange(cap, device=gen.device)
-        if wave.kernel == "flash":  # one query per row; a row's keys start at row x slots
-            cu_q = torch.arange(rows + 1, dtype=torch.int32, device=gen.device)
-            wave.cu_decode = {w: (cu_q, cu_q * wave.slots(w)) for w in set(wave.windows)}
-        self.graph: Any = None
-        self.out: torch.Tensor | None = None
-        self.captured = False
-
-    def _forward(self) -> torch.Tensor:
-        wave = self.wave
-        wave.decoding = True
-        pos = self.position
-        for window in set(wave.windows):  # the new token's slot and the slots valid after it
-            slot = pos if window is None else pos % window
-            valid = pos + 1 if window is None else (pos + 1).clamp(max=window)
-            wave.slot[window], wave.valid[window] = slot, valid.to(torch.int32)
-            if wave.kernel in ("sdpa", "bmm"):
-                wave.masks[window] = (self.slots[:wave.slots(window)][None, :] < valid[:, None])[:, None, None, :]
-        out = self.gen.model(input_ids=self.token[:, None], position_ids=pos[:, None], use_cache=False)
-        return out.logits[:, -1].float()
-
-    def __call__(self, token: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
-        self.token.copy_(token)
-        self.position.copy_(position)
-        if not self.gen.cuda_graphs:
-            return self._forward()
-        if not self.captured:
-            self.captured = True
-            try:
-                self._capture()
-            except Exception as exc:  # a model that cannot be captured decodes eagerly
-                log.warning("CUDA graph capture failed (%s: %s); decoding without graphs", type(exc).__name__, exc)
-                self.graph = None
-                self.gen.cuda_graphs = False
-                return self._forward()
-        if self.graph is None:
-            return self._forward()
-        self.graph.replay()
-        assert self.out is not None
-        return self.out.clone()
-
-    def _capture(self) -> None:
-        stream = torch.cuda.Stream(self.gen.device)
-        stream.wait_stream(torch.cuda.current_stream(self.gen.device))
-        # the warm-up writes the same cache slots the real step will write again
-        with torch.cuda.stream(stream):
-            self._forward()
-        torch.cuda.current_stream(self.gen.device).wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self.out = self._forward()
-        self.graph = graph
 
 
 def _subset(processors: Callable[[list[int]], list[Processor]],
