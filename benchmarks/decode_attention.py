@@ -1,6 +1,6 @@
 """Where packed generation spends its time, on random-weight models of the real shapes (no weights to carry).
 
-Three parts, one GPU call:
+Four parts, one GPU call:
 1. **Decoding attention kernels** (ctxsynth.llm.hf_packed_attention.DECODE_KERNELS) on one layer's
    cache: SmolLM2-135M's (9 query heads on 3 kv heads of 64) and Gemma-3-270M's (4 on 1 of 256), at
    the grid's lengths. Each kernel's output against a float64 reference (relative error) and its

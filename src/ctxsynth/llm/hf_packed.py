@@ -117,6 +117,7 @@ class PackedGenerator:
             raise ValueError(f"decode_kernel {decode_kernel!r} runs on CUDA only")
         self.decode_kernel = decode_kernel
         self.eos = torch.tensor(sorted(set(eos_ids)), dtype=torch.long, device=self.device)
+        self._eos_set = set(eos_ids)  # for cutting replies on the host (no device read per row)
         self.pad_id = pad_id
         self.prefill_tokens = prefill_tokens
         self.max_rows = max_rows
@@ -316,8 +317,7 @@ class PackedGenerator:
 
     def _cut(self, row: Row, tokens: list[int]) -> list[int]:
         tokens = tokens[:row.budget]
-        eos = set(self.eos.tolist())
-        stop = next((k for k, t in enumerate(tokens) if t in eos), None)
+        stop = next((k for k, t in enumerate(tokens) if t in self._eos_set), None)
         return tokens if stop is None else tokens[:stop + 1]
 
 

@@ -147,7 +147,7 @@ def _attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, 
 
 
 def decode_attention(wave: Wave, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                      scaling: float | None, window: int | None) -> torch.Tensor:
+                     scaling: float | None, window: int | None) -> torch.Tensor:
     """One decoding step of one layer: each row's new key and value into its slot, then its query over
     its valid slots with the wave's kernel. query (rows, heads, 1, dim) -> output (rows, 1, heads, dim)."""
     rows, heads, _, dim = query.shape
@@ -189,7 +189,7 @@ def _prefill_attention(wave: Wave, q: torch.Tensor, k: torch.Tensor, v: torch.Te
 
 
 def flash_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, max_len: int,
-                  scale: float | None, window: int | None) -> torch.Tensor:
+                 scale: float | None, window: int | None) -> torch.Tensor:
     """Causal flash attention within each packed prompt, inference only: the kernel takes fewer kv heads
     than query heads as they are (ctxsynth.varlen.cuda_varlen, which training's autograd needs, copies
     them where the installed varlen_attn has no enable_gqa)."""
