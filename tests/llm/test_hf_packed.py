@@ -86,6 +86,21 @@ def test_dropping_finished_rows_changes_no_token_and_saves_row_steps(default: Tr
     assert [tok.decode(t, skip_special_tokens=True) for t in dropped] == [r.text for r in default.generate(reqs)]
 
 
+def test_a_long_prompt_with_a_short_budget_stays_inside_the_wave_cache(default: TransformersBackend,
+                                                                      packed: TransformersBackend) -> None:
+    # one wave: the longer prompt has the shorter budget, so the wave's cache ends at the other row's
+    # prompt + budget; the ended row keeps stepping with the wave and must not write past that end
+    # (RULER's tasks mix budgets in a wave: on CUDA this was a device-side assert at 32k)
+    short = ask("Write two sentences about tea.", max_tokens=12)
+    long = ask("Please consider this. Write two sentences about tea.", max_tokens=2)
+    backend = packed
+    backend.load()
+    gap = len(backend.encode_prompt(long)) - len(backend.encode_prompt(short))
+    assert 2 <= gap < 10  # past the cache without the bound: the long row's prompt + 10 steps > cap
+    reqs = [short, long]
+    assert [r.text for r in packed.generate(reqs)] == [r.text for r in default.generate(reqs)]
+
+
 def _planner(windows: list[int | None]) -> PackedGenerator:
     gen = PackedGenerator.__new__(PackedGenerator)
     gen.max_rows, gen.dtype = 4, torch.float32

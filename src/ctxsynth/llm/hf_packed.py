@@ -271,6 +271,10 @@ class PackedGenerator:
         out: dict[int, list[int]] = {}
         budgets = torch.tensor([r.budget for r in rows], device=self.device)
         lengths = torch.tensor([len(r.ids) for r in rows], device=self.device)
+        # a row's last position inside its own budget: a row that has ended keeps stepping with the wave
+        # until it is dropped, and without this bound a long prompt with a short budget steps past the
+        # wave's cache (cap = the longest prompt + budget of any row, not of this one)
+        last = lengths + budgets - 1
         generated = torch.empty(len(rows), 0, dtype=torch.long, device=self.device)
         done = torch.zeros(len(rows), dtype=torch.bool, device=self.device)
         chain = processors(live)
@@ -289,10 +293,11 @@ class PackedGenerator:
                 del step  # its graph's memory first
                 keep = self._drop_ended(wave, live, done, generated, out)
                 live = [live[j] for j in keep.tolist()]
-                budgets, lengths, generated, done, token = (x[keep] for x in (budgets, lengths, generated, done, token))
+                budgets, lengths, last, generated, done, token = (
+                    x[keep] for x in (budgets, lengths, last, generated, done, token))
                 chain = processors(live)
                 step = DecodeStep(self, wave, len(live), cap)
-            logits = step(token, lengths + t)
+            logits = step(token, torch.minimum(lengths + t, last))
             self.stats["steps"] += 1
             self.stats["row_steps"] += len(live)
         for j, position in enumerate(live):
