@@ -13,8 +13,11 @@ Four parts, one GPU call:
    (Gemma-3's global layer, 4 heads on 1 of 256, at 2k, 8k and 32k; SmolLM2's at 8k): the packed
    path's flash varlen kernel against SDPA over the same prompts as a dense causal batch with each
    backend (flash, cuDNN, memory-efficient; kv heads expanded inside the clock where a backend takes
-   no GQA): milliseconds, TFLOP/s of causal attention and the difference from flash varlen. Says
-   whether another kernel would shorten the 32k grid's prefill before any code is written for it.
+   no GQA), and `ctxsynth_dense_cudnn`, the packed path's `prefill_kernel: dense` itself (right-padded
+   groups through cuDNN, the copies in the clock): milliseconds, TFLOP/s of causal attention, the
+   difference from flash varlen, and a digest of the output's bits with whether a second call gave
+   the same bits. Run it twice (two processes) and compare the digests: a kernel whose bits change
+   between processes changes texts between runs.
 
   python benchmarks/decode_attention.py --device cuda --out decode_attention.json
   python benchmarks/decode_attention.py --device cpu --smoke        # tiny shapes, the CPU kernels
@@ -262,14 +265,26 @@ def prefill_kernel_table(device: str, tiny: bool) -> list[dict[str, Any]]:
                 with torch.inference_mode():
                     got = fn()
                     seconds = timed(fn, device, 5 if cuda else 1)
+                    again = fn()
                 first = got if first is None else first
                 row.update(ms=round(seconds * 1e3, 3), tflop_per_s=round(flop / seconds / 1e12, 1),
-                           rel_diff=round(float((got.float() - first.float()).norm() / first.float().norm()), 6))
+                           rel_diff=round(float((got.float() - first.float()).norm() / first.float().norm()), 6),
+                           digest=_digest(got), repeat_equal=bool(torch.equal(got, again)))
             except Exception as exc:  # a backend this torch or card lacks for the shape: reported, the rest go on
                 row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
             print(json.dumps(row), flush=True)
             out.append(row)
     return out
+
+
+def _digest(t: Any) -> str:
+    """The first 16 hex digits of the sha256 of a tensor's bits (bf16 read as int16)."""
+    import hashlib
+
+    import torch
+
+    bits = t.contiguous().view(torch.int16) if t.dtype == torch.bfloat16 else t.contiguous()
+    return hashlib.sha256(bits.cpu().numpy().tobytes()).hexdigest()[:16]
 
 
 def _prefill_kernels(q: Any, k: Any, v: Any, rows: int, length: int, cuda: bool) -> dict[str, Any]:
@@ -279,7 +294,7 @@ def _prefill_kernels(q: Any, k: Any, v: Any, rows: int, length: int, cuda: bool)
     import torch.nn.functional as F
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    from ctxsynth.llm.hf_packed_attention import flash_varlen
+    from ctxsynth.llm.hf_packed_attention import dense_attention, dense_groups, flash_varlen
 
     heads, kv, dim = q.shape[1], k.shape[1], q.shape[2]
     scale = dim ** -0.5
@@ -294,8 +309,12 @@ def _prefill_kernels(q: Any, k: Any, v: Any, rows: int, length: int, cuda: bool)
         return o.transpose(1, 2).reshape(rows * length, heads, dim)
 
     kernels: dict[str, Any] = {}
+    groups = dense_groups([length] * rows, q.device)  # the packed path's `prefill_kernel: dense`
     if cuda:
         kernels["flash_varlen"] = lambda: flash_varlen(q, k, v, cu, length, scale, None)
+        kernels["ctxsynth_dense_cudnn"] = lambda: dense_attention(q, k, v, groups, scale, [SDPBackend.CUDNN_ATTENTION])
+    else:  # the same code on the CPU's backends (the smoke test)
+        kernels["ctxsynth_dense"] = lambda: dense_attention(q, k, v, groups, scale)
     backends = {"sdpa_flash_dense": SDPBackend.FLASH_ATTENTION, "sdpa_cudnn_dense": SDPBackend.CUDNN_ATTENTION,
                 "sdpa_efficient_dense": SDPBackend.EFFICIENT_ATTENTION, "sdpa_math_dense": SDPBackend.MATH}
     for label, backend in backends.items():

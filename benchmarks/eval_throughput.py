@@ -141,6 +141,8 @@ def main() -> None:
     p.add_argument("--max-rows", type=int, default=1024)
     p.add_argument("--decode-kernel", default="auto", help="the packed path's decoding attention (auto: the device's "
                    "default; or flash, sdpa, bmm)")
+    p.add_argument("--prefill-kernel", default="varlen", help="the packed path's prefill attention for "
+                   "full-attention layers (varlen, or dense: cuDNN on right-padded groups)")
     p.add_argument("--skip-baseline", action="store_true")
     p.add_argument("--reference-batch-size", type=int, default=0, metavar="B",
                    help="also run model.generate with B rows per batch: how identical the default path is to "
@@ -164,7 +166,7 @@ def main() -> None:
     if a.max_new_tokens:
         items = [dataclasses.replace(it, max_new_tokens=a.max_new_tokens) for it in items]
     new = TransformersBackend(a.model, device=a.device, dtype=a.dtype, packed=True, prefill_tokens=a.prefill_tokens,
-                              max_rows=a.max_rows, decode_kernel=a.decode_kernel)
+                              max_rows=a.max_rows, decode_kernel=a.decode_kernel, prefill_kernel=a.prefill_kernel)
     tok = load_tokenizer(a.tokenizer or str(new.path))
     new.load()
     fitted, requests = prepare_requests(items, tok, a.max_model_len or new.context_window)

@@ -9,6 +9,8 @@ masks.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -16,6 +18,7 @@ from ctxsynth.errors import ConfigError
 from ctxsynth.llm.base import ChatRequest, SamplingParams
 from ctxsynth.llm.hf_backend import TransformersBackend
 from ctxsynth.llm.hf_packed import PackedGenerator, Row, _Shape
+from ctxsynth.llm.hf_packed_attention import dense_groups
 
 TOPICS = ["a lighthouse keeper", "the planet Jupiter and its moons", "bread", "rivers of Europe", "tea"]
 
@@ -198,6 +201,51 @@ def test_sliding_window_layers_match_transformers_own_masks() -> None:
     assert torch.stack(full).argmax(-1).tolist() == [t[0] for t in want]
 
 
+def test_dense_groups_pad_only_similar_lengths() -> None:
+    groups = dense_groups([100, 100, 90, 400, 50], "cpu", slack=1.25)
+    assert [(g.start, g.end, g.rows, g.length) for g in groups] == [(0, 290, 3, 100), (290, 690, 1, 400),
+                                                                    (690, 740, 1, 50)]
+    assert groups[0].index.tolist() == list(range(100)) + list(range(100, 200)) + list(range(200, 290))
+    assert dense_groups([7], "cpu")[0].index.tolist() == list(range(7))
+
+
+def test_dense_prefill_attention_equals_per_prompt_attention() -> None:
+    from ctxsynth.llm.hf_packed_attention import dense_attention
+    from ctxsynth.varlen import per_sequence_sdpa
+
+    lengths = [33, 30, 31, 5, 64]
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(sum(lengths), h, 16, generator=g, dtype=torch.float64) for h in (4, 2, 2))
+    cu = torch.tensor([0, *itertools.accumulate(lengths)], dtype=torch.int32)
+    want = per_sequence_sdpa(q, k, v, cu, 0.25, None)
+    groups = dense_groups(lengths, "cpu")
+    assert len(groups) < len(lengths)  # some prompts really were padded together
+    torch.testing.assert_close(dense_attention(q, k, v, groups, 0.25), want, rtol=1e-12, atol=1e-12)
+
+
+def test_dense_prefill_gives_transformers_tokens() -> None:
+    model = _tiny_gemma3()
+    prompts = [[(3 * k + 5 * j) % 290 + 5 for j in range(n)] for k, n in enumerate((31, 29, 30, 12, 8))]
+    with torch.inference_mode():
+        want = [model.generate(torch.tensor([ids]), max_new_tokens=9, do_sample=False, eos_token_id=None,
+                               pad_token_id=0)[0, len(ids):].tolist() for ids in prompts]
+    with pytest.raises(ValueError, match="prefill_kernel must be"):
+        PackedGenerator(model, eos_ids=[], pad_id=0, prefill_kernel="cudnn")
+    gen = PackedGenerator(model, eos_ids=[], pad_id=0, prefill_tokens=70, max_rows=5, prefill_kernel="dense")
+    got: dict[int, list[int]] = {}
+    gen.generate([Row(ids, 9) for ids in prompts], lambda wave: [],
+                 lambda wave, tokens: got.update(zip(wave, tokens, strict=True)))
+    assert [got[i] for i in range(len(prompts))] == want
+
+
+def test_prefill_kernel_is_checked_and_in_the_identity_only_when_dense() -> None:
+    with pytest.raises(ConfigError, match="prefill_kernel must be"):
+        TransformersBackend("smollm2-135m-instruct", device="cpu", packed=True, prefill_kernel="cudnn")
+    dense = TransformersBackend("smollm2-135m-instruct", device="cpu", packed=True, prefill_kernel="dense").identity()
+    plain = TransformersBackend("smollm2-135m-instruct", device="cpu", packed=True).identity()
+    assert dense["prefill_kernel"] == "dense" and "prefill_kernel" not in plain
+
+
 def _tiny_llama() -> torch.nn.Module:
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -208,16 +256,18 @@ def _tiny_llama() -> torch.nn.Module:
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("prefill", ["varlen", "dense"])
 @pytest.mark.parametrize("kernel", ["flash", "bmm", "sdpa"])
 @pytest.mark.parametrize("build", [_tiny_llama, _tiny_gemma3], ids=["llama", "gemma3-sliding"])
-def test_packed_on_cuda_agrees_with_generate_in_bf16(build: object, kernel: str) -> None:
+def test_packed_on_cuda_agrees_with_generate_in_bf16(build: object, kernel: str, prefill: str) -> None:
     model = build().to("cuda", torch.bfloat16)  # type: ignore[operator]
     model.config._attn_implementation = "sdpa"
     prompts = [[(11 * k + 5 * j) % 290 + 5 for j in range(n)] for k, n in enumerate((700, 90, 333, 1500, 64, 12))]
     with torch.inference_mode():
         want = [model.generate(torch.tensor([ids], device="cuda"), max_new_tokens=10, do_sample=False,
                                eos_token_id=None, pad_token_id=0)[0, len(ids):].tolist() for ids in prompts]
-    gen = PackedGenerator(model, eos_ids=[], pad_id=0, prefill_tokens=1600, max_rows=4, decode_kernel=kernel)
+    gen = PackedGenerator(model, eos_ids=[], pad_id=0, prefill_tokens=1600, max_rows=4, decode_kernel=kernel,
+                          prefill_kernel=prefill)
     got: dict[int, list[int]] = {}
     gen.generate([Row(ids, 10) for ids in prompts], lambda wave: [],
                  lambda wave, tokens: got.update(zip(wave, tokens, strict=True)))

@@ -40,9 +40,10 @@ part of the backend's identity and of the request cache's keys.
 path of ctxsynth.llm.hf_packed: no padding, waves cut by token count from the planned KV-cache
 memory, varlen attention, compiled prefill, CUDA-graph decoding; 5.5x `model.generate` on a 1,600-item
 NIAH grid on an H100 (docs/results/eval_throughput.md). Greedy texts equal this path's in float32 on the CPU;
-`prefill_tokens` (tokens per packed forward), `max_rows` (rows per wave) and `decode_kernel`
-(`auto`, or one of ctxsynth.llm.hf_packed_attention.DECODE_KERNELS) tune it. It is part of the
-identity when on.
+`prefill_tokens` (tokens per packed forward), `max_rows` (rows per wave), `decode_kernel`
+(`auto`, or one of ctxsynth.llm.hf_packed_attention.DECODE_KERNELS) and `prefill_kernel` (`varlen`,
+the default, or `dense`: cuDNN on right-padded groups for full-attention layers, opt-in) tune it. It
+is part of the identity when on (`prefill_kernel` only when not the default).
 
 Batch invariance holds up to floating point: a padded row's logits differ from the same row run
 alone by ~1e-5 (other matrix shapes, other summation orders), which can flip a near-tie.
@@ -70,7 +71,7 @@ try:
         request_seed,
         row_processors,
     )
-    from ctxsynth.llm.hf_packed_attention import CUDA_DECODE_KERNEL, DECODE_KERNELS
+    from ctxsynth.llm.hf_packed_attention import CUDA_DECODE_KERNEL, DECODE_KERNELS, PREFILL_KERNELS
     from ctxsynth.llm.hf_padded import generate_padded
 except ImportError as exc:  # checked when the module is imported through the registry
     raise MissingDependency(
@@ -93,7 +94,7 @@ class TransformersBackend(Backend):
                  batch_size: int = 8, max_input_tokens: int | None = None, repetition_penalty: float = 1.0,
                  no_repeat_ngram_size: int = 0, devices: int | str | list[str] | None = None,
                  static_cache: bool = False, packed: bool | str = "auto", prefill_tokens: int = 131072,
-                 max_rows: int = 1024, decode_kernel: str = "auto") -> None:
+                 max_rows: int = 1024, decode_kernel: str = "auto", prefill_kernel: str = "varlen") -> None:
         super().__init__(model)
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -113,6 +114,9 @@ class TransformersBackend(Backend):
         if decode_kernel != "auto" and decode_kernel not in DECODE_KERNELS:
             raise ConfigError(f"decode_kernel must be auto or one of {', '.join(DECODE_KERNELS)}, got {decode_kernel!r}")
         self.decode_kernel = decode_kernel
+        if prefill_kernel not in PREFILL_KERNELS:
+            raise ConfigError(f"prefill_kernel must be one of {', '.join(PREFILL_KERNELS)}, got {prefill_kernel!r}")
+        self.prefill_kernel = prefill_kernel
         self.path = Path(resolve_model_path(model))
         if not (self.path / "config.json").is_file():
             raise PathNotFound(
@@ -141,7 +145,7 @@ class TransformersBackend(Backend):
                                 "max_input_tokens": max_input_tokens, "repetition_penalty": repetition_penalty,
                                 "no_repeat_ngram_size": no_repeat_ngram_size, "static_cache": static_cache,
                                 "packed": packed, "prefill_tokens": prefill_tokens, "max_rows": max_rows,
-                                "decode_kernel": decode_kernel}
+                                "decode_kernel": decode_kernel, "prefill_kernel": prefill_kernel}
 
     def identity(self) -> dict[str, Any]:
         config = hashlib.sha256((self.path / "config.json").read_bytes()).hexdigest()[:16]
@@ -157,6 +161,8 @@ class TransformersBackend(Backend):
         if self.packed:  # the decoding kernel rounds its own way in bf16
             auto = CUDA_DECODE_KERNEL if self.device.startswith("cuda") else "sdpa"
             out["decode_kernel"] = auto if self.decode_kernel == "auto" else self.decode_kernel
+            if self.prefill_kernel != "varlen":  # left out at the default: the cache keys before it stay
+                out["prefill_kernel"] = self.prefill_kernel
         return out
 
     def _load(self) -> None:
@@ -319,7 +325,8 @@ class TransformersBackend(Backend):
 
         if self._packed is None:
             self._packed = PackedGenerator(self._model, self._eos_ids(), self._pad_id(), prefill_tokens=self.prefill_tokens,
-                                           max_rows=self.max_rows, decode_kernel=self.decode_kernel)
+                                           max_rows=self.max_rows, decode_kernel=self.decode_kernel,
+                                           prefill_kernel=self.prefill_kernel)
         rows = [Row(prompts[i], requests[i].params.max_tokens) for i in order]
         done: set[int] = set()
 

@@ -11,7 +11,9 @@ longest prompt, cuts batches by row count and finds the memory limit by running 
   `prefill_tokens` tokens as one flattened row, position ids restarting per prompt, with a
   varlen attention kernel (flash varlen on CUDA; flex attention for sliding-window layers where the
   installed torch's kernel has no window; per-prompt SDPA on the CPU): no padding, no mask, no work
-  between prompts. Only each prompt's last position goes through the LM head (`logits_to_keep`).
+  between prompts (`prefill_kernel: dense` runs full-attention layers on right-padded groups of
+  similar length through cuDNN instead: ctxsynth.llm.hf_packed_attention). Only each prompt's last
+  position goes through the LM head (`logits_to_keep`).
   Keys and values land straight in the wave's cache. On CUDA the decoder layers around the
   attention call are compiled (torch.compile, dynamic token count; `compile_prefill`): a small
   model's prefill spent about half its time in unfused elementwise kernels (norms in float32, rotary
@@ -51,8 +53,10 @@ from ctxsynth.llm.hf_packed_attention import (
     CUDA_DECODE_KERNEL,
     DECODE_KERNELS,
     PACKED,
+    PREFILL_KERNELS,
     Wave,
     active,
+    dense_groups,
     register,
     slots_for,
 )
@@ -100,7 +104,7 @@ class PackedGenerator:
     def __init__(self, model: Any, eos_ids: Sequence[int], pad_id: int, *, prefill_tokens: int = 65536,
                  max_rows: int = 1024, memory_fraction: float = 0.75, cuda_graphs: bool = True,
                  compact_below: float = 0.5, compact_min_rows: int = 8, decode_kernel: str = "auto",
-                 compile_prefill: bool | None = None) -> None:
+                 prefill_kernel: str = "varlen", compile_prefill: bool | None = None) -> None:
         self.model = model
         # finished rows leave a wave once at most `compact_below` of its rows are still decoding
         # (and it has >= compact_min_rows rows): the rest move to a smaller cache and step
@@ -116,6 +120,9 @@ class PackedGenerator:
         if decode_kernel == "flash" and self.device.type != "cuda":
             raise ValueError(f"decode_kernel {decode_kernel!r} runs on CUDA only")
         self.decode_kernel = decode_kernel
+        if prefill_kernel not in PREFILL_KERNELS:
+            raise ValueError(f"prefill_kernel must be one of {', '.join(PREFILL_KERNELS)}, got {prefill_kernel!r}")
+        self.prefill_kernel = prefill_kernel
         self.eos = torch.tensor(sorted(set(eos_ids)), dtype=torch.long, device=self.device)
         self._eos_set = set(eos_ids)  # for cutting replies on the host (no device read per row)
         self.pad_id = pad_id
@@ -206,7 +213,8 @@ class PackedGenerator:
 
         keys = [cache(w) for w in s.windows]
         values = [cache(w) for w in s.windows]
-        with active(Wave(keys, values, s.windows, self.decode_kernel)) as wave, torch.inference_mode():
+        with active(Wave(keys, values, s.windows, self.decode_kernel, self.prefill_kernel)) as wave, \
+                torch.inference_mode():
             t0 = time.perf_counter()
             first = self._prefill(wave, rows)
             self._sync()
@@ -246,6 +254,8 @@ class PackedGenerator:
         rows_of = torch.repeat_interleave(torch.tensor(list(chunk)), counts).to(self.device)
         wave.cu, wave.max_len, wave.decoding, wave.doc = cu, max(lengths), False, rows_of
         wave.targets = {None: (None, rows_of, positions)}
+        if self.prefill_kernel == "dense":
+            wave.dense = dense_groups(lengths, self.device)
         own_length = torch.repeat_interleave(counts, counts).to(self.device)
         for window in {w for w in self.shape.windows if w is not None}:  # a ring keeps each prompt's last W
             tokens = (positions >= own_length - window).nonzero().flatten()

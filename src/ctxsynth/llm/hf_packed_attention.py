@@ -17,6 +17,16 @@ query heads without a copy; sliding windows in the kernel), elsewhere per prompt
 (ctxsynth.varlen), or flex attention for sliding-window layers where the installed torch's varlen
 kernel takes no window.
 
+Prefill kernels (`PREFILL_KERNELS`) for the full-attention layers: `varlen` (the default: flash varlen
+on CUDA, per-prompt SDPA elsewhere) and `dense`: the chunk's prompts, grouped into runs of similar
+length, right-padded into (prompts, heads, longest, dim) tensors and run through SDPA's causal
+kernel, cuDNN's on CUDA (any backend elsewhere). Right padding under a causal mask changes no real
+token's output (a real query never sees a later position), so only rounding differs. Part 4 of
+benchmarks/decode_attention.py measured it on an H100 for Gemma-3's global layer (head dim 256):
+cuDNN 628-688 TFLOP/s against flash varlen's ~305; cuDNN also changed texts between processes in
+`model.generate` once (docs/results/multigpu.md), so `dense` is opt-in until a GPU run shows
+whether its prefill keeps texts reproducible. Sliding-window layers always use `varlen`.
+
 Decoding: one query per row against the first `valid` slots of its cache row. The kernels
 (`DECODE_KERNELS`): `flash` (CUDA's default: flash varlen with `seqused_k`, the cache in (rows,
 slots, heads, dim) layout, no mask), `sdpa` (SDPA with a length mask over the whole slot; the CPU's),
@@ -33,7 +43,7 @@ for prefill): it reads the active wave, a Python object, and writes the cache in
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +55,8 @@ from ctxsynth.varlen import kernel_has_window, per_sequence_sdpa
 
 PACKED = "ctxsynth_packed"
 DECODE_KERNELS = ("flash", "sdpa", "bmm")
+PREFILL_KERNELS = ("varlen", "dense")
+DENSE_SLACK = 1.25  # a dense group's padded attention work may exceed its prompts' own by this factor
 CUDA_DECODE_KERNEL = "flash"  # the default on CUDA (docs/results/eval_throughput.md)
 # flash takes a mask on the CPU (10x the math kernel there) and is skipped on CUDA, where it takes none;
 # never cuDNN's kernel (see ctxsynth.llm.hf_backend)
@@ -63,6 +75,7 @@ class Wave:
     values: list[torch.Tensor]
     windows: list[int | None]  # per layer: its sliding window (its cache a ring of that many slots), or None
     kernel: str = "sdpa"
+    prefill_kernel: str = "varlen"
     decoding: bool = False
     # prefill: the chunk's boundaries, longest prompt, prompt index of every packed token (flex attention),
     # and per window (None = full) which of the chunk's tokens go to which (row, slot): (tokens or None, rows, slots)
@@ -70,6 +83,7 @@ class Wave:
     max_len: int = 0
     doc: torch.Tensor | None = None
     targets: dict[int | None, tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    dense: list[DenseGroup] = field(default_factory=list)  # prefill_kernel dense: the chunk's groups
     # decoding, per window (None = full): the slot each row's new token takes, the slots valid after it
     # (int32), and for the masked kernels the (rows, 1, 1, slots) mask; flash: (cu_q, cu_k) per window
     slot: dict[int | None, torch.Tensor] = field(default_factory=dict)
@@ -96,6 +110,57 @@ class Wave:
         else:  # advanced indices around a slice: the indexed shape is (T, kv heads, dim)
             self.keys[layer][rows, :, slots] = key
             self.values[layer][rows, :, slots] = value
+
+
+@dataclass
+class DenseGroup:
+    """Consecutive prompts of a packed chunk run as one right-padded dense batch: tokens [start, end)
+    of the chunk, `rows` prompts padded to `length`, `index` each token's place in the flat
+    (rows x length) view."""
+
+    start: int
+    end: int
+    rows: int
+    length: int
+    index: torch.Tensor
+
+
+def dense_groups(lengths: list[int], device: torch.device | str, slack: float = DENSE_SLACK) -> list[DenseGroup]:
+    """Consecutive prompts grouped while padding them to the group's longest costs at most `slack`
+    times their own causal attention work (rows x longest^2 <= slack x the sum of length^2); the
+    packed generator sorts a wave by length, so a chunk's groups are few."""
+    groups: list[DenseGroup] = []
+    start = 0
+    while start < len(lengths):
+        end, longest, own = start + 1, lengths[start], lengths[start] ** 2
+        while end < len(lengths):
+            top = max(longest, lengths[end])
+            if (end + 1 - start) * top * top > slack * (own + lengths[end] ** 2):
+                break
+            longest, own, end = top, own + lengths[end] ** 2, end + 1
+        first = sum(lengths[:start])
+        index = torch.cat([torch.arange(n) + r * longest for r, n in enumerate(lengths[start:end])])
+        groups.append(DenseGroup(first, first + sum(lengths[start:end]), end - start, longest, index.to(device)))
+        start = end
+    return groups
+
+
+def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, groups: list[DenseGroup],
+                    scale: float | None, backends: list[SDPBackend] | None = None) -> torch.Tensor:
+    """Causal attention within each packed prompt, group by group through SDPA on right-padded dense
+    tensors; q (T, H, D), k and v (T, kv heads, D) -> (T, H, D). `backends`: SDPA's to allow (all when None)."""
+    out = torch.empty_like(q)
+    for g in groups:
+        def dense(x: torch.Tensor, g: DenseGroup = g) -> torch.Tensor:
+            padded = x.new_zeros(g.rows * g.length, x.shape[1], x.shape[2])
+            padded[g.index] = x[g.start:g.end]
+            return padded.view(g.rows, g.length, x.shape[1], x.shape[2]).transpose(1, 2)
+
+        with sdpa_kernel(backends) if backends else nullcontext():
+            o = F.scaled_dot_product_attention(dense(q), dense(k), dense(v), is_causal=True, scale=scale,
+                                               enable_gqa=q.shape[1] != k.shape[1])
+        out[g.start:g.end] = o.transpose(1, 2).reshape(g.rows * g.length, q.shape[1], q.shape[2])[g.index]
+    return out
 
 
 def slots_for(cap: int, window: int | None) -> int:
@@ -178,10 +243,14 @@ def decode_attention(wave: Wave, layer: int, query: torch.Tensor, key: torch.Ten
 def _prefill_attention(wave: Wave, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None,
                        window: int | None) -> torch.Tensor:
     assert wave.cu is not None
+    if window is None and wave.prefill_kernel == "dense" and not q.is_cuda:
+        return dense_attention(q, k, v, wave.dense, scale)
     if q.is_cuda:
         dtype = q.dtype
-        if dtype not in (torch.float16, torch.bfloat16):  # flash kernels: half precision only
+        if dtype not in (torch.float16, torch.bfloat16):  # flash and cuDNN kernels: half precision only
             q, k, v = q.to(torch.bfloat16), k.to(torch.bfloat16), v.to(torch.bfloat16)
+        if window is None and wave.prefill_kernel == "dense":
+            return dense_attention(q, k, v, wave.dense, scale, [SDPBackend.CUDNN_ATTENTION]).to(dtype)
         if window is None or kernel_has_window():
             return flash_varlen(q, k, v, wave.cu, wave.max_len, scale, window).to(dtype)
         return _flex(q, k, v, wave, scale, window).to(dtype)
