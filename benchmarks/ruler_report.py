@@ -1,10 +1,12 @@
 """Write the RULER results page (docs/results/ruler_smollm2/README.md) from the eval runs of
 benchmarks/ruler_gpu.sh: each model's RULER table per template mode, the paired SFT3 - base
-differences, the commands that made them, versions and n."""
+differences, the commands that made them, versions and n; every run's predictions go beside it,
+gzipped (predictions/<run>.jsonl.gz), so the tables can be checked against the replies."""
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import importlib.metadata
 import json
 import subprocess
@@ -50,6 +52,12 @@ def main() -> None:
     if commands.exists():
         lines += ["## Commands", "", "```", commands.read_text().strip(), "```", ""]
     args.out.mkdir(parents=True, exist_ok=True)
+    for name in summaries:
+        source = args.eval_dir / name / "predictions.jsonl"
+        if source.exists():
+            (args.out / "predictions").mkdir(exist_ok=True)
+            with gzip.GzipFile(args.out / "predictions" / f"{name}.jsonl.gz", "wb", mtime=0) as f:
+                f.write(source.read_bytes())
     (args.out / "README.md").write_text("\n".join(lines))
     print(f"wrote {args.out / 'README.md'}")
 

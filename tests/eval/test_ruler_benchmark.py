@@ -29,3 +29,20 @@ def test_ruler_gpu_script_inputs_report_pack(tmp_path: Path) -> None:
     assert "runs/ruler/pkg/long_context_eval/eval/synthetic/constants.py" in names
     assert "RULER" in (tmp_path / "report" / "README.md").read_text()
     assert (tmp_path / "out" / "ruler_results.tar").is_file()
+
+
+def test_ruler_report_commits_each_runs_predictions_gzipped(tmp_path: Path) -> None:
+    import gzip
+    import json
+
+    run = tmp_path / "eval" / "ruler-32k"
+    run.mkdir(parents=True)
+    (run / "scores.json").write_text(json.dumps({"run": {"wall_seconds": 1.0, "n_errors": 0}, "ruler": {}}))
+    replies = '{"id": "base_4096_vt-0", "prediction": " VAR ABC"}\n'
+    (run / "predictions.jsonl").write_text(replies)
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ruler_report.py"), "--eval-dir",
+                           str(tmp_path / "eval"), "--out", str(tmp_path / "report")], cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Run ruler-32k" in (tmp_path / "report" / "README.md").read_text()
+    assert gzip.decompress((tmp_path / "report" / "predictions" / "ruler-32k.jsonl.gz").read_bytes()).decode() == replies
