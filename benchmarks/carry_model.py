@@ -1,11 +1,12 @@
 """Bring an embedded model's GGUF to a machine without internet, in pieces small enough for a call.
 
-    python benchmarks/carry_model.py split NAME [--dir .carry] [--mib 56]   # where the packages are
+    python benchmarks/carry_model.py split NAME [--dir .carry] [--mib N]    # where the packages are
     python benchmarks/carry_model.py join NAME [--dir .carry]               # on the GPU machine
 
 `split` assembles the model's GGUF (ctxsynth.models, size and sha256 checked) and cuts it into
-`DIR/NAME/piece-NNN` files of at most MIB MiB plus `DIR/NAME/manifest.json` (every piece's size and
-sha256, the whole file's). Send the pieces one call at a time into the same ignored folder (`.carry/`
+`DIR/NAME/piece-NNN` files of at most MIB MiB (default: what a call has left beside the
+repository's tracked files, which travel with every call: the 64 MiB are for both) plus
+`DIR/NAME/manifest.json` (every piece's size and sha256, the whole file's). Send the pieces one call at a time into the same ignored folder (`.carry/`
 is in .gitignore; a warm machine keeps ignored files between calls). `join` checks each piece,
 concatenates them into `<ctxsynth cache>/gguf/<gguf file>`, where ctxsynth.models looks first, and
 checks the whole file against the registry's sha256; the first use then converts it as usual.
@@ -24,6 +25,20 @@ from ctxsynth.errors import AssetMissing
 from ctxsynth.models import cache_root, embedded, gguf_path, sha256_of
 
 MANIFEST = "manifest.json"
+
+
+CALL_MIB = 64  # what one device call carries: the tracked tree and the carried paths together
+
+
+def default_mib(root: Path | None = None) -> int:
+    """The largest whole MiB a piece may take beside the repository's tracked files (1 MiB spare)."""
+    import subprocess
+
+    root = root or Path(__file__).resolve().parents[1]
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True).stdout
+    tracked = sum((root / name).stat().st_size for name in listed.decode().split("\0")
+                  if name and (root / name).is_file())
+    return max(1, CALL_MIB - 1 - -(-tracked // (1 << 20)))
 
 
 def split(name: str, folder: Path, mib: int) -> Path:
@@ -80,8 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["split", "join"])
     parser.add_argument("name", help="an embedded model, e.g. gemma3-270m, qwen2.5-coder-0.5b-instruct")
     parser.add_argument("--dir", type=Path, default=Path(".carry"))
-    parser.add_argument("--mib", type=int, default=56, help="largest piece in MiB (a call carries 64 MiB in all)")
+    parser.add_argument("--mib", type=int, default=None,
+                        help="largest piece in MiB (default: 64 MiB less the tracked files, which every call carries)")
     args = parser.parse_args(argv)
+    if args.mib is None and args.command == "split":
+        args.mib = default_mib()
     try:
         if args.command == "split":
             out = split(args.name, args.dir, args.mib)

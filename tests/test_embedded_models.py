@@ -90,6 +90,16 @@ def test_carry_pieces_round_trip(tmp_cache, tmp_path):
     assert models.sha256_of(assembled) == models.embedded("gemma3-270m").sha256
 
 
+def test_carry_pieces_leave_room_for_the_tracked_files(tmp_path):
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "big").write_bytes(b"x" * (3 << 20) + b"x")  # 3 MiB and a byte: counts as 4
+    (tmp_path / "ignored").write_bytes(b"x" * (9 << 20))  # not tracked: not counted
+    subprocess.run(["git", "-C", str(tmp_path), "add", "big"], check=True)
+    assert carry_model.default_mib(tmp_path) == 64 - 1 - 4
+
+
 def _generate(name: str, messages: list[dict[str, str]] | None, text: str | None, n: int) -> str:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
