@@ -24,7 +24,7 @@ SMOKED = {"assemble.py", "reliance_auc.py", "reliance_rank.py", "train_throughpu
           "pilot_report.py", "pilot.sh", "trl_exports.py", "client.py", "scale.py", "stage_memory.py"}
 SMOKED |= {"multigpu.sh", "multigpu_generate.py", "multigpu_report.py", "train_fsdp.py"}  # test_multigpu_smoke.py
 SMOKED |= {"table3.py", "table3.sh", "table3_report.py"}
-SMOKED |= {"eval_throughput.py", "decode_attention.py"}  # test_eval_throughput_smoke.py
+SMOKED |= {"eval_throughput.py", "decode_attention.py", "throughput_gpu.sh"}  # test_eval_throughput_smoke.py
 SMOKED |= {"table3_v2_inputs.py", "table3_v2.sh", "table3_v2_report.py"}  # tests/benchmarks/test_table3_v2.py
 SMOKED |= {"ruler_gpu.sh", "ruler_report.py"}  # tests/eval/test_ruler_benchmark.py
 SMOKED |= {"pilot32k.sh", "pilot32k_report.py"}  # tests/benchmarks/test_pilot32k_report.py

@@ -65,3 +65,26 @@ def test_decode_attention_benchmark_runs_tiny_and_checks_each_kernel(tmp_path: P
     assert {k["kernel"] for k in ran} >= {"sdpa_math_dense", "sdpa_math_dense_kv_expanded", "ctxsynth_dense"}
     assert all(k["rel_diff"] < 1e-5 and k["repeat_equal"] for k in ran)
     assert len({k["digest"] for k in ran if k["kernel"].startswith("sdpa_math")}) == 1  # same bits: same digest
+
+
+def test_throughput_gpu_script_runs_its_steps_tiny_on_the_cpu(tmp_path: Path) -> None:
+    """benchmarks/throughput_gpu.sh (issue 23's GPU call) at smoke size: the kernel digests compared across two
+    processes, SmolLM2 through both prefill kernels (float32 on the CPU: the same texts as model.generate), the
+    generation benchmark twice, one archive."""
+    import tarfile
+
+    items = [{"id": f"t{k}", "task": "niah_single", "prompt": f"Remember: {what} is {value}.\nWhat is {what}?",
+              "answers": [value], "metric": "all_substring", "max_new_tokens": 5} for k, (what, value) in enumerate(FACTS)]
+    path = tmp_path / "items.jsonl"
+    path.write_text("".join(json.dumps(i) + "\n" for i in items))
+    env = {"SMOKE": "1", "DEVICE": "cpu", "DTYPE": "float32", "LIMIT": "2", "GEN_N": "2", "GEN_TOKENS": "4",
+           "SMOLLM2_ITEMS": str(path), "OUT": str(tmp_path / "out"), "PY": sys.executable}
+    out = _run(["bash", str(ROOT / "benchmarks" / "throughput_gpu.sh"), "kernels", "smollm2", "generate", "pack"], ROOT,
+               env, timeout=900)
+    assert re.search(r"ctxsynth_dense .* same bits in both processes: True", out), out
+    assert re.search(r"identical texts, \S+smollm2_varlen.jsonl vs \S+smollm2_dense.jsonl: 2/2", out), out
+    assert re.search(r"identical texts, model.generate vs \S+smollm2_dense.jsonl: 2/2", out), out
+    assert "generate: same texts in both processes" in out
+    with tarfile.open(tmp_path / "out" / "throughput.tar") as tar:
+        names = set(tar.getnames())
+    assert {"throughput/kernels_2.json", "throughput/smollm2_dense.json", "throughput/generate_1.json"} <= names
