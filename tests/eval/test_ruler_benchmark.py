@@ -27,6 +27,8 @@ def test_ruler_gpu_script_inputs_report_pack(tmp_path: Path) -> None:
     with tarfile.open(tmp_path / "runs" / "ruler_inputs.tar.xz") as tar:
         names = tar.getnames()
     assert "runs/ruler/pkg/long_context_eval/eval/synthetic/constants.py" in names
+    # the SmolLM2 pilot's SFT3 training files travel along (sft3-train trains it there)
+    assert {"runs/pilot/general.jsonl", "runs/pilot/niah/sft3/export/trl_messages/data.jsonl"} <= set(names)
     assert "RULER" in (tmp_path / "report" / "README.md").read_text()
     assert (tmp_path / "out" / "ruler_results.tar").is_file()
 
