@@ -130,7 +130,7 @@ def dense_groups(lengths: list[int], device: torch.device | str, slack: float = 
     times their own causal attention work (rows x longest^2 <= slack x the sum of length^2); the
     packed generator sorts a wave by length, so a chunk's groups are few."""
     groups: list[DenseGroup] = []
-    start = 0
+    start = first = 0  # the group's first prompt and first token
     while start < len(lengths):
         end, longest, own = start + 1, lengths[start], lengths[start] ** 2
         while end < len(lengths):
@@ -138,10 +138,10 @@ def dense_groups(lengths: list[int], device: torch.device | str, slack: float = 
             if (end + 1 - start) * top * top > slack * (own + lengths[end] ** 2):
                 break
             longest, own, end = top, own + lengths[end] ** 2, end + 1
-        first = sum(lengths[:start])
         index = torch.cat([torch.arange(n) + r * longest for r, n in enumerate(lengths[start:end])])
-        groups.append(DenseGroup(first, first + sum(lengths[start:end]), end - start, longest, index.to(device)))
-        start = end
+        tokens = sum(lengths[start:end])
+        groups.append(DenseGroup(first, first + tokens, end - start, longest, index.to(device)))
+        start, first = end, first + tokens
     return groups
 
 
