@@ -176,6 +176,31 @@ class Report:
                 self.records.append({"table": task, "arm": arm, "cell": e})
         return out + [""]
 
+    def seed_tables(self) -> list[str]:
+        """Each training seed's own means (strict, x100; no interval): how far seeds of one arm disagree."""
+        cols = [f"{n // 1024}k" for n in self.lengths]
+
+        def mean(arm: str, seed: int, strict: bool = True, kind: str = "grid", **where: Any) -> str:
+            runs = self.runs[kind].get(arm) or {}
+            if seed not in runs:
+                return "not run"
+            m, _ = matrix({seed: runs[seed]}, strict, **where)
+            return f"{100 * m.mean():.1f}" if m.size else "-"
+
+        tasks = sorted({v[0] for arm in self.grid.values() for items in arm.values() for v in items.values()} - set(VARIANTS))
+        out = ["### Per training seed, strict, x100 (each seed's mean; the intervals above pool the seeds)", "",
+               "| arm | seed | " + " | ".join(f"all four {c}" for c in cols) + " | multi_value " + " | multi_value ".join(cols)
+               + " | needle only | " + " | ".join(f"{t} (partial)" for t in tasks) + " |",
+               "|---|---|" + "---|" * (2 * len(cols) + 1 + len(tasks))]
+        for arm in self.arms:
+            for seed in sorted(self.grid[arm]):
+                cells = [mean(arm, seed, variant=VARIANTS, length=n) for n in self.lengths]
+                cells += [mean(arm, seed, variant="multi_value", length=n) for n in self.lengths]
+                cells.append(mean(arm, seed, kind="needle", variant=VARIANTS))
+                cells += [mean(arm, seed, strict=False, variant=t) for t in tasks]
+                out.append(f"| {arm} | {seed} | " + " | ".join(cells) + " |")
+        return out + [""]
+
     def completeness(self) -> str:
         """Which of the design's trainings have predictions: verdicts are final only when all have."""
         planned: dict[str, list[int]] = self.design["seeds"]
@@ -272,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     design = json.loads(args.design.read_text(encoding="utf-8"))
     rep = Report(read_runs(args.predictions), design, args.resamples)
     lines = [f"# {design['title']}", "", *rep.verdicts(), "## Tables", "", *rep.score_tables(), *rep.depth_table(),
-             *rep.other_tables()]
+             *rep.other_tables(), *rep.seed_tables()]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.md").write_text("\n".join(lines), encoding="utf-8")
     (args.out / "results.json").write_text(json.dumps(rep.records, indent=1) + "\n", encoding="utf-8")

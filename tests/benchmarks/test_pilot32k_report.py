@@ -42,6 +42,13 @@ def test_report_on_the_fixture(tmp_path):
     partial = next(r for r in records if r["table"] == "grid" and not r["strict"] and r["arm"] == "sft3"
                    and r["variant"] == "multi_value")["cells"]["8k"]
     assert partial["mean"] >= cell["mean"]  # a share of values is never below all-or-nothing
+    # the per-seed table: each seed's own strict multi_value mean at 8k (pooled above)
+    seed_rows = [line for line in text.split("### Per training seed")[1].splitlines() if line.startswith("| sft3 |")]
+    own = [100 * np.mean([float(r["score"] >= 1.0) for r in _rows(f"sft3-s{s}-grid.jsonl.gz")
+                          if r["meta"].get("variant") == "multi_value" and r["meta"]["length"] == 8192]) for s in (0, 1)]
+    header = text.split("### Per training seed")[1].splitlines()[2].split(" | ")
+    column = header.index("multi_value 8k")
+    assert [float(line.split(" | ")[column]) for line in seed_rows] == [round(x, 1) for x in own]
 
     verdicts = {r["finding"][:2]: r for r in records if r["table"] == "verdict"}
     assert set(verdicts) == {"1.", "2.", "3.", "4.", "5."}
