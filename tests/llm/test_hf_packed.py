@@ -238,6 +238,18 @@ def test_dense_prefill_gives_transformers_tokens() -> None:
     assert [got[i] for i in range(len(prompts))] == want
 
 
+def test_dense_prefill_without_its_kernel_says_which_setting_to_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    from torch.nn.attention import SDPBackend
+
+    from ctxsynth.llm import hf_packed_attention
+
+    # as on a GPU whose cuDNN has no kernel for the shape: the CPU has no cuDNN backend at all
+    monkeypatch.setitem(hf_packed_attention.DENSE_BACKENDS, "cpu", [SDPBackend.CUDNN_ATTENTION])
+    gen = PackedGenerator(_tiny_gemma3(), eos_ids=[], pad_id=0, prefill_kernel="dense")
+    with pytest.raises(ConfigError, match="CUDNN_ATTENTION refused .* set prefill_kernel: varlen"):
+        gen.generate([Row([5, 6, 7, 8], 2)], lambda wave: [], lambda wave, tokens: None)
+
+
 def test_prefill_kernel_is_checked_and_in_the_identity_only_when_dense() -> None:
     with pytest.raises(ConfigError, match="prefill_kernel must be"):
         TransformersBackend("smollm2-135m-instruct", device="cpu", packed=True, prefill_kernel="cudnn")

@@ -51,11 +51,13 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from ctxsynth.errors import ConfigError
 from ctxsynth.varlen import kernel_has_window, per_sequence_sdpa
 
 PACKED = "ctxsynth_packed"
 DECODE_KERNELS = ("flash", "sdpa", "bmm")
 PREFILL_KERNELS = ("varlen", "dense")
+DENSE_BACKENDS = {"cuda": [SDPBackend.CUDNN_ATTENTION]}  # the dense prefill's SDPA backends by device (else any)
 DENSE_SLACK = 1.25  # a dense group's padded attention work may exceed its prompts' own by this factor
 CUDA_DECODE_KERNEL = "flash"  # the default on CUDA (docs/results/eval_throughput.md)
 # flash takes a mask on the CPU (10x the math kernel there) and is skipped on CUDA, where it takes none;
@@ -243,14 +245,19 @@ def decode_attention(wave: Wave, layer: int, query: torch.Tensor, key: torch.Ten
 def _prefill_attention(wave: Wave, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None,
                        window: int | None) -> torch.Tensor:
     assert wave.cu is not None
-    if window is None and wave.prefill_kernel == "dense" and not q.is_cuda:
-        return dense_attention(q, k, v, wave.dense, scale)
+    dtype = q.dtype
+    if q.is_cuda and dtype not in (torch.float16, torch.bfloat16):  # flash and cuDNN kernels: half precision only
+        q, k, v = q.to(torch.bfloat16), k.to(torch.bfloat16), v.to(torch.bfloat16)
+    if window is None and wave.prefill_kernel == "dense":
+        backends = DENSE_BACKENDS.get(q.device.type)
+        try:
+            return dense_attention(q, k, v, wave.dense, scale, backends).to(dtype)
+        except RuntimeError as exc:  # no such kernel for this shape, card or torch: a setting to change
+            if not backends or ("backend" not in str(exc).lower() and "kernel" not in str(exc).lower()):
+                raise
+            raise ConfigError(f"prefill_kernel dense: SDPA's {', '.join(b.name for b in backends)} refused this model's "
+                              f"shape on this machine ({str(exc).splitlines()[0]}); set prefill_kernel: varlen") from exc
     if q.is_cuda:
-        dtype = q.dtype
-        if dtype not in (torch.float16, torch.bfloat16):  # flash and cuDNN kernels: half precision only
-            q, k, v = q.to(torch.bfloat16), k.to(torch.bfloat16), v.to(torch.bfloat16)
-        if window is None and wave.prefill_kernel == "dense":
-            return dense_attention(q, k, v, wave.dense, scale, [SDPBackend.CUDNN_ATTENTION]).to(dtype)
         if window is None or kernel_has_window():
             return flash_varlen(q, k, v, wave.cu, wave.max_len, scale, window).to(dtype)
         return _flex(q, k, v, wave, scale, window).to(dtype)
