@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -32,8 +33,6 @@ CALL_MIB = 64  # what one device call carries: the tracked tree and the carried 
 
 def default_mib(root: Path | None = None) -> int:
     """The largest whole MiB a piece may take beside the repository's tracked files (1 MiB spare)."""
-    import subprocess
-
     root = root or Path(__file__).resolve().parents[1]
     listed = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True).stdout
     tracked = sum((root / name).stat().st_size for name in listed.decode().split("\0")

@@ -103,6 +103,8 @@ class Report:
                                if v[0] in VARIANTS})
         self.arms = [a for a in design["arms"] if a in self.grid]
         self.records: list[dict[str, Any]] = []
+        # the grid files' other tasks (HotpotQA): scored apart from the NIAH variants
+        self.tasks = sorted({v[0] for arm in self.grid.values() for items in arm.values() for v in items.values()} - set(VARIANTS))
 
     def cell(self, arm: str, strict: bool = True, kind: str = "grid", **where: Any) -> dict[str, float] | None:
         runs = self.runs[kind].get(arm)
@@ -167,7 +169,7 @@ class Report:
             cells = [self.cell(arm, kind="needle", variant=v) for v in VARIANTS]
             out.append(f"| {arm} | " + " | ".join(map(fmt, cells)) + " |")
             self.records.append({"table": "needle", "arm": arm, "cells": dict(zip(VARIANTS, cells))})
-        tasks = sorted({v[0] for arm in self.grid.values() for items in arm.values() for v in items.values()} - set(VARIANTS))
+        tasks = self.tasks
         for task in tasks:
             out += ["", f"### {task} (partial score = the task's metric), x100", "", "| arm | score |", "|---|---|"]
             for arm in self.arms:
@@ -187,7 +189,7 @@ class Report:
             m, _ = matrix({seed: runs[seed]}, strict, **where)
             return f"{100 * m.mean():.1f}" if m.size else "-"
 
-        tasks = sorted({v[0] for arm in self.grid.values() for items in arm.values() for v in items.values()} - set(VARIANTS))
+        tasks = self.tasks
         out = ["### Per training seed, strict, x100 (each seed's mean; the intervals above pool the seeds)", "",
                "| arm | seed | " + " | ".join(f"all four {c}" for c in cols) + " | multi_value " + " | multi_value ".join(cols)
                + " | needle only | " + " | ".join(f"{t} (partial)" for t in tasks) + " |",

@@ -201,6 +201,18 @@ def test_sliding_window_layers_match_transformers_own_masks() -> None:
     assert torch.stack(full).argmax(-1).tolist() == [t[0] for t in want]
 
 
+def test_packing_blockers_name_what_only_model_generate_applies() -> None:
+    from ctxsynth.llm.hf_packed import packing_blockers
+
+    model = _tiny_gemma3()
+    assert packing_blockers(model) == []
+    model.generation_config.repetition_penalty = 1.3
+    model.generation_config.min_new_tokens = 2
+    assert packing_blockers(model) == ["repetition_penalty", "min_new_tokens"]
+    model.config.attn_logit_softcapping = 50.0  # Gemma-2's attention
+    assert packing_blockers(model)[-1] == "packed generation does not support attention logit soft-capping"
+
+
 def test_dense_groups_pad_only_similar_lengths() -> None:
     groups = dense_groups([100, 100, 90, 400, 50], "cpu", slack=1.25)
     assert [(g.start, g.end, g.rows, g.length) for g in groups] == [(0, 290, 3, 100), (290, 690, 1, 400),

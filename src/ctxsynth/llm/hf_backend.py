@@ -294,20 +294,9 @@ class TransformersBackend(Backend):
         the default path applies (they read the prompt too), or its attention cannot be packed."""
         if self._packed is not None:
             return True
-        from ctxsynth.llm.hf_packed import model_shape
+        from ctxsynth.llm.hf_packed import packing_blockers
 
-        config = self._model.generation_config
-        asks = [name for name, value in (("repetition_penalty", config.repetition_penalty not in (None, 1.0)),
-                                         ("no_repeat_ngram_size", bool(config.no_repeat_ngram_size)),
-                                         ("bad_words_ids", bool(config.bad_words_ids)),
-                                         ("suppress_tokens", bool(config.suppress_tokens)),
-                                         ("begin_suppress_tokens", bool(config.begin_suppress_tokens)),
-                                         ("min_new_tokens", bool(config.min_new_tokens)),
-                                         ("min_length", bool(config.min_length))) if value]
-        try:
-            model_shape(self._model.config)
-        except ValueError as exc:
-            asks.append(str(exc))
+        asks = packing_blockers(self._model)
         if asks:
             log.warning("%s: packed generation off (%s); using model.generate", self.path.name, ", ".join(asks))
             self.packed = False

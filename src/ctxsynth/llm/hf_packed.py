@@ -98,6 +98,25 @@ def model_shape(config: Any) -> _Shape:
     return _Shape(layers, kv_heads, head_dim, windows)
 
 
+def packing_blockers(model: Any) -> list[str]:
+    """Why packed generation cannot run this model (empty: it can): logit processors its
+    generation_config asks for that only `model.generate` applies (they read the prompt too), or
+    attention it cannot pack."""
+    config = model.generation_config
+    asks = [name for name, value in (("repetition_penalty", config.repetition_penalty not in (None, 1.0)),
+                                     ("no_repeat_ngram_size", bool(config.no_repeat_ngram_size)),
+                                     ("bad_words_ids", bool(config.bad_words_ids)),
+                                     ("suppress_tokens", bool(config.suppress_tokens)),
+                                     ("begin_suppress_tokens", bool(config.begin_suppress_tokens)),
+                                     ("min_new_tokens", bool(config.min_new_tokens)),
+                                     ("min_length", bool(config.min_length))) if value]
+    try:
+        model_shape(model.config)
+    except ValueError as exc:
+        asks.append(str(exc))
+    return asks
+
+
 class PackedGenerator:
     """Generates for many prompts at once: waves by token count, packed prefill, graph decoding."""
 
