@@ -84,7 +84,8 @@ def test_effective_length_stops_at_the_first_miss():
 
 def test_pilot32k_steps_dry_run():
     out = subprocess.run(["bash", "benchmarks/pilot32k.sh", "sft3m-s1", "sft3m-s7", "sft4-s8:train"], cwd=ROOT,
-                         env={"DRY": "1", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, check=True).stdout
+                         env={"DRY": "1", "FORCE": "1", "PATH": "/usr/bin:/bin"},  # FORCE: arms finished in runs/ here print too
+                         capture_output=True, text=True, check=True).stdout
     assert "data.train_files=[runs/pilot32k/niah/sft3m/export/trl_messages/data.jsonl] seed=1" in out
     # SFT3-matched takes SFT4's steps: this machine's run of that seed, else the committed summary
     summary = ROOT / "runs/pilot32k/train/sft4-s1/summary.json"
