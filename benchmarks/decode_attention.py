@@ -17,7 +17,10 @@ Four parts, one GPU call:
    groups through cuDNN, the copies in the clock): milliseconds, TFLOP/s of causal attention, the
    difference from flash varlen, and a digest of the output's bits with whether a second call gave
    the same bits. Run it twice (two processes) and compare the digests: a kernel whose bits change
-   between processes changes texts between runs.
+   between processes changes texts between runs. The `_grid_lengths` rows run the same chunk as the
+   grid's prompts are: lengths spread over 46 tokens below the cell's (the 32k pilot's Gemma-3 grid:
+   e.g. 32,574-32,619 at 32k), so `prefill_kernel: dense` pads and gathers; their TFLOP/s count
+   each prompt's own causal work, not the padding.
 
   python benchmarks/decode_attention.py --device cuda --out decode_attention.json
   python benchmarks/decode_attention.py --device cpu --smoke        # tiny shapes, the CPU kernels
@@ -29,6 +32,7 @@ Last line: `best_decode_kernel: <name> decode_ms_per_step: <ms> prefill_tokens_p
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import statistics
@@ -257,16 +261,16 @@ def prefill_kernel_table(device: str, tiny: bool) -> list[dict[str, Any]]:
         g = torch.Generator(device=device).manual_seed(4)
         q, k, v = (torch.randn(rows * length, h, dim, device=device, dtype=dtype, generator=g)
                    for h in (heads, kv, kv))
-        flop = rows * heads * 4 * dim * length * (length + 1) / 2  # QK^T and PV over the causal half
-        first = None
-        for label, fn in _prefill_kernels(q, k, v, rows, length, cuda).items():
+        firsts: dict[int, Any] = {}  # tokens -> the first kernel's output: the reference of its rows
+        for label, (fn, lengths) in _prefill_kernels(q, k, v, rows, length, cuda).items():
             row: dict[str, Any] = {"shape": name, "kernel": label, "prompts": rows, "length": length}
+            flop = sum(heads * 4 * dim * n * (n + 1) / 2 for n in lengths)  # QK^T and PV over the causal half
             try:
                 with torch.inference_mode():
                     got = fn()
                     seconds = timed(fn, device, 5 if cuda else 1)
                     again = fn()
-                first = got if first is None else first
+                first = firsts.setdefault(got.shape[0], got)
                 row.update(ms=round(seconds * 1e3, 3), tflop_per_s=round(flop / seconds / 1e12, 1),
                            rel_diff=round(float((got.float() - first.float()).norm() / first.float().norm()), 6),
                            digest=_digest(got), repeat_equal=bool(torch.equal(got, again)))
@@ -287,14 +291,22 @@ def _digest(t: Any) -> str:
     return hashlib.sha256(bits.cpu().numpy().tobytes()).hexdigest()[:16]
 
 
+def grid_lengths(rows: int, length: int) -> list[int]:
+    """`rows` prompt lengths spread over the 46 tokens below `length`, sorted as a packed wave's are."""
+    return sorted(length - (r * 13) % 46 for r in range(rows))
+
+
 def _prefill_kernels(q: Any, k: Any, v: Any, rows: int, length: int, cuda: bool) -> dict[str, Any]:
-    """{label: call} of each kernel on `rows` packed prompts of `length` tokens: flash varlen (CUDA), then
-    SDPA's backends on the dense (rows, heads, length, dim) view, GQA native and kv heads expanded."""
+    """{label: (call, prompt lengths)} of each kernel on `rows` packed prompts of `length` tokens: flash
+    varlen (CUDA), the packed path's dense prefill, SDPA's backends on the dense (rows, heads, length,
+    dim) view (GQA native and kv heads expanded), then flash varlen and the dense prefill on prompts of
+    the grid's spread of lengths (`grid_lengths`, the first tokens of the same chunk)."""
     import torch
     import torch.nn.functional as F
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from ctxsynth.llm.hf_packed_attention import dense_attention, dense_groups, flash_varlen
+    from ctxsynth.varlen import per_sequence_sdpa
 
     heads, kv, dim = q.shape[1], k.shape[1], q.shape[2]
     scale = dim ** -0.5
@@ -308,20 +320,33 @@ def _prefill_kernels(q: Any, k: Any, v: Any, rows: int, length: int, cuda: bool)
             o = F.scaled_dot_product_attention(qd, kd, vd, is_causal=True, scale=scale, enable_gqa=not expand)
         return o.transpose(1, 2).reshape(rows * length, heads, dim)
 
+    same = [length] * rows
+    spread = grid_lengths(rows, length)
+    n = sum(spread)
+    cu_spread = torch.tensor([0, *itertools.accumulate(spread)], dtype=torch.int32, device=q.device)
+    cudnn = [SDPBackend.CUDNN_ATTENTION] if cuda else None  # the CPU runs the same code on its backends
+    dense_label = "ctxsynth_dense_cudnn" if cuda else "ctxsynth_dense"
+    groups, spread_groups = dense_groups(same, q.device), dense_groups(spread, q.device)
     kernels: dict[str, Any] = {}
-    groups = dense_groups([length] * rows, q.device)  # the packed path's `prefill_kernel: dense`
     if cuda:
-        kernels["flash_varlen"] = lambda: flash_varlen(q, k, v, cu, length, scale, None)
-        kernels["ctxsynth_dense_cudnn"] = lambda: dense_attention(q, k, v, groups, scale, [SDPBackend.CUDNN_ATTENTION])
-    else:  # the same code on the CPU's backends (the smoke test)
-        kernels["ctxsynth_dense"] = lambda: dense_attention(q, k, v, groups, scale)
+        kernels["flash_varlen"] = (lambda: flash_varlen(q, k, v, cu, length, scale, None), same)
+    kernels[dense_label] = (lambda: dense_attention(q, k, v, groups, scale, cudnn), same)
     backends = {"sdpa_flash_dense": SDPBackend.FLASH_ATTENTION, "sdpa_cudnn_dense": SDPBackend.CUDNN_ATTENTION,
                 "sdpa_efficient_dense": SDPBackend.EFFICIENT_ATTENTION, "sdpa_math_dense": SDPBackend.MATH}
     for label, backend in backends.items():
         if cuda and backend == SDPBackend.MATH:
             continue  # the whole score matrix in memory: 32k prompts do not fit
-        kernels[label] = lambda b=backend: dense(b, False)
-        kernels[label + "_kv_expanded"] = lambda b=backend: dense(b, True)
+        kernels[label] = (lambda b=backend: dense(b, False), same)
+        kernels[label + "_kv_expanded"] = (lambda b=backend: dense(b, True), same)
+    qs, ks, vs = q[:n], k[:n], v[:n]
+    if cuda:
+        kernels["flash_varlen_grid_lengths"] = (lambda: flash_varlen(qs, ks, vs, cu_spread, length, scale, None),
+                                                spread)
+    else:  # the CPU's packed prefill: SDPA prompt by prompt
+        kernels["per_prompt_sdpa_grid_lengths"] = (lambda: per_sequence_sdpa(qs, ks, vs, cu_spread, scale, None),
+                                                   spread)
+    kernels[dense_label + "_grid_lengths"] = (lambda: dense_attention(qs, ks, vs, spread_groups, scale, cudnn),
+                                              spread)
     return kernels
 
 

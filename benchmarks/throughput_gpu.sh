@@ -12,7 +12,8 @@
 #   whether the output's bits were the same in both (a kernel that changes them changes texts between runs).
 # smollm2 / gemma: benchmarks/eval_throughput.py with each prefill kernel (SmolLM2's varlen run also times
 #   model.generate, Gemma's do not: 2,000 items at 2k-32k take it ~18 min); prints the share of identical
-#   texts between the two kernels. gemma needs gemma3-270m where ctxsynth finds it (benchmarks/carry_model.py).
+#   texts between the two kernels, and for Gemma between two processes of `dense` (the condition for
+#   making it the CUDA default). gemma needs gemma3-270m where ctxsynth finds it (benchmarks/carry_model.py).
 # generate: benchmarks/multigpu_generate.py --devices 1 --path packed, twice (two processes), against
 #   56.9 requests/s per GPU (docs/results/multigpu.md); prints whether the texts were the same.
 # pack: every file written under $OUT/throughput into $OUT/throughput.tar (one file comes back whole).
@@ -86,11 +87,12 @@ EOF
     gemma)
       say gemma
       mkdir -p "$T"
-      for kernel in varlen dense; do
-        tp --model gemma3-270m --items "$GEMMA_ITEMS" --skip-baseline --prefill-kernel $kernel \
-           --out "$T/gemma_$kernel.json" --predictions "$T/gemma_$kernel.jsonl"
+      for run in varlen dense dense_2; do  # dense twice (two processes): is it reproducible end to end?
+        tp --model gemma3-270m --items "$GEMMA_ITEMS" --skip-baseline --prefill-kernel "${run%_2}" \
+           --out "$T/gemma_$run.json" --predictions "$T/gemma_$run.jsonl"
       done
-      same_texts "$T/gemma_varlen.jsonl" "$T/gemma_dense.jsonl";;
+      same_texts "$T/gemma_varlen.jsonl" "$T/gemma_dense.jsonl"
+      same_texts "$T/gemma_dense.jsonl" "$T/gemma_dense_2.jsonl";;
     generate)
       say generate
       mkdir -p "$T"

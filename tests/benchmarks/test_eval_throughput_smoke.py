@@ -62,7 +62,8 @@ def test_decode_attention_benchmark_runs_tiny_and_checks_each_kernel(tmp_path: P
     assert all(w["steps"] == w["budget"] - 1 and w["prefill_s"] > 0 for w in row["waves"])
     assert [p["prefill_tokens"] for p in row["prefill"]] == [200, 400]
     ran = [k for k in row["prefill_kernels"] if "ms" in k]  # the CPU's dense SDPA backends, GQA native and expanded
-    assert {k["kernel"] for k in ran} >= {"sdpa_math_dense", "sdpa_math_dense_kv_expanded", "ctxsynth_dense"}
+    assert {k["kernel"] for k in ran} >= {"sdpa_math_dense", "sdpa_math_dense_kv_expanded", "ctxsynth_dense",
+                                          "per_prompt_sdpa_grid_lengths", "ctxsynth_dense_grid_lengths"}
     assert all(k["rel_diff"] < 1e-5 and k["repeat_equal"] for k in ran)
     assert len({k["digest"] for k in ran if k["kernel"].startswith("sdpa_math")}) == 1  # same bits: same digest
 

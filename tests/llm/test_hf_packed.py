@@ -219,6 +219,10 @@ def test_dense_groups_pad_only_similar_lengths() -> None:
                                                                     (690, 740, 1, 50)]
     assert groups[0].index.tolist() == list(range(100)) + list(range(100, 200)) + list(range(200, 290))
     assert dense_groups([7], "cpu")[0].index.tolist() == list(range(7))
+    # the padding's places, and none where the prompts are of one length (the chunk is then the batch)
+    assert groups[0].pad is not None and groups[0].pad.tolist() == [290, 291, 292, 293, 294, 295, 296, 297, 298, 299]
+    assert groups[1].pad is None and groups[2].pad is None
+    assert [g.pad for g in dense_groups([8, 8, 8], "cpu")] == [None]
 
 
 def test_dense_prefill_attention_equals_per_prompt_attention() -> None:
@@ -232,7 +236,14 @@ def test_dense_prefill_attention_equals_per_prompt_attention() -> None:
     want = per_sequence_sdpa(q, k, v, cu, 0.25, None)
     groups = dense_groups(lengths, "cpu")
     assert len(groups) < len(lengths)  # some prompts really were padded together
+    assert any(x.pad is not None for x in groups) and any(x.pad is None for x in groups)
     torch.testing.assert_close(dense_attention(q, k, v, groups, 0.25), want, rtol=1e-12, atol=1e-12)
+    # one length over the whole chunk: the chunk itself is the dense batch (no scatter, no gather)
+    same = [24, 24, 24]
+    q, k, v = q[:72], k[:72], v[:72]
+    cu = torch.tensor([0, 24, 48, 72], dtype=torch.int32)
+    torch.testing.assert_close(dense_attention(q, k, v, dense_groups(same, "cpu"), 0.25),
+                               per_sequence_sdpa(q, k, v, cu, 0.25, None), rtol=1e-12, atol=1e-12)
 
 
 def test_dense_prefill_gives_transformers_tokens() -> None:

@@ -23,9 +23,10 @@ length, right-padded into (prompts, heads, longest, dim) tensors and run through
 kernel, cuDNN's on CUDA (any backend elsewhere). Right padding under a causal mask changes no real
 token's output (a real query never sees a later position), so only rounding differs. Part 4 of
 benchmarks/decode_attention.py measured it on an H100 for Gemma-3's global layer (head dim 256):
-cuDNN 628-688 TFLOP/s against flash varlen's ~305; cuDNN also changed texts between processes in
-`model.generate` once (docs/results/multigpu.md), so `dense` is opt-in until a GPU run shows
-whether its prefill keeps texts reproducible. Sliding-window layers always use `varlen`.
+cuDNN 628-688 TFLOP/s against flash varlen's ~305, with the same bits in two processes; cuDNN
+changed texts between processes in `model.generate` once (docs/results/multigpu.md), so `dense` is
+opt-in until a grid evaluated twice with it gives the same texts. Sliding-window layers always use
+`varlen`.
 
 Decoding: one query per row against the first `valid` slots of its cache row. The kernels
 (`DECODE_KERNELS`): `flash` (CUDA's default: flash varlen with `seqused_k`, the cache in (rows,
@@ -118,13 +119,15 @@ class Wave:
 class DenseGroup:
     """Consecutive prompts of a packed chunk run as one right-padded dense batch: tokens [start, end)
     of the chunk, `rows` prompts padded to `length`, `index` each token's place in the flat
-    (rows x length) view."""
+    (rows x length) view, `pad` the padding's places (None when the prompts are of one length and the
+    chunk's tokens are already the dense batch)."""
 
     start: int
     end: int
     rows: int
     length: int
     index: torch.Tensor
+    pad: torch.Tensor | None = None
 
 
 def dense_groups(lengths: list[int], device: torch.device | str, slack: float = DENSE_SLACK) -> list[DenseGroup]:
@@ -142,7 +145,11 @@ def dense_groups(lengths: list[int], device: torch.device | str, slack: float = 
             longest, own, end = top, own + lengths[end] ** 2, end + 1
         index = torch.cat([torch.arange(n) + r * longest for r, n in enumerate(lengths[start:end])])
         tokens = sum(lengths[start:end])
-        groups.append(DenseGroup(first, first + tokens, end - start, longest, index.to(device)))
+        pad = None
+        if tokens < (end - start) * longest:
+            pad = torch.cat([torch.arange(n, longest) + r * longest for r, n in enumerate(lengths[start:end])])
+            pad = pad.to(device)
+        groups.append(DenseGroup(first, first + tokens, end - start, longest, index.to(device), pad))
         start, first = end, first + tokens
     return groups
 
@@ -150,18 +157,35 @@ def dense_groups(lengths: list[int], device: torch.device | str, slack: float = 
 def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, groups: list[DenseGroup],
                     scale: float | None, backends: list[SDPBackend] | None = None) -> torch.Tensor:
     """Causal attention within each packed prompt, group by group through SDPA on right-padded dense
-    tensors; q (T, H, D), k and v (T, kv heads, D) -> (T, H, D). `backends`: SDPA's to allow (all when None)."""
-    out = torch.empty_like(q)
+    tensors; q (T, H, D), k and v (T, kv heads, D) -> (T, H, D). `backends`: SDPA's to allow (all when None).
+
+    Memory passes, not arithmetic, are this wrapper's cost (on an H100 its copies took ~1.3 ms a
+    131,072-token chunk, as long as cuDNN's attention at 2k): a group of one length is a view of the
+    chunk, a padded one costs one scatter per tensor plus zeroing only the padding (keys and values
+    there are masked for every real query, but must not be NaN), and the output is gathered once,
+    straight into its place."""
+    out = None
     for g in groups:
         def dense(x: torch.Tensor, g: DenseGroup = g) -> torch.Tensor:
-            padded = x.new_zeros(g.rows * g.length, x.shape[1], x.shape[2])
-            padded[g.index] = x[g.start:g.end]
-            return padded.view(g.rows, g.length, x.shape[1], x.shape[2]).transpose(1, 2)
+            x = x[g.start:g.end]
+            if g.pad is not None:
+                flat = x.new_empty(g.rows * g.length, x.shape[1], x.shape[2])
+                flat.index_copy_(0, g.index, x)
+                x = flat.index_fill_(0, g.pad, 0)
+            return x.reshape(g.rows, g.length, x.shape[1], x.shape[2]).transpose(1, 2)
 
         with sdpa_kernel(backends) if backends else nullcontext():
             o = F.scaled_dot_product_attention(dense(q), dense(k), dense(v), is_causal=True, scale=scale,
                                                enable_gqa=q.shape[1] != k.shape[1])
-        out[g.start:g.end] = o.transpose(1, 2).reshape(g.rows * g.length, q.shape[1], q.shape[2])[g.index]
+        o = o.transpose(1, 2).reshape(g.rows * g.length, q.shape[1], q.shape[2])  # a view where SDPA kept q's layout
+        if g.pad is None and len(groups) == 1 and g.end - g.start == q.shape[0]:
+            return o  # the whole chunk, one length: no copy at all
+        out = torch.empty_like(q) if out is None else out
+        if g.pad is None:
+            out[g.start:g.end] = o
+        else:
+            torch.index_select(o, 0, g.index, out=out[g.start:g.end])
+    assert out is not None, "no prompts"
     return out
 
 
