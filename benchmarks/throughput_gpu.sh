@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Issue 23's figures in one GPU call (docs/results/eval_throughput.md): the prefill kernels'
+# Issue 23's figures in two GPU calls (docs/results/eval_throughput.md): the prefill kernels'
 # reproducibility across processes, the SmolLM2 1k-8k grid (packed with flash varlen against
 # model.generate, then packed with `prefill_kernel: dense`), the Gemma-3 2k-32k grid with both
 # prefill kernels, and the generation benchmark of docs/results/multigpu.md on the packed path.
 #
 #   bash benchmarks/throughput_gpu.sh inputs          # CPU, where the asset packages are: both grids ->
 #                                                     #   runs/throughput_inputs.tar.xz (carry it; `tar xJf` there)
-#   bash benchmarks/throughput_gpu.sh kernels smollm2 gemma generate pack    # GPU machine, ~8 min
+#   bash benchmarks/throughput_gpu.sh kernels smollm2 pack    # GPU machine, ~4 min, then in a second call
+#   bash benchmarks/throughput_gpu.sh gemma generate pack     # ~5 min (Gemma-3 dense runs twice)
 #
 # kernels: part 4 of benchmarks/decode_attention.py in two processes; prints, per kernel and shape,
 #   whether the output's bits were the same in both (a kernel that changes them changes texts between runs).
