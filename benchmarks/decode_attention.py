@@ -1,6 +1,6 @@
 """Where packed generation spends its time, on random-weight models of the real shapes (no weights to carry).
 
-Four parts, one GPU call:
+Five parts, one GPU call:
 1. **Decoding attention kernels** (ctxsynth.llm.hf_packed_attention.DECODE_KERNELS) on one layer's
    cache: SmolLM2-135M's (9 query heads on 3 kv heads of 64) and Gemma-3-270M's (4 on 1 of 256), at
    the grid's lengths. Each kernel's output against a float64 reference (relative error) and its
@@ -21,6 +21,9 @@ Four parts, one GPU call:
    grid's prompts are: lengths spread over 46 tokens below the cell's (the 32k pilot's Gemma-3 grid:
    e.g. 32,574-32,619 at 32k), so `prefill_kernel: dense` pads and gathers; their TFLOP/s count
    each prompt's own causal work, not the padding.
+5. **The dense path's own cost**: `prefill_kernel: dense` with SDPA replaced by a copy of its query
+   (the grouping's copies in and out, and the stand-in's one write), at one length and at the grid's
+   spread, beside the stand-in's copy alone.
 
   python benchmarks/decode_attention.py --device cuda --out decode_attention.json
   python benchmarks/decode_attention.py --device cpu --smoke        # tiny shapes, the CPU kernels
@@ -32,6 +35,7 @@ Last line: `best_decode_kernel: <name> decode_ms_per_step: <ms> prefill_tokens_p
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import platform
@@ -350,6 +354,42 @@ def _prefill_kernels(q: Any, k: Any, v: Any, rows: int, length: int, cuda: bool)
     return kernels
 
 
+def dense_wrapper_table(device: str, tiny: bool) -> list[dict[str, Any]]:
+    """Part 5: the cost of `prefill_kernel: dense` around its kernel (grouping's copies in and out):
+    dense_attention timed with SDPA replaced by a copy of its query, on Gemma-3's global layer shape
+    at one prompt length and at the grid's spread of lengths (`grid_lengths`)."""
+    import torch
+    import torch.nn.functional as F
+
+    from ctxsynth.llm.hf_packed_attention import dense_attention, dense_groups
+
+    cuda = device.startswith("cuda")
+    dtype = torch.bfloat16 if cuda else torch.float32
+    heads, kv, dim = (4, 1, 16) if tiny else (4, 1, 256)
+    rows, length = (3, 400) if tiny else ((64, 2048) if cuda else (16, 2048))  # tiny: the spread still pads
+    out = []
+    for label, lengths in (("one length", [length] * rows), ("grid lengths", grid_lengths(rows, length))):
+        tokens = sum(lengths)
+        g = torch.Generator(device=device).manual_seed(5)
+        q, k, v = (torch.randn(tokens, h, dim, device=device, dtype=dtype, generator=g) for h in (heads, kv, kv))
+        groups = dense_groups(lengths, q.device)
+        sdpa = F.scaled_dot_product_attention
+        # the stand-in writes the query's bytes once, as an attention kernel writes its output
+        F.scaled_dot_product_attention = lambda q, k, v, **kw: q.clone(memory_format=torch.preserve_format)
+        try:
+            with torch.inference_mode():
+                seconds = timed(functools.partial(dense_attention, q, k, v, groups, None), device, 20 if cuda else 5)
+                stand_in = timed(q.clone, device, 20 if cuda else 5)
+        finally:
+            F.scaled_dot_product_attention = sdpa
+        row = {"shape": f"gemma3 global {label}", "prompts": rows, "tokens": tokens, "groups": len(groups),
+               "padded_groups": sum(x.pad is not None for x in groups), "ms": round(seconds * 1e3, 3),
+               "stand_in_ms": round(stand_in * 1e3, 3)}
+        print(json.dumps(row), flush=True)
+        out.append(row)
+    return out
+
+
 def _sync(device: str) -> None:
     import torch
 
@@ -362,7 +402,7 @@ def main() -> None:
     p.add_argument("--device", default="cuda")
     p.add_argument("--smoke", action="store_true", help="tiny shapes (CPU smoke test)")
     p.add_argument("--kernels", nargs="+", default=None, help="default: every kernel the device runs")
-    p.add_argument("--parts", nargs="+", default=["kernels", "waves", "prefill", "prefill_kernels"])
+    p.add_argument("--parts", nargs="+", default=["kernels", "waves", "prefill", "prefill_kernels", "dense_wrapper"])
     p.add_argument("--out", type=Path)
     a = p.parse_args()
     import torch
@@ -384,6 +424,8 @@ def main() -> None:
         print(table, flush=True)
     if "prefill_kernels" in a.parts:
         result["prefill_kernels"] = prefill_kernel_table(a.device, a.smoke)
+    if "dense_wrapper" in a.parts:
+        result["dense_wrapper"] = dense_wrapper_table(a.device, a.smoke)
     if a.out:
         a.out.write_text(json.dumps(result, indent=1) + "\n")
     waves = [w for w in result.get("waves", []) if "ms_per_step" in w and w["model"] == "smollm2"

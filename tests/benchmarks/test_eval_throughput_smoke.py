@@ -66,6 +66,8 @@ def test_decode_attention_benchmark_runs_tiny_and_checks_each_kernel(tmp_path: P
                                           "per_prompt_sdpa_grid_lengths", "ctxsynth_dense_grid_lengths"}
     assert all(k["rel_diff"] < 1e-5 and k["repeat_equal"] for k in ran)
     assert len({k["digest"] for k in ran if k["kernel"].startswith("sdpa_math")}) == 1  # same bits: same digest
+    one, spread = row["dense_wrapper"]  # the dense path's own cost: a view at one length, padded at the spread
+    assert (one["padded_groups"], spread["padded_groups"]) == (0, 1) and one["ms"] > 0 and spread["ms"] > 0
 
 
 def test_throughput_gpu_script_runs_its_steps_tiny_on_the_cpu(tmp_path: Path) -> None:
