@@ -9,7 +9,7 @@
 #   bash benchmarks/throughput_gpu.sh kernels smollm2 pack    # GPU machine, ~4 min, then in a second call
 #   bash benchmarks/throughput_gpu.sh gemma generate pack     # ~5 min (Gemma-3 dense runs twice)
 #
-# kernels: part 4 of benchmarks/decode_attention.py in two processes; prints, per kernel and shape,
+# kernels: parts 4 and 5 of benchmarks/decode_attention.py in two processes; prints, per kernel and shape,
 #   whether the output's bits were the same in both (a kernel that changes them changes texts between runs).
 # smollm2 / gemma: benchmarks/eval_throughput.py with each prefill kernel (SmolLM2's varlen run also times
 #   model.generate, Gemma's do not: 2,000 items at 2k-32k take it ~18 min); prints the share of identical
@@ -65,7 +65,7 @@ for step in "$@"; do
       say kernels
       mkdir -p "$T"
       for run in 1 2; do
-        do_ $PY benchmarks/decode_attention.py --device "$DEVICE" "${SMOKE_ARGS[@]}" --parts prefill_kernels \
+        do_ $PY benchmarks/decode_attention.py --device "$DEVICE" "${SMOKE_ARGS[@]}" --parts prefill_kernels dense_wrapper \
             --out "$T/kernels_$run.json"
       done
       if [[ $DRY != 1 ]]; then
