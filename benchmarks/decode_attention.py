@@ -402,7 +402,8 @@ def main() -> None:
     p.add_argument("--device", default="cuda")
     p.add_argument("--smoke", action="store_true", help="tiny shapes (CPU smoke test)")
     p.add_argument("--kernels", nargs="+", default=None, help="default: every kernel the device runs")
-    p.add_argument("--parts", nargs="+", default=["kernels", "waves", "prefill", "prefill_kernels", "dense_wrapper"])
+    parts = ["kernels", "waves", "prefill", "prefill_kernels", "dense_wrapper"]
+    p.add_argument("--parts", nargs="+", choices=parts, default=parts, help="which of the five parts to run (default: all)")
     p.add_argument("--out", type=Path)
     a = p.parse_args()
     import torch

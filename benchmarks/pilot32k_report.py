@@ -169,8 +169,7 @@ class Report:
             cells = [self.cell(arm, kind="needle", variant=v) for v in VARIANTS]
             out.append(f"| {arm} | " + " | ".join(map(fmt, cells)) + " |")
             self.records.append({"table": "needle", "arm": arm, "cells": dict(zip(VARIANTS, cells))})
-        tasks = self.tasks
-        for task in tasks:
+        for task in self.tasks:
             out += ["", f"### {task} (partial score = the task's metric), x100", "", "| arm | score |", "|---|---|"]
             for arm in self.arms:
                 e = self.cell(arm, strict=False, variant=task)
@@ -189,17 +188,16 @@ class Report:
             m, _ = matrix({seed: runs[seed]}, strict, **where)
             return f"{100 * m.mean():.1f}" if m.size else "-"
 
-        tasks = self.tasks
         out = ["### Per training seed, strict, x100 (each seed's mean; the intervals above pool the seeds)", "",
                "| arm | seed | " + " | ".join(f"all four {c}" for c in cols) + " | multi_value " + " | multi_value ".join(cols)
-               + " | needle only | " + " | ".join(f"{t} (partial)" for t in tasks) + " |",
-               "|---|---|" + "---|" * (2 * len(cols) + 1 + len(tasks))]
+               + " | needle only | " + " | ".join(f"{t} (partial)" for t in self.tasks) + " |",
+               "|---|---|" + "---|" * (2 * len(cols) + 1 + len(self.tasks))]
         for arm in self.arms:
             for seed in sorted(self.grid[arm]):
                 cells = [mean(arm, seed, variant=VARIANTS, length=n) for n in self.lengths]
                 cells += [mean(arm, seed, variant="multi_value", length=n) for n in self.lengths]
                 cells.append(mean(arm, seed, kind="needle", variant=VARIANTS))
-                cells += [mean(arm, seed, strict=False, variant=t) for t in tasks]
+                cells += [mean(arm, seed, strict=False, variant=t) for t in self.tasks]
                 out.append(f"| {arm} | {seed} | " + " | ".join(cells) + " |")
         return out + [""]
 

@@ -143,13 +143,10 @@ def dense_groups(lengths: list[int], device: torch.device | str, slack: float = 
             if (end + 1 - start) * top * top > slack * (own + lengths[end] ** 2):
                 break
             longest, own, end = top, own + lengths[end] ** 2, end + 1
-        index = torch.cat([torch.arange(n) + r * longest for r, n in enumerate(lengths[start:end])])
-        tokens = sum(lengths[start:end])
-        pad = None
-        if tokens < (end - start) * longest:
-            pad = torch.cat([torch.arange(n, longest) + r * longest for r, n in enumerate(lengths[start:end])])
-            pad = pad.to(device)
-        groups.append(DenseGroup(first, first + tokens, end - start, longest, index.to(device), pad))
+        real = (torch.arange(longest) < torch.tensor(lengths[start:end])[:, None]).flatten()  # the flat view's tokens
+        tokens = int(real.sum())
+        pad = None if bool(real.all()) else (~real).nonzero().flatten().to(device)
+        groups.append(DenseGroup(first, first + tokens, end - start, longest, real.nonzero().flatten().to(device), pad))
         start, first = end, first + tokens
     return groups
 
