@@ -306,7 +306,7 @@ def test_url_credentials_become_the_basic_header_httpx_would_send() -> None:
 
     import httpx2 as httpx
 
-    from ctxsynth.llm.openai.backend import url_credentials
+    from ctxsynth.llm.openai.connection import url_credentials
 
     url, headers = url_credentials("http://alice:p%40ss@127.0.0.1:8000/v1")
     assert url == "http://127.0.0.1:8000/v1"

@@ -18,7 +18,7 @@ from typing import Any
 import openai
 import pytest
 
-from ctxsynth.llm.openai.backend import _http_client
+from ctxsynth.llm.openai.connection import http_client
 from ctxsynth.llm.openai.direct import PATH, DirectChat, chat_sender
 from ctxsynth.llm.openai.replies import dropped as _dropped
 from ctxsynth.llm.openai.replies import status_failure as _status_failure
@@ -31,7 +31,7 @@ BODY = {"model": "test-model", "messages": [{"role": "user", "content": "héllo 
 def make_client(url: str, **kwargs: Any) -> openai.AsyncOpenAI:
     """As the backend builds it: no SDK retries, the SDK's aiohttp transport."""
     kwargs.setdefault("api_key", "sk-direct-test")
-    kwargs.setdefault("http_client", _http_client())
+    kwargs.setdefault("http_client", http_client())
     return openai.AsyncOpenAI(base_url=url, max_retries=0, timeout=kwargs.pop("timeout", 5.0), **kwargs)
 
 
@@ -164,7 +164,7 @@ def test_clients_the_direct_path_cannot_match_use_the_sdk() -> None:
     async def scenario(url: str) -> list[tuple[str, bool, tuple]]:
         clients = {
             "azure": openai.AsyncAzureOpenAI(api_key="k", azure_endpoint=url.removesuffix("/v1"), api_version="2024-06-01",
-                                             http_client=_http_client(), max_retries=0),
+                                             http_client=http_client(), max_retries=0),
             "token provider": make_client(url, api_key=key),
             "default httpx client": make_client(url, http_client=None),
             "proxy": make_client(url, http_client=openai.DefaultAioHttpClient(proxy="http://127.0.0.1:9")),

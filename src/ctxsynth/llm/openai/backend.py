@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import json
 import logging
 import os
@@ -57,7 +56,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from ctxsynth.errors import ConfigError, MissingAPIKeyError
 from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, RequestQueue, ResultCallback, as_queue
@@ -68,22 +67,28 @@ from ctxsynth.llm.concurrency import (
     backoff_delay,
 )
 from ctxsynth.llm.hedging import hedged
+from ctxsynth.llm.openai.connection import PLACEHOLDER_KEY, http_client, is_local, url_credentials
 from ctxsynth.llm.openai.direct import Send, chat_sender, sdk_sender
 from ctxsynth.llm.openai.replies import (
     Failure,
     cut_short,
-    dropped,
+    error_failure,
     result_from_json,
     scrub,
-    status_failure,
     succeeded,
 )
 
 log = logging.getLogger(__name__)
 
-LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
-PLACEHOLDER_KEY = "sk-local-no-key"
+# attempts a request makes against an endpoint that refuses connections and never answered this
+# backend, before it fails (and counts for the circuit breaker): a dead server tripped the breaker
+# only after every request's whole backoff, ~96 s at the defaults (issue 25)
+NEVER_ANSWERED_TRIES = 2
 
+# replies seen before the stall deadline and the hedge delay come from observed latencies (before:
+# the timeout). 16, the tracker's recompute period, not its default 32: a shard of a 4-shard run of
+# 150 seeds sees ~26 replies in its first round, and a cold tracker waited out every 30 s stall
+WARM_AFTER = 16
 
 @dataclass
 class _Run:
@@ -101,13 +106,6 @@ class _Run:
 
 def _first(times: list[float]) -> float | None:
     return times[0] if times else None
-
-
-def _is_local(base_url: str | None) -> bool:
-    if base_url is None:
-        return False
-    host = (urlsplit(base_url).hostname or "").lower()
-    return host in LOCAL_HOSTS or host.endswith(".localhost") or host.startswith("127.")
 
 
 class OpenAIBackend(Backend):
@@ -145,7 +143,7 @@ class OpenAIBackend(Backend):
     def key_env(cls, options: Mapping[str, Any]) -> str | None:
         """No key for a local server (base_url, else OPENAI_BASE_URL, on this machine)."""
         base_url = options.get("base_url") or os.environ.get("OPENAI_BASE_URL")
-        return None if _is_local(base_url) else super().key_env(options)
+        return None if is_local(base_url) else super().key_env(options)
 
     def __init__(
         self,
@@ -179,7 +177,7 @@ class OpenAIBackend(Backend):
         self.extra_body = dict(extra_body or {})
         self.max_tokens_field = max_tokens_field
         # hedges are billed: on by default only where requests cost nothing (a server on this machine)
-        self.hedge = _is_local(base_url or os.environ.get("OPENAI_BASE_URL")) if hedge is None else hedge
+        self.hedge = is_local(base_url or os.environ.get("OPENAI_BASE_URL")) if hedge is None else hedge
         self.direct = direct
         self.concurrency_limit = float(max_concurrency)  # where the last call's adaptive limit ended
         # the endpoint's reply latencies, kept across calls: a small call (a regeneration round of one
@@ -214,7 +212,7 @@ class OpenAIBackend(Backend):
         if key:
             return key
         base_url = self._base_url()
-        if _is_local(base_url):
+        if is_local(base_url):
             return PLACEHOLDER_KEY
         host = urlsplit(base_url).hostname if base_url else "api.openai.com"
         raise MissingAPIKeyError(
@@ -252,7 +250,7 @@ class OpenAIBackend(Backend):
 
         base_url, headers = url_credentials(self._base_url())
         client = openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout_s,
-                                    http_client=_http_client(), default_headers=headers)
+                                    http_client=http_client(), default_headers=headers)
         if self._latency is None:  # kept across calls: see __init__
             self._latency = LatencyTracker(self.timeout_s, min_samples=WARM_AFTER)
         run = _Run(ConcurrencyController(self.max_concurrency), self._latency, on_result, key,
@@ -373,9 +371,7 @@ class OpenAIBackend(Backend):
 
     async def _attempt(self, run: _Run, request: ChatRequest, watch: AttemptWatch) -> ChatResult | Failure:
         """One HTTP attempt with a plain JSON body and reply (`run.send`: see ctxsynth.llm.openai.direct);
-        its errors are the SDK's, mapped to a Failure here."""
-        import openai
-
+        its errors are the SDK's, mapped to a Failure by ctxsynth.llm.openai.replies.error_failure."""
         body: dict[str, Any] = {"model": self.model, "messages": list(request.messages), **self.sampling_fields(request),
                                 **self.extra_body}
         try:
@@ -389,76 +385,5 @@ class OpenAIBackend(Backend):
             finally:
                 watch.stop()
             return result_from_json(json.loads(raw))
-        except asyncio.TimeoutError:
-            return Failure("timeout", retryable=True)
-        except openai.APIConnectionError as exc:  # APITimeoutError included
-            timed_out = isinstance(exc, openai.APITimeoutError) and not dropped(exc)
-            return Failure("timeout" if timed_out else "connection_error", retryable=True)
-        except openai.APIStatusError as exc:
-            return status_failure(exc, key=run.key)
-        except (ValueError, openai.APIResponseValidationError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            return Failure("malformed_response", retryable=True)
-        except Exception as exc:  # one odd request must not sink the batch; keep the reason instead
-            return Failure(scrub(f"client_error: {type(exc).__name__}: {exc}", run.key)[:500], retryable=False,
-                           kind="error")
-
-
-def url_credentials(base_url: str | None) -> tuple[str | None, dict[str, str] | None]:
-    """A base_url with user:password@ becomes the URL without them and an `Authorization: Basic`
-    header, which is what the SDK's default HTTP client (httpx) does with such a URL: its credentials
-    replace the bearer key. The aiohttp transport refuses the URL outright (credentials in the URL
-    together with an Authorization header), so every request failed before."""
-    if not base_url:
-        return base_url, None
-    parts = urlsplit(base_url)
-    if parts.username is None and parts.password is None:
-        return base_url, None
-    import base64
-
-    user, password = unquote(parts.username or ""), unquote(parts.password or "")
-    netloc = parts.hostname or ""
-    if ":" in netloc:  # IPv6
-        netloc = f"[{netloc}]"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-    return urlunsplit(parts._replace(netloc=netloc)), {"Authorization": f"Basic {token}"}
-
-
-# attempts a request makes against an endpoint that refuses connections and never answered this
-# backend, before it fails (and counts for the circuit breaker): a dead server tripped the breaker
-# only after every request's whole backoff, ~96 s at the defaults (issue 25)
-NEVER_ANSWERED_TRIES = 2
-
-# replies seen before the stall deadline and the hedge delay come from observed latencies (before:
-# the timeout). 16, the tracker's recompute period, not its default 32: a shard of a 4-shard run of
-# 150 seeds sees ~26 replies in its first round, and a cold tracker waited out every 30 s stall
-WARM_AFTER = 16
-
-
-@functools.cache
-def _ssl_context() -> Any:
-    """The SDK's default SSL context (its default verification), built once per process: building it
-    reads the CA store, ~30 ms of every `generate` call otherwise. None without httpx2."""
-    try:
-        from httpx2 import create_ssl_context  # the HTTP library of the pinned SDK
-    except ImportError:
-        return None
-    return create_ssl_context(verify=True, trust_env=True)
-
-
-def _http_client() -> Any:
-    """The SDK's aiohttp transport (`openai[aiohttp]`) where it is installed: its connection pool costs
-    a fraction of the default one's CPU per request at 64 connections. The default client otherwise.
-    The transport shares one SSL context per process (`_ssl_context`)."""
-    import openai
-
-    factory = getattr(openai, "DefaultAioHttpClient", None)
-    try:
-        import aiohttp  # noqa: F401
-    except ImportError:
-        return None
-    if factory is None:
-        return None
-    context = _ssl_context()
-    return factory() if context is None else factory(verify=context)
+        except Exception as exc:  # timeouts, the SDK's errors, undecodable replies: one odd request never sinks a batch
+            return error_failure(exc, run.key)

@@ -10,6 +10,7 @@ from typing import Any
 import openai
 
 from ctxsynth.errors import BackendUnavailable
+from ctxsynth.llm.openai.connection import PLACEHOLDER_KEY
 
 log = logging.getLogger(__name__)
 PROBE_TIMEOUT_S = 15.0
@@ -19,7 +20,7 @@ def probe_models(model: str, options: Mapping[str, Any], where: str, endpoint: s
     """One GET /models: the endpoint answers and accepts the key (else BackendUnavailable); a warning
     when it does not list the model."""
     base_url = options.get("base_url") or os.environ.get("OPENAI_BASE_URL") or None
-    key = os.environ.get(key_var) or "sk-local-no-key"  # a local server needs none (checked before)
+    key = os.environ.get(key_var) or PLACEHOLDER_KEY  # a local server needs none (checked before)
     client = openai.OpenAI(api_key=key, base_url=base_url, max_retries=1, timeout=PROBE_TIMEOUT_S)
     try:
         served = [m.id for m in client.models.list()]

@@ -54,6 +54,23 @@ def status_failure(exc: Any, key: str) -> Failure:
     return Failure(scrub(f"http_{status}: {message or exc.message}", key)[:500], retryable=False, kind=kind)
 
 
+def error_failure(exc: Exception, key: str) -> Failure:
+    """An attempt's exception -> its Failure: a timeout or a connection error (retried), an HTTP status
+    (status_failure), an undecodable reply (retried), else a client error kept with its reason."""
+    import openai
+
+    if isinstance(exc, TimeoutError):  # asyncio's deadline
+        return Failure("timeout", retryable=True)
+    if isinstance(exc, openai.APIConnectionError):  # APITimeoutError included
+        timed_out = isinstance(exc, openai.APITimeoutError) and not dropped(exc)
+        return Failure("timeout" if timed_out else "connection_error", retryable=True)
+    if isinstance(exc, openai.APIStatusError):
+        return status_failure(exc, key=key)
+    if isinstance(exc, (ValueError, openai.APIResponseValidationError)):  # JSONDecodeError, UnicodeDecodeError
+        return Failure("malformed_response", retryable=True)
+    return Failure(scrub(f"client_error: {type(exc).__name__}: {exc}", key)[:500], retryable=False, kind="error")
+
+
 def cut_short(result: ChatResult, request: ChatRequest) -> bool:
     """A truncated reply that stopped before its budget: the cut was not the budget's."""
     used = result.usage.get("completion_tokens")
