@@ -1,5 +1,5 @@
 """Benchmark: the `openai` backend against the plain OpenAI SDK (AsyncOpenAI + asyncio.Semaphore(C)),
-on the project's fault-injecting server (`python -m ctxsynth.testing.openai_server`).
+on the project's fault-injecting server (`python -m ctxsynth.testing.serve`).
 
 Every client run is its own process (CPU time and peak RSS are the client's alone) against a fresh
 server in another process (its CPU does not count as the client's; no stalled leftovers from the
@@ -130,7 +130,7 @@ def _env(src: str) -> dict[str, str]:
 
 
 def _server(args: argparse.Namespace, latency: float, extra: list[str]) -> tuple[subprocess.Popen, str]:
-    cmd = [sys.executable, "-m", "ctxsynth.testing.openai_server", "--port", "0", "--latency", str(latency), *extra]
+    cmd = [sys.executable, "-m", "ctxsynth.testing.serve", "--port", "0", "--latency", str(latency), *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=_env(os.path.join(ROOT, "src")))
     line = proc.stdout.readline() if proc.stdout else ""
     if not line.startswith("serving "):

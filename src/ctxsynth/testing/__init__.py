@@ -2,7 +2,8 @@
 
 `OpenAIServer` is a real HTTP server speaking the OpenAI chat-completions protocol on 127.0.0.1,
 with scripted replies, fault injection and hit counters. It uses only the standard library.
-`OpenAIServer` is loaded lazily so `python -m ctxsynth.testing.openai_server` runs cleanly.
+`OpenAIServer` is loaded lazily so `python -m ctxsynth.testing.openai_server` (the older spelling of
+`python -m ctxsynth.testing.serve`, the server as a process) runs cleanly.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ flight and the idle time (no request in flight between the first arrival and the
 gets 429 at once. It also speaks the Batch API (ctxsynth.testing.batch_api) (`POST /v1/files`, `GET /v1/files/{id}/content`,
 `POST /v1/batches`, `GET /v1/batches/{id}`): each batch line goes through the same responder in a
 background thread, after `batch_delay_s`; `batch_answer_limit` answers only that many lines and
-then lets the batch expire. Run `python -m ctxsynth.testing.openai_server --port 8000` for an echo
+then lets the batch expire. Run `python -m ctxsynth.testing.serve --port 8000` for an echo
 server by hand, or with `--fault-rate/--overload-above/--bursts` as a separate process for
 benchmarks (it prints its URL on the first line; `GET /_stats` and `POST /_stats/reset` read and
 reset its counters).
@@ -19,7 +19,6 @@ reset its counters).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import select
@@ -34,7 +33,6 @@ from typing import Any
 
 from ctxsynth.testing.batch_api import BatchAPI, create_batch, upload
 from ctxsynth.testing.scripting import (
-    FAULT_KINDS,
     Fault,
     FaultRule,
     Hit,
@@ -43,8 +41,6 @@ from ctxsynth.testing.scripting import (
     Responder,
     completion_body,
     echo_responder,
-    random_faults,
-    rate_limit_bursts,
     request_fingerprint,
 )
 
@@ -261,6 +257,15 @@ class OpenAIServer(BatchAPI):
         self._thread.start()
         return self
 
+    def serve_forever(self) -> None:
+        """Serve in this thread until Ctrl-C, then close the socket (the command line's server)."""
+        try:
+            self._httpd.serve_forever(poll_interval=0.05)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self._httpd.server_close()
+
     def close(self) -> None:
         self._stopping.set()  # wakes stalled and slow handlers
         self._httpd.shutdown()
@@ -358,48 +363,7 @@ class OpenAIServer(BatchAPI):
         return reply if isinstance(reply, Reply) else Reply(str(reply))
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Serve until Ctrl-C: the echo responder by hand, or a fault-injecting server for benchmarks."""
-    parser = argparse.ArgumentParser(description="OpenAI-compatible test server (echo, faults on request)")
-    parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds to wait before each reply")
-    parser.add_argument("--model", default="test-model")
-    parser.add_argument("--responder", choices=("echo", "context"), default="echo",
-                        help="context: write a context-synthesis document (ctxsynth.testing.responders)")
-    parser.add_argument("--fault-rate", type=float, default=0.0, help="share of attempts given a fault")
-    parser.add_argument("--fault-seed", type=int, default=0, help="faults are a function of this seed and the request")
-    parser.add_argument("--fault-kinds", default=",".join(FAULT_KINDS), help="comma list, equal shares")
-    parser.add_argument("--stall-s", type=float, default=30.0, help="how long a stall fault says nothing")
-    parser.add_argument("--bursts", default="", help="EVERY:LENGTH: 429 for LENGTH of every EVERY arrivals")
-    parser.add_argument("--overload-above", type=int, default=None, help="429 when more are in flight")
-    args = parser.parse_args(argv)
-    rules: list[FaultRule] = []
-    if args.fault_rate > 0:
-        rules.append(random_faults(args.fault_rate, args.fault_seed, kinds=tuple(args.fault_kinds.split(",")),
-                                   stall_s=args.stall_s))
-    if args.bursts:
-        every, length = (int(x) for x in args.bursts.split(":"))
-        rules.append(rate_limit_bursts(every, length))
-    responder: Responder = echo_responder
-    if args.responder == "context":
-        from ctxsynth.testing.responders import context_writer
-        responder = context_writer
-    server = OpenAIServer(responder, fault_rule=_first_fault(rules) if rules else None, latency_s=args.latency,
-                          model=args.model, host=args.host, port=args.port, overload_above=args.overload_above,
-                          keep_records=False)
-    print(f"serving {server.url} (Ctrl-C stops)", flush=True)  # noqa: T201 - this is the CLI
-    try:
-        server._httpd.serve_forever(poll_interval=0.05)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server._httpd.server_close()
+if __name__ == "__main__":  # the command of earlier docs and benchmark records
+    from ctxsynth.testing.serve import main
 
-
-def _first_fault(rules: list[FaultRule]) -> FaultRule:
-    return lambda hit: next((f for rule in rules if (f := rule(hit)) is not None), None)
-
-
-if __name__ == "__main__":
     main()
