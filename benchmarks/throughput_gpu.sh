@@ -20,7 +20,7 @@
 # pack: every file written under $OUT/throughput into $OUT/throughput.tar (one file comes back whole).
 #
 # Env: PY (python3), OUT (runs/throughput_out), DEVICE (cuda), DTYPE (auto), SMOLLM2_ITEMS
-# (runs/niah/test_grid_small/test), GEMMA_ITEMS (runs/pilot32k/niah/grid/test), LIMIT (items per grid; default
+# (runs/niah/test_grid_small/test), BASELINE=0 (SmolLM2's varlen run without model.generate, ~2 min less), GEMMA_ITEMS (runs/pilot32k/niah/grid/test), LIMIT (items per grid; default
 # all), GEN_N (2048) and GEN_TOKENS (300) for generate, SMOKE=1 (decode_attention's tiny shapes: the CPU test),
 # DRY=1 prints the commands instead of running them.
 set -euo pipefail
@@ -81,7 +81,9 @@ EOF
     smollm2)
       say smollm2
       mkdir -p "$T"
-      tp --items "$SMOLLM2_ITEMS" --batch-size 128 --out "$T/smollm2_varlen.json" --predictions "$T/smollm2_varlen.jsonl"
+      base_args=(); [[ ${BASELINE:-1} == 0 ]] && base_args=(--skip-baseline)
+      tp --items "$SMOLLM2_ITEMS" --batch-size 128 "${base_args[@]}" --out "$T/smollm2_varlen.json" \
+         --predictions "$T/smollm2_varlen.jsonl"
       tp --items "$SMOLLM2_ITEMS" --skip-baseline --prefill-kernel dense --out "$T/smollm2_dense.json" \
          --predictions "$T/smollm2_dense.jsonl"
       same_texts "$T/smollm2_varlen.jsonl" "$T/smollm2_dense.jsonl";;
