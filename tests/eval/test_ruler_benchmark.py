@@ -48,3 +48,36 @@ def test_ruler_report_commits_each_runs_predictions_gzipped(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Run ruler-32k" in (tmp_path / "report" / "README.md").read_text()
     assert gzip.decompress((tmp_path / "report" / "predictions" / "ruler-32k.jsonl.gz").read_bytes()).decode() == replies
+
+
+def test_the_committed_ruler_page_regenerates_from_the_repository(tmp_path: Path) -> None:
+    import shutil
+
+    committed = ROOT / "docs" / "results" / "ruler_smollm2"
+    copy = tmp_path / "page"
+    shutil.copytree(committed, copy, ignore=shutil.ignore_patterns("README.md"))
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ruler_report.py"), "--eval-dir",
+                           str(tmp_path / "no-runs"), "--out", str(copy)], cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    page = (copy / "README.md").read_text()
+    assert page == (committed / "README.md").read_text()
+    # three runs x two template modes = 6 tables, and 2 modes x 2 lengths of paired rows
+    assert page.count("| niah_multivalue |") == 10 and page.count("| niah_multivalue | 4K | 50 |") == 2
+
+
+def test_collect_refuses_predictions_that_disagree_with_scores(tmp_path: Path) -> None:
+    import gzip
+    import json
+
+    committed = ROOT / "docs" / "results" / "ruler_smollm2" / "predictions" / "ruler-smollm2-base.jsonl.gz"
+    rows = [json.loads(line) for line in gzip.decompress(committed.read_bytes()).decode().splitlines()]
+    run = tmp_path / "eval" / "ruler-smollm2-base"
+    run.mkdir(parents=True)
+    (run / "scores.json").write_text(json.dumps({"run": {}, "ruler": {"base": {}}}))  # not what the rows give
+    (run / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:40]))
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ruler_report.py"), "--eval-dir",
+                           str(tmp_path / "eval"), "--out", str(tmp_path / "report")], cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "differ" in done.stderr
+    assert not (tmp_path / "report" / "predictions").exists()

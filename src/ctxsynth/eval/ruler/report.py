@@ -7,9 +7,10 @@ comparison also reads each run's predictions.jsonl for the per-sample scores.
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ def mode_label(mode: str) -> str:
     return MODE_LABELS.get(mode, f"{mode}: RULER's '{mode}' template")
 
 
-def _k(length: int | str) -> str:
+def length_label(length: int | str) -> str:
     n = int(length)
     return f"{n // 1024}K" if n % 1024 == 0 else str(n)
 
@@ -39,29 +40,29 @@ def _cell(c: Mapping[str, Any] | None, n: bool = True) -> str:
     return text + (f" n={c['n']}" if n else "")
 
 
-def _eff(eff: Mapping[str, Any], lengths: Sequence[int]) -> str:
+def effective_label(eff: Mapping[str, Any], lengths: Sequence[int]) -> str:
     if eff["length"] is None:
-        return f"< {_k(min(lengths))} (no tested length above the threshold)"
-    text = (">" if eff["beyond"] else "") + _k(eff["length"])
-    span = [("< " + _k(min(lengths))) if x is None else _k(x) for x in (eff.get("low"), eff.get("high"))]
+        return f"< {length_label(min(lengths))} (no tested length above the threshold)"
+    text = (">" if eff["beyond"] else "") + length_label(eff["length"])
+    span = [("< " + length_label(min(lengths))) if x is None else length_label(x) for x in (eff.get("low"), eff.get("high"))]
     if span[0] != span[1]:
         text += f" (interval ends: {span[0]} to {span[1]})"
     if eff.get("gaps"):
-        text += f"; below the threshold at {', '.join(_k(g) for g in eff['gaps'])}"
+        text += f"; below the threshold at {', '.join(length_label(g) for g in eff['gaps'])}"
     return text
 
 
 def table(mode: str, block: Mapping[str, Any], name: str = "") -> str:
     """RULER's table for one run and mode: task x length, the average, the effective length."""
     lengths = block["lengths"]
-    head = "| task | " + " | ".join(_k(n) for n in lengths) + " |\n|---|" + "---|" * len(lengths)
+    head = "| task | " + " | ".join(length_label(n) for n in lengths) + " |\n|---|" + "---|" * len(lengths)
     rows = [f"| {task} | " + " | ".join(_cell(cells.get(str(n))) for n in lengths) + " |"
             for task, cells in block["tasks"].items()]
     avg = block["average"]
     rows.append("| **average** | " + " | ".join(
         _cell(avg.get(str(n)), n=False) + f" ({avg[str(n)]['n_tasks']} tasks)" for n in lengths) + " |")
     who = f" {name}" if name else ""
-    notes = [f"Effective length{who}: {_eff(block['effective_length'], lengths)}; threshold "
+    notes = [f"Effective length{who}: {effective_label(block['effective_length'], lengths)}; threshold "
              f"{block['threshold']} ({block['threshold_source']}), RULER's rule: the longest length whose "
              f"average exceeds it. Mean over lengths: {block['mean']:.2f}."]
     if not block["complete"]:
@@ -78,19 +79,24 @@ def markdown(summaries: Mapping[str, Mapping[str, Any]]) -> str:
     return "## RULER\n\n" + "\n\n".join(parts) if parts else ""
 
 
-def _scores(run_dir: Path) -> dict[str, tuple[str, str, int, float]]:
-    """id#prompt hash -> (mode, task, length, score) of the run's RULER rows."""
+def _scores(rows: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, str, int, float]]:
+    """id#prompt hash -> (mode, task, length, score) of the RULER rows among `rows`."""
     out: dict[str, tuple[str, str, int, float]] = {}
-    path = Path(run_dir) / "predictions.jsonl"
-    if not path.is_file():
-        return out
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            if is_ruler(row):
-                r = row["meta"]["ruler"]
-                out[f"{row['id']}#{r.get('sha')}"] = (str(r["mode"]), str(r["task"]), int(r["length"]), float(row["score"]))
+    for row in rows:
+        if is_ruler(row):
+            r = row["meta"]["ruler"]
+            out[f"{row['id']}#{r.get('sha')}"] = (str(r["mode"]), str(r["task"]), int(r["length"]), float(row["score"]))
     return out
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """A run's predictions.jsonl (or a gzipped copy, .jsonl.gz); no rows when the file is absent."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
 def _paired(groups: Sequence[np.ndarray], seed: int = 0) -> tuple[float, float, float]:
@@ -114,12 +120,20 @@ def _diff(point: float, low: float, high: float) -> str:
 
 
 def paired_markdown(run_dirs: Sequence[Path], names: Sequence[str]) -> str:
-    """Two runs' RULER tables side by side with paired differences (second - first), per template
-    mode; samples are matched by id, and a cell whose samples differ between the runs (another
-    tokenizer builds other RULER data) is left unpaired."""
+    """Two eval runs' RULER tables side by side with paired differences (second - first)."""
     if len(run_dirs) != 2:
         return ""
-    a, b = (_scores(Path(d)) for d in run_dirs)
+    rows = [read_rows(Path(d) / "predictions.jsonl") for d in run_dirs]
+    summaries = [json.loads((Path(d) / "scores.json").read_text(encoding="utf-8")).get("ruler") or {} for d in run_dirs]
+    return paired_rows_markdown(rows, summaries, names)
+
+
+def paired_rows_markdown(rows: Sequence[Sequence[Mapping[str, Any]]], summaries: Sequence[Mapping[str, Any]],
+                         names: Sequence[str]) -> str:
+    """Paired differences (second - first) per template mode from two runs' prediction rows and
+    their `ruler` blocks; samples are matched by id, and a cell whose samples differ between the runs
+    (another tokenizer builds other RULER data) is left unpaired."""
+    a, b = (_scores(r) for r in rows)
     common = set(a) & set(b)
     if not common:
         return ""
@@ -127,7 +141,6 @@ def paired_markdown(run_dirs: Sequence[Path], names: Sequence[str]) -> str:
     for key in sorted(common):
         mode, task, length, sa = a[key]
         cells[mode][length][task].append(b[key][3] - sa)
-    summaries = [json.loads((Path(d) / "scores.json").read_text(encoding="utf-8")).get("ruler") or {} for d in run_dirs]
     parts = []
     for mode, by_length in sorted(cells.items()):
         lines = [f"### RULER {names[1]} - {names[0]}, template mode {mode_label(mode)}", "",
@@ -140,16 +153,16 @@ def paired_markdown(run_dirs: Sequence[Path], names: Sequence[str]) -> str:
                 arr = np.asarray(diffs)
                 groups.append(arr)
                 sa, sb = (s.get(mode, {}).get("tasks", {}).get(task, {}).get(str(length), {}) for s in summaries)
-                lines.append(f"| {task} | {_k(length)} | {arr.size} | {sa.get('score', '-')} | {sb.get('score', '-')} "
+                lines.append(f"| {task} | {length_label(length)} | {arr.size} | {sa.get('score', '-')} | {sb.get('score', '-')} "
                              f"| {_diff(*_paired([arr]))} |")
             avg = [s.get(mode, {}).get("average", {}).get(str(length), {}).get("score", "-") for s in summaries]
-            lines.append(f"| **average** | {_k(length)} | {sum(g.size for g in groups)} | {avg[0]} | {avg[1]} "
+            lines.append(f"| **average** | {length_label(length)} | {sum(g.size for g in groups)} | {avg[0]} | {avg[1]} "
                          f"| {_diff(*_paired(groups))} |")
         effs = []
         for name, s in zip(names, summaries, strict=True):
             block = s.get(mode)
             if block:
-                effs.append(f"{name} {_eff(block['effective_length'], block['lengths'])}")
+                effs.append(f"{name} {effective_label(block['effective_length'], block['lengths'])}")
         lines += ["", "Effective length (threshold 85.6): " + "; ".join(effs) + "."]
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
