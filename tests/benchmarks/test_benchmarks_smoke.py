@@ -29,6 +29,7 @@ SMOKED |= {"table3_v2_inputs.py", "table3_v2.sh", "table3_v2_report.py"}  # test
 SMOKED |= {"ruler_gpu.sh", "ruler_report.py"}  # tests/eval/test_ruler_benchmark.py
 SMOKED |= {"pilot32k.sh", "pilot32k_report.py"}  # tests/benchmarks/test_pilot32k_report.py
 SMOKED |= {"carry_model.py"}  # tests/test_embedded_models.py (split and join round trip)
+SMOKED |= {"gpu_setup.sh"}  # tests/benchmarks/test_gpu_setup.py
 # smoke-tested elsewhere: trl_exports.py in tests/export/test_trl_exports_benchmark.py, client.py in
 # tests/llm/test_client_benchmark.py, stage_memory.py in tests/benchmarks/test_stage_memory_smoke.py
 SHELL = {p for p in SMOKED if p.endswith(".sh")}
