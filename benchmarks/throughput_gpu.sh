@@ -6,8 +6,8 @@
 #
 #   bash benchmarks/throughput_gpu.sh inputs          # CPU, where the asset packages are: both grids ->
 #                                                     #   runs/throughput_inputs.tar.xz (carry it; `tar xJf` there)
-#   bash benchmarks/throughput_gpu.sh kernels smollm2 pack    # GPU machine, ~4 min, then in a second call
-#   bash benchmarks/throughput_gpu.sh gemma generate pack     # ~5 min (Gemma-3 dense runs twice)
+#   bash benchmarks/throughput_gpu.sh kernels smollm2 pack    # GPU machine, ~5 min (BASELINE=0 smollm2: ~2.5 min)
+#   bash benchmarks/throughput_gpu.sh gemma generate pack     # a second call, ~7.5 min (Gemma-3 dense runs twice)
 #
 # kernels: parts 4 and 5 of benchmarks/decode_attention.py in two processes; prints, per kernel and shape,
 #   whether the output's bits were the same in both (a kernel that changes them changes texts between runs).
@@ -21,7 +21,7 @@
 #
 # Env: PY (python3), OUT (runs/throughput_out), DEVICE (cuda), DTYPE (auto), SMOLLM2_ITEMS
 # (runs/niah/test_grid_small/test), BASELINE=0 (SmolLM2's varlen run without model.generate, ~2 min less), GEMMA_ITEMS (runs/pilot32k/niah/grid/test), LIMIT (items per grid; default
-# all), GEN_N (2048) and GEN_TOKENS (300) for generate, SMOKE=1 (decode_attention's tiny shapes: the CPU test),
+# all), GEN_N (2048), GEN_TOKENS (300) and GEN_ROWS (rows per wave, 1024: the backend's default) for generate, SMOKE=1 (decode_attention's tiny shapes: the CPU test),
 # DRY=1 prints the commands instead of running them.
 set -euo pipefail
 PY=${PY:-python3}
@@ -32,6 +32,7 @@ SMOLLM2_ITEMS=${SMOLLM2_ITEMS:-runs/niah/test_grid_small/test}
 GEMMA_ITEMS=${GEMMA_ITEMS:-runs/pilot32k/niah/grid/test}
 GEN_N=${GEN_N:-2048}
 GEN_TOKENS=${GEN_TOKENS:-300}
+GEN_ROWS=${GEN_ROWS:-1024}
 DTYPE=${DTYPE:-auto}
 LIMIT_ARGS=(); [[ -n ${LIMIT:-} ]] && LIMIT_ARGS=(--limit "$LIMIT")
 SMOKE_ARGS=(); [[ ${SMOKE:-0} == 1 ]] && SMOKE_ARGS=(--smoke)
@@ -101,7 +102,7 @@ EOF
       mkdir -p "$T"
       for run in 1 2; do
         do_ $PY benchmarks/multigpu_generate.py --devices 1 --device "$DEVICE" --n "$GEN_N" --batch-size 256 \
-            --max-tokens "$GEN_TOKENS" --path packed --warmup --out "$T/generate_$run.json" --texts "$T/generate_$run.jsonl"
+            --max-tokens "$GEN_TOKENS" --max-rows "$GEN_ROWS" --path packed --warmup --out "$T/generate_$run.json" --texts "$T/generate_$run.jsonl"
       done
       [[ $DRY == 1 ]] || { cmp -s "$T/generate_1.jsonl" "$T/generate_2.jsonl" && echo "generate: same texts in both processes" \
                            || echo "generate: texts differ between the two processes"; };;
