@@ -23,10 +23,10 @@ length, right-padded into (prompts, heads, longest, dim) tensors and run through
 kernel, cuDNN's on CUDA (any backend elsewhere). Right padding under a causal mask changes no real
 token's output (a real query never sees a later position), so only rounding differs. Part 4 of
 benchmarks/decode_attention.py measured it on an H100 for Gemma-3's global layer (head dim 256):
-cuDNN 628-688 TFLOP/s against flash varlen's ~305, with the same bits in two processes; cuDNN
-changed texts between processes in `model.generate` once (docs/results/multigpu.md), so `dense` is
-opt-in until a grid evaluated twice with it gives the same texts. Sliding-window layers always use
-`varlen`.
+cuDNN 628-688 TFLOP/s against flash varlen's ~305, with the same bits in two processes, and the
+32k grid evaluated twice with it gave the same 2,000 texts; but end to end it was no faster
+(SmolLM2's 1k-8k grid slower, Gemma-3's 32k grid within the spread between processes:
+docs/results/eval_throughput.md), so `dense` is opt-in. Sliding-window layers always use `varlen`.
 
 Decoding: one query per row against the first `valid` slots of its cache row. The kernels
 (`DECODE_KERNELS`): `flash` (CUDA's default: flash varlen with `seqused_k`, the cache in (rows,
