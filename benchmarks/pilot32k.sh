@@ -19,10 +19,13 @@
 # summary into $OUT/pilot32k-<arm>.tar (OUT defaults to runs/pilot32k/out); a finished arm is
 # skipped when given again (FORCE=1 reruns it). sft3m-sS takes max_steps from sft4-sS's summary, so
 # run sft4-sS first. On several GPUs run one lane per GPU (CUDA_VISIBLE_DEVICES). CTX overrides the
-# command (default: ctxsynth), PY the python, DRY=1 prints the commands instead of running them.
+# command (default: ctxsynth, or `$PY -m ctxsynth.cli` where no ctxsynth is on PATH), PY the python, DRY=1
+# prints the commands instead of running them.
 set -euo pipefail
-CTX=${CTX:-ctxsynth}
 PY=${PY:-python3}
+if [[ -z ${CTX:-} ]]; then  # the command where installed, else the module (a GPU machine with carried wheels)
+  if command -v ctxsynth >/dev/null; then CTX=ctxsynth; else CTX="$PY -m ctxsynth.cli"; fi
+fi
 DRY=${DRY:-0}
 FORCE=${FORCE:-0}
 OUT=${OUT:-runs/pilot32k/out}

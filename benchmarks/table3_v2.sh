@@ -15,13 +15,15 @@
 # Each finished piece is saved at once under runs/table3_v2/saved/ (kept on a warm machine between
 # calls); a run already saved is skipped, so a call can be repeated; end every call with `pack` (two
 # files under $OUT, each well under 16 MiB). DEADLINE=S makes `arms` start no run after S seconds, so
-# `DEADLINE=300 bash benchmarks/table3_v2.sh arms 1 pack` ends inside a 10-minute call. Env: CTX (ctxsynth), PY (python3), DEVICE (cuda; cpu for TINY), TINY=1
+# `DEADLINE=300 bash benchmarks/table3_v2.sh arms 1 pack` ends inside a 10-minute call. Env: CTX (ctxsynth; `$PY -m ctxsynth.cli` where no ctxsynth is on PATH), PY (python3), DEVICE (cuda; cpu for TINY), TINY=1
 # (a few seeds, items and steps: the CPU check; generation through the offline fake backend), GPUS
 # (default: every GPU nvidia-smi lists), PER_GPU (runs at a time per GPU, default 2), SEEDS ("1 2 3"),
 # BUDGET (500000), DRY=1 prints the commands.
 set -euo pipefail
-CTX=${CTX:-ctxsynth}
 PY=${PY:-python3}
+if [[ -z ${CTX:-} ]]; then  # the command where installed, else the module (a GPU machine with carried wheels)
+  if command -v ctxsynth >/dev/null; then CTX=ctxsynth; else CTX="$PY -m ctxsynth.cli"; fi
+fi
 DRY=${DRY:-0}
 DEVICE=${DEVICE:-cuda}
 TINY=${TINY:-0}

@@ -42,6 +42,7 @@ def test_eval_throughput_runs_tiny_and_reports_identical_texts(tmp_path: Path) -
     assert row["generate_other_batch"]["identical_to_generate"] == 1.0
     phases = row["packed"]["phases"]  # 3 rows, at most 2 a wave: 2 waves, each with a prefill and a decoding
     assert phases["waves"] == 2 and phases["prefill_s"] > 0 and phases["decode_s"] > 0 and phases["steps"] > 0
+    assert 0 < phases["encode_s"] < row["packed"]["seconds"]  # the timed run's own prompt encoding
     # 2 x non-embedding params x tokens is most of the work at these lengths; attention adds to it
     tokens = row["prompt_tokens"] + row["generated_tokens"]
     assert row["flop"] > 2 * row["non_embedding_params"] * tokens

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,7 @@ class TransformersBackend(Backend):
         if self.packed and static_cache:
             raise ConfigError("packed and static_cache are two decoding paths: set one of them")
         self._packed: Any = None
+        self._encode_s = 0.0  # time spent turning requests into token ids (packed_stats' encode_s)
         self._replica_kwargs = {"model": model, "dtype": dtype, "batch_size": batch_size,
                                 "max_input_tokens": max_input_tokens, "repetition_penalty": repetition_penalty,
                                 "no_repeat_ngram_size": no_repeat_ngram_size, "static_cache": static_cache,
@@ -220,7 +222,9 @@ class TransformersBackend(Backend):
             if on_result:
                 on_result(i, result)
 
+        t0 = time.perf_counter()
         prompts, errors = hf_prompts.encode_all(self._tokenizer, requests, self._input_limit())
+        self._encode_s += time.perf_counter() - t0
         for i, error in errors.items():  # a bad request fails alone
             finish(i, ChatResult(None, None, error=error))
         order = sorted(prompts, key=lambda i: (len(prompts[i]), i))
@@ -303,8 +307,9 @@ class TransformersBackend(Backend):
         return self.packed
 
     def packed_stats(self) -> dict[str, float]:
-        """The packed path's running totals (waves, prefill and decoding seconds, steps); empty before it ran."""
-        return dict(self._packed.stats) if self._packed is not None else {}
+        """The packed path's running totals (waves, prefill and decoding seconds, steps) and the seconds
+        spent encoding prompts (encode_s, chat template and tokenizer); empty before it ran."""
+        return {**self._packed.stats, "encode_s": self._encode_s} if self._packed is not None else {}
 
     def _generate_packed(self, requests: Sequence[ChatRequest], prompts: dict[int, list[int]], order: list[int],
                          finish: Any) -> None:

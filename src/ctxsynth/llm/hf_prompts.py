@@ -61,7 +61,7 @@ def encode_all(tokenizer: Any, requests: Sequence[ChatRequest],
         encoded = tokenizer([texts[i][0] for i in batch], add_special_tokens=special)["input_ids"]
         for i, ids in zip(batch, encoded, strict=True):
             try:
-                prompts[i] = check_length(list(ids), limit)
+                prompts[i] = check_length(ids if isinstance(ids, list) else list(ids), limit)  # no copy of 25M ids
             except ValueError as exc:
                 errors[i] = f"prompt: {type(exc).__name__}: {exc}"
     return prompts, errors
