@@ -8,8 +8,6 @@ import sys
 import urllib.error
 import urllib.request
 
-import pytest
-
 from ctxsynth.testing import Fault, Hit, OpenAIServer, Reply
 
 
@@ -61,10 +59,8 @@ def test_bad_bodies_and_unknown_routes_are_client_errors_not_counted_as_hits() -
         assert server.hits == 0
 
 
-@pytest.mark.parametrize("module", ["ctxsynth.testing.serve", "ctxsynth.testing.openai_server"])
-def test_the_module_runs_as_a_command_and_serves_models(module: str) -> None:
-    # openai_server is the older spelling, still in benchmark records (docs/results/client.md)
-    proc = subprocess.Popen([sys.executable, "-m", module, "--port", "0",
+def test_the_module_runs_as_a_command_and_serves_models() -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "ctxsynth.testing.serve", "--port", "0",
                              "--model", "cli-model"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()

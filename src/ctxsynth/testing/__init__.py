@@ -2,8 +2,7 @@
 
 `OpenAIServer` is a real HTTP server speaking the OpenAI chat-completions protocol on 127.0.0.1,
 with scripted replies, fault injection and hit counters. It uses only the standard library.
-`OpenAIServer` is loaded lazily so `python -m ctxsynth.testing.openai_server` (the older spelling of
-`python -m ctxsynth.testing.serve`, the server as a process) runs cleanly.
+`OpenAIServer` is loaded on first use; `python -m ctxsynth.testing.serve` runs it as a process of its own.
 """
 
 from __future__ import annotations

@@ -361,9 +361,3 @@ class OpenAIServer(BatchAPI):
     def _respond(self, body: dict[str, Any]) -> Reply:
         reply = self.responder(body)
         return reply if isinstance(reply, Reply) else Reply(str(reply))
-
-
-if __name__ == "__main__":  # the command of earlier docs and benchmark records
-    from ctxsynth.testing.serve import main
-
-    main()
