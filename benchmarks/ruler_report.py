@@ -62,17 +62,20 @@ def collect(eval_dir: Path, out: Path, machine: str, versions: str, commit: str)
     if not names:
         return []
     runs: dict[str, Any] = {}
+    raw: dict[str, bytes] = {}
     for name in names:  # every run checked before anything is written
         scores = json.loads((eval_dir / name / "scores.json").read_text(encoding="utf-8"))
         source = eval_dir / name / "predictions.jsonl"
-        if summarize(report.read_rows(source)) != (scores.get("ruler") or {}):
+        raw[name] = source.read_bytes() if source.is_file() else b""
+        rows = [json.loads(line) for line in raw[name].decode("utf-8").splitlines() if line.strip()]
+        if summarize(rows) != (scores.get("ruler") or {}):
             raise SystemExit(f"{source}: the RULER tables recomputed from the predictions differ from "
                              f"{eval_dir / name / 'scores.json'}; nothing collected")
         runs[name] = {"run": scores.get("run") or {}, "machine": machine, "versions": versions, "commit": commit}
     (out / "predictions").mkdir(parents=True, exist_ok=True)
-    for name in names:
+    for name, data in raw.items():
         with gzip.GzipFile(out / "predictions" / f"{name}.jsonl.gz", "wb", mtime=0) as f:
-            f.write((eval_dir / name / "predictions.jsonl").read_bytes())
+            f.write(data)
     (out / "runs.json").write_text(json.dumps(runs, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     commands = Path("runs/ruler/commands.txt")
     if commands.is_file():
