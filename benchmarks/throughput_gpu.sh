@@ -13,16 +13,18 @@
 #   whether the output's bits were the same in both (a kernel that changes them changes texts between runs).
 # smollm2 / gemma: benchmarks/eval_throughput.py with each prefill kernel (SmolLM2's varlen run also times
 #   model.generate, Gemma's do not: 2,000 items at 2k-32k take it ~18 min); prints the share of identical
-#   texts between the two kernels, and for Gemma between two processes of `dense` (the condition for
-#   making it the CUDA default). gemma needs gemma3-270m where ctxsynth finds it (benchmarks/carry_model.py).
+#   texts between the two kernels, and for Gemma between two processes of `dense` (reproducible on the
+#   H100, 2026-12-07, but not faster: it stays opt-in). gemma needs gemma3-270m where ctxsynth finds it
+#   (benchmarks/carry_model.py).
 # generate: benchmarks/multigpu_generate.py --devices 1 --path packed, twice (two processes), against
 #   56.9 requests/s per GPU (docs/results/multigpu.md); prints whether the texts were the same.
 # pack: every file written under $OUT/throughput into $OUT/throughput.tar (one file comes back whole).
 #
 # Env: PY (python3), OUT (runs/throughput_out), DEVICE (cuda), DTYPE (auto), SMOLLM2_ITEMS
-# (runs/niah/test_grid_small/test), BASELINE=0 (SmolLM2's varlen run without model.generate, ~2 min less), GEMMA_ITEMS (runs/pilot32k/niah/grid/test), LIMIT (items per grid; default
-# all), GEN_N (2048), GEN_TOKENS (300) and GEN_ROWS (rows per wave, 1024: the backend's default) for generate, SMOKE=1 (decode_attention's tiny shapes: the CPU test),
-# DRY=1 prints the commands instead of running them.
+# (runs/niah/test_grid_small/test), BASELINE=0 (SmolLM2's varlen run without model.generate, ~2 min less),
+# GEMMA_ITEMS (runs/pilot32k/niah/grid/test), LIMIT (items per grid; default all), GEN_N (2048), GEN_TOKENS
+# (300) and GEN_ROWS (rows per wave, 1024: the backend's default) for generate, SMOKE=1 (decode_attention's
+# tiny shapes: the CPU test), DRY=1 prints the commands instead of running them.
 set -euo pipefail
 PY=${PY:-python3}
 OUT=${OUT:-runs/throughput_out}
