@@ -12,6 +12,7 @@
 # A missing piece or a damaged one stops the script with carry_model.py's message (which piece).
 # Env: SITE (/root/site), PY (python3), CARRY (.carry).
 set -euo pipefail
+[[ ${1:-} == -h || ${1:-} == --help ]] && { sed -n '2,14p' "$0"; exit 0; }
 SITE=${SITE:-/root/site}
 PY=${PY:-python3}
 CARRY=${CARRY:-.carry}
