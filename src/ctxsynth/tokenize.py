@@ -38,8 +38,8 @@ class Tokenizer(Protocol):
 class HFTokenizer:
     """A Hugging Face fast tokenizer; counts never include special BOS/EOS tokens added by encode."""
 
-    def __init__(self, path: str) -> None:
-        self.name = path
+    def __init__(self, path: str, name: str | None = None) -> None:
+        self.name = name or path  # an embedded model's name, not its machine-specific cache folder
         self.hf = _load_hf_tokenizer(path)
         self._fast = self.hf.backend_tokenizer if hasattr(self.hf, "backend_tokenizer") else None
 
@@ -160,7 +160,7 @@ def load_tokenizer(spec: str = "smollm2") -> Tokenizer:
     from ctxsynth.models import is_embedded, resolve_tokenizer_path
 
     if is_embedded(spec):
-        return HFTokenizer(resolve_tokenizer_path(spec))
+        return HFTokenizer(resolve_tokenizer_path(spec), name=spec)
     path = Path(spec)
     if path.is_file() and path.name.endswith(".json"):
         path = path.parent
