@@ -38,7 +38,7 @@ OUT=${OUT:-runs/ruler_out}
 # a GPU machine without the package: the scorer's files packed by `inputs`
 $PY -c "import long_context_eval" 2>/dev/null || export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$ROOT/src:$PWD/runs/ruler/pkg"
 say() { printf '\n== %s  (%s)\n' "$1" "$(date +%T)"; }
-log() { mkdir -p runs/ruler; echo "$*" >> runs/ruler/commands.txt; "$@"; }
+log() { mkdir -p runs/ruler; local line="$*"; echo "${line//$ROOT\//}" >> runs/ruler/commands.txt; "$@"; }  # paths relative to the repository
 eval_items() {  # name model items-folder max_len batch tokenizer
   log $CTX eval "$ROOT/configs/eval/ruler_smollm2.yaml" name=$1 model.model=$2 "ruler.tasks=[]" "items=[$3]" \
       model.max_model_len=$4 model.options.batch_size=$5 model.options.device=$DEVICE model.tokenizer=$6 ${EVAL_ARGS:-}
