@@ -8,8 +8,10 @@ a tokenizer.json file, or "tiktoken:<encoding>" (cl100k_base, o200k_base; files 
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -50,7 +52,10 @@ class HFTokenizer:
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         if self._fast is not None:
-            return [e.ids for e in self._fast.encode_batch(list(texts), add_special_tokens=False)]
+            ids = [e.ids for e in self._fast.encode_batch(list(texts), add_special_tokens=False)]
+            if _shared is not None:
+                _shared.keep(self._fast, texts, ids)
+            return ids
         return [self.encode(t) for t in texts]
 
     def offsets_batch(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
@@ -171,3 +176,56 @@ def load_tokenizer(spec: str = "smollm2") -> Tokenizer:
             "'qwen2.5-coder-0.5b-instruct') or 'tiktoken:cl100k_base'"
         )
     return HFTokenizer(str(path))
+
+
+class _SharedEncodings:
+    """Ids of texts encoded without special tokens, by (tokenizer definition, text); each handed out once."""
+
+    def __init__(self) -> None:
+        self.ids: dict[tuple[str, str], list[int]] = {}
+        self._fingerprints: dict[int, tuple[Any, str]] = {}  # id(tokenizer) -> (the object, kept alive; sha256)
+
+    def fingerprint(self, fast: Any) -> str:
+        """sha256 of the tokenizer's full serialized definition (vocabulary, merges, normalizer,
+        pre-tokenizer, added tokens): equal fingerprints encode every text to the same ids."""
+        known = self._fingerprints.get(id(fast))
+        if known is None or known[0] is not fast:
+            known = (fast, hashlib.sha256(fast.to_str().encode("utf-8")).hexdigest())
+            self._fingerprints[id(fast)] = known
+        return known[1]
+
+    def keep(self, fast: Any, texts: Sequence[str], ids: Sequence[list[int]]) -> None:
+        fp = self.fingerprint(fast)
+        for text, row in zip(texts, ids, strict=True):
+            self.ids[(fp, text)] = row
+
+    def take(self, fast: Any, text: str) -> list[int] | None:
+        return self.ids.pop((self.fingerprint(fast), text), None) if self.ids else None
+
+
+_shared: _SharedEncodings | None = None
+
+
+@contextlib.contextmanager
+def shared_encodings() -> Iterator[None]:
+    """Within the block, what an `HFTokenizer` encodes in a batch is kept and `take_encoding` hands it
+    out again: the eval runner measures every rendered prompt to fit it to the window, and the
+    transformers backend then takes those ids instead of tokenizing the same prompts a second time
+    (the 32k NIAH grid's 25M tokens: ~18 s on 2 cores). Keys are the tokenizer's fingerprint (its
+    whole serialized definition) and the exact text, so a different tokenizer, a system prompt or a
+    truncated prompt is simply not found and gets encoded as before. Kept ids go at the block's end."""
+    global _shared
+    outer, _shared = _shared, _SharedEncodings()
+    try:
+        yield
+    finally:
+        _shared = outer
+
+
+def take_encoding(hf_tokenizer: Any, text: str) -> list[int] | None:
+    """The ids kept for `text` by the same tokenizer definition inside `shared_encodings` (encoded
+    without special tokens), once; None outside the block, for another tokenizer or an unseen text."""
+    fast = getattr(hf_tokenizer, "backend_tokenizer", None)
+    if _shared is None or fast is None:
+        return None
+    return _shared.take(fast, text)

@@ -31,7 +31,7 @@ from ctxsynth.llm.base import RAW_ROLE, Backend, ChatRequest, ChatResult, Sampli
 from ctxsynth.llm.cache import CachedBackend, RequestCache
 from ctxsynth.progress import NullProgress, Progress
 from ctxsynth.records import EvalItem
-from ctxsynth.tokenize import Tokenizer, load_tokenizer
+from ctxsynth.tokenize import Tokenizer, load_tokenizer, shared_encodings
 
 log = logging.getLogger(__name__)
 
@@ -181,16 +181,17 @@ def evaluate(
     tok = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
     out_dir = Path(out_dir)
     started = time.monotonic()
-    fitted, requests = prepare_requests(items, tok, max_model_len, truncation, system_prompt,
-                                        official_max_length or max_model_len)
-    n_cut = sum(1 for f in fitted if f and f.truncated_tokens)
-    log.info("evaluating %d items (%d truncated) with %s", len(items), n_cut, backend.identity())
     progress = progress or NullProgress()
-    progress.start(f"eval {name or out_dir.name}", len(requests))
-    try:
-        results = backend.generate(requests, on_result=lambda i, r: progress.advance())
-    finally:
-        progress.finish()
+    with shared_encodings():  # the backend reuses the ids the fit measured (same tokenizer, same text)
+        fitted, requests = prepare_requests(items, tok, max_model_len, truncation, system_prompt,
+                                            official_max_length or max_model_len)
+        n_cut = sum(1 for f in fitted if f and f.truncated_tokens)
+        log.info("evaluating %d items (%d truncated) with %s", len(items), n_cut, backend.identity())
+        progress.start(f"eval {name or out_dir.name}", len(requests))
+        try:
+            results = backend.generate(requests, on_result=lambda i, r: progress.advance())
+        finally:
+            progress.finish()
     rows = [prediction_row(item, fit, res) for item, fit, res in zip(items, fitted, results, strict=True)]
     for row in rows:
         if row["error"]:
