@@ -16,6 +16,13 @@ layer (a sliding-window layer sees at most its window).
 
   python benchmarks/eval_throughput.py --items runs/niah/test_grid_small/test --device cuda --out r.json
   python benchmarks/eval_throughput.py --items ITEMS --limit 4 --device cpu --max-new-tokens 4   # smoke
+  python benchmarks/eval_throughput.py --items ITEMS --model gemma3-270m --max-model-len 32768 --tokenize-only
+
+`--tokenize-only` loads no model: it times `ctxsynth eval`'s tokenization of the items (the runner's
+fit, then the transformers backend's `hf_prompts.encode_all`), once with the backend encoding every
+prompt again and once taking the fit's ids (ctxsynth.tokenize.shared_encodings, as `ctxsynth eval`
+runs), and checks that both give the same ids. Last line: `tokenize_seconds: <shared>
+separate_seconds: <encoded twice> identical: <share of prompts with the same ids>`.
 
 Last line: `eval_seconds: <packed> baseline_seconds: <generate> limit_seconds: <flop / 790e12>
 identical: <share of items with the same text>`.
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import sys
@@ -126,6 +134,44 @@ def paired_interval(a: list[float], b: list[float], seed: int = 0, rounds: int =
     return sum(diffs) / n, means[int(0.025 * rounds)], means[int(0.975 * rounds) - 1]
 
 
+def tokenize_only(items: list[Any], model: str, tokenizer: str | None, max_model_len: int) -> dict[str, Any]:
+    """`ctxsynth eval`'s tokenization of `items` with and without the shared encodings; seconds and ids."""
+    from transformers import AutoTokenizer
+
+    from ctxsynth.eval.runner import prepare_requests
+    from ctxsynth.llm import hf_prompts
+    from ctxsynth.models import resolve_tokenizer_path
+    from ctxsynth.tokenize import load_tokenizer, shared_encodings
+
+    tok = load_tokenizer(tokenizer or model)
+    hf = AutoTokenizer.from_pretrained(resolve_tokenizer_path(tokenizer or model), local_files_only=True)
+    limit = max_model_len
+    out: dict[str, Any] = {"items": len(items), "max_model_len": limit, "tokenizer": tokenizer or model}
+    ids: dict[bool, dict[int, list[int]]] = {}
+    for shared in (False, True):
+        t0 = time.perf_counter()
+        with shared_encodings() if shared else _nothing():
+            _, requests = prepare_requests(items, tok, limit)
+            t1 = time.perf_counter()
+            ids[shared], errors = hf_prompts.encode_all(hf, requests, limit)
+        t2 = time.perf_counter()
+        key = "shared" if shared else "separate"
+        out[key] = {"fit_s": round(t1 - t0, 3), "encode_s": round(t2 - t1, 3), "seconds": round(t2 - t0, 3),
+                    "failed": len(errors)}
+        print(f"{key}: runner fit {t1 - t0:.2f} s + backend encode {t2 - t1:.2f} s = {t2 - t0:.2f} s", flush=True)
+    out["prompt_tokens"] = sum(len(v) for v in ids[True].values())
+    out["identical"] = sum(ids[True].get(i) == v for i, v in ids[False].items()) / max(1, len(ids[False]))
+    return out
+
+
+class _nothing:  # noqa: N801 - a do-nothing stand-in for shared_encodings()
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--items", type=Path, nargs="+", required=True, help="NIAH test folders or item JSONL files")
@@ -151,9 +197,28 @@ def main() -> None:
     p.add_argument("--predictions", type=Path, help="also write both paths' texts (JSON lines)")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="after the timed runs, profile the packed path on N items and print its costliest operators")
+    p.add_argument("--tokenize-only", action="store_true",
+                   help="no model: time the eval's tokenization with and without the shared encodings")
     a = p.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import dataclasses
+
+    if a.tokenize_only:
+        if not a.max_model_len:
+            p.error("--tokenize-only needs --max-model-len (no model is loaded to read its window)")
+        row = tokenize_only(load_items(a.items, a.limit, seed=0), a.model, a.tokenizer, a.max_model_len)
+        import tokenizers
+        import transformers
+
+        row.update(command="benchmarks/eval_throughput.py " + " ".join(sys.argv[1:]), python=platform.python_version(),
+                   transformers=transformers.__version__, tokenizers=tokenizers.__version__,
+                   machine=f"{platform.machine()}, {os.cpu_count()} cores")
+        if a.out:
+            a.out.parent.mkdir(parents=True, exist_ok=True)
+            a.out.write_text(json.dumps(row, indent=1) + "\n")
+        print(f"tokenize_seconds: {row['shared']['seconds']:.3f} separate_seconds: {row['separate']['seconds']:.3f} "
+              f"identical: {row['identical']:.4f}")
+        return
 
     import torch
     import transformers

@@ -92,3 +92,20 @@ def test_throughput_gpu_script_runs_its_steps_tiny_on_the_cpu(tmp_path: Path) ->
     with tarfile.open(tmp_path / "out" / "throughput.tar") as tar:
         names = set(tar.getnames())
     assert {"throughput/kernels_2.json", "throughput/smollm2_dense.json", "throughput/generate_1.json"} <= names
+
+
+def test_tokenize_only_gives_the_same_ids_when_the_eval_tokenizes_once(tmp_path: Path) -> None:
+    """--tokenize-only: no model, the runner's fit and the backend's encoding with and without the shared ids."""
+    filler = "The river ran slowly past the mill, and the miller counted sacks of grain. "
+    rows = [{"id": f"t{k}", "task": "qa", "prompt": filler * (5 + 40 * k) + "What did the miller count?",
+             "answers": ["sacks"], "metric": "qa_f1", "max_new_tokens": 8} for k in range(3)]
+    path = tmp_path / "items.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = _run([sys.executable, str(ROOT / "benchmarks" / "eval_throughput.py"), "--items", str(path), "--tokenize-only",
+                "--max-model-len", "1024", "--out", str(tmp_path / "t.json")], tmp_path, timeout=300)
+    last = out.strip().splitlines()[-1]
+    m = re.fullmatch(r"tokenize_seconds: ([\d.]+) separate_seconds: ([\d.]+) identical: ([\d.]+)", last)
+    assert m, last
+    assert float(m.group(3)) == 1.0  # the last prompt is cut to fit 1,024 tokens: encoded again, same ids
+    row = json.loads((tmp_path / "t.json").read_text())
+    assert row["items"] == 3 and row["shared"]["failed"] == 0 and 0 < row["prompt_tokens"] < 3 * 1024
