@@ -164,6 +164,21 @@ def tokenize_only(items: list[Any], model: str, tokenizer: str | None, max_model
     return out
 
 
+def report_tokenize_only(a: argparse.Namespace) -> None:
+    import tokenizers
+    import transformers
+
+    row = tokenize_only(load_items(a.items, a.limit, seed=0), a.model, a.tokenizer, a.max_model_len)
+    row.update(command="benchmarks/eval_throughput.py " + " ".join(sys.argv[1:]), python=platform.python_version(),
+               transformers=transformers.__version__, tokenizers=tokenizers.__version__,
+               machine=f"{platform.machine()}, {os.cpu_count()} cores")
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(row, indent=1) + "\n")
+    print(f"tokenize_seconds: {row['shared']['seconds']:.3f} separate_seconds: {row['separate']['seconds']:.3f} "
+          f"identical: {row['identical']:.4f}")
+
+
 class _nothing:  # noqa: N801 - a do-nothing stand-in for shared_encodings()
     def __enter__(self) -> None:
         return None
@@ -206,18 +221,7 @@ def main() -> None:
     if a.tokenize_only:
         if not a.max_model_len:
             p.error("--tokenize-only needs --max-model-len (no model is loaded to read its window)")
-        row = tokenize_only(load_items(a.items, a.limit, seed=0), a.model, a.tokenizer, a.max_model_len)
-        import tokenizers
-        import transformers
-
-        row.update(command="benchmarks/eval_throughput.py " + " ".join(sys.argv[1:]), python=platform.python_version(),
-                   transformers=transformers.__version__, tokenizers=tokenizers.__version__,
-                   machine=f"{platform.machine()}, {os.cpu_count()} cores")
-        if a.out:
-            a.out.parent.mkdir(parents=True, exist_ok=True)
-            a.out.write_text(json.dumps(row, indent=1) + "\n")
-        print(f"tokenize_seconds: {row['shared']['seconds']:.3f} separate_seconds: {row['separate']['seconds']:.3f} "
-              f"identical: {row['identical']:.4f}")
+        report_tokenize_only(a)
         return
 
     import torch
