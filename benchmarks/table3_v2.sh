@@ -11,6 +11,9 @@
 #   bash benchmarks/table3_v2.sh pack         # all saved so far -> $OUT/table3_v2_results.tgz (predictions, summaries, logs)
 #                                             #   and $OUT/table3_v2_data.txz (kept contexts, assemblies, arm files)
 #   bash benchmarks/table3_v2.sh report       # tables and plot from the committed files (benchmarks/table3_v2_report.py)
+#   bash benchmarks/table3_v2.sh restore DIR  # a fresh machine: put back what an earlier call's pack returned (DIR holds
+#                                             #   table3_v2_results.tgz and/or table3_v2_data.txz): saved runs are
+#                                             #   skipped, the generation runs, the arms' files and arms.json are back
 #
 # Each finished piece is saved at once under runs/table3_v2/saved/ (kept on a warm machine between
 # calls); a run already saved is skipped, so a call can be repeated; end every call with `pack` (two
@@ -179,12 +182,29 @@ pack() {
   [[ $DRY == 1 ]] || ls -la "$OUT"/table3_v2_*
 }
 
+restore() {  # $1: a folder with an earlier call's table3_v2_results.tgz and/or table3_v2_data.txz
+  local dir=${1:-} t
+  say "restore from $dir"
+  [[ -n $dir && ( -f $dir/table3_v2_results.tgz || -f $dir/table3_v2_data.txz ) ]] \
+    || { echo "restore: no table3_v2_results.tgz or table3_v2_data.txz in '$dir'" >&2; exit 2; }
+  do_ mkdir -p "$R"
+  if [[ -f $dir/table3_v2_results.tgz ]]; then
+    do_ tar xzf "$dir/table3_v2_results.tgz" -C "$R"  # saved/: a run saved there is not run again
+    [[ -f $SAVE/gen-state.tgz ]] && do_ tar xzf "$SAVE/gen-state.tgz"  # the generation runs' stage markers
+  fi
+  if [[ -f $dir/table3_v2_data.txz ]]; then
+    do_ tar xJf "$dir/table3_v2_data.txz" -C "$R"
+    for t in "$R"/saved_data/*.tar; do do_ tar xf "$t"; done  # pipeline runs, arms/ with arms.json, at their paths
+  fi
+  [[ $DRY == 1 ]] || ls "$R"
+}
+
 report() {
   say report
   do_ $PY benchmarks/table3_v2_report.py --src "${SRC:-$SAVE}" --data docs/results/table3_v2/data --out docs/results/table3_v2
 }
 
-[[ $# -gt 0 ]] || { sed -n '2,20p' "$0"; exit 2; }
+[[ $# -gt 0 ]] || { sed -n '2,23p' "$0"; exit 2; }
 while [[ $# -gt 0 ]]; do
   step=$1; shift
   case $step in
@@ -196,6 +216,7 @@ while [[ $# -gt 0 ]]; do
     run) run "$1" "$2"; shift 2;;
     pack) pack;;
     report) report;;
-    *) echo "unknown step $step (split, writers, gen, prep, arms TIER, run ARM SEED, pack, report)" >&2; exit 2;;
+    restore) restore "${1:-}"; [[ $# -gt 0 ]] && shift;;
+    *) echo "unknown step $step (split, writers, gen, prep, arms TIER, run ARM SEED, pack, report, restore DIR)" >&2; exit 2;;
   esac
 done

@@ -292,3 +292,30 @@ def test_report_collects_what_the_gpu_script_saved(tmp_path: Path) -> None:
     copied = sorted((tmp_path / "data" / "predictions").glob("*.jsonl.gz"))
     assert len(copied) == 18 and all("prompt" not in r for r in _gz(copied[0]))
     assert "| table3-v2-cs | 10 | 7 | 70.0 | 3 (truncated 3) |" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_restore_puts_an_earlier_calls_pack_back_on_a_fresh_machine(tmp_path: Path) -> None:
+    """`pack` on one machine, `restore` on a fresh one: saved runs, the generation runs' stage markers,
+    the pipeline outputs and arms/ come back at their paths, so `arms` skips what is done."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    r = old / "runs" / "table3_v2"
+    for path, text in {"saved/run-cs-s1.tgz": None, "arms/arms.json": '{"max_steps": 12}\n', "arms/cs.jsonl": "{}\n",
+                       "pipe/table3-v2-cs/synth/part-00000.jsonl": "{}\n",
+                       "pipe/table3-v2-cs/_state/synthesize/shard-00000.done": "{}\n"}.items():
+        (r / path).parent.mkdir(parents=True, exist_ok=True)
+        (r / path).write_text(text or "")
+    subprocess.run(["tar", "czf", "runs/table3_v2/saved/gen-state.tgz", "runs/table3_v2/pipe/table3-v2-cs/_state"],
+                   cwd=old, check=True)
+    (r / "saved_data").mkdir()
+    for name, paths in {"pipe-gen": ["runs/table3_v2/pipe/table3-v2-cs"], "arms": ["runs/table3_v2/arms"]}.items():
+        subprocess.run(["tar", "cf", f"runs/table3_v2/saved_data/{name}.tar", "--exclude=_state", *paths], cwd=old, check=True)
+    _run(["bash", str(BENCH / "table3_v2.sh"), "pack"], old, {"OUT": str(tmp_path / "returned")})
+    (new / "benchmarks").mkdir(parents=True)
+    out = _run(["bash", str(BENCH / "table3_v2.sh"), "restore", str(tmp_path / "returned")], new)
+    back = new / "runs" / "table3_v2"
+    assert (back / "saved" / "run-cs-s1.tgz").is_file() and (back / "arms" / "arms.json").read_text() == '{"max_steps": 12}\n'
+    assert (back / "pipe" / "table3-v2-cs" / "synth" / "part-00000.jsonl").is_file()
+    assert (back / "pipe" / "table3-v2-cs" / "_state" / "synthesize" / "shard-00000.done").is_file(), out
+    bad = subprocess.run(["bash", str(BENCH / "table3_v2.sh"), "restore", str(tmp_path / "nothing")], cwd=new,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "no table3_v2_results.tgz" in bad.stderr
