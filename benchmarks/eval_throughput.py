@@ -31,6 +31,7 @@ identical: <share of items with the same text>`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -150,7 +151,7 @@ def tokenize_only(items: list[Any], model: str, tokenizer: str | None, max_model
     ids: dict[bool, dict[int, list[int]]] = {}
     for shared in (False, True):
         t0 = time.perf_counter()
-        with shared_encodings() if shared else _nothing():
+        with shared_encodings() if shared else contextlib.nullcontext():
             _, requests = prepare_requests(items, tok, limit)
             t1 = time.perf_counter()
             ids[shared], errors = hf_prompts.encode_all(hf, requests, limit)
@@ -177,14 +178,6 @@ def report_tokenize_only(a: argparse.Namespace) -> None:
         a.out.write_text(json.dumps(row, indent=1) + "\n")
     print(f"tokenize_seconds: {row['shared']['seconds']:.3f} separate_seconds: {row['separate']['seconds']:.3f} "
           f"identical: {row['identical']:.4f}")
-
-
-class _nothing:  # noqa: N801 - a do-nothing stand-in for shared_encodings()
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def main() -> None:

@@ -102,7 +102,7 @@ def test_an_evaluation_gives_the_same_predictions_with_and_without_the_reuse(
     monkeypatch.setattr(backend, "_tokenizer", spy)
     evaluate(its, backend, tokenizer="smollm2", max_model_len=2048, out_dir=tmp_path / "shared")
     assert spy.texts == 0  # every prompt came from the runner's fit
-    monkeypatch.setattr("ctxsynth.eval.runner.shared_encodings", _no_sharing)
+    monkeypatch.setattr(backend, "reuses_prompt_ids", False)  # as a backend that tokenizes elsewhere
     evaluate(its, backend, tokenizer="smollm2", max_model_len=2048, out_dir=tmp_path / "alone")
     assert spy.texts == len(its)
 
@@ -113,9 +113,17 @@ def test_an_evaluation_gives_the_same_predictions_with_and_without_the_reuse(
     assert predictions("shared") == predictions("alone")
 
 
-class _no_sharing:  # noqa: N801 - stands in for the context manager of the same role
-    def __enter__(self) -> None:
-        return None
 
-    def __exit__(self, *exc: object) -> None:
-        return None
+def test_a_backend_that_tokenizes_elsewhere_gets_nothing_kept(tmp_path: Path) -> None:
+    """The offline fake backend (no local tokenizer): the eval keeps no ids while it generates."""
+    from ctxsynth.llm.fake import FakeBackend
+
+    seen: list[object] = []
+
+    class Probe(FakeBackend):
+        def generate(self, requests: Any, on_result: Any = None) -> Any:
+            seen.append(tokenize._shared)
+            return super().generate(requests, on_result)
+
+    evaluate(items(2), Probe(words=3), tokenizer="smollm2", max_model_len=2048, out_dir=tmp_path / "fake")
+    assert seen == [None]

@@ -14,6 +14,7 @@ eval.py) for LongBench items prompted in official mode.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -182,7 +183,9 @@ def evaluate(
     out_dir = Path(out_dir)
     started = time.monotonic()
     progress = progress or NullProgress()
-    with shared_encodings():  # the backend reuses the ids the fit measured (same tokenizer, same text)
+    # a backend that tokenizes locally takes the ids the fit measured (same tokenizer, same text); for the
+    # others nothing is kept (the ids of every prompt would only hold memory)
+    with shared_encodings() if backend.reuses_prompt_ids else contextlib.nullcontext():
         fitted, requests = prepare_requests(items, tok, max_model_len, truncation, system_prompt,
                                             official_max_length or max_model_len)
         n_cut = sum(1 for f in fitted if f and f.truncated_tokens)

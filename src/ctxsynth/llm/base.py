@@ -143,6 +143,8 @@ class Backend(ABC):
     raw_prompts: ClassVar[bool] = False  # accepts one RAW_ROLE message: plain text without the chat template
     hosted: ClassVar[bool] = False  # a hosted API behind HTTP: `ctxsynth estimate` counts tokens with tiktoken
     batch: ClassVar[bool] = False  # answers arrive asynchronously (a Batch API), within its completion window
+    # takes the prompt ids the eval runner measured (ctxsynth.tokenize.shared_encodings) instead of tokenizing again
+    reuses_prompt_ids: ClassVar[bool] = False
 
     @classmethod
     def concurrency(cls, options: Mapping[str, Any]) -> int | None:

@@ -35,6 +35,7 @@ class CircuitBreaker(Backend):
         self.inner = inner
         self.name = inner.name  # type: ignore[misc]
         self.raw_prompts = inner.raw_prompts  # type: ignore[misc]  # plain text passes through (RULER, LongBench)
+        self.reuses_prompt_ids = inner.reuses_prompt_ids  # type: ignore[misc]
         self.endpoint = endpoint
         self.max_consecutive = max_consecutive
         self.key_variable = key_env or "the API key variable"

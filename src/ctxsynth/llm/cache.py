@@ -104,6 +104,7 @@ class CachedBackend(Backend):
         self.inner = inner
         self.cache = cache
         self.name = inner.name  # type: ignore[misc]
+        self.reuses_prompt_ids = inner.reuses_prompt_ids  # type: ignore[misc]
 
     def identity(self) -> dict:
         return self.inner.identity()

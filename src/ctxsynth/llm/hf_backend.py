@@ -88,6 +88,7 @@ class TransformersBackend(Backend):
     name = "transformers"
     raw_prompts = True  # accepts a single RAW_ROLE message (see ctxsynth.llm.base)
     prefill = True  # continues a final assistant message (see the module docstring)
+    reuses_prompt_ids = True  # hf_prompts.encode_all takes the eval runner's ids (ctxsynth.tokenize.shared_encodings)
     _pool: Any = None  # a ReplicaPool when `devices` names more than one replica
     _config: Any = None  # the model config, loaded without the model in the replicas' parent
 
