@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from ctxsynth import config as cfg
 from ctxsynth.cli import app
 from ctxsynth.pipeline.config import RunConfig
-from ctxsynth.pipeline.estimate import MESSAGE_OVERHEAD, estimate_run
+from ctxsynth.pipeline.estimate import MESSAGE_OVERHEAD, estimate_run, render
 from ctxsynth.pipeline.run import Run
 from ctxsynth.synth.tasks import build_task
 from ctxsynth.testing.openai_server import OpenAIServer
@@ -97,3 +97,16 @@ def test_estimate_command_prints_per_stage_lines_and_json(tmp_path):
     assert "synthesize [m]: 10 requests expected (at most 30)" in out and "time ~0.3 min" in out
     assert "llm.max_cost_usd = 0.5" in out
     assert json.loads(as_json.stdout)[0]["requests"] == 10
+
+
+def test_a_human_context_run_sends_nothing_and_the_estimate_says_so(tmp_path):
+    """synth.task: human asks no model: no synthesis or judge estimate (it used to call the task's
+    prompt, which the human task does not have, and crash)."""
+    rows = [{"id": f"q{i}", "instruction": f"Q{i}?", "answer": "A", "context": "A paragraph.", "task": "single_doc_qa"}
+            for i in range(3)]
+    (tmp_path / "seeds.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = {"name": "human", "out_dir": str(tmp_path / "runs"), "stages": ["seeds", "synthesize"],
+            "seeds": {"source": "jsonl", "path": str(tmp_path / "seeds.jsonl")}, "synth": {"task": "human"}}
+    run = Run(cfg.from_dict(RunConfig, data))
+    assert estimate_run(run) == []
+    assert render([], run)[-1] == "no stage of this run sends generation requests: nothing to pay for"

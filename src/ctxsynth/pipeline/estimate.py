@@ -141,7 +141,8 @@ def estimate_run(run: Run, stream_tps: float = DEFAULT_STREAM_TPS) -> list[Stage
     """Per-stage estimates for the run's stages that send generation requests."""
     seeds = read_seeds_locally(run)
     out = [e for e in (filter_estimate(run, seeds),) if e is not None]
-    if "synthesize" in run.config.stages:
+    # a task without a model (synth.task: human) sends no synthesis or judge request
+    if "synthesize" in run.config.stages and getattr(build_task(run.config.synth, run.config.seed), "needs_llm", True):
         out.append(synthesize_estimate(run, seeds, stream_tps))
         out += [e for e in (judge_estimate(run, seeds),) if e is not None]
     return out
@@ -153,6 +154,8 @@ def _cost(value: float | None) -> str:
 
 def render(estimates: list[StageEstimate], run: Run) -> list[str]:
     lines = [f"estimate for run {run.config.name!r} ({run.dir}); no request has been sent"]
+    if not estimates:
+        lines.append("no stage of this run sends generation requests: nothing to pay for")
     for e in estimates:
         time = f"~{e.seconds / 60:.1f} min" if e.seconds is not None else "-"
         lines += [f"{e.stage} [{e.model}]: {e.requests:,} requests expected (at most {e.requests_max:,}); "
