@@ -146,16 +146,15 @@ def tokenize_only(items: list[Any], model: str, tokenizer: str | None, max_model
 
     tok = load_tokenizer(tokenizer or model)
     hf = AutoTokenizer.from_pretrained(resolve_tokenizer_path(tokenizer or model), local_files_only=True)
-    limit = max_model_len
-    out: dict[str, Any] = {"items": len(items), "max_model_len": limit, "tokenizer": tokenizer or model}
+    out: dict[str, Any] = {"items": len(items), "max_model_len": max_model_len, "tokenizer": tokenizer or model}
     ids: dict[bool, dict[int, list[int]]] = {}
     passes: dict[str, list[dict[str, float]]] = {"separate": [], "shared": []}
     for shared in (False, True, True, False):  # A B B A: a drift over the passes (warm caches) cancels out
         t0 = time.perf_counter()
         with shared_encodings() if shared else contextlib.nullcontext():
-            _, requests = prepare_requests(items, tok, limit)
+            _, requests = prepare_requests(items, tok, max_model_len)
             t1 = time.perf_counter()
-            ids[shared], errors = hf_prompts.encode_all(hf, requests, limit)
+            ids[shared], errors = hf_prompts.encode_all(hf, requests, max_model_len)
         t2 = time.perf_counter()
         key = "shared" if shared else "separate"
         passes[key].append({"fit_s": t1 - t0, "encode_s": t2 - t1, "seconds": t2 - t0, "failed": len(errors)})

@@ -56,22 +56,20 @@ def encode_all(tokenizer: Any, requests: Sequence[ChatRequest],
             texts[i] = render(tokenizer, request)
         except Exception as exc:
             errors[i] = f"prompt: {type(exc).__name__}: {exc}"
-    prompts: dict[int, list[int]] = {}
+    ids: dict[int, list[int]] = {}
     for i, (text, special) in texts.items():  # measured already by the eval runner (ctxsynth.tokenize.shared_encodings)
         known = None if special else take_encoding(tokenizer, text)
         if known is not None:
-            try:
-                prompts[i] = check_length(known, limit)
-            except ValueError as exc:
-                errors[i] = f"prompt: {type(exc).__name__}: {exc}"
+            ids[i] = known
     for special in (True, False):
-        batch = [i for i, (_, s) in texts.items() if s is special and i not in prompts and i not in errors]
-        if not batch:
-            continue
-        encoded = tokenizer([texts[i][0] for i in batch], add_special_tokens=special)["input_ids"]
-        for i, ids in zip(batch, encoded, strict=True):
-            try:
-                prompts[i] = check_length(ids if isinstance(ids, list) else list(ids), limit)  # no copy of 25M ids
-            except ValueError as exc:
-                errors[i] = f"prompt: {type(exc).__name__}: {exc}"
+        batch = [i for i, (_, s) in texts.items() if s is special and i not in ids]
+        if batch:
+            encoded = tokenizer([texts[i][0] for i in batch], add_special_tokens=special)["input_ids"]
+            ids.update((i, e if isinstance(e, list) else list(e)) for i, e in zip(batch, encoded, strict=True))  # no copy of 25M ids
+    prompts: dict[int, list[int]] = {}
+    for i in sorted(ids):
+        try:
+            prompts[i] = check_length(ids[i], limit)
+        except ValueError as exc:
+            errors[i] = f"prompt: {type(exc).__name__}: {exc}"
     return prompts, errors
