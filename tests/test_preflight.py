@@ -105,3 +105,29 @@ def test_a_good_config_passes_preflight_and_runs(tmp_path: Path) -> None:
     with OpenAIServer(context_writer) as server:
         proc = _run(tmp_path, _config(tmp_path, server.url, name="r", **{"llm.model": "other", "stages": ["seeds", "synthesize"]}))
     assert "does not list model 'other' (it lists: test-model)" in " ".join(proc.stderr.split())
+
+
+def test_a_missing_retrieval_library_fails_before_any_stage(tmp_path: Path, monkeypatch: Any) -> None:
+    """Hard negatives (bm25) need bm25s, the `assemble` extra: on a machine without it the run used to
+    stop inside assembly, after paid synthesis, with an internal-error traceback (a GPU machine, issue 27)."""
+    import pytest
+
+    from ctxsynth import config as cfg
+    from ctxsynth.assemble.distractors import BM25Source
+    from ctxsynth.errors import MissingDependency
+    from ctxsynth.pipeline.config import RunConfig
+    from ctxsynth.pipeline.preflight import preflight
+    from ctxsynth.pipeline.run import Run
+
+    config = yaml.safe_load(_config(tmp_path, "http://127.0.0.1:9/v1").read_text())
+    config["llm"] = {"backend": "fake"}
+    config["assemble"] = {"distractors": "bm25"}
+    run = Run(cfg.from_dict(RunConfig, config), base_dir=tmp_path)
+    assert preflight(run, probe=False) == []  # installed here: no complaint
+    monkeypatch.setitem(sys.modules, "bm25s", None)  # how Python marks a module that cannot be imported
+    with pytest.raises(MissingDependency, match=r"assemble.distractors 'bm25' needs bm25s: pip install 'ctxsynth\[assemble\]'"):
+        preflight(run, probe=False)
+    with pytest.raises(MissingDependency):
+        BM25Source([])
+    run.config.stages = ["seeds", "synthesize"]  # no assembly to run: nothing to install
+    assert preflight(run, probe=False) == []

@@ -16,12 +16,32 @@ from typing import Protocol
 
 from ctxsynth.assemble.documents import Doc
 from ctxsynth.assemble.pool import DocPool, candidates_at
-from ctxsynth.errors import ConfigError
+from ctxsynth.errors import ConfigError, MissingDependency
 
 log = logging.getLogger(__name__)
 
 _QUERY_WORDS = 256
 _BM25_TOP = 256
+
+
+# retrieval strategies and the module each imports (both in the `assemble` extra)
+_NEEDS = {"bm25": "bm25s", "embedding": "sentence_transformers"}
+
+
+def missing_dependency(strategy: str) -> str | None:
+    """What to install for distractor `strategy` when its retrieval library is absent; None when it can run."""
+    import importlib.util
+
+    module = _NEEDS.get(strategy.partition(":")[0])
+    if module is None or importlib.util.find_spec(module) is not None:
+        return None
+    return f"assemble.distractors {strategy!r} needs {module}: pip install 'ctxsynth[assemble]'"
+
+
+def _require(strategy: str) -> None:
+    problem = missing_dependency(strategy)
+    if problem:
+        raise MissingDependency(problem)
 
 
 class CandidateSource(Protocol):
@@ -78,6 +98,7 @@ class EmbeddingSource:
     """Pool documents ranked by cosine similarity of sentence embeddings to the gold document."""
 
     def __init__(self, docs: Sequence[Doc], model_dir: Path) -> None:
+        _require("embedding")
         from sentence_transformers import SentenceTransformer
 
         self.docs = docs  # a list or a DocPool; the embedding matrix itself is held in memory
@@ -106,6 +127,7 @@ class BM25Source:
     """Pool documents ranked by BM25 (bm25s) against the gold document's first words; the rest shuffled."""
 
     def __init__(self, docs: Sequence[Doc]) -> None:
+        _require("bm25")
         import bm25s
 
         self.docs = docs  # a list or a DocPool; the BM25 index itself is held in memory

@@ -15,7 +15,8 @@ import importlib.util
 import logging
 from pathlib import Path
 
-from ctxsynth.errors import ConfigError, PathNotFound
+from ctxsynth.assemble.distractors import missing_dependency
+from ctxsynth.errors import ConfigError, MissingDependency, PathNotFound
 from ctxsynth.eval.stage import check_config as check_eval
 from ctxsynth.eval.stage import preflight_checks as eval_preflight
 from ctxsynth.export.formats import FORMATS
@@ -84,6 +85,8 @@ def preflight(run: Run, probe: bool = True, force: str | None = None) -> list[st
     check_paths(run, pending)
     if {"assemble", "export"} & set(pending):
         load_tokenizer(run.config.assemble.tokenizer)  # a bad tokenizer fails now, not after synthesis
+    if "assemble" in pending and (problem := missing_dependency(run.config.assemble.distractors)):
+        raise MissingDependency(problem)  # a missing retrieval library fails now, not after synthesis
     if "train" in pending:
         warnings += train_preflight(run)  # data files, model and tokenizer
     if "eval" in pending:  # the eval model's spec and key, tokenizer and files; the base model is train.model
