@@ -9,19 +9,20 @@
 #   bash benchmarks/table3_v2.sh arms TIER    # GPU: train + evaluate TIER (1, 2 or all) x seeds 1 2 3, a queue over GPUs
 #   bash benchmarks/table3_v2.sh run ARM SEED # GPU: one arm x seed on the visible device
 #   bash benchmarks/table3_v2.sh pack         # all saved so far -> $OUT/table3_v2_results.tgz (predictions, summaries, logs)
-#                                             #   and $OUT/table3_v2_data.txz (kept contexts, assemblies, arm files)
+#                                             #   and $OUT/table3_v2_data-{pipe-gen,arms}.txz (kept contexts; the arms'
+#                                             #   files, all `arms` needs), a file over PART_BYTES in .partNN pieces
 #   bash benchmarks/table3_v2.sh report       # tables and plot from the committed files (benchmarks/table3_v2_report.py)
 #   bash benchmarks/table3_v2.sh restore DIR  # a fresh machine: put back what an earlier call's pack returned (DIR holds
-#                                             #   table3_v2_results.tgz and/or table3_v2_data.txz): saved runs are
+#                                             #   table3_v2_results.tgz and/or table3_v2_data*.txz): saved runs are
 #                                             #   skipped, the generation runs, the arms' files and arms.json are back
 #
 # Each finished piece is saved at once under runs/table3_v2/saved/ (kept on a warm machine between
-# calls); a run already saved is skipped, so a call can be repeated; end every call with `pack` (two
-# files under $OUT, each well under 16 MiB). DEADLINE=S makes `arms` start no run after S seconds, so
+# calls); a run already saved is skipped, so a call can be repeated; end every call with `pack` (files
+# under $OUT, each under the 16 MiB a call returns). DEADLINE=S makes `arms` start no run after S seconds, so
 # `DEADLINE=300 bash benchmarks/table3_v2.sh arms 1 pack` ends inside a 10-minute call. Env: CTX (ctxsynth; `$PY -m ctxsynth.cli` where no ctxsynth is on PATH), PY (python3), DEVICE (cuda; cpu for TINY), TINY=1
 # (a few seeds, items and steps: the CPU check; generation through the offline fake backend), GPUS
 # (default: every GPU nvidia-smi lists), PER_GPU (runs at a time per GPU, default 2), SEEDS ("1 2 3"),
-# BUDGET (500000), DRY=1 prints the commands.
+# BUDGET (500000), PART_BYTES (15 MiB), DRY=1 prints the commands.
 set -euo pipefail
 PY=${PY:-python3}
 if [[ -z ${CTX:-} ]]; then  # the command where installed, else the module (a GPU machine with carried wheels)
@@ -34,6 +35,7 @@ SEEDS=${SEEDS:-1 2 3}
 PER_GPU=${PER_GPU:-2}
 BUDGET=${BUDGET:-500000}
 OUT=${OUT:-runs/table3_v2/out}
+PART_BYTES=${PART_BYTES:-15728640}
 CFG=configs/table3_v2
 R=runs/table3_v2
 SAVE=$R/saved
@@ -174,28 +176,42 @@ arms() {  # $1 tier: a queue of arm x seed over GPUS x PER_GPU lanes
   [[ $DRY == 1 ]] || tail -n 2 "$SAVE"/logs/lane*.log
 }
 
-pack() {
-  say pack
+pack() {  # $OUT: table3_v2_results.tgz (saved/) and one table3_v2_data-NAME.txz per saved_data/NAME.tar
+  say pack  # each file stays under the 16 MiB a GPU call returns (docs/gpu.md); a bigger one goes in .partNN pieces
+  local t name
   do_ mkdir -p "$OUT"
   do_ tar czf "$OUT/table3_v2_results.tgz" -C "$R" saved
-  [[ -d $R/saved_data || $DRY == 1 ]] && do_ tar cJf "$OUT/table3_v2_data.txz" -C "$R" saved_data
+  for t in "$R"/saved_data/*.tar; do
+    [[ -f $t ]] || continue
+    name=$OUT/table3_v2_data-$(basename "$t" .tar).txz
+    [[ $DRY == 1 ]] && { echo "xz $t > $name"; continue; }
+    rm -f "$name" "$name".part*
+    xz -T0 -c "$t" > "$name"
+    if (( $(stat -c %s "$name") > PART_BYTES )); then command split -b "$PART_BYTES" -d "$name" "$name.part"; rm "$name"; fi
+  done
   [[ $DRY == 1 ]] || ls -la "$OUT"/table3_v2_*
 }
 
-restore() {  # $1: a folder with an earlier call's table3_v2_results.tgz and/or table3_v2_data.txz
-  local dir=${1:-} t
+restore() {  # $1: a folder with what earlier calls' pack returned (results, data-NAME.txz or its .partNN pieces)
+  local dir=${1:-} t f
   say "restore from $dir"
-  [[ -n $dir && ( -f $dir/table3_v2_results.tgz || -f $dir/table3_v2_data.txz ) ]] \
-    || { echo "restore: no table3_v2_results.tgz or table3_v2_data.txz in '$dir'" >&2; exit 2; }
+  shopt -s nullglob
+  local data=("$dir"/table3_v2_data*.txz "$dir"/table3_v2_data*.txz.part00)
+  [[ -n $dir && ( -f $dir/table3_v2_results.tgz || ${#data[@]} -gt 0 ) ]] \
+    || { echo "restore: no table3_v2_results.tgz or table3_v2_data*.txz in '$dir'" >&2; exit 2; }
   do_ mkdir -p "$R"
   if [[ -f $dir/table3_v2_results.tgz ]]; then
     do_ tar xzf "$dir/table3_v2_results.tgz" -C "$R"  # saved/: a run saved there is not run again
     [[ -f $SAVE/gen-state.tgz ]] && do_ tar xzf "$SAVE/gen-state.tgz"  # the generation runs' stage markers
   fi
-  if [[ -f $dir/table3_v2_data.txz ]]; then
-    do_ tar xJf "$dir/table3_v2_data.txz" -C "$R"
-    for t in "$R"/saved_data/*.tar; do do_ tar xf "$t"; done  # pipeline runs, arms/ with arms.json, at their paths
-  fi
+  for f in "${data[@]}"; do
+    [[ $DRY == 1 ]] && { echo "tar xJf $f -C $R"; continue; }
+    # table3_v2_data-NAME.txz holds the paths themselves; an older pack's table3_v2_data.txz held saved_data/*.tar
+    if [[ $f == *.part00 ]]; then cat "${f%.part00}".part?? | tar xJf -
+    elif [[ $(basename "$f") == table3_v2_data.txz ]]; then tar xJf "$f" -C "$R"
+    else tar xJf "$f"; fi
+  done
+  for t in "$R"/saved_data/*.tar; do do_ tar xf "$t"; done  # (older pack) pipeline runs, arms/, at their paths
   [[ $DRY == 1 ]] || ls "$R"
 }
 

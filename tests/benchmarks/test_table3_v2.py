@@ -296,10 +296,12 @@ def test_report_collects_what_the_gpu_script_saved(tmp_path: Path) -> None:
 
 def test_restore_puts_an_earlier_calls_pack_back_on_a_fresh_machine(tmp_path: Path) -> None:
     """`pack` on one machine, `restore` on a fresh one: saved runs, the generation runs' stage markers,
-    the pipeline outputs and arms/ come back at their paths, so `arms` skips what is done."""
+    the pipeline outputs and arms/ come back at their paths, so `arms` skips what is done. A data file
+    over PART_BYTES comes back in pieces no bigger than that (a GPU call returns files of <= 16 MiB)."""
     old, new = tmp_path / "old", tmp_path / "new"
     r = old / "runs" / "table3_v2"
-    for path, text in {"saved/run-cs-s1.tgz": None, "arms/arms.json": '{"max_steps": 12}\n', "arms/cs.jsonl": "{}\n",
+    arm_rows = "".join(json.dumps({"text": random.Random(i).randbytes(64).hex()}) + "\n" for i in range(40))
+    for path, text in {"saved/run-cs-s1.tgz": None, "arms/arms.json": '{"max_steps": 12}\n', "arms/cs.jsonl": arm_rows,
                        "pipe/table3-v2-cs/synth/part-00000.jsonl": "{}\n",
                        "pipe/table3-v2-cs/_state/synthesize/shard-00000.done": "{}\n"}.items():
         (r / path).parent.mkdir(parents=True, exist_ok=True)
@@ -309,13 +311,26 @@ def test_restore_puts_an_earlier_calls_pack_back_on_a_fresh_machine(tmp_path: Pa
     (r / "saved_data").mkdir()
     for name, paths in {"pipe-gen": ["runs/table3_v2/pipe/table3-v2-cs"], "arms": ["runs/table3_v2/arms"]}.items():
         subprocess.run(["tar", "cf", f"runs/table3_v2/saved_data/{name}.tar", "--exclude=_state", *paths], cwd=old, check=True)
-    _run(["bash", str(BENCH / "table3_v2.sh"), "pack"], old, {"OUT": str(tmp_path / "returned")})
+    _run(["bash", str(BENCH / "table3_v2.sh"), "pack"], old, {"OUT": str(tmp_path / "returned"), "PART_BYTES": "2048"})
+    returned = {p.name: p.stat().st_size for p in (tmp_path / "returned").iterdir()}
+    pieces = [n for n in returned if n.startswith("table3_v2_data-arms.txz.part")]
+    assert len(pieces) >= 2 and "table3_v2_data-arms.txz" not in returned, returned
+    assert all(returned[n] <= 2048 for n in pieces) and "table3_v2_data-pipe-gen.txz" in returned
     (new / "benchmarks").mkdir(parents=True)
     out = _run(["bash", str(BENCH / "table3_v2.sh"), "restore", str(tmp_path / "returned")], new)
     back = new / "runs" / "table3_v2"
     assert (back / "saved" / "run-cs-s1.tgz").is_file() and (back / "arms" / "arms.json").read_text() == '{"max_steps": 12}\n'
+    assert (back / "arms" / "cs.jsonl").read_text() == arm_rows
     assert (back / "pipe" / "table3-v2-cs" / "synth" / "part-00000.jsonl").is_file()
     assert (back / "pipe" / "table3-v2-cs" / "_state" / "synthesize" / "shard-00000.done").is_file(), out
     bad = subprocess.run(["bash", str(BENCH / "table3_v2.sh"), "restore", str(tmp_path / "nothing")], cwd=new,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "no table3_v2_results.tgz" in bad.stderr
+
+
+def test_the_committed_page_regenerates_from_the_committed_predictions(tmp_path: Path) -> None:
+    """docs/results/table3_v2/README.md and results.json are what the report computes from data/ alone
+    (the runs' predictions, arms.json, generation counts, runs.json), byte for byte."""
+    _run([sys.executable, str(BENCH / "table3_v2_report.py"), "--data", str(DATA), "--out", str(tmp_path)], tmp_path)
+    for name in ("README.md", "results.json"):
+        assert (tmp_path / name).read_text() == (DATA.parent / name).read_text(), name
