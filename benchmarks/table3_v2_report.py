@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import re
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ EXPLORATORY = [("is", "is_nc"), ("human", "human_nc"), ("human", "is"), ("cs_d5"
                ("cs_d10", "cs_d5"), ("cs", "cs_any"), ("cs", "cs_hard"), ("cs", "cs_pos0"), ("cs", "cs_pos05"),
                ("cs", "cs_pos1"), ("niah", "general")]
 ALPHA = 0.05
+SEEDS = ("1", "2", "3")  # every arm's training seeds (DESIGN.md)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -96,6 +98,31 @@ def collect(sources: list[Path], data: Path) -> None:
         generation.setdefault(stats.parent.parent.parent.name, []).append(json.loads(stats.read_text(encoding="utf-8")))
     if generation:
         (data / "generation.json").write_text(json.dumps(generation, indent=1) + "\n", encoding="utf-8")
+    runs_path = data / "runs.json"
+    runs = json.loads(runs_path.read_text(encoding="utf-8")) if runs_path.exists() else {}
+    runs.update(provenance(root))
+    if runs:
+        runs_path.write_text(json.dumps(dict(sorted(runs.items())), indent=1) + "\n", encoding="utf-8")
+
+
+def provenance(root: Path) -> dict[str, dict[str, Any]]:
+    """Per run (arm-sSEED): the training summary (steps, loss, seconds, GPU), the library versions TRL wrote
+    into the model card, and the evaluation's settings and wall time, so the page says what ran where."""
+    out: dict[str, dict[str, Any]] = {}
+    for summary in sorted(root.rglob("train/*-s*/summary.json")):
+        t = json.loads(summary.read_text(encoding="utf-8"))
+        card = summary.with_name("README.md")
+        versions = dict(re.findall(r"^- (\w+): (\S+)$", card.read_text(encoding="utf-8"), re.M)) if card.exists() else {}
+        out.setdefault(summary.parent.name, {})["train"] = {
+            **{k: t.get(k) for k in ("global_step", "train_loss", "seconds", "device", "rows", "tokens")},
+            "versions": versions}
+    for scores in sorted(root.rglob("eval/table3-v2-*/scores.json")):
+        run = json.loads(scores.read_text(encoding="utf-8")).get("run", {})
+        backend = run.get("backend", {})
+        out.setdefault(scores.parent.name.removeprefix("table3-v2-"), {})["eval"] = {
+            **{k: run.get(k) for k in ("wall_seconds", "n_truncated", "n_errors", "max_model_len", "decoding")},
+            **{k: backend.get(k) for k in ("backend", "dtype", "decode_kernel")}}
+    return out
 
 
 @dataclass
@@ -238,8 +265,36 @@ def analyse(runs: Runs, resamples: int) -> dict[str, Any]:
 ARM_ORDER = list(LABELS)
 
 
+def status(runs: Runs, design_arms: list[str]) -> str:
+    """What of the design (every arm x SEEDS) the tables rest on, computed from the files: the page says
+    itself whether it is final, which runs are missing and that a verdict on partial seeds is provisional."""
+    expected = [(arm, s) for arm in design_arms for s in SEEDS]
+    have = {(arm, s) for arm, seeds in runs.seeds.items() for s in seeds}
+    missing = [x for x in expected if x not in have]
+    if not missing:
+        return f"**Status: complete.** All {len(expected)} runs of the design ({len(design_arms)} arms x {len(SEEDS)} seeds) are in."
+    primary_arms = list(dict.fromkeys(a for _, x, y, _ in PRIMARY for a in (x, y)))
+    short = [f"{a} s{s}" for a, s in missing if a in primary_arms]
+    absent = [a for a in design_arms if a not in runs.seeds]
+    partial = sorted({a for a, _ in missing if a in runs.seeds and a not in primary_arms})
+    parts = []
+    if short:
+        parts.append("of the primary arms, " + ", ".join(short))
+    if partial:
+        parts.append("some seeds of " + ", ".join(partial))
+    if absent:
+        parts.append(f"{len(absent)} arm(s) not run at all (" + ", ".join(absent) + ")")
+    text = (f"**Status: incomplete: {len(expected) - len(missing)} of the design's {len(expected)} runs are in** "
+            f"({len(design_arms)} arms x {len(SEEDS)} seeds). Missing: " + "; ".join(parts) + ".")
+    if short:
+        text += (" The primary verdicts below are provisional: the design tests each primary arm over all "
+                 f"{len(SEEDS)} seeds.")
+    return text
+
+
 def markdown(result: dict[str, Any], arms_info: dict[str, Any] | None, status: str,
-             generation: dict[str, list[dict[str, Any]]] | None = None) -> str:
+             generation: dict[str, list[dict[str, Any]]] | None = None,
+             runs_info: dict[str, dict[str, Any]] | None = None) -> str:
     whats = result["columns"]
     arms = sorted(result["cells"], key=lambda a: ARM_ORDER.index(a) if a in ARM_ORDER else 99)
     out = ["# Table 3 v2: SmolLM2-135M-Instruct, equal budgets, 3 seeds, no leaks", "", status, "",
@@ -283,7 +338,33 @@ def markdown(result: dict[str, Any], arms_info: dict[str, Any] | None, status: s
                         reasons[k.removeprefix("dropped_")] = reasons.get(k.removeprefix("dropped_"), 0) + int(v)
             why = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])) or "none"
             out.append(f"| {run} | {n_in} | {n_out} | {100 * n_out / max(n_in, 1):.1f} | {n_in - n_out} ({why}) |")
+    if runs_info:
+        out += provenance_table(runs_info)
+    out += ["", "## How it ran and how to continue", "",
+            "Commands (benchmarks/table3_v2.sh; the GPU calls and the carried inputs are in docs/gpu.md):",
+            "`bash benchmarks/table3_v2.sh split` (CPU, builds data/ and the test items), then on the GPU",
+            "`writers gen prep pack`, `DEADLINE=300 bash benchmarks/table3_v2.sh arms 1 pack` (tier 1) and `arms 2`",
+            "(tier 2), each call ending with `pack`. A later session carries the returned",
+            "`table3_v2_results.tgz` and `table3_v2_data.txz` and runs `bash benchmarks/table3_v2.sh restore DIR`",
+            "first: saved runs are skipped. This page: `python benchmarks/table3_v2_report.py --src DIR",
+            "--data docs/results/table3_v2/data --out docs/results/table3_v2` (without `--src` it is rebuilt from",
+            "the committed data/ alone)."]
     return "\n".join(out) + "\n"
+
+
+def provenance_table(runs_info: dict[str, dict[str, Any]]) -> list[str]:
+    devices = sorted({r["train"]["device"] for r in runs_info.values() if r.get("train", {}).get("device")})
+    versions = sorted({", ".join(f"{k} {v}" for k, v in r["train"]["versions"].items())
+                       for r in runs_info.values() if r.get("train", {}).get("versions")})
+    out = ["", "## Runs (training and evaluation, as recorded by each run)", "",
+           f"GPU: {'; '.join(devices) or 'not recorded'}. Libraries (from the model cards): {'; '.join(versions) or 'not recorded'}.",
+           "", "| run | steps | train loss | train s | eval s | eval truncated | eval errors |", "|---|---|---|---|---|---|---|"]
+    for name, r in runs_info.items():
+        t, e = r.get("train", {}), r.get("eval", {})
+        loss = f"{t['train_loss']:.4f}" if isinstance(t.get("train_loss"), float) else "-"
+        out.append(f"| {name} | {t.get('global_step', '-')} | {loss} | {t.get('seconds', '-')} | "
+                   f"{e.get('wall_seconds', '-')} | {e.get('n_truncated', '-')} | {e.get('n_errors', '-')} |")
+    return out
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
@@ -314,7 +395,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resamples", type=int, default=10_000)
     parser.add_argument("--slim", type=Path, nargs="*", default=[],
                         help="only slim these predictions.jsonl files to predictions.jsonl.gz beside them, then stop")
-    parser.add_argument("--status", default="**Status:** generated by benchmarks/table3_v2_report.py from the committed files.")
+    parser.add_argument("--status", default=None, help="a status line for the page (default: computed from which runs are in)")
     args = parser.parse_args(argv)
     if args.slim:
         for path in args.slim:
@@ -328,8 +409,12 @@ def main(argv: list[str] | None = None) -> None:
     arms_info = json.loads(arms_path.read_text(encoding="utf-8")) if arms_path.exists() else None
     gen_path = args.data / "generation.json"
     generation = json.loads(gen_path.read_text(encoding="utf-8")) if gen_path.exists() else None
+    design_arms = list(arms_info["arms"]) if arms_info else list(runs.scores)
+    page_status = args.status or status(runs, design_arms)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "README.md").write_text(markdown(result, arms_info, args.status, generation), encoding="utf-8")
+    runs_path = args.data / "runs.json"
+    runs_info = json.loads(runs_path.read_text(encoding="utf-8")) if runs_path.exists() else None
+    (args.out / "README.md").write_text(markdown(result, arms_info, page_status, generation, runs_info), encoding="utf-8")
     (args.out / "results.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     plot(result, args.out / "table3_v2.png")
     rejected = sum(r["rejected"] for r in result["primary"])
