@@ -124,6 +124,32 @@ def test_waves_fit_the_cache_budget_and_keep_every_row() -> None:
     assert lengths == sorted(lengths)  # similar lengths share a wave: little padding in the cache
 
 
+def test_a_memory_squeeze_shrinks_waves_for_a_while_and_changes_no_token() -> None:
+    """Out of memory (on a shared GPU: a training run beside the evaluation grew): the wave reruns at half
+    its bytes, and the ceiling doubles back after each wave that fits, so later waves are full again
+    (they stayed at the smallest size for the rest of the run before)."""
+    model = _tiny_gemma3()
+    prompts = [[(3 * k + 5 * j) % 290 + 5 for j in range(10)] for k in range(14)]  # equal lengths: exact wave sizes
+    want: dict[int, list[int]] = {}
+    PackedGenerator(model, eos_ids=[], pad_id=0, max_rows=4).generate(
+        [Row(ids, 6) for ids in prompts], lambda wave: [], lambda wave, tokens: want.update(zip(wave, tokens, strict=True)))
+    gen = PackedGenerator(model, eos_ids=[], pad_id=0, max_rows=4)
+    sizes: list[int] = []
+    run_wave = gen._run_wave
+
+    def squeezed(rows: list[Row], processors: object) -> list[list[int]]:
+        sizes.append(len(rows))
+        if len(sizes) <= 2 and len(rows) > 1:  # the first two waves find the memory taken
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return run_wave(rows, processors)  # type: ignore[arg-type]
+
+    gen._run_wave = squeezed  # type: ignore[method-assign]
+    got: dict[int, list[int]] = {}
+    gen.generate([Row(ids, 6) for ids in prompts], lambda wave: [], lambda wave, tokens: got.update(zip(wave, tokens, strict=True)))
+    assert got == want
+    assert sizes == [4, 2, 1, 2, 4, 4, 3] and gen.stats["oom_splits"] == 2
+
+
 def test_sliding_layers_cost_a_ring_of_their_window() -> None:
     gen = _planner([8, 8, 8, None])
     assert gen.row_bytes(5) == 4 * 5 * 8  # shorter than the window: every position in every layer

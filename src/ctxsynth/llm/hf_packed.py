@@ -117,6 +117,11 @@ def packing_blockers(model: Any) -> list[str]:
     return asks
 
 
+def _by_length(rows: Sequence[Row]) -> list[int]:
+    """Row indices, shortest prompt first: similar lengths share a wave (little padding in its cache)."""
+    return sorted(range(len(rows)), key=lambda i: (len(rows[i].ids), i))
+
+
 class PackedGenerator:
     """Generates for many prompts at once: waves by token count, packed prefill, graph decoding."""
 
@@ -170,36 +175,52 @@ class PackedGenerator:
         return 2 * slots * s.kv_heads * s.head_dim * torch.finfo(self.dtype).bits // 8
 
     def kv_budget_bytes(self) -> int:
-        """Cache bytes a wave may hold: a share of the device's free memory (CPU: a fixed 4 GiB)."""
+        """Cache bytes the next wave may hold: a share of the memory free now, the device's plus what this
+        process's allocator holds unused (the last wave's cache), measured before each wave because
+        another process on the GPU (a training run beside an evaluation) grows and shrinks. CPU: 4 GiB."""
         if self.device.type != "cuda":
             return 4 << 30
         free, _ = torch.cuda.mem_get_info(self.device)
-        return max(1, int(free * self.memory_fraction))
+        cached = torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
+        return max(1, int((free + cached) * self.memory_fraction))
 
     def waves(self, rows: Sequence[Row], budget_bytes: int) -> Iterator[list[int]]:
         """Row indices grouped so that rows x row_bytes(longest prompt + budget) fits `budget_bytes`."""
-        order = sorted(range(len(rows)), key=lambda i: (len(rows[i].ids), i))
-        wave: list[int] = []
-        cap = 0
-        for i in order:
-            need = len(rows[i].ids) + rows[i].budget
-            if wave and (len(wave) >= self.max_rows or self.row_bytes(max(cap, need)) * (len(wave) + 1) > budget_bytes):
-                yield wave
-                wave, cap = [], 0
-            wave.append(i)
+        order = _by_length(rows)
+        start = 0
+        while start < len(order):
+            end = self._take(rows, order, start, budget_bytes)
+            yield order[start:end]
+            start = end
+
+    def _take(self, rows: Sequence[Row], order: list[int], start: int, budget_bytes: int) -> int:
+        """The end of the wave that starts at order[start]: as many next rows as max_rows and the budget allow
+        (at least one)."""
+        end, cap = start, 0
+        while end < len(order):
+            need = len(rows[order[end]].ids) + rows[order[end]].budget
+            if end > start and (end - start >= self.max_rows or
+                                self.row_bytes(max(cap, need)) * (end - start + 1) > budget_bytes):
+                break
             cap = max(cap, need)
-        if wave:
-            yield wave
+            end += 1
+        return end
 
     def generate(self, rows: Sequence[Row], processors: Callable[[list[int]], list[Processor]],
                  on_wave: Callable[[list[int], list[list[int]]], None]) -> None:
         """Generate every row; `processors(wave)` gives the logit processors of a wave's rows (in
         wave order), `on_wave(wave, tokens)` receives each wave's generated tokens (end token
-        included when one was produced). Out of memory: the wave budget halves and the wave reruns."""
-        budget = self.kv_budget_bytes()
-        pending = list(self.waves(rows, budget))
-        while pending:
-            wave = pending.pop(0)
+        included when one was produced). Each wave is planned when it starts, from the memory free
+        then. Out of memory (another process took what was free): the wave reruns under half its
+        bytes, and that ceiling doubles back after each wave that fits, so one squeeze does not keep
+        every later wave small."""
+        order = _by_length(rows)
+        ceiling: int | None = None
+        start = 0
+        while start < len(order):
+            budget = self.kv_budget_bytes() if ceiling is None else min(ceiling, self.kv_budget_bytes())
+            end = self._take(rows, order, start, budget)
+            wave = order[start:end]
             try:
                 tokens = self._run_wave([rows[i] for i in wave], _subset(processors, wave))
             except torch.OutOfMemoryError:
@@ -207,13 +228,14 @@ class PackedGenerator:
                     torch.cuda.empty_cache()
                 if len(wave) == 1:
                     raise
-                budget = max(1, min(budget, self._bytes(rows, wave)) // 2)
+                ceiling = max(1, min(budget, self._bytes(rows, wave)) // 2)
                 self.stats["oom_splits"] += 1
-                log.warning("out of memory in a wave of %d rows: cache budget -> %d MiB", len(wave), budget >> 20)
-                split = [[wave[j] for j in sub] for sub in self.waves([rows[i] for i in wave], budget)]
-                pending = split + pending
+                log.warning("out of memory in a wave of %d rows: cache budget -> %d MiB", len(wave), ceiling >> 20)
                 continue
             on_wave(wave, tokens)
+            start = end
+            if ceiling is not None:
+                ceiling *= 2
 
     def _bytes(self, rows: Sequence[Row], wave: list[int]) -> int:
         """The cache bytes a wave takes: rows x row_bytes(longest prompt + budget)."""
