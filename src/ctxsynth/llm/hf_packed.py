@@ -5,8 +5,9 @@ longest prompt, cuts batches by row count and finds the memory limit by running 
 
 - **Waves by token count.** Prompts are sorted by length and grouped into waves whose KV cache
   (rows x the bytes a row of the longest prompt + reply budget takes, from the model config; a
-  sliding-window layer keeps a ring of its window) fits a planned share of the free device memory;
-  a wave is one decoding batch.
+  sliding-window layer keeps a ring of its window) fits a share of the device memory free when the
+  wave starts; a wave is one decoding batch. Out of memory (another process on the GPU grew) reruns
+  the wave at half its bytes, a ceiling that doubles back after each wave that fits.
 - **Packed prefill.** Each wave's prompts run through the model in chunks of up to
   `prefill_tokens` tokens as one flattened row, position ids restarting per prompt, with a
   varlen attention kernel (flash varlen on CUDA; flex attention for sliding-window layers where the
