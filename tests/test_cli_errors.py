@@ -72,3 +72,38 @@ def test_main_turns_a_user_error_into_exit_2_and_version_works(monkeypatch: pyte
     from ctxsynth import __version__
 
     assert capsys.readouterr().out.strip() == __version__
+
+
+def test_a_library_that_is_not_installed_is_one_line_naming_its_extra(monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A component's optional library missing (bm25s on a GPU machine, issue 27) read as a ctxsynth bug
+    with a traceback; it is the user's to install, and the message names the extra that brings it."""
+    import importlib
+
+    import ctxsynth.pipeline.preflight
+
+    def needs(module: str):  # noqa: ANN202
+        def validate(run: object) -> list[str]:
+            importlib.import_module(module)
+            return []
+        return validate
+
+    monkeypatch.setitem(sys.modules, "bm25s", None)  # not importable, as when it is not installed
+    monkeypatch.setattr(ctxsynth.pipeline.preflight, "validate_run", needs("bm25s"))
+    assert _main(monkeypatch, ["validate", str(QUICKSTART)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "'bm25s' is not installed" in err and "pip install 'ctxsynth[assemble]'" in err
+    monkeypatch.setattr(ctxsynth.pipeline.preflight, "validate_run", needs("ctxsynth.no_such_module"))
+    assert _main(monkeypatch, ["validate", str(QUICKSTART)]) == 1  # a ctxsynth module: a bug, with its traceback
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_a_missing_library_keeps_its_name_through_a_worker_process() -> None:
+    import pickle
+
+    lost = pickle.loads(pickle.dumps(ModuleNotFoundError("No module named 'sentence_transformers.models'")))
+    assert lost.name is None  # what a process pool hands back
+    problem = errors.missing_module(lost)
+    assert isinstance(problem, errors.MissingDependency) and "'sentence_transformers'" in str(problem)
+    assert "ctxsynth[assemble]" in str(problem)
+    assert "install the package that provides 'zzz_nothing'" in str(errors.missing_module(ModuleNotFoundError(name="zzz_nothing")))

@@ -29,7 +29,7 @@ from rich.progress import (
 from rich.text import Text
 
 from ctxsynth import config as cfg
-from ctxsynth.errors import UserError
+from ctxsynth.errors import UserError, missing_module
 from ctxsynth.io import resource_error
 from ctxsynth.llm.spec import RedactCredentials, redact_text
 from ctxsynth.pipeline.config import RunConfig
@@ -113,13 +113,18 @@ def fail(error: Exception) -> NoReturn:
 
 
 def guard(fn: Callable[[], T]) -> T:
-    """A user error (ctxsynth.errors.UserError) becomes one red line and exit code 2; Ctrl-C says how
-    to resume and exits 130; anything else is a bug and propagates to `main`, which prints its
-    traceback and asks for a report."""
+    """A user error (ctxsynth.errors.UserError), a third-party library that is not installed and a
+    full disk or missing permission become one red line and exit code 2; Ctrl-C says how to resume
+    and exits 130; anything else is a bug and propagates to `main`, which prints its traceback and
+    asks for a report."""
     try:
         return fn()
     except UserError as e:
         fail(e)
+    except ModuleNotFoundError as e:  # an optional library the chosen component imports: which extra brings it
+        if (missing := missing_module(e)) is None:
+            raise
+        fail(missing)
     except OSError as e:  # a full disk, a missing permission, a read-only file system: one line too
         if (resource := resource_error(e)) is None:
             raise

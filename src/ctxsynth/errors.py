@@ -49,6 +49,40 @@ class MissingDependency(UserError, ImportError):
     """An optional dependency of the chosen component is not installed; the message says what to install."""
 
 
+def missing_module(exc: ModuleNotFoundError) -> MissingDependency | None:
+    """A third-party module that is not installed, as a MissingDependency naming the ctxsynth extra
+    that brings it (from the installed package's metadata) or the module to install; None for a
+    ctxsynth module (that is a bug). The name survives a worker process: it is read from the message
+    when the pickled exception lost `name`."""
+    import re
+
+    name = exc.name or (m.group(1) if (m := re.search(r"No module named '([^']+)'", str(exc))) else None)
+    if not name:
+        return None
+    top = name.split(".")[0]
+    if top == "ctxsynth":
+        return None
+    extra = _extra_for(top)
+    fix = f"pip install 'ctxsynth[{extra}]'" if extra else f"install the package that provides {top!r}"
+    return MissingDependency(f"the library {top!r} is not installed but this run needs it: {fix}")
+
+
+def _extra_for(module: str) -> str | None:
+    """The optional-dependency group of ctxsynth whose requirement provides `module`, if any."""
+    import importlib.metadata
+    import re
+
+    try:
+        requires = importlib.metadata.requires("ctxsynth") or []
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree (PYTHONPATH=src)
+        return None
+    for req in requires:
+        m = re.match(r"\s*([A-Za-z0-9_.\-]+).*extra\s*==\s*['\"]([^'\"]+)['\"]", req)
+        if m and m.group(1).lower().replace("-", "_").replace(".", "_") == module.lower():
+            return m.group(2)
+    return None
+
+
 class MissingAPIKeyError(UserError, RuntimeError):
     """The API key's environment variable is unset and the endpoint is not local."""
 
