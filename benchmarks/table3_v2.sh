@@ -142,10 +142,12 @@ run() {  # $1 arm, $2 seed: train on general rows + the arm's slot, evaluate, sa
   [[ $TINY == 1 ]] && steps_arg=()
   do_ $CTX train $CFG/arm.yaml output_dir=$R/train/$name "data.train_files=[$R/arms/$arm.jsonl]" seed=$seed \
       data.shuffle_seed=$seed "${steps_arg[@]}" "${TRAIN[@]}" || { echo "run $name: training failed"; return 0; }
+  say "evaluate $name"  # the times between these lines: process start, training, evaluation, saving
   do_ $CTX eval $CFG/eval.yaml name=table3-v2-$name model.model=$R/train/$name/final "${EVAL[@]}" \
     || { echo "run $name: evaluation failed"; return 0; }
   do_ $PY benchmarks/table3_v2_report.py --slim $R/eval/table3-v2-$name/predictions.jsonl
   save run-$name $R/eval/table3-v2-$name $R/train/$name
+  say "saved $name"
   [[ $DRY == 1 ]] || rm -rf "$R/train/$name/final"  # weights are not kept: the predictions are the result
 }
 
