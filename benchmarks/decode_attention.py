@@ -175,7 +175,8 @@ def wave_table(device: str, kernels: list[str], tiny: bool) -> list[dict[str, An
     """Part 2: whole waves (prefill + every row decoding its whole budget) per kernel."""
     import torch
 
-    from ctxsynth.llm.hf_packed import PackedGenerator, Row
+    from ctxsynth.llm.hf_packed import PackedGenerator
+    from ctxsynth.llm.hf_packed_plan import Row
 
     cases = [("smollm2", smollm2_shape, 256, 1024), ("smollm2", smollm2_shape, 256, 8192),
              ("gemma3", gemma3_shape, 96, 32768)]
@@ -221,7 +222,8 @@ def prefill_table(device: str, tiny: bool) -> tuple[list[dict[str, Any]], str]:
     """Part 3: packed prefill tokens/s by chunk size (8k SmolLM2 prompts), and one chunk's profile."""
     import torch
 
-    from ctxsynth.llm.hf_packed import PackedGenerator, Row
+    from ctxsynth.llm.hf_packed import PackedGenerator
+    from ctxsynth.llm.hf_packed_plan import Row
 
     model = build(smollm2_shape(tiny), device)
     length, sizes, rows = (100, [200, 400], 8) if tiny else (8192, [32768, 65536, 131072, 262144], 64)

@@ -62,7 +62,7 @@ def load_items(paths: list[Path], limit: int | None, seed: int) -> list[Any]:
 
 def flops(config: Any, params_non_embedding: int, prompts: list[int], generated: list[int]) -> float:
     """The work of reading every prompt and writing every reply (see the module docstring)."""
-    from ctxsynth.llm.hf_packed import model_shape
+    from ctxsynth.llm.hf_packed_plan import model_shape
 
     text = getattr(config, "text_config", None) or config
     shape = model_shape(config)

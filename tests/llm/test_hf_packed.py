@@ -17,8 +17,9 @@ import torch
 from ctxsynth.errors import ConfigError
 from ctxsynth.llm.base import ChatRequest, SamplingParams
 from ctxsynth.llm.hf_backend import TransformersBackend
-from ctxsynth.llm.hf_packed import PackedGenerator, Row, _Shape
+from ctxsynth.llm.hf_packed import PackedGenerator
 from ctxsynth.llm.hf_packed_attention import dense_groups
+from ctxsynth.llm.hf_packed_plan import ModelShape, Row
 
 TOPICS = ["a lighthouse keeper", "the planet Jupiter and its moons", "bread", "rivers of Europe", "tea"]
 
@@ -107,7 +108,7 @@ def test_a_long_prompt_with_a_short_budget_stays_inside_the_wave_cache(default: 
 def _planner(windows: list[int | None]) -> PackedGenerator:
     gen = PackedGenerator.__new__(PackedGenerator)
     gen.max_rows, gen.dtype = 4, torch.float32
-    gen.shape = _Shape(layers=len(windows), kv_heads=1, head_dim=1, windows=windows)
+    gen.shape = ModelShape(layers=len(windows), kv_heads=1, head_dim=1, windows=windows)
     return gen
 
 
@@ -228,7 +229,7 @@ def test_sliding_window_layers_match_transformers_own_masks() -> None:
 
 
 def test_packing_blockers_name_what_only_model_generate_applies() -> None:
-    from ctxsynth.llm.hf_packed import packing_blockers
+    from ctxsynth.llm.hf_packed_plan import packing_blockers
 
     model = _tiny_gemma3()
     assert packing_blockers(model) == []

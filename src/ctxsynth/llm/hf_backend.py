@@ -299,7 +299,7 @@ class TransformersBackend(Backend):
         the default path applies (they read the prompt too), or its attention cannot be packed."""
         if self._packed is not None:
             return True
-        from ctxsynth.llm.hf_packed import packing_blockers
+        from ctxsynth.llm.hf_packed_plan import packing_blockers
 
         asks = packing_blockers(self._model)
         if asks:
@@ -316,7 +316,8 @@ class TransformersBackend(Backend):
                          finish: Any) -> None:
         """The packed path over all requests at once (waves by token count); `finish(i, result)` as
         each wave ends."""
-        from ctxsynth.llm.hf_packed import PackedGenerator, Row
+        from ctxsynth.llm.hf_packed import PackedGenerator
+        from ctxsynth.llm.hf_packed_plan import Row
 
         if self._packed is None:
             self._packed = PackedGenerator(self._model, self._eos_ids(), self._pad_id(), prefill_tokens=self.prefill_tokens,

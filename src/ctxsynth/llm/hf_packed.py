@@ -43,8 +43,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -61,69 +60,15 @@ from ctxsynth.llm.hf_packed_attention import (
     register,
     slots_for,
 )
+from ctxsynth.llm.hf_packed_plan import Row, WavePlanner, by_length, model_shape
 from ctxsynth.llm.hf_packed_step import DecodeStep
 
 log = logging.getLogger(__name__)
 
-@dataclass
-class Row:
-    """One prompt to continue: its ids and its reply budget."""
-
-    ids: list[int]
-    budget: int
-
-
 Processor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (generated ids, logits) -> logits
 
 
-@dataclass
-class _Shape:
-    layers: int
-    kv_heads: int
-    head_dim: int
-    windows: list[int | None]  # per layer
-
-
-def model_shape(config: Any) -> _Shape:
-    """Layers, kv heads, head dim and each layer's sliding window, from a transformers config."""
-    config = getattr(config, "text_config", None) or config
-    if getattr(config, "attn_logit_softcapping", None):
-        raise ValueError("packed generation does not support attention logit soft-capping")
-    heads = int(config.num_attention_heads)
-    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
-    head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
-    layers = int(config.num_hidden_layers)
-    types = getattr(config, "layer_types", None) or ["full_attention"] * layers
-    window = getattr(config, "sliding_window", None)
-    windows: list[int | None] = [int(window) if t == "sliding_attention" and window else None for t in types]
-    return _Shape(layers, kv_heads, head_dim, windows)
-
-
-def packing_blockers(model: Any) -> list[str]:
-    """Why packed generation cannot run this model (empty: it can): logit processors its
-    generation_config asks for that only `model.generate` applies (they read the prompt too), or
-    attention it cannot pack."""
-    config = model.generation_config
-    asks = [name for name, value in (("repetition_penalty", config.repetition_penalty not in (None, 1.0)),
-                                     ("no_repeat_ngram_size", bool(config.no_repeat_ngram_size)),
-                                     ("bad_words_ids", bool(config.bad_words_ids)),
-                                     ("suppress_tokens", bool(config.suppress_tokens)),
-                                     ("begin_suppress_tokens", bool(config.begin_suppress_tokens)),
-                                     ("min_new_tokens", bool(config.min_new_tokens)),
-                                     ("min_length", bool(config.min_length))) if value]
-    try:
-        model_shape(model.config)
-    except ValueError as exc:
-        asks.append(str(exc))
-    return asks
-
-
-def _by_length(rows: Sequence[Row]) -> list[int]:
-    """Row indices, shortest prompt first: similar lengths share a wave (little padding in its cache)."""
-    return sorted(range(len(rows)), key=lambda i: (len(rows[i].ids), i))
-
-
-class PackedGenerator:
+class PackedGenerator(WavePlanner):
     """Generates for many prompts at once: waves by token count, packed prefill, graph decoding."""
 
     def __init__(self, model: Any, eos_ids: Sequence[int], pad_id: int, *, prefill_tokens: int = 65536,
@@ -169,44 +114,6 @@ class PackedGenerator:
             if cfg is not None and hasattr(cfg, "_attn_implementation"):
                 cfg._attn_implementation = PACKED
 
-    def row_bytes(self, cap: int) -> int:
-        """Cache bytes of one row of `cap` positions: every layer's slots (a ring for sliding windows)."""
-        s = self.shape
-        slots = sum(slots_for(cap, w) for w in s.windows)
-        return 2 * slots * s.kv_heads * s.head_dim * torch.finfo(self.dtype).bits // 8
-
-    def kv_budget_bytes(self) -> int:
-        """Cache bytes the next wave may hold: a share of the memory free now, the device's plus what this
-        process's allocator holds unused (the last wave's cache), measured before each wave because
-        another process on the GPU (a training run beside an evaluation) grows and shrinks. CPU: 4 GiB."""
-        if self.device.type != "cuda":
-            return 4 << 30
-        free, _ = torch.cuda.mem_get_info(self.device)
-        cached = torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
-        return max(1, int((free + cached) * self.memory_fraction))
-
-    def waves(self, rows: Sequence[Row], budget_bytes: int) -> Iterator[list[int]]:
-        """Row indices grouped so that rows x row_bytes(longest prompt + budget) fits `budget_bytes`."""
-        order = _by_length(rows)
-        start = 0
-        while start < len(order):
-            end = self._take(rows, order, start, budget_bytes)
-            yield order[start:end]
-            start = end
-
-    def _take(self, rows: Sequence[Row], order: list[int], start: int, budget_bytes: int) -> int:
-        """The end of the wave that starts at order[start]: as many next rows as max_rows and the budget allow
-        (at least one)."""
-        end, cap = start, 0
-        while end < len(order):
-            need = len(rows[order[end]].ids) + rows[order[end]].budget
-            if end > start and (end - start >= self.max_rows or
-                                self.row_bytes(max(cap, need)) * (end - start + 1) > budget_bytes):
-                break
-            cap = max(cap, need)
-            end += 1
-        return end
-
     def generate(self, rows: Sequence[Row], processors: Callable[[list[int]], list[Processor]],
                  on_wave: Callable[[list[int], list[list[int]]], None]) -> None:
         """Generate every row; `processors(wave)` gives the logit processors of a wave's rows (in
@@ -215,7 +122,7 @@ class PackedGenerator:
         then. Out of memory (another process took what was free): the wave reruns under half its
         bytes, and that ceiling doubles back after each wave that fits, so one squeeze does not keep
         every later wave small."""
-        order = _by_length(rows)
+        order = by_length(rows)
         ceiling: int | None = None
         start = 0
         while start < len(order):
@@ -237,10 +144,6 @@ class PackedGenerator:
             start = end
             if ceiling is not None:
                 ceiling *= 2
-
-    def _bytes(self, rows: Sequence[Row], wave: list[int]) -> int:
-        """The cache bytes a wave takes: rows x row_bytes(longest prompt + budget)."""
-        return len(wave) * self.row_bytes(max(len(rows[i].ids) + rows[i].budget for i in wave))
 
     def _run_wave(self, rows: list[Row], processors: Callable[[list[int]], list[Processor]]) -> list[list[int]]:
         s, n = self.shape, len(rows)
