@@ -13,7 +13,7 @@
 #                                             #   files, all `arms` needs), a file over PART_BYTES in .partNN pieces
 #   bash benchmarks/table3_v2.sh report       # tables and plot from the committed files (benchmarks/table3_v2_report.py)
 #   bash benchmarks/table3_v2.sh restore DIR  # a fresh machine: put back what an earlier call's pack returned (DIR holds
-#                                             #   table3_v2_results.tgz and/or table3_v2_data*.txz): saved runs are
+#                                             #   table3_v2_results.tgz and/or table3_v2_data-*.txz): saved runs are
 #                                             #   skipped, the generation runs, the arms' files and arms.json are back
 #
 # Each finished piece is saved at once under runs/table3_v2/saved/ (kept on a warm machine between
@@ -195,25 +195,21 @@ pack() {  # $OUT: table3_v2_results.tgz (saved/) and one table3_v2_data-NAME.txz
 }
 
 restore() {  # $1: a folder with what earlier calls' pack returned (results, data-NAME.txz or its .partNN pieces)
-  local dir=${1:-} t f
+  local dir=${1:-} f
   say "restore from $dir"
   shopt -s nullglob
-  local data=("$dir"/table3_v2_data*.txz "$dir"/table3_v2_data*.txz.part00)
+  local data=("$dir"/table3_v2_data-*.txz "$dir"/table3_v2_data-*.txz.part00)
   [[ -n $dir && ( -f $dir/table3_v2_results.tgz || ${#data[@]} -gt 0 ) ]] \
-    || { echo "restore: no table3_v2_results.tgz or table3_v2_data*.txz in '$dir'" >&2; exit 2; }
+    || { echo "restore: no table3_v2_results.tgz or table3_v2_data-*.txz in '$dir'" >&2; exit 2; }
   do_ mkdir -p "$R"
   if [[ -f $dir/table3_v2_results.tgz ]]; then
     do_ tar xzf "$dir/table3_v2_results.tgz" -C "$R"  # saved/: a run saved there is not run again
     [[ -f $SAVE/gen-state.tgz ]] && do_ tar xzf "$SAVE/gen-state.tgz"  # the generation runs' stage markers
   fi
-  for f in "${data[@]}"; do
-    [[ $DRY == 1 ]] && { echo "tar xJf $f -C $R"; continue; }
-    # table3_v2_data-NAME.txz holds the paths themselves; an older pack's table3_v2_data.txz held saved_data/*.tar
-    if [[ $f == *.part00 ]]; then cat "${f%.part00}".part?? | tar xJf -
-    elif [[ $(basename "$f") == table3_v2_data.txz ]]; then tar xJf "$f" -C "$R"
-    else tar xJf "$f"; fi
+  for f in "${data[@]}"; do  # each holds its paths (pipeline runs, arms/ with arms.json) from the repository root
+    [[ $DRY == 1 ]] && { echo "tar xJf $f"; continue; }
+    if [[ $f == *.part00 ]]; then cat "${f%.part00}".part?? | tar xJf -; else tar xJf "$f"; fi
   done
-  for t in "$R"/saved_data/*.tar; do do_ tar xf "$t"; done  # (older pack) pipeline runs, arms/, at their paths
   [[ $DRY == 1 ]] || ls "$R"
 }
 

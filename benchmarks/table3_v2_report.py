@@ -58,6 +58,11 @@ ALPHA = 0.05
 SEEDS = ("1", "2", "3")  # every arm's training seeds (DESIGN.md)
 
 
+def read_json(path: Path) -> Any:
+    """The JSON file at `path`, or None where there is none (arms.json, generation.json, runs.json are optional)."""
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as f:
@@ -99,7 +104,7 @@ def collect(sources: list[Path], data: Path) -> None:
     if generation:
         (data / "generation.json").write_text(json.dumps(generation, indent=1) + "\n", encoding="utf-8")
     runs_path = data / "runs.json"
-    runs = json.loads(runs_path.read_text(encoding="utf-8")) if runs_path.exists() else {}
+    runs = read_json(runs_path) or {}
     runs.update(provenance(root))
     if runs:
         runs_path.write_text(json.dumps(dict(sorted(runs.items())), indent=1) + "\n", encoding="utf-8")
@@ -345,7 +350,7 @@ def markdown(result: dict[str, Any], arms_info: dict[str, Any] | None, status: s
             "`bash benchmarks/table3_v2.sh split` (CPU, builds data/ and the test items), then on the GPU",
             "`writers gen prep pack`, `DEADLINE=300 bash benchmarks/table3_v2.sh arms 1 pack` (tier 1) and `arms 2`",
             "(tier 2), each call ending with `pack`. A later session carries the returned",
-            "`table3_v2_results.tgz` and `table3_v2_data.txz` and runs `bash benchmarks/table3_v2.sh restore DIR`",
+            "`table3_v2_results.tgz` and `table3_v2_data-*.txz` and runs `bash benchmarks/table3_v2.sh restore DIR`",
             "first: saved runs are skipped. This page: `python benchmarks/table3_v2_report.py --src DIR",
             "--data docs/results/table3_v2/data --out docs/results/table3_v2` (without `--src` it is rebuilt from",
             "the committed data/ alone)."]
@@ -405,15 +410,12 @@ def main(argv: list[str] | None = None) -> None:
         collect(args.src, args.data)
     runs = load_runs(args.data)
     result = analyse(runs, args.resamples)
-    arms_path = args.data / "arms.json"
-    arms_info = json.loads(arms_path.read_text(encoding="utf-8")) if arms_path.exists() else None
-    gen_path = args.data / "generation.json"
-    generation = json.loads(gen_path.read_text(encoding="utf-8")) if gen_path.exists() else None
+    arms_info = read_json(args.data / "arms.json")
+    generation = read_json(args.data / "generation.json")
+    runs_info = read_json(args.data / "runs.json")
     design_arms = list(arms_info["arms"]) if arms_info else list(runs.scores)
     page_status = args.status or status(runs, design_arms)
     args.out.mkdir(parents=True, exist_ok=True)
-    runs_path = args.data / "runs.json"
-    runs_info = json.loads(runs_path.read_text(encoding="utf-8")) if runs_path.exists() else None
     (args.out / "README.md").write_text(markdown(result, arms_info, page_status, generation, runs_info), encoding="utf-8")
     (args.out / "results.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     plot(result, args.out / "table3_v2.png")
