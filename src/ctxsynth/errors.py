@@ -10,6 +10,8 @@ command retries exactly the failed work.
 
 from __future__ import annotations
 
+import re
+
 REPORT_HINT = ("this is a bug in ctxsynth, not in your input: please report it with the traceback above, "
                "the command you ran and the output of `ctxsynth --version`")
 
@@ -54,8 +56,6 @@ def missing_module(exc: ModuleNotFoundError) -> MissingDependency | None:
     that brings it (from the installed package's metadata) or the module to install; None for a
     ctxsynth module (that is a bug). The name survives a worker process: it is read from the message
     when the pickled exception lost `name`."""
-    import re
-
     name = exc.name or (m.group(1) if (m := re.search(r"No module named '([^']+)'", str(exc))) else None)
     if not name:
         return None
@@ -70,7 +70,6 @@ def missing_module(exc: ModuleNotFoundError) -> MissingDependency | None:
 def _extra_for(module: str) -> str | None:
     """The optional-dependency group of ctxsynth whose requirement provides `module`, if any."""
     import importlib.metadata
-    import re
 
     try:
         requires = importlib.metadata.requires("ctxsynth") or []

@@ -126,7 +126,9 @@ class PackedGenerator(WavePlanner):
         ceiling: int | None = None
         start = 0
         while start < len(order):
-            budget = self.kv_budget_bytes() if ceiling is None else min(ceiling, self.kv_budget_bytes())
+            budget = self.kv_budget_bytes()
+            if ceiling is not None:
+                budget = min(budget, ceiling)
             end = self._take(rows, order, start, budget)
             wave = order[start:end]
             try:

@@ -23,7 +23,7 @@ from ctxsynth.llm.prices import money, price_of
 from ctxsynth.pipeline.run import Run
 from ctxsynth.records import Rejected, Seed
 from ctxsynth.seeds import read_seeds
-from ctxsynth.synth.tasks import build_task
+from ctxsynth.synth.tasks import build_task, needs_llm
 from ctxsynth.tokenize import load_tokenizer
 from ctxsynth.verify.checks import non_extractive_kind
 from ctxsynth.verify.judge import SupportJudge
@@ -142,7 +142,7 @@ def estimate_run(run: Run, stream_tps: float = DEFAULT_STREAM_TPS) -> list[Stage
     seeds = read_seeds_locally(run)
     out = [e for e in (filter_estimate(run, seeds),) if e is not None]
     # a task without a model (synth.task: human) sends no synthesis or judge request
-    if "synthesize" in run.config.stages and getattr(build_task(run.config.synth, run.config.seed), "needs_llm", True):
+    if "synthesize" in run.config.stages and needs_llm(build_task(run.config.synth, run.config.seed)):
         out.append(synthesize_estimate(run, seeds, stream_tps))
         out += [e for e in (judge_estimate(run, seeds),) if e is not None]
     return out

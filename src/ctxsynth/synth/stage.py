@@ -29,7 +29,7 @@ from ctxsynth.progress import NullProgress, Progress
 from ctxsynth.records import Attempt, Rejected, Seed, Synthesized, to_dict
 from ctxsynth.rng import derive_seed
 from ctxsynth.synth.config import SynthConfig
-from ctxsynth.synth.tasks import ParseError, SynthesisTask
+from ctxsynth.synth.tasks import ParseError, SynthesisTask, needs_llm
 from ctxsynth.verify.checks import VerifyConfig
 from ctxsynth.verify.judge import SupportJudge, needs_judge
 
@@ -117,7 +117,7 @@ def synthesize_shard(
 ) -> ShardResult:
     """Synthesize and verify one shard. `judge` answers the support judge's requests (default: `backend`)."""
     progress = progress or NullProgress()
-    if not getattr(task, "needs_llm", True):  # the human-context arm: records without a model call
+    if not needs_llm(task):  # the human-context arm: records without a model call
         from ctxsynth.synth.human import HumanContexts, human_shard
 
         assert isinstance(task, HumanContexts)

@@ -106,6 +106,11 @@ class SynthesisTask(Protocol):
               attempts: list[Attempt]) -> Synthesized: ...
 
 
+def needs_llm(task: object) -> bool:
+    """Whether the task asks a model for each seed; a task says no with `needs_llm = False` (`human`)."""
+    return bool(getattr(task, "needs_llm", True))
+
+
 def prompt_path(prompt_file: str | None, default: str) -> Path:
     return Path(prompt_file) if prompt_file else PROMPT_DIR / default
 

@@ -28,7 +28,7 @@ from ctxsynth.pipeline.run import Run
 from ctxsynth.progress import NullProgress, Progress
 from ctxsynth.records import seed_from_dict
 from ctxsynth.synth.stage import synthesize_shard, synthesized_to_dict
-from ctxsynth.synth.tasks import build_task
+from ctxsynth.synth.tasks import build_task, needs_llm
 
 log = logging.getLogger(__name__)
 DEFAULT_CHUNK = 16  # requests per spend check for a backend without a concurrency limit
@@ -75,7 +75,7 @@ class SynthesizeShard(ShardWork):
         task = worker_resource("synthesize.task", lambda: build_task(c.synth, c.seed))
         # synth.task=human turns seeds with their real context into records: no model, no backend
         backend = (worker_resource("synthesize.backend", lambda: synthesis_backend(run, share))
-                   if getattr(task, "needs_llm", True) else None)
+                   if needs_llm(task) else None)
         seeds = [seed_from_dict(d) for d in read_jsonl(Path(self.source) / shard_name(index))]
         result = synthesize_shard(seeds, task, backend, c.llm.sampling(), c.synth, c.verify, c.seed, progress)
         return ShardOutput([synthesized_to_dict(r) for r in result.kept], list(result.rejected), result.stats)
