@@ -45,6 +45,11 @@ TIER1=(general cs is human cs_nc cs_perm)
 TIER2=(is_nc human_nc niah cs_d1 cs_d5 cs_d10 cs_any cs_hard cs_pos0 cs_pos05 cs_pos1)
 ABLATIONS=(d1 d5 any hard pos0 pos05 pos1)
 say() { printf '\n== %s  (%s)\n' "$1" "$(date +%T)"; }
+# a run that fails is logged and the queue goes on (the others, then pack, still happen); the script
+# then exits 1 naming every failed run of this invocation (lanes are subshells: they append to a file)
+FAILED=$(mktemp)
+trap 'rm -f "$FAILED"' EXIT
+failed() { echo "run $1"; echo "$1" >> "$FAILED"; }
 do_() { if [[ $DRY == 1 ]]; then echo "$*"; else "$@"; fi; }
 
 if [[ $TINY == 1 ]]; then
@@ -141,10 +146,10 @@ run() {  # $1 arm, $2 seed: train on general rows + the arm's slot, evaluate, sa
   [[ -f $SAVE/run-$name.tgz && $DRY != 1 ]] && { echo "done already: $SAVE/run-$name.tgz"; return 0; }
   [[ $TINY == 1 ]] && steps_arg=()
   do_ $CTX train $CFG/arm.yaml output_dir=$R/train/$name "data.train_files=[$R/arms/$arm.jsonl]" seed=$seed \
-      data.shuffle_seed=$seed "${steps_arg[@]}" "${TRAIN[@]}" || { echo "run $name: training failed"; return 0; }
+      data.shuffle_seed=$seed "${steps_arg[@]}" "${TRAIN[@]}" || { failed "$name: training failed"; return 0; }
   say "evaluate $name"  # the times between these lines: process start, training, evaluation, saving
   do_ $CTX eval $CFG/eval.yaml name=table3-v2-$name model.model=$R/train/$name/final "${EVAL[@]}" \
-    || { echo "run $name: evaluation failed"; return 0; }
+    || { failed "$name: evaluation failed"; return 0; }
   do_ $PY benchmarks/table3_v2_report.py --slim $R/eval/table3-v2-$name/predictions.jsonl
   save run-$name $R/eval/table3-v2-$name $R/train/$name
   say "saved $name"
@@ -181,7 +186,7 @@ arms() {  # $1 tier: a queue of arm x seed over GPUS x PER_GPU lanes
 pack() {  # $OUT: table3_v2_results.tgz (saved/) and one table3_v2_data-NAME.txz per saved_data/NAME.tar
   say pack  # each file stays under the 16 MiB a GPU call returns (docs/gpu.md); a bigger one goes in .partNN pieces
   local t name
-  do_ mkdir -p "$OUT"
+  do_ mkdir -p "$OUT" "$SAVE"  # an empty saved/ when nothing was saved yet: the archive still comes back
   do_ tar czf "$OUT/table3_v2_results.tgz" -C "$R" saved
   for t in "$R"/saved_data/*.tar; do
     [[ -f $t ]] || continue
@@ -234,3 +239,7 @@ while [[ $# -gt 0 ]]; do
     *) echo "unknown step $step (split, writers, gen, prep, arms TIER, run ARM SEED, pack, report, restore DIR)" >&2; exit 2;;
   esac
 done
+if [[ -s $FAILED ]]; then
+  echo "$(wc -l < "$FAILED") run(s) failed (see runs/table3_v2/saved/logs): $(paste -sd ';' "$FAILED")" >&2
+  exit 1
+fi

@@ -334,3 +334,17 @@ def test_the_committed_page_regenerates_from_the_committed_predictions(tmp_path:
     _run([sys.executable, str(BENCH / "table3_v2_report.py"), "--data", str(DATA), "--out", str(tmp_path)], tmp_path)
     for name in ("README.md", "results.json"):
         assert (tmp_path / name).read_text() == (DATA.parent / name).read_text(), name
+
+
+def test_a_failed_run_lets_the_rest_go_on_and_the_script_exit_non_zero(tmp_path: Path) -> None:
+    """A run whose training fails is logged, later steps (pack) still run, and the script ends with exit 1
+    naming it: a GPU call's caller sees failed work instead of a clean exit."""
+    arms = tmp_path / "runs" / "table3_v2" / "arms"
+    arms.mkdir(parents=True)
+    (arms / "arms.json").write_text('{"max_steps": 3}\n')
+    proc = subprocess.run(["bash", str(BENCH / "table3_v2.sh"), "run", "cs", "1", "pack"], cwd=tmp_path,
+                          capture_output=True, text=True, env={**os.environ, "CTX": "false", "OUT": str(tmp_path / "out")})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "run cs-s1: training failed" in proc.stdout and "== pack" in proc.stdout
+    assert "1 run(s) failed" in proc.stderr and "cs-s1: training failed" in proc.stderr
+    assert (tmp_path / "out" / "table3_v2_results.tgz").is_file()
