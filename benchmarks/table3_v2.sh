@@ -18,7 +18,7 @@
 #
 # Each finished piece is saved at once under runs/table3_v2/saved/ (kept on a warm machine between
 # calls); a run already saved is skipped, so a call can be repeated; end every call with `pack` (files
-# under $OUT, each under the 16 MiB a call returns). DEADLINE=S makes `arms` start no run after S seconds, so
+# under $OUT, each under the 16 MiB a call returns). A failed run is logged, the rest go on, and the script exits 1 naming it. DEADLINE=S makes `arms` start no run after S seconds, so
 # `DEADLINE=300 bash benchmarks/table3_v2.sh arms 1 pack` ends inside a 10-minute call. Env: CTX (ctxsynth; `$PY -m ctxsynth.cli` where no ctxsynth is on PATH), PY (python3), DEVICE (cuda; cpu for TINY), TINY=1
 # (a few seeds, items and steps: the CPU check; generation through the offline fake backend), GPUS
 # (default: every GPU nvidia-smi lists), PER_GPU (runs at a time per GPU, default 2), SEEDS ("1 2 3"),
@@ -223,7 +223,7 @@ report() {
   do_ $PY benchmarks/table3_v2_report.py --src "${SRC:-$SAVE}" --data docs/results/table3_v2/data --out docs/results/table3_v2
 }
 
-[[ $# -gt 0 ]] || { sed -n '2,23p' "$0"; exit 2; }
+[[ $# -gt 0 ]] || { sed -n '2,/^[^#]/{/^#/p}' "$0"; exit 2; }  # the header comment, however long
 while [[ $# -gt 0 ]]; do
   step=$1; shift
   case $step in
