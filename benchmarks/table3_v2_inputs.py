@@ -565,7 +565,8 @@ def _fill(name: str, rows: list[dict[str, Any]], tokens: int, budget: int, fille
           count: TokenCount, out: Path) -> dict[str, Any]:
     fill, fill_tokens = take_to_budget(filler, budget, count, None, already=tokens)
     _write_jsonl(out / f"{name}.jsonl", rows + fill)
-    return {"long_rows": len(rows), "long_tokens": tokens, "filler_rows": len(fill), "filler_tokens": fill_tokens,
+    sha = hashlib.sha256((out / f"{name}.jsonl").read_bytes()).hexdigest()  # a rebuild is checked against it
+    return {"sha256": sha, "long_rows": len(rows), "long_tokens": tokens, "filler_rows": len(fill), "filler_tokens": fill_tokens,
             "slot_tokens": tokens + fill_tokens, "rows": len(rows) + len(fill),
             "lengths": [count(r) + ROW_OVERHEAD for r in rows + fill]}
 
