@@ -107,3 +107,25 @@ def test_a_missing_library_keeps_its_name_through_a_worker_process() -> None:
     assert isinstance(problem, errors.MissingDependency) and "'sentence_transformers'" in str(problem)
     assert "ctxsynth[assemble]" in str(problem)
     assert "install the package that provides 'zzz_nothing'" in str(errors.missing_module(ModuleNotFoundError(name="zzz_nothing")))
+
+
+def test_a_gpu_out_of_memory_is_one_line_saying_what_to_change(monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """torch's OutOfMemoryError, or CUDA's "out of memory" raised at a kernel launch (an AcceleratorError),
+    is not a bug in ctxsynth: another process on the GPU, or a size the card cannot hold. One line, exit 2."""
+    import torch
+
+    import ctxsynth.pipeline.preflight
+
+    for exc in (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 48.00 MiB. GPU 0 has a total capacity "
+                                       "of 79.18 GiB of which 125.00 MiB is free. See documentation for Memory Management"),
+                torch.AcceleratorError("CUDA error: out of memory\nSearch for `cudaErrorMemoryAllocation'")):
+        def validate(run: object, exc: Exception = exc) -> list[str]:
+            raise exc
+        monkeypatch.setattr(ctxsynth.pipeline.preflight, "validate_run", validate)
+        assert _main(monkeypatch, ["validate", str(QUICKSTART)]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and "out of GPU memory" in err and "memory_fraction" in err, err
+        assert "See documentation" not in err and "cudaErrorMemoryAllocation" not in err  # the first line only
+    assert not errors.is_out_of_memory(RuntimeError("CUDA error: an illegal memory access was encountered"))
+    assert errors.out_of_memory(ValueError("out of memory")) is None  # not a RuntimeError: not the device's

@@ -29,7 +29,7 @@ from rich.progress import (
 from rich.text import Text
 
 from ctxsynth import config as cfg
-from ctxsynth.errors import UserError, missing_module
+from ctxsynth.errors import UserError, missing_module, out_of_memory
 from ctxsynth.io import resource_error
 from ctxsynth.llm.spec import RedactCredentials, redact_text
 from ctxsynth.pipeline.config import RunConfig
@@ -113,8 +113,8 @@ def fail(error: Exception) -> NoReturn:
 
 
 def guard(fn: Callable[[], T]) -> T:
-    """A user error (ctxsynth.errors.UserError), a third-party library that is not installed and a
-    full disk or missing permission become one red line and exit code 2; Ctrl-C says how to resume
+    """A user error (ctxsynth.errors.UserError), a third-party library that is not installed, a
+    full disk or missing permission and a GPU out of memory become one red line and exit code 2; Ctrl-C says how to resume
     and exits 130; anything else is a bug and propagates to `main`, which prints its traceback and
     asks for a report."""
     try:
@@ -129,6 +129,10 @@ def guard(fn: Callable[[], T]) -> T:
         if (resource := resource_error(e)) is None:
             raise
         fail(resource)
+    except RuntimeError as e:  # the GPU ran out of memory (another process on it, or too large a setting)
+        if (oom := out_of_memory(e)) is None:
+            raise
+        fail(oom)
     except KeyboardInterrupt:
         console.print(INTERRUPTED, highlight=False)
         raise typer.Exit(130) from None

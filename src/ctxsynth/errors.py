@@ -67,6 +67,30 @@ def missing_module(exc: ModuleNotFoundError) -> MissingDependency | None:
     return MissingDependency(f"the library {top!r} is not installed but this run needs it: {fix}")
 
 
+class OutOfDeviceMemory(UserError, RuntimeError):
+    """The GPU ran out of memory: other processes on it, or a setting too large for it."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch's OutOfMemoryError, or CUDA's "out of memory" from a kernel launch (torch raises that as an
+    AcceleratorError, a RuntimeError). By name and message: no torch import where torch is absent."""
+    return type(exc).__name__ == "OutOfMemoryError" or (isinstance(exc, RuntimeError) and "out of memory" in str(exc))
+
+
+def out_of_memory(exc: BaseException) -> OutOfDeviceMemory | None:
+    """The one-line user error for a device out-of-memory error (None for anything else): what ran out,
+    and what to change. It is not a bug: another process on the GPU or a size the card cannot hold."""
+    if isinstance(exc, OutOfDeviceMemory):
+        return exc
+    if not is_out_of_memory(exc):
+        return None
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    return OutOfDeviceMemory(
+        f"out of GPU memory ({first.split('. See documentation')[0][:400]}); if other processes share the GPU, "
+        "run fewer at a time (or give an evaluation a smaller model.options.memory_fraction), else lower "
+        "data.max_length or the batch size; then rerun the same command (checkpoints and finished shards are kept)")
+
+
 def _extra_for(module: str) -> str | None:
     """The optional-dependency group of ctxsynth whose requirement provides `module`, if any."""
     import importlib.metadata

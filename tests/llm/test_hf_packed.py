@@ -140,8 +140,10 @@ def test_a_memory_squeeze_shrinks_waves_for_a_while_and_changes_no_token() -> No
 
     def squeezed(rows: list[Row], processors: object) -> list[list[int]]:
         sizes.append(len(rows))
-        if len(sizes) <= 2 and len(rows) > 1:  # the first two waves find the memory taken
+        if len(sizes) == 1:  # the first two waves find the memory taken: the allocator says so, or a
             raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        if len(sizes) == 2:  # kernel launch does (torch raises CUDA's error as an AcceleratorError)
+            raise torch.AcceleratorError("CUDA error: out of memory (injected)")
         return run_wave(rows, processors)  # type: ignore[arg-type]
 
     gen._run_wave = squeezed  # type: ignore[method-assign]
@@ -149,6 +151,14 @@ def test_a_memory_squeeze_shrinks_waves_for_a_while_and_changes_no_token() -> No
     gen.generate([Row(ids, 6) for ids in prompts], lambda wave: [], lambda wave, tokens: got.update(zip(wave, tokens, strict=True)))
     assert got == want
     assert sizes == [4, 2, 1, 2, 4, 4, 3] and gen.stats["oom_splits"] == 2
+
+    def broken(rows: list[Row], processors: object) -> list[list[int]]:
+        raise torch.AcceleratorError("CUDA error: an illegal memory access was encountered (injected)")
+
+    gen._run_wave = broken  # type: ignore[method-assign]
+    with pytest.raises(torch.AcceleratorError, match="illegal memory access"):  # not memory: no retry
+        gen.generate([Row(ids, 6) for ids in prompts], lambda wave: [], lambda wave, tokens: None)
+    assert gen.stats["oom_splits"] == 2
 
 
 def test_sliding_layers_cost_a_ring_of_their_window() -> None:

@@ -42,8 +42,11 @@ memory, varlen attention, compiled prefill, CUDA-graph decoding; 5.5x `model.gen
 NIAH grid on an H100 (docs/results/eval_throughput.md). Greedy texts equal this path's in float32 on the CPU;
 `prefill_tokens` (tokens per packed forward), `max_rows` (rows per wave), `decode_kernel`
 (`auto`, or one of ctxsynth.llm.hf_packed_attention.DECODE_KERNELS) and `prefill_kernel` (`varlen`,
-the default, or `dense`: cuDNN on right-padded groups for full-attention layers, opt-in) tune it. It
-is part of the identity when on (`prefill_kernel` only when not the default).
+the default, or `dense`: cuDNN on right-padded groups for full-attention layers, opt-in) tune it;
+`memory_fraction` (default 0.75) is the share of the GPU's free memory a wave's KV cache may take,
+measured before each wave: lower it where several processes share one GPU (Table 3 v2's lanes). It
+is part of the identity when on (`prefill_kernel` only when not the default; `memory_fraction` never:
+it decides which rows share a wave, not what they generate).
 
 Batch invariance holds up to floating point: a padded row's logits differ from the same row run
 alone by ~1e-5 (other matrix shapes, other summation orders), which can flip a near-tie.
@@ -58,7 +61,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ctxsynth.errors import ConfigError, MissingDependency, PathNotFound
+from ctxsynth.errors import ConfigError, MissingDependency, PathNotFound, is_out_of_memory
 from ctxsynth.llm import hf_prompts
 from ctxsynth.llm.base import Backend, ChatRequest, ChatResult, ResultCallback
 from ctxsynth.models import pick_dtype, resolve_model_path, weights_fingerprint
@@ -96,7 +99,8 @@ class TransformersBackend(Backend):
                  batch_size: int = 8, max_input_tokens: int | None = None, repetition_penalty: float = 1.0,
                  no_repeat_ngram_size: int = 0, devices: int | str | list[str] | None = None,
                  static_cache: bool = False, packed: bool | str = "auto", prefill_tokens: int = 131072,
-                 max_rows: int = 1024, decode_kernel: str = "auto", prefill_kernel: str = "varlen") -> None:
+                 max_rows: int = 1024, decode_kernel: str = "auto", prefill_kernel: str = "varlen",
+                 memory_fraction: float = 0.75) -> None:
         super().__init__(model)
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -113,6 +117,9 @@ class TransformersBackend(Backend):
         if prefill_tokens < 1 or max_rows < 1:
             raise ConfigError(f"prefill_tokens and max_rows must be >= 1, got {prefill_tokens} and {max_rows}")
         self.prefill_tokens, self.max_rows = int(prefill_tokens), int(max_rows)
+        if not 0 < memory_fraction <= 1:
+            raise ConfigError(f"memory_fraction must be in (0, 1], got {memory_fraction}")
+        self.memory_fraction = float(memory_fraction)
         if decode_kernel != "auto" and decode_kernel not in DECODE_KERNELS:
             raise ConfigError(f"decode_kernel must be auto or one of {', '.join(DECODE_KERNELS)}, got {decode_kernel!r}")
         self.decode_kernel = decode_kernel
@@ -148,7 +155,8 @@ class TransformersBackend(Backend):
                                 "max_input_tokens": max_input_tokens, "repetition_penalty": repetition_penalty,
                                 "no_repeat_ngram_size": no_repeat_ngram_size, "static_cache": static_cache,
                                 "packed": packed, "prefill_tokens": prefill_tokens, "max_rows": max_rows,
-                                "decode_kernel": decode_kernel, "prefill_kernel": prefill_kernel}
+                                "decode_kernel": decode_kernel, "prefill_kernel": prefill_kernel,
+                                "memory_fraction": memory_fraction}
 
     def identity(self) -> dict[str, Any]:
         config = hashlib.sha256((self.path / "config.json").read_bytes()).hexdigest()[:16]
@@ -278,7 +286,12 @@ class TransformersBackend(Backend):
             return [out[i] for i in batch]
         try:
             return self._generate_batch([requests[i] for i in batch], [prompts[i] for i in batch])
-        except torch.OutOfMemoryError as exc:
+        except Exception as exc:
+            if not is_out_of_memory(exc):  # torch's OutOfMemoryError, or CUDA's OOM at a kernel launch
+                log.warning("batch of %d failed (%s: %s)", len(batch), type(exc).__name__, exc)
+                if len(batch) == 1:
+                    return [ChatResult(None, None, error=f"generation: {type(exc).__name__}: {exc}")]
+                return [self._run_isolated(requests, prompts, [i])[0] for i in batch]
             if self.device.startswith("cuda"):
                 torch.cuda.empty_cache()
             if len(batch) == 1:
@@ -288,11 +301,6 @@ class TransformersBackend(Backend):
                 log.warning("out of memory with a batch of %d: batch_size %d -> %d", len(batch), self.batch_size, half)
                 self.batch_size = half
             return self._run_isolated(requests, prompts, batch[:half]) + self._run_isolated(requests, prompts, batch[half:])
-        except Exception as exc:
-            log.warning("batch of %d failed (%s: %s)", len(batch), type(exc).__name__, exc)
-            if len(batch) == 1:
-                return [ChatResult(None, None, error=f"generation: {type(exc).__name__}: {exc}")]
-        return [self._run_isolated(requests, prompts, [i])[0] for i in batch]
 
     def _packed_applies(self) -> bool:
         """False (once logged) when the model's generation_config asks for logit processors that only
@@ -322,7 +330,7 @@ class TransformersBackend(Backend):
         if self._packed is None:
             self._packed = PackedGenerator(self._model, self._eos_ids(), self._pad_id(), prefill_tokens=self.prefill_tokens,
                                            max_rows=self.max_rows, decode_kernel=self.decode_kernel,
-                                           prefill_kernel=self.prefill_kernel)
+                                           prefill_kernel=self.prefill_kernel, memory_fraction=self.memory_fraction)
         rows = [Row(prompts[i], requests[i].params.max_tokens) for i in order]
         done: set[int] = set()
 
@@ -338,7 +346,9 @@ class TransformersBackend(Backend):
 
         try:
             self._packed.generate(rows, processors, on_wave)
-        except torch.OutOfMemoryError as exc:  # one prompt alone does not fit
+        except (torch.OutOfMemoryError, torch.AcceleratorError) as exc:  # one prompt alone does not fit
+            if not is_out_of_memory(exc):
+                raise
             for i in order:
                 if i not in done:
                     finish(i, ChatResult(None, None, error=f"generation: out of memory: {exc}"))

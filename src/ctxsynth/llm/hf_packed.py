@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ctxsynth.errors import is_out_of_memory
 from ctxsynth.llm.hf_packed_attention import (
     CUDA_DECODE_KERNEL,
     DECODE_KERNELS,
@@ -133,7 +134,9 @@ class PackedGenerator(WavePlanner):
             wave = order[start:end]
             try:
                 tokens = self._run_wave([rows[i] for i in wave], _subset(processors, wave))
-            except torch.OutOfMemoryError:
+            except (torch.OutOfMemoryError, torch.AcceleratorError) as exc:  # the latter: CUDA's OOM at a kernel launch
+                if not is_out_of_memory(exc):
+                    raise
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
                 if len(wave) == 1:
