@@ -318,6 +318,18 @@ def test_prefill_kernel_is_checked_and_in_the_identity_only_when_dense() -> None
     assert dense["prefill_kernel"] == "dense" and "prefill_kernel" not in plain
 
 
+def test_memory_fraction_reaches_the_wave_planner_and_not_the_identity() -> None:
+    """Lanes sharing a GPU give each evaluation a share of the free memory (model.options.memory_fraction);
+    it decides which rows share a wave, not what they generate, so cached answers stay valid."""
+    for bad in (0, 1.5):
+        with pytest.raises(ConfigError, match="memory_fraction must be in"):
+            TransformersBackend("smollm2-135m-instruct", device="cpu", packed=True, memory_fraction=bad)
+    shared = TransformersBackend("smollm2-135m-instruct", device="cpu", packed=True, memory_fraction=0.25)
+    assert shared.identity() == TransformersBackend("smollm2-135m-instruct", device="cpu", packed=True).identity()
+    shared.generate([ask("Hi", max_tokens=2)])
+    assert shared._packed.memory_fraction == 0.25 and shared._replica_kwargs["memory_fraction"] == 0.25
+
+
 def _tiny_llama() -> torch.nn.Module:
     from transformers import LlamaConfig, LlamaForCausalLM
 
