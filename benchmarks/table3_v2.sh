@@ -21,7 +21,8 @@
 # under $OUT, each under the 16 MiB a call returns). A failed run is logged, the rest go on, and the script exits 1 naming it. DEADLINE=S makes `arms` start no run after S seconds, so
 # `DEADLINE=300 bash benchmarks/table3_v2.sh arms 1 pack` ends inside a 10-minute call. Env: CTX (ctxsynth; `$PY -m ctxsynth.cli` where no ctxsynth is on PATH), PY (python3), DEVICE (cuda; cpu for TINY), TINY=1
 # (a few seeds, items and steps: the CPU check; generation through the offline fake backend), GPUS
-# (default: every GPU nvidia-smi lists), PER_GPU (runs at a time per GPU, default 2), SEEDS ("1 2 3"),
+# (default: every GPU nvidia-smi lists), PER_GPU (runs at a time per GPU, default 2), FRACTION (the share of
+# free GPU memory an evaluation's waves take, default 0.75/PER_GPU), SEEDS ("1 2 3"),
 # BUDGET (500000), PART_BYTES (15 MiB), DRY=1 prints the commands.
 set -euo pipefail
 PY=${PY:-python3}
@@ -39,6 +40,7 @@ PART_BYTES=${PART_BYTES:-15728640}
 CFG=configs/table3_v2
 R=runs/table3_v2
 SAVE=$R/saved
+DATA=${DATA:-docs/results/table3_v2/data}  # the committed results: a run whose predictions are here is not run again
 DEADLINE=${DEADLINE:-0}
 IN=$R/inputs
 TIER1=(general cs is human cs_nc cs_perm)
@@ -59,7 +61,10 @@ if [[ $TINY == 1 ]]; then
   TRAIN=(max_steps=1 bf16=false data.general_max_samples=1 data.max_length=2048)
   EVAL=(model.options.device=cpu model.options.batch_size=4 limit_per_task=1)
 else
-  SPLIT=() GEN=(llm.options.device=$DEVICE) ASM=() TRAIN=() EVAL=(model.options.device=$DEVICE)
+  # lanes share a GPU: each evaluation's waves take 0.75/PER_GPU of the free memory, not 0.75 (three lanes at
+  # 0.75 ran a training and an evaluation out of memory on 2026-12-07)
+  FRACTION=${FRACTION:-$(awk -v n="$PER_GPU" 'BEGIN { printf "%.3g", 0.75 / n }')}
+  SPLIT=() GEN=(llm.options.device=$DEVICE) ASM=() TRAIN=() EVAL=(model.options.device=$DEVICE model.options.memory_fraction=$FRACTION)
 fi
 
 save() {  # $1 name, rest: paths -> $SAVE/$1.tgz (no weights, no caches, no full-prompt predictions)
@@ -131,7 +136,9 @@ prep() {  # no model: human contexts, the ablation assemblies, the arms' slots
   say "prep: every arm's long-data slot at budget $BUDGET"
   do_ $PY benchmarks/table3_v2_inputs.py arms $IN $R/pipe $R/arms --budget "$BUDGET"
   save arms-summary $R/arms/arms.json
-  save_data arms $R/arms $R/pipe/table3-v2-human
+  # what `arms` needs and what a reviewer reads: every arm's file (sha256 in arms.json) and the two generators'
+  # kept and rejected records; committed as $DATA/table3_v2_data-arms.txz, so `restore $DATA` needs nothing else
+  save_data arms $R/arms $R/pipe/table3-v2-cs/synth $R/pipe/table3-v2-is/synth
 }
 
 gpu_count() { if [[ $DEVICE == cpu ]]; then echo 1; else nvidia-smi -L 2>/dev/null | wc -l; fi; }
@@ -144,6 +151,8 @@ run() {  # $1 arm, $2 seed: train on general rows + the arm's slot, evaluate, sa
     steps=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['max_steps'])" $R/arms/arms.json); fi
   local name=$arm-s$seed steps_arg=(max_steps=$steps)
   [[ -f $SAVE/run-$name.tgz && $DRY != 1 ]] && { echo "done already: $SAVE/run-$name.tgz"; return 0; }
+  [[ -f $DATA/predictions/$name.jsonl.gz && $DRY != 1 && $TINY != 1 ]] \
+    && { echo "done already (committed): $DATA/predictions/$name.jsonl.gz"; return 0; }
   [[ $TINY == 1 ]] && steps_arg=()
   do_ $CTX train $CFG/arm.yaml output_dir=$R/train/$name "data.train_files=[$R/arms/$arm.jsonl]" seed=$seed \
       data.shuffle_seed=$seed "${steps_arg[@]}" "${TRAIN[@]}" || { failed "$name: training failed"; return 0; }
@@ -215,7 +224,22 @@ restore() {  # $1: a folder with what earlier calls' pack returned (results, dat
     [[ $DRY == 1 ]] && { echo "tar xJf $f"; continue; }
     if [[ $f == *.part00 ]]; then cat "${f%.part00}".part?? | tar xJf -; else tar xJf "$f"; fi
   done
+  [[ $DRY == 1 || ! -f $R/arms/arms.json ]] || check_arms
   [[ $DRY == 1 ]] || ls "$R"
+}
+
+check_arms() {  # every arm file against the sha256 that arms.json recorded when prep wrote it
+  $PY - "$R/arms" <<'PY'
+import hashlib, json, sys
+from pathlib import Path
+folder = Path(sys.argv[1])
+arms = json.loads((folder / "arms.json").read_text()).get("arms", {})
+bad = [a for a, i in arms.items() if "sha256" in i and (not (folder / f"{a}.jsonl").exists()
+       or hashlib.sha256((folder / f"{a}.jsonl").read_bytes()).hexdigest() != i["sha256"])]
+if bad:
+    sys.exit(f"restore: these arm files are missing or differ from arms.json's sha256: {' '.join(bad)}")
+print(f"restore: {len(arms)} arm files match arms.json")
+PY
 }
 
 report() {

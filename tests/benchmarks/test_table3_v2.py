@@ -348,3 +348,39 @@ def test_a_failed_run_lets_the_rest_go_on_and_the_script_exit_non_zero(tmp_path:
     assert "run cs-s1: training failed" in proc.stdout and "== pack" in proc.stdout
     assert "1 run(s) failed" in proc.stderr and "cs-s1: training failed" in proc.stderr
     assert (tmp_path / "out" / "table3_v2_results.tgz").is_file()
+
+
+def test_restore_from_the_repository_gives_back_the_arms_files_the_runs_trained_on(tmp_path: Path) -> None:
+    """The committed data/table3_v2_data-arms.txz is all `arms` needs beside the test items: restore puts
+    every arm's file back and checks it against the sha256 prep recorded in arms.json; a changed file is
+    named and restore fails."""
+    (tmp_path / "benchmarks").mkdir()
+    out = _run(["bash", str(BENCH / "table3_v2.sh"), "restore", str(DATA)], tmp_path, {"PY": sys.executable})
+    arms = tmp_path / "runs" / "table3_v2" / "arms"
+    summary = json.loads((arms / "arms.json").read_text())
+    assert summary == json.loads((DATA / "arms.json").read_text())  # the report's copy is the one the runs used
+    assert f"restore: {len(summary['arms'])} arm files match arms.json" in out
+    kept = tmp_path / "runs" / "table3_v2" / "pipe" / "table3-v2-cs" / "synth"
+    assert sum(len(_gz(p)) for p in kept.glob("shard-*.jsonl.gz")) == 861  # the kept contexts, generation.json's count
+    with (arms / "cs_perm.jsonl").open("a") as f:
+        f.write("{}\n")
+    bad = subprocess.run(["bash", "-c", f"source <(sed -n '/^check_arms()/,/^}}/p' {BENCH / 'table3_v2.sh'}); "
+                          f"R=runs/table3_v2 PY={sys.executable} check_arms"], cwd=tmp_path, capture_output=True, text=True)
+    assert bad.returncode != 0 and "cs_perm" in bad.stderr and "cs " not in bad.stderr, bad.stderr
+
+
+def test_a_run_whose_predictions_are_committed_is_not_run_again(tmp_path: Path) -> None:
+    """A fresh machine with only the repository skips every run already in data/predictions (CTX=false
+    would fail any training it started)."""
+    (tmp_path / "data" / "predictions").mkdir(parents=True)
+    (tmp_path / "data" / "predictions" / "cs-s1.jsonl.gz").write_bytes(gzip.compress(b"{}\n"))
+    arms = tmp_path / "runs" / "table3_v2" / "arms"
+    arms.mkdir(parents=True)
+    (arms / "arms.json").write_text('{"max_steps": 3}\n')
+    env = {**os.environ, "CTX": "false", "DATA": str(tmp_path / "data")}
+    done = subprocess.run(["bash", str(BENCH / "table3_v2.sh"), "run", "cs", "1"], cwd=tmp_path, capture_output=True,
+                          text=True, env=env)
+    assert done.returncode == 0 and "done already (committed)" in done.stdout, done.stdout + done.stderr
+    other = subprocess.run(["bash", str(BENCH / "table3_v2.sh"), "run", "cs", "2"], cwd=tmp_path, capture_output=True,
+                           text=True, env=env)
+    assert other.returncode == 1 and "cs-s2: training failed" in other.stdout
