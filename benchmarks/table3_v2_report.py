@@ -395,8 +395,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 
 def earlier_generation(data: Path, runs: Runs) -> list[str]:
-    """The runs of the first generation (data/gen1/): its training files were lost with the GPU machine
-    before they were committed, so they stand beside the table, not in it; same arm and seed, new data."""
+    """The runs of the first generation (data/gen1/): its training files were lost with the checkout that
+    held them before they were committed, so they stand beside the tables, not in them, each next to the
+    same arm and seed trained on the committed generation."""
     if not (data / "gen1" / "predictions").is_dir():
         return []
     old = load_runs(data / "gen1")

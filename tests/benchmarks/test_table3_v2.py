@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import random
+import re
 import shlex
 import subprocess
 import sys
@@ -230,6 +231,25 @@ def test_report_finds_the_planted_effects_and_not_the_null_one(tmp_path: Path) -
     readme = (tmp_path / "out" / "README.md").read_text()
     assert "## Primary comparisons" in readme and "not shown" in readme
     assert (tmp_path / "out" / "table3_v2.png").stat().st_size > 5_000
+
+
+def test_the_first_generations_runs_stand_beside_their_reruns_and_enter_no_table(tmp_path: Path) -> None:
+    """data/gen1/ (runs whose training files were lost): the page lists each beside the same arm and seed
+    of the committed generation, or 'not run yet'; the tables and tests use only predictions/."""
+    data = tmp_path / "data"
+    _fixture(data)
+    (data / "gen1" / "predictions").mkdir(parents=True)
+    rows = [{**r, "score": r["score"] + 0.1} for r in _gz(data / "predictions" / "cs-s1.jsonl.gz")]
+    (data / "gen1" / "predictions" / "cs-s1.jsonl.gz").write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
+    (data / "predictions" / "is-s3.jsonl.gz").rename(data / "gen1" / "predictions" / "is-s3.jsonl.gz")
+    out = _run([sys.executable, str(BENCH / "table3_v2_report.py"), "--data", str(data), "--out", str(tmp_path / "out"),
+                "--resamples", "200"], tmp_path)
+    assert out.strip().splitlines()[-1].startswith("report: arms 6 runs 17 "), out  # gen1 is not counted
+    page = (tmp_path / "out" / "README.md").read_text()
+    section = page[page.index("## The first generation's runs"):]
+    cs = re.search(r"\| cs-s1 \| ([\d.]+) \| ([\d.]+) \|", section)
+    assert cs and float(cs.group(1)) == pytest.approx(float(cs.group(2)) + 10.0, abs=0.051), section
+    assert "| is-s3 |" in section and section.split("| is-s3 |")[1].split("\n")[0].endswith("| not run yet |")
 
 
 def test_holm_adjustment_is_step_down_and_monotone() -> None:
