@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -71,3 +72,24 @@ def test_missing_items_file_is_named(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"name": "x", "items": [str(tmp_path / "nope.jsonl")]}))
     result = CliRunner().invoke(app, ["eval", str(path)])
     assert result.exit_code != 0 and "evaluation item file" in result.output and "nope.jsonl" in result.output
+
+
+def test_limit_per_task_caps_every_source_not_only_longbench(tmp_path: Path) -> None:
+    """limit_per_task=N keeps the first N items of each task from item files and built-in sets too (it
+    used to cap only LongBench's loader, so a smoke run over a frozen 1,475-item file evaluated them all)."""
+    from ctxsynth.errors import ConfigError
+    from ctxsynth.eval.job import BuiltinSets, EvalConfig, collect_items
+
+    frozen = tmp_path / "items.jsonl"
+    CliRunner().invoke(app, ["eval", str(_yaml(tmp_path, {"name": "f", "builtin": {"hotpotqa": 5}})), "--write-items", str(frozen)])
+    both = collect_items(EvalConfig(name="x", items=[str(frozen)], builtin=BuiltinSets(hotpotqa=5), limit_per_task=3), tmp_path)
+    assert [i.id for i in both] == [i.id for i in hotpotqa_items(5, seed=0)[:3]]  # one task, both sources: 3 in all
+    assert len(collect_items(EvalConfig(name="x", items=[str(frozen)]), tmp_path)) == 5
+    with pytest.raises(ConfigError, match="limit_per_task must be >= 1"):
+        EvalConfig(name="x", items=[str(frozen)], limit_per_task=0)
+
+
+def _yaml(folder: Path, config: dict[str, object]) -> Path:
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +64,7 @@ class EvalConfig:
     # prompts, output lengths, truncation and chat rules as LongBench's pred.py (docs/longbench.md)
     longbench_official: str | None = None
     longbench_max_length: int | None = None  # official mode: model2maxlen.json's value; default model.max_model_len
-    limit_per_task: int | None = None
+    limit_per_task: int | None = None  # at most N items of each task, from every source (the first N in order)
     builtin: BuiltinSets = field(default_factory=BuiltinSets)
     # RULER's 13 tasks from RULER's own generators (ctxsynth.eval.ruler, docs/ruler.md)
     ruler: RulerSets = field(default_factory=RulerSets)  # off until ruler.tasks names tasks ([all])
@@ -73,6 +74,8 @@ class EvalConfig:
     max_consecutive_failures: int = 20
 
     def __post_init__(self) -> None:
+        if self.limit_per_task is not None and self.limit_per_task < 1:
+            raise ConfigError(f"limit_per_task must be >= 1 (or unset for every item), got {self.limit_per_task}")
         if self.model.truncation not in ("middle", "left", "none"):
             raise ConfigError(f"model.truncation must be middle, left or none, not {self.model.truncation!r}")
         if self.longbench_official and self.longbench_templates:
@@ -143,6 +146,14 @@ def collect_items(config: EvalConfig, base: Path) -> list[EvalItem]:
         items += build_items(config.ruler, tokenizer, max_model_len=config.model.max_model_len)
     if not items:
         raise ConfigError("the eval config names no evaluation set: set niah, items, longbench, builtin.* or ruler")
+    if config.limit_per_task:  # item files, NIAH sets, built-in and RULER sets too, not only LongBench's loader
+        taken: Counter[str] = Counter()
+        kept = []
+        for item in items:
+            taken[item.task] += 1
+            if taken[item.task] <= config.limit_per_task:
+                kept.append(item)
+        items = kept
     for task, metric in sorted({(item.task, item.metric) for item in items}):
         check_metric(metric, f"eval task {task!r}")  # before any model runs
     return items
