@@ -69,12 +69,8 @@ from ctxsynth.models import pick_dtype, resolve_model_path, weights_fingerprint
 try:
     import torch
 
-    from ctxsynth.llm.hf_decoding import (
-        GeneratedNoRepeatNGram,
-        RowGumbelSampler,
-        request_seed,
-        row_processors,
-    )
+    from ctxsynth.llm.hf_backend_packed import PackedPath
+    from ctxsynth.llm.hf_decoding import GeneratedNoRepeatNGram, RowGumbelSampler, request_seed
     from ctxsynth.llm.hf_packed_attention import CUDA_DECODE_KERNEL, DECODE_KERNELS, PREFILL_KERNELS
     from ctxsynth.llm.hf_padded import generate_padded
 except ImportError as exc:  # checked when the module is imported through the registry
@@ -85,7 +81,7 @@ except ImportError as exc:  # checked when the module is imported through the re
 __all__ = ["GeneratedNoRepeatNGram", "RowGumbelSampler", "TransformersBackend"]
 log = logging.getLogger(__name__)
 
-class TransformersBackend(Backend):
+class TransformersBackend(PackedPath, Backend):
     """Batched chat generation with a local transformers model (loaded on first use)."""
 
     name = "transformers"
@@ -301,57 +297,6 @@ class TransformersBackend(Backend):
                 log.warning("out of memory with a batch of %d: batch_size %d -> %d", len(batch), self.batch_size, half)
                 self.batch_size = half
             return self._run_isolated(requests, prompts, batch[:half]) + self._run_isolated(requests, prompts, batch[half:])
-
-    def _packed_applies(self) -> bool:
-        """False (once logged) when the model's generation_config asks for logit processors that only
-        the default path applies (they read the prompt too), or its attention cannot be packed."""
-        if self._packed is not None:
-            return True
-        from ctxsynth.llm.hf_packed_plan import packing_blockers
-
-        asks = packing_blockers(self._model)
-        if asks:
-            log.warning("%s: packed generation off (%s); using model.generate", self.path.name, ", ".join(asks))
-            self.packed = False
-        return self.packed
-
-    def packed_stats(self) -> dict[str, float]:
-        """The packed path's running totals (waves, prefill and decoding seconds, steps) and the seconds
-        spent encoding prompts (encode_s, chat template and tokenizer); empty before it ran."""
-        return {**self._packed.stats, "encode_s": self._encode_s} if self._packed is not None else {}
-
-    def _generate_packed(self, requests: Sequence[ChatRequest], prompts: dict[int, list[int]], order: list[int],
-                         finish: Any) -> None:
-        """The packed path over all requests at once (waves by token count); `finish(i, result)` as
-        each wave ends."""
-        from ctxsynth.llm.hf_packed import PackedGenerator
-        from ctxsynth.llm.hf_packed_plan import Row
-
-        if self._packed is None:
-            self._packed = PackedGenerator(self._model, self._eos_ids(), self._pad_id(), prefill_tokens=self.prefill_tokens,
-                                           max_rows=self.max_rows, decode_kernel=self.decode_kernel,
-                                           prefill_kernel=self.prefill_kernel, memory_fraction=self.memory_fraction)
-        rows = [Row(prompts[i], requests[i].params.max_tokens) for i in order]
-        done: set[int] = set()
-
-        def processors(wave: list[int]) -> list[Any]:
-            params = [requests[order[j]].params for j in wave]
-            return row_processors([request_seed(requests[order[j]]) for j in wave], [p.temperature for p in params],
-                                  [p.top_p for p in params], 0, self.repetition_penalty, self.no_repeat_ngram_size)
-
-        def on_wave(wave: list[int], tokens: list[list[int]]) -> None:
-            for j, toks in zip(wave, tokens, strict=True):
-                done.add(order[j])
-                finish(order[j], self._decode(toks, rows[j].budget, len(rows[j].ids)))
-
-        try:
-            self._packed.generate(rows, processors, on_wave)
-        except (torch.OutOfMemoryError, torch.AcceleratorError) as exc:  # one prompt alone does not fit
-            if not is_out_of_memory(exc):
-                raise
-            for i in order:
-                if i not in done:
-                    finish(i, ChatResult(None, None, error=f"generation: out of memory: {exc}"))
 
     def _generate_batch(self, requests: Sequence[ChatRequest], prompts: Sequence[list[int]]) -> list[ChatResult]:
         """Left-padded generation of one batch; one result per request, in the given order."""
