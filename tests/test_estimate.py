@@ -110,3 +110,17 @@ def test_a_human_context_run_sends_nothing_and_the_estimate_says_so(tmp_path):
     run = Run(cfg.from_dict(RunConfig, data))
     assert estimate_run(run) == []
     assert render([], run)[-1] == "no stage of this run sends generation requests: nothing to pay for"
+
+
+def test_the_human_task_says_needs_llm_is_false_and_refuses_a_prompt() -> None:
+    """The guard behind the test above: a caller that forgets `needs_llm` fails loudly, naming the check."""
+    import pytest
+
+    from ctxsynth.records import Seed
+    from ctxsynth.synth.human import HumanContexts
+    from ctxsynth.synth.tasks import needs_llm
+
+    task = HumanContexts()
+    assert not needs_llm(task)
+    with pytest.raises(RuntimeError, match="needs_llm"):
+        task.prompt(Seed(id="s", task="qa", instruction="q?", answer="a", context="a text"))

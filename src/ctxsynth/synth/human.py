@@ -37,7 +37,9 @@ class HumanContexts:
         return None if seed.context and seed.context.strip() else NO_CONTEXT
 
     def prompt(self, seed: Seed) -> list[dict[str, str]]:
-        raise NotImplementedError("the human task sends no prompt (needs_llm is False)")
+        # not a stub: this task sends no request, and every caller checks synth.tasks.needs_llm first;
+        # a new caller that forgets fails here, loudly, instead of sending an empty prompt
+        raise RuntimeError("the human task sends no prompt: check ctxsynth.synth.tasks.needs_llm(task) before prompt()")
 
     def parse(self, text: str) -> str:
         return text
