@@ -194,23 +194,30 @@ class Bootstrap:
                             self.rng.integers(0, n_seeds, size=(self.resamples, n_seeds))])
                   if draw_seeds else np.ones((self.resamples, n_seeds)))
         per_item = (seed_w @ matrix) / seed_w.sum(axis=1, keepdims=True)  # resamples x items
-        return self._mean(per_item, what, self.item_weights)
-
-    def _mean(self, per_item: np.ndarray, what: str, w: np.ndarray) -> np.ndarray:
-        runs = self.runs
-        if what in ("qa", "all"):
-            fams = QA if what == "qa" else FAMILIES
-            parts = [self._mean(per_item, f, w) for f in fams if (runs.family == FAMILIES.index(f)).any()]
-            return np.mean(parts, axis=0)
-        mask = (runs.family == FAMILIES.index(what)) if what in FAMILIES else np.array([c == what for c in runs.column])
-        if per_item.ndim == 1:
-            return np.array(per_item[mask].mean())
-        total = w[:, mask].sum(axis=1)  # a column (part of a family) can draw no item in a tiny set: nan there
-        return np.divide((per_item[:, mask] * w[:, mask]).sum(axis=1), total, out=np.full(total.shape, np.nan),
-                         where=total > 0)
+        return endpoint_mean(self.runs, per_item, what, self.item_weights)
 
     def point(self, matrix: np.ndarray, what: str) -> float:
-        return float(self._mean(matrix.mean(axis=0), what, np.ones((1, matrix.shape[1]))))
+        return point(self.runs, matrix, what)
+
+
+def endpoint_mean(runs: Runs, per_item: np.ndarray, what: str, w: np.ndarray) -> np.ndarray:
+    """A family mean, a column mean, "qa" or "all" (family means averaged) of per-item scores, weighted
+    by `w` (resamples x items; a single row for the point estimate)."""
+    if what in ("qa", "all"):
+        fams = QA if what == "qa" else FAMILIES
+        parts = [endpoint_mean(runs, per_item, f, w) for f in fams if (runs.family == FAMILIES.index(f)).any()]
+        return np.mean(parts, axis=0)
+    mask = (runs.family == FAMILIES.index(what)) if what in FAMILIES else np.array([c == what for c in runs.column])
+    if per_item.ndim == 1:
+        return np.array(per_item[mask].mean())
+    total = w[:, mask].sum(axis=1)  # a column (part of a family) can draw no item in a tiny set: nan there
+    return np.divide((per_item[:, mask] * w[:, mask]).sum(axis=1), total, out=np.full(total.shape, np.nan),
+                     where=total > 0)
+
+
+def point(runs: Runs, matrix: np.ndarray, what: str) -> float:
+    """The point estimate of `what` for an arm's seeds x items matrix: the seed mean, then `endpoint_mean`."""
+    return float(endpoint_mean(runs, matrix.mean(axis=0), what, np.ones((1, matrix.shape[1]))))
 
 
 def summary(values: np.ndarray, point: float) -> dict[str, float]:
@@ -402,9 +409,8 @@ def earlier_generation(data: Path, runs: Runs) -> list[str]:
         return []
     old = load_runs(data / "gen1")
 
-    def qa(r: Runs, arm: str, seed: str) -> float:  # the primary endpoint of one run: QA family means averaged
-        row = r.scores[arm][r.seeds[arm].index(seed)]
-        return float(np.mean([row[r.family == FAMILIES.index(f)].mean() for f in QA])) * 100
+    def qa(r: Runs, arm: str, seed: str) -> float:  # the primary endpoint of one run
+        return point(r, r.scores[arm][[r.seeds[arm].index(seed)]], "qa") * 100
 
     lines = ["", "## The first generation's runs (not in the tables above)", "",
              "The first GPU session generated the contexts and questions once, trained these runs on them and "
