@@ -168,20 +168,27 @@ run() {  # $1 arm, $2 seed: train on general rows + the arm's slot, evaluate, sa
 arms() {  # $1 tier: a queue of arm x seed over GPUS x PER_GPU lanes
   local list=()
   case ${1:-1} in
-    1) list=("${TIER1[@]}");; 2) list=("${TIER2[@]}");; all) list=("${TIER1[@]}" "${TIER2[@]}");;
+    1) list=("${TIER1[*]}");; 2) list=("${TIER2[*]}");; all) list=("${TIER1[*]}" "${TIER2[*]}");;
     *) echo "tier must be 1, 2 or all" >&2; exit 2;;
   esac
-  local jobs=() a s
-  for s in $SEEDS; do for a in "${list[@]}"; do jobs+=("$a $s"); done; done
+  # tier 1 (the primary comparisons) before tier 2, seed by seed within a tier; one shared queue: each lane
+  # claims the next job (mkdir is atomic), so a lane whose share is done or committed takes work from the
+  # others instead of idling (a fixed k, k+lanes, ... share left lanes idle beside committed runs)
+  local jobs=() a s tier
+  for tier in "${list[@]}"; do
+    for s in $SEEDS; do for a in $tier; do jobs+=("$a $s"); done; done
+  done
   local lanes=$(( $(gpu_count) * PER_GPU ))
   [[ $DRY == 1 ]] && lanes=1
   [[ $DRY == 1 ]] || mkdir -p "$SAVE/logs"
-  local lane start=$SECONDS
+  local lane start=$SECONDS claims
+  claims=$(mktemp -d)
   for ((lane = 0; lane < lanes; lane++)); do
     (
       local k
       [[ $DRY == 1 ]] || export CUDA_VISIBLE_DEVICES=$(( lane % $(gpu_count) ))
-      for ((k = lane; k < ${#jobs[@]}; k += lanes)); do
+      for ((k = 0; k < ${#jobs[@]}; k++)); do
+        mkdir "$claims/$k" 2>/dev/null || continue  # another lane has it
         if (( DEADLINE > 0 && SECONDS - start > DEADLINE )); then echo "deadline: ${jobs[$k]} not started"; continue; fi
         if [[ $DRY == 1 ]]; then run ${jobs[$k]}
         else run ${jobs[$k]} >> "$SAVE/logs/lane$lane.log" 2>&1; fi
@@ -189,6 +196,7 @@ arms() {  # $1 tier: a queue of arm x seed over GPUS x PER_GPU lanes
     ) &
   done
   wait
+  rm -rf "$claims"
   [[ $DRY == 1 ]] || tail -n 2 "$SAVE"/logs/lane*.log
 }
 

@@ -404,3 +404,25 @@ def test_a_run_whose_predictions_are_committed_is_not_run_again(tmp_path: Path) 
     other = subprocess.run(["bash", str(BENCH / "table3_v2.sh"), "run", "cs", "2"], cwd=tmp_path, capture_output=True,
                            text=True, env=env)
     assert other.returncode == 1 and "cs-s2: training failed" in other.stdout
+
+
+def test_lanes_share_one_queue_and_each_run_is_started_once(tmp_path: Path) -> None:
+    """Three lanes over tier 1 x 2 seeds: every arm x seed is claimed by exactly one lane (none twice, none
+    lost), a committed run is skipped, and the failures of all lanes reach the exit status."""
+    (tmp_path / "data" / "predictions").mkdir(parents=True)
+    (tmp_path / "data" / "predictions" / "cs-s1.jsonl.gz").write_bytes(gzip.compress(b"{}\n"))
+    arms = tmp_path / "runs" / "table3_v2" / "arms"
+    arms.mkdir(parents=True)
+    (arms / "arms.json").write_text('{"max_steps": 3}\n')
+    env = {**os.environ, "CTX": "false", "DATA": str(tmp_path / "data"), "DEVICE": "cpu", "PER_GPU": "3",
+           "SEEDS": "1 2"}
+    proc = subprocess.run(["bash", str(BENCH / "table3_v2.sh"), "arms", "1"], cwd=tmp_path, capture_output=True,
+                          text=True, env=env)
+    logs = sorted((tmp_path / "runs" / "table3_v2" / "saved" / "logs").glob("lane*.log"))
+    assert len(logs) == 3, logs
+    started = [line.split()[2] + "-s" + line.split()[4] for p in logs for line in p.read_text().splitlines()
+               if line.startswith("== run ")]
+    tier1 = ["general", "cs", "is", "human", "cs_nc", "cs_perm"]
+    assert sorted(started) == sorted(f"{a}-s{s}" for a in tier1 for s in (1, 2)), started
+    assert proc.returncode == 1 and "11 run(s) failed" in proc.stderr, proc.stdout + proc.stderr
+    assert "cs-s1" not in proc.stderr
