@@ -420,10 +420,20 @@ def earlier_generation(data: Path, runs: Runs) -> list[str]:
              "human_nc and niah slots do not depend on the generators (prep rebuilt general and human with the "
              "same rows and tokens), so those runs stand. QA score x100 per run, same arm and seed:", "",
              "| run | generation 1 | generation 2 |", "|---|---:|---:|"]
+    means = []
     for arm in sorted(old.scores):
         for seed in old.seeds[arm]:
             new = f"{qa(runs, arm, seed):.1f}" if seed in runs.seeds.get(arm, []) else "not run yet"
             lines.append(f"| {arm}-s{seed} | {qa(old, arm, seed):.1f} | {new} |")
+        both = [s for s in old.seeds[arm] if s in runs.seeds.get(arm, [])]
+        if len(both) > 1:  # the same seeds in both generations: the move of the arm's mean
+            a, b = (float(np.mean([qa(r, arm, s) for s in both])) for r in (old, runs))
+            lines.append(f"| {arm}, mean of seeds {', '.join(both)} | {a:.1f} | {b:.1f} |")
+            means.append(f"{arm} {b - a:+.1f}")
+    if means:
+        lines += ["", "Moves of an arm's mean over the same seeds, generation 2 - generation 1: " + ", ".join(means)
+                  + ". A generation is a random draw of its own (GPU sampling is not bit-reproducible); the tables' "
+                  "intervals resample training seeds and test items within one generation, not generations."]
     return lines
 
 
