@@ -39,8 +39,17 @@ OUT=${OUT:-runs/table3_v2/out}
 PART_BYTES=${PART_BYTES:-15728640}
 CFG=configs/table3_v2
 R=runs/table3_v2
-SAVE=$R/saved
-DATA=${DATA:-docs/results/table3_v2/data}  # the committed results: a run whose predictions are here is not run again
+# TRAINEE=gemma3-270m: the tier-1 arms again on the 32k-window trainee (DESIGN.md), on the same arm files, also
+# evaluated on the 16k/32k tests (`split` with TRAINEE=gemma3-270m writes them); its runs live under $R/gemma3-270m
+TRAINEE=${TRAINEE:-smollm2}
+case $TRAINEE in
+  smollm2) RUN=$R RESULTS=table3_v2_results.tgz;;
+  gemma3-270m) RUN=$R/$TRAINEE RESULTS=table3_v2_${TRAINEE}_results.tgz;;
+  *) echo "TRAINEE must be smollm2 or gemma3-270m, not '$TRAINEE'" >&2; exit 2;;
+esac
+SAVE=$RUN/saved
+# the committed results: a run whose predictions are here is not run again
+if [[ $TRAINEE == smollm2 ]]; then DATA=${DATA:-docs/results/table3_v2/data}; else DATA=${DATA:-docs/results/table3_v2/$TRAINEE/data}; fi
 DEADLINE=${DEADLINE:-0}
 IN=$R/inputs
 TIER1=(general cs is human cs_nc cs_perm)
@@ -65,6 +74,10 @@ else
   # 0.75 ran a training and an evaluation out of memory on 2026-12-07)
   FRACTION=${FRACTION:-$(awk -v n="$PER_GPU" 'BEGIN { printf "%.3g", 0.75 / n }')}
   SPLIT=() GEN=(llm.options.device=$DEVICE) ASM=() TRAIN=() EVAL=(model.options.device=$DEVICE model.options.memory_fraction=$FRACTION)
+fi
+if [[ $TRAINEE != smollm2 ]]; then  # the same recipe, packs and steps; the 8k tests and the 16k/32k ones in the model's window
+  SPLIT+=(--long "$TRAINEE") TRAIN+=(model=$TRAINEE)
+  EVAL+=("items=[$IN/tests.jsonl.gz,$IN/tests_long.jsonl.gz]" model.tokenizer=$TRAINEE model.max_model_len=32768)
 fi
 
 save() {  # $1 name, rest: paths -> $SAVE/$1.tgz (no weights, no caches, no full-prompt predictions)
@@ -154,15 +167,15 @@ run() {  # $1 arm, $2 seed: train on general rows + the arm's slot, evaluate, sa
   [[ -f $DATA/predictions/$name.jsonl.gz && $DRY != 1 && $TINY != 1 ]] \
     && { echo "done already (committed): $DATA/predictions/$name.jsonl.gz"; return 0; }
   [[ $TINY == 1 ]] && steps_arg=()
-  do_ $CTX train $CFG/arm.yaml output_dir=$R/train/$name "data.train_files=[$R/arms/$arm.jsonl]" seed=$seed \
+  do_ $CTX train $CFG/arm.yaml output_dir=$RUN/train/$name "data.train_files=[$R/arms/$arm.jsonl]" seed=$seed \
       data.shuffle_seed=$seed "${steps_arg[@]}" "${TRAIN[@]}" || { failed "$name: training failed"; return 0; }
   say "evaluate $name"  # the times between these lines: process start, training, evaluation, saving
-  do_ $CTX eval $CFG/eval.yaml name=table3-v2-$name model.model=$R/train/$name/final "${EVAL[@]}" \
+  do_ $CTX eval $CFG/eval.yaml name=table3-v2-$name model.model=$RUN/train/$name/final out_dir=$RUN/eval "${EVAL[@]}" \
     || { failed "$name: evaluation failed"; return 0; }
-  do_ $PY benchmarks/table3_v2_report.py --slim $R/eval/table3-v2-$name/predictions.jsonl
-  save run-$name $R/eval/table3-v2-$name $R/train/$name
+  do_ $PY benchmarks/table3_v2_report.py --slim $RUN/eval/table3-v2-$name/predictions.jsonl
+  save run-$name $RUN/eval/table3-v2-$name $RUN/train/$name
   say "saved $name"
-  [[ $DRY == 1 ]] || rm -rf "$R/train/$name/final"  # weights are not kept: the predictions are the result
+  [[ $DRY == 1 ]] || rm -rf "$RUN/train/$name/final"  # weights are not kept: the predictions are the result
 }
 
 arms() {  # $1 tier: a queue of arm x seed over GPUS x PER_GPU lanes
@@ -171,6 +184,9 @@ arms() {  # $1 tier: a queue of arm x seed over GPUS x PER_GPU lanes
     1) list=("${TIER1[*]}");; 2) list=("${TIER2[*]}");; all) list=("${TIER1[*]}" "${TIER2[*]}");;
     *) echo "tier must be 1, 2 or all" >&2; exit 2;;
   esac
+  if [[ $TRAINEE != smollm2 && ${1:-1} != 1 ]]; then
+    echo "the design repeats tier 1 only on $TRAINEE (DESIGN.md): arms 1" >&2; exit 2
+  fi
   # tier 1 (the primary comparisons) before tier 2, seed by seed within a tier; one shared queue: each lane
   # claims the next job (mkdir is atomic), so a lane whose share is done or committed takes work from the
   # others instead of idling (a fixed k, k+lanes, ... share left lanes idle beside committed runs)
@@ -204,7 +220,7 @@ pack() {  # $OUT: table3_v2_results.tgz (saved/) and one table3_v2_data-NAME.txz
   say pack  # each file stays under the 16 MiB a GPU call returns (docs/gpu.md); a bigger one goes in .partNN pieces
   local t name
   do_ mkdir -p "$OUT" "$SAVE"  # an empty saved/ when nothing was saved yet: the archive still comes back
-  do_ tar czf "$OUT/table3_v2_results.tgz" -C "$R" saved
+  do_ tar czf "$OUT/$RESULTS" -C "$RUN" saved
   for t in "$R"/saved_data/*.tar; do
     [[ -f $t ]] || continue
     name=$OUT/table3_v2_data-$(basename "$t" .tar).txz
@@ -221,11 +237,11 @@ restore() {  # $1: a folder with what earlier calls' pack returned (results, dat
   say "restore from $dir"
   shopt -s nullglob
   local data=("$dir"/table3_v2_data-*.txz "$dir"/table3_v2_data-*.txz.part00)
-  [[ -n $dir && ( -f $dir/table3_v2_results.tgz || ${#data[@]} -gt 0 ) ]] \
-    || { echo "restore: no table3_v2_results.tgz or table3_v2_data-*.txz in '$dir'" >&2; exit 2; }
+  [[ -n $dir && ( -f $dir/$RESULTS || ${#data[@]} -gt 0 ) ]] \
+    || { echo "restore: no $RESULTS or table3_v2_data-*.txz in '$dir'" >&2; exit 2; }
   do_ mkdir -p "$R"
-  if [[ -f $dir/table3_v2_results.tgz ]]; then
-    do_ tar xzf "$dir/table3_v2_results.tgz" -C "$R"  # saved/: a run saved there is not run again
+  if [[ -f $dir/$RESULTS ]]; then
+    do_ mkdir -p "$RUN" && do_ tar xzf "$dir/$RESULTS" -C "$RUN"  # saved/: a run saved there is not run again
     [[ -f $SAVE/gen-state.tgz ]] && do_ tar xzf "$SAVE/gen-state.tgz"  # the generation runs' stage markers
   fi
   for f in "${data[@]}"; do  # each holds its paths (pipeline runs, arms/ with arms.json) from the repository root
@@ -252,7 +268,12 @@ PY
 
 report() {
   say report
-  do_ $PY benchmarks/table3_v2_report.py --src "${SRC:-$SAVE}" --data docs/results/table3_v2/data --out docs/results/table3_v2
+  local extra=()
+  if [[ $TRAINEE != smollm2 ]]; then  # the same arm files as SmolLM2's runs: their summary goes beside the predictions
+    extra=(--trainee "$TRAINEE" --arms "$(IFS=,; echo "${TIER1[*]}")")
+    do_ mkdir -p "$DATA" && do_ cp docs/results/table3_v2/data/arms.json "$DATA/arms.json"
+  fi
+  do_ $PY benchmarks/table3_v2_report.py --src "${SRC:-$SAVE}" --data "$DATA" --out "$(dirname "$DATA")" "${extra[@]}"
 }
 
 [[ $# -gt 0 ]] || { sed -n '2,/^[^#]/{/^#/p}' "$0"; exit 2; }  # the header comment, however long
@@ -272,6 +293,6 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 if [[ -s $FAILED ]]; then
-  echo "$(wc -l < "$FAILED") run(s) failed (see runs/table3_v2/saved/logs): $(paste -sd ';' "$FAILED")" >&2
+  echo "$(wc -l < "$FAILED") run(s) failed (see $SAVE/logs): $(paste -sd ';' "$FAILED")" >&2
   exit 1
 fi

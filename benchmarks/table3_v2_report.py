@@ -35,7 +35,9 @@ import numpy as np
 
 FAMILIES = ("hotpotqa", "squad", "niah")
 QA = ("hotpotqa", "squad")
-COLUMNS = ("hotpotqa_real", "hotpotqa_8k", "squad_2k", "squad_4k", "squad_8k", "niah_4k", "niah_8k")
+COLUMNS = ("hotpotqa_real", "hotpotqa_8k", "hotpotqa_16k", "hotpotqa_32k", "squad_2k", "squad_4k", "squad_8k",
+           "squad_16k", "squad_32k", "niah_4k", "niah_8k", "niah_16k", "niah_32k")  # 16k/32k: a 32k-window trainee
+TRAINEES = {"smollm2": "SmolLM2-135M-Instruct", "gemma3-270m": "Gemma-3-270M (base, 32k window)"}
 LABELS = {
     "general": "general data only", "cs": "+ context synthesis", "is": "+ instruction synthesis",
     "human": "+ human contexts", "cs_nc": "+ context synthesis, without contexts", "cs_perm": "+ context synthesis, permuted contexts",
@@ -306,10 +308,10 @@ def status(runs: Runs, design_arms: list[str]) -> str:
 
 def markdown(result: dict[str, Any], arms_info: dict[str, Any] | None, status: str,
              generation: dict[str, list[dict[str, Any]]] | None = None,
-             runs_info: dict[str, dict[str, Any]] | None = None) -> str:
+             runs_info: dict[str, dict[str, Any]] | None = None, trainee: str = "smollm2") -> str:
     whats = result["columns"]
     arms = sorted(result["cells"], key=lambda a: ARM_ORDER.index(a) if a in ARM_ORDER else 99)
-    out = ["# Table 3 v2: SmolLM2-135M-Instruct, equal budgets, 3 seeds, no leaks", "", status, "",
+    out = [f"# Table 3 v2: {TRAINEES.get(trainee, trainee)}, equal budgets, 3 seeds, no leaks", "", status, "",
            "Design (written before the runs): [DESIGN.md](DESIGN.md). Every number: x100, mean over the arm's seeds,",
            f"95% hierarchical bootstrap interval ({result['resamples']:,} resamples; items clustered by question,",
            "seeds resampled per arm). `qa` is the primary endpoint (mean of the HotpotQA and SQuAD family means).",
@@ -335,6 +337,8 @@ def markdown(result: dict[str, Any], arms_info: dict[str, Any] | None, status: s
                 f"{arms_info['ablation_budget']:,}, max_steps {arms_info['max_steps']} for every arm)", "",
                 "| arm | long rows | long tokens | filler rows | filler tokens | slot tokens | packs |", "|---|---|---|---|---|---|---|"]
         for arm, i in arms_info["arms"].items():
+            if arm not in result["cells"]:  # an arm this trainee does not train (tier 1 only on the 32k model)
+                continue
             out.append(f"| {arm} | {i['long_rows']} | {i['long_tokens']:,} | {i['filler_rows']} | {i['filler_tokens']:,} | "
                        f"{i['slot_tokens']:,} | {i['packs']} |")
     if generation:
@@ -446,6 +450,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--slim", type=Path, nargs="*", default=[],
                         help="only slim these predictions.jsonl files to predictions.jsonl.gz beside them, then stop")
     parser.add_argument("--status", default=None, help="a status line for the page (default: computed from which runs are in)")
+    parser.add_argument("--trainee", default="smollm2", help="the model the arms trained (the page's title): " + ", ".join(TRAINEES))
+    parser.add_argument("--arms", default=None,
+                        help="comma-separated arms of the design on this trainee (default: every arm of arms.json)")
     args = parser.parse_args(argv)
     if args.slim:
         for path in args.slim:
@@ -458,10 +465,10 @@ def main(argv: list[str] | None = None) -> None:
     arms_info = read_json(args.data / "arms.json")
     generation = read_json(args.data / "generation.json")
     runs_info = read_json(args.data / "runs.json")
-    design_arms = list(arms_info["arms"]) if arms_info else list(runs.scores)
+    design_arms = args.arms.split(",") if args.arms else list(arms_info["arms"]) if arms_info else list(runs.scores)
     page_status = args.status or status(runs, design_arms)
     args.out.mkdir(parents=True, exist_ok=True)
-    page = markdown(result, arms_info, page_status, generation, runs_info)
+    page = markdown(result, arms_info, page_status, generation, runs_info, args.trainee)
     page += "".join(line + "\n" for line in earlier_generation(args.data, runs))
     (args.out / "README.md").write_text(page, encoding="utf-8")
     (args.out / "results.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")

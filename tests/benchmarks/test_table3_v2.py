@@ -239,8 +239,10 @@ def test_the_first_generations_runs_stand_beside_their_reruns_and_enter_no_table
     data = tmp_path / "data"
     _fixture(data)
     (data / "gen1" / "predictions").mkdir(parents=True)
-    rows = [{**r, "score": r["score"] + 0.1} for r in _gz(data / "predictions" / "cs-s1.jsonl.gz")]
-    (data / "gen1" / "predictions" / "cs-s1.jsonl.gz").write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
+    for seed in (1, 2):  # both seeds 0.1 above their rerun: the arm's mean moved by -10 points
+        rows = [{**r, "score": r["score"] + 0.1} for r in _gz(data / "predictions" / f"cs-s{seed}.jsonl.gz")]
+        (data / "gen1" / "predictions" / f"cs-s{seed}.jsonl.gz").write_bytes(
+            gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
     (data / "predictions" / "is-s3.jsonl.gz").rename(data / "gen1" / "predictions" / "is-s3.jsonl.gz")
     out = _run([sys.executable, str(BENCH / "table3_v2_report.py"), "--data", str(data), "--out", str(tmp_path / "out"),
                 "--resamples", "200"], tmp_path)
@@ -250,6 +252,9 @@ def test_the_first_generations_runs_stand_beside_their_reruns_and_enter_no_table
     cs = re.search(r"\| cs-s1 \| ([\d.]+) \| ([\d.]+) \|", section)
     assert cs and float(cs.group(1)) == pytest.approx(float(cs.group(2)) + 10.0, abs=0.051), section
     assert "| is-s3 |" in section and section.split("| is-s3 |")[1].split("\n")[0].endswith("| not run yet |")
+    mean = re.search(r"\| cs, mean of seeds 1, 2 \| ([\d.]+) \| ([\d.]+) \|", section)
+    assert mean and float(mean.group(1)) == pytest.approx(float(mean.group(2)) + 10.0, abs=0.051), section
+    assert "generation 2 - generation 1: cs -10.0." in section and "is -" not in section  # is: one seed, no mean
 
 
 def test_holm_adjustment_is_step_down_and_monotone() -> None:
@@ -426,3 +431,45 @@ def test_lanes_share_one_queue_and_each_run_is_started_once(tmp_path: Path) -> N
     assert sorted(started) == sorted(f"{a}-s{s}" for a in tier1 for s in (1, 2)), started
     assert proc.returncode == 1 and "11 run(s) failed" in proc.stderr, proc.stdout + proc.stderr
     assert "cs-s1" not in proc.stderr
+
+
+def test_the_32k_trainee_runs_tier_1_on_the_same_arm_files_into_its_own_folders(tmp_path: Path) -> None:
+    """TRAINEE=gemma3-270m: the same arm files and steps, the model swapped, the 16k/32k tests added to the
+    evaluation in a 32k window, runs and committed predictions in their own folders; tier 2 is refused
+    (the design repeats tier 1 only); an unknown trainee is an error."""
+    env = {"DRY": "1", "CTX": "ctxsynth", "DEVICE": "cpu", "SEEDS": "1 2 3", "TRAINEE": "gemma3-270m"}
+    out = _run(["bash", str(BENCH / "table3_v2.sh"), "arms", "1", "pack", "report"], ROOT, env)
+    commands = [shlex.split(line) for line in out.splitlines() if line.startswith("ctxsynth ")]
+    trains = [c for c in commands if c[1] == "train"]
+    evals = [c for c in commands if c[1] == "eval"]
+    assert len(trains) == len(evals) == 6 * 3
+    assert all("model=gemma3-270m" in c and "max_steps=S" in c for c in trains)
+    assert {a for c in trains for a in c if a.startswith("data.train_files=")} == {
+        f"data.train_files=[runs/table3_v2/arms/{a}.jsonl]" for a in ("general", "cs", "is", "human", "cs_nc", "cs_perm")}
+    assert all(any(a.startswith("output_dir=runs/table3_v2/gemma3-270m/train/") for a in c) for c in trains)
+    for c in evals:
+        assert "model.max_model_len=32768" in c and "model.tokenizer=gemma3-270m" in c
+        assert "items=[runs/table3_v2/inputs/tests.jsonl.gz,runs/table3_v2/inputs/tests_long.jsonl.gz]" in c
+        assert "out_dir=runs/table3_v2/gemma3-270m/eval" in c
+    assert "table3_v2_gemma3-270m_results.tgz" in out and "-C runs/table3_v2/gemma3-270m saved" in out
+    report = next(line for line in out.splitlines() if "table3_v2_report.py --src" in line)
+    assert "--data docs/results/table3_v2/gemma3-270m/data --out docs/results/table3_v2/gemma3-270m" in report
+    assert "--trainee gemma3-270m --arms general,cs,is,human,cs_nc,cs_perm" in report
+    for tier in ("2", "all"):
+        proc = subprocess.run(["bash", str(BENCH / "table3_v2.sh"), "arms", tier], cwd=ROOT, capture_output=True,
+                              text=True, env={**os.environ, **env})
+        assert proc.returncode == 2 and "tier 1 only" in proc.stderr, proc.stderr
+    bad = subprocess.run(["bash", str(BENCH / "table3_v2.sh"), "arms", "1"], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, **env, "TRAINEE": "qwen"})
+    assert bad.returncode == 2 and "TRAINEE must be" in bad.stderr
+
+
+def test_the_report_of_a_trainee_names_it_and_counts_only_its_arms(tmp_path: Path) -> None:
+    """--trainee titles the page; --arms is the design on that trainee, so tier 1 x 3 seeds is complete."""
+    _fixture(tmp_path / "data")
+    _run([sys.executable, str(BENCH / "table3_v2_report.py"), "--data", str(tmp_path / "data"), "--out",
+          str(tmp_path / "out"), "--resamples", "100", "--trainee", "gemma3-270m",
+          "--arms", "general,cs,is,human,cs_nc,cs_perm"], tmp_path)
+    page = (tmp_path / "out" / "README.md").read_text()
+    assert page.startswith("# Table 3 v2: Gemma-3-270M (base, 32k window), equal budgets")
+    assert "**Status: complete.** All 18 runs of the design (6 arms x 3 seeds) are in." in page
