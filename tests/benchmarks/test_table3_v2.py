@@ -438,7 +438,9 @@ def test_the_32k_trainee_runs_tier_1_on_the_same_arm_files_into_its_own_folders(
     evaluation in a 32k window, runs and committed predictions in their own folders; tier 2 is refused
     (the design repeats tier 1 only); an unknown trainee is an error."""
     env = {"DRY": "1", "CTX": "ctxsynth", "DEVICE": "cpu", "SEEDS": "1 2 3", "TRAINEE": "gemma3-270m"}
-    out = _run(["bash", str(BENCH / "table3_v2.sh"), "arms", "1", "pack", "report"], ROOT, env)
+    out = _run(["bash", str(BENCH / "table3_v2.sh"), "split", "arms", "1", "pack", "report"], ROOT, env)
+    assert "split runs/table3_v2/inputs --commit docs/results/table3_v2/data --long gemma3-270m" in out
+    assert "tar cJf runs/table3_v2/tests_long.tar.xz runs/table3_v2/inputs/tests_long.jsonl" in out
     commands = [shlex.split(line) for line in out.splitlines() if line.startswith("ctxsynth ")]
     trains = [c for c in commands if c[1] == "train"]
     evals = [c for c in commands if c[1] == "eval"]
@@ -449,7 +451,7 @@ def test_the_32k_trainee_runs_tier_1_on_the_same_arm_files_into_its_own_folders(
     assert all(any(a.startswith("output_dir=runs/table3_v2/gemma3-270m/train/") for a in c) for c in trains)
     for c in evals:
         assert "model.max_model_len=32768" in c and "model.tokenizer=gemma3-270m" in c
-        assert "items=[runs/table3_v2/inputs/tests.jsonl.gz,runs/table3_v2/inputs/tests_long.jsonl.gz]" in c
+        assert "items=[runs/table3_v2/inputs/tests.jsonl.gz,runs/table3_v2/inputs/tests_long.jsonl]" in c
         assert "out_dir=runs/table3_v2/gemma3-270m/eval" in c
     assert "table3_v2_gemma3-270m_results.tgz" in out and "-C runs/table3_v2/gemma3-270m saved" in out
     report = next(line for line in out.splitlines() if "table3_v2_report.py --src" in line)
