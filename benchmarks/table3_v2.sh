@@ -42,14 +42,14 @@ R=runs/table3_v2
 # TRAINEE=gemma3-270m: the tier-1 arms again on the 32k-window trainee (DESIGN.md), on the same arm files, also
 # evaluated on the 16k/32k tests (`split` with TRAINEE=gemma3-270m writes them); its runs live under $R/gemma3-270m
 TRAINEE=${TRAINEE:-smollm2}
+PAGE=docs/results/table3_v2  # the SmolLM2 page; its data/ holds the split, the arms' files and arms.json
 case $TRAINEE in
-  smollm2) RUN=$R RESULTS=table3_v2_results.tgz;;
-  gemma3-270m) RUN=$R/$TRAINEE RESULTS=table3_v2_${TRAINEE}_results.tgz;;
+  smollm2) RUN=$R RESULTS=table3_v2_results.tgz TPAGE=$PAGE;;
+  gemma3-270m) RUN=$R/$TRAINEE RESULTS=table3_v2_${TRAINEE}_results.tgz TPAGE=$PAGE/$TRAINEE;;
   *) echo "TRAINEE must be smollm2 or gemma3-270m, not '$TRAINEE'" >&2; exit 2;;
 esac
 SAVE=$RUN/saved
-# the committed results: a run whose predictions are here is not run again
-if [[ $TRAINEE == smollm2 ]]; then DATA=${DATA:-docs/results/table3_v2/data}; else DATA=${DATA:-docs/results/table3_v2/$TRAINEE/data}; fi
+DATA=${DATA:-$TPAGE/data}  # the committed results: a run whose predictions are here is not run again
 DEADLINE=${DEADLINE:-0}
 IN=$R/inputs
 TIER1=(general cs is human cs_nc cs_perm)
@@ -97,7 +97,7 @@ save_data() {  # $1 name, rest: paths -> $R/saved_data/$1.tar (the big, repetiti
 
 split() {
   say split
-  do_ $PY benchmarks/table3_v2_inputs.py split $IN --commit docs/results/table3_v2/data "${SPLIT[@]}"
+  do_ $PY benchmarks/table3_v2_inputs.py split $IN --commit $PAGE/data "${SPLIT[@]}"
   if [[ $TRAINEE != smollm2 ]]; then  # the 16k/32k items: 43 MB gzipped, 13 MB as xz (the padding repeats across
     # items), so they travel as $R/tests_long.tar.xz (gpu_setup.sh unpacks it) and are read uncompressed there
     do_ gzip -dkf $IN/tests_long.jsonl.gz
@@ -273,12 +273,9 @@ PY
 
 report() {
   say report
-  local extra=()
-  if [[ $TRAINEE != smollm2 ]]; then  # the same arm files as SmolLM2's runs: their summary goes beside the predictions
-    extra=(--trainee "$TRAINEE" --arms "$(IFS=,; echo "${TIER1[*]}")")
-    do_ mkdir -p "$DATA" && do_ cp docs/results/table3_v2/data/arms.json "$DATA/arms.json"
-  fi
-  do_ $PY benchmarks/table3_v2_report.py --src "${SRC:-$SAVE}" --data "$DATA" --out "$(dirname "$DATA")" "${extra[@]}"
+  local extra=()  # another trainee trained tier 1 on the same arm files: their summary is SmolLM2's arms.json
+  [[ $TRAINEE == smollm2 ]] || extra=(--trainee "$TRAINEE" --arms "$(IFS=,; echo "${TIER1[*]}")" --arms-json $PAGE/data/arms.json)
+  do_ $PY benchmarks/table3_v2_report.py --src "${SRC:-$SAVE}" --data "$DATA" --out "$TPAGE" "${extra[@]}"
 }
 
 [[ $# -gt 0 ]] || { sed -n '2,/^[^#]/{/^#/p}' "$0"; exit 2; }  # the header comment, however long

@@ -453,6 +453,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trainee", default="smollm2", help="the model the arms trained (the page's title): " + ", ".join(TRAINEES))
     parser.add_argument("--arms", default=None,
                         help="comma-separated arms of the design on this trainee (default: every arm of arms.json)")
+    parser.add_argument("--arms-json", type=Path, default=None,
+                        help="the arms' budgets (default: DATA/arms.json; another trainee's page reads SmolLM2's)")
     args = parser.parse_args(argv)
     if args.slim:
         for path in args.slim:
@@ -462,7 +464,7 @@ def main(argv: list[str] | None = None) -> None:
         collect(args.src, args.data)
     runs = load_runs(args.data)
     result = analyse(runs, args.resamples)
-    arms_info = read_json(args.data / "arms.json")
+    arms_info = read_json(args.arms_json or args.data / "arms.json")
     generation = read_json(args.data / "generation.json")
     runs_info = read_json(args.data / "runs.json")
     design_arms = args.arms.split(",") if args.arms else list(arms_info["arms"]) if arms_info else list(runs.scores)

@@ -456,7 +456,7 @@ def test_the_32k_trainee_runs_tier_1_on_the_same_arm_files_into_its_own_folders(
     assert "table3_v2_gemma3-270m_results.tgz" in out and "-C runs/table3_v2/gemma3-270m saved" in out
     report = next(line for line in out.splitlines() if "table3_v2_report.py --src" in line)
     assert "--data docs/results/table3_v2/gemma3-270m/data --out docs/results/table3_v2/gemma3-270m" in report
-    assert "--trainee gemma3-270m --arms general,cs,is,human,cs_nc,cs_perm" in report
+    assert "--trainee gemma3-270m --arms general,cs,is,human,cs_nc,cs_perm --arms-json docs/results/table3_v2/data/arms.json" in report
     for tier in ("2", "all"):
         proc = subprocess.run(["bash", str(BENCH / "table3_v2.sh"), "arms", tier], cwd=ROOT, capture_output=True,
                               text=True, env={**os.environ, **env})
@@ -467,11 +467,17 @@ def test_the_32k_trainee_runs_tier_1_on_the_same_arm_files_into_its_own_folders(
 
 
 def test_the_report_of_a_trainee_names_it_and_counts_only_its_arms(tmp_path: Path) -> None:
-    """--trainee titles the page; --arms is the design on that trainee, so tier 1 x 3 seeds is complete."""
+    """--trainee titles the page; --arms is the design on that trainee, so tier 1 x 3 seeds is complete;
+    --arms-json reads the budgets from another folder and lists only the arms this trainee trained."""
     _fixture(tmp_path / "data")
+    info = {"budget": 500_000, "ablation_budget": 221_000, "max_steps": 108,
+            "arms": {a: {"long_rows": 1, "long_tokens": 2, "filler_rows": 3, "filler_tokens": 4, "slot_tokens": 5, "packs": 6}
+                     for a in ("general", "cs", "is", "human", "cs_nc", "cs_perm", "cs_d1")}}
+    (tmp_path / "arms.json").write_text(json.dumps(info))
     _run([sys.executable, str(BENCH / "table3_v2_report.py"), "--data", str(tmp_path / "data"), "--out",
           str(tmp_path / "out"), "--resamples", "100", "--trainee", "gemma3-270m",
-          "--arms", "general,cs,is,human,cs_nc,cs_perm"], tmp_path)
+          "--arms", "general,cs,is,human,cs_nc,cs_perm", "--arms-json", str(tmp_path / "arms.json")], tmp_path)
     page = (tmp_path / "out" / "README.md").read_text()
     assert page.startswith("# Table 3 v2: Gemma-3-270M (base, 32k window), equal budgets")
     assert "**Status: complete.** All 18 runs of the design (6 arms x 3 seeds) are in." in page
+    assert "max_steps 108 for every arm" in page and "| cs_perm | 1 |" in page and "| cs_d1 |" not in page
