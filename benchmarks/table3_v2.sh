@@ -20,10 +20,12 @@
 # calls); a run already saved is skipped, so a call can be repeated; end every call with `pack` (files
 # under $OUT, each under the 16 MiB a call returns). A failed run is logged, the rest go on, and the script exits 1 naming it. DEADLINE=S makes `arms` start no run after S seconds, so
 # `DEADLINE=300 bash benchmarks/table3_v2.sh arms 1 pack` ends inside a 10-minute call. Env: CTX (ctxsynth; `$PY -m ctxsynth.cli` where no ctxsynth is on PATH), PY (python3), DEVICE (cuda; cpu for TINY), TINY=1
-# (a few seeds, items and steps: the CPU check; generation through the offline fake backend), GPUS
-# (default: every GPU nvidia-smi lists), PER_GPU (runs at a time per GPU, default 2), FRACTION (the share of
-# free GPU memory an evaluation's waves take, default 0.75/PER_GPU), SEEDS ("1 2 3"),
-# BUDGET (500000), PART_BYTES (15 MiB), DRY=1 prints the commands.
+# (a few seeds, items and steps: the CPU check; generation through the offline fake backend), PER_GPU (runs
+# at a time per GPU, every GPU nvidia-smi lists; default 2; the lanes share one queue, tier 1 first), FRACTION
+# (the share of free GPU memory an evaluation's waves take, default 0.75/PER_GPU), SEEDS ("1 2 3"),
+# BUDGET (500000), PART_BYTES (15 MiB), DRY=1 prints the commands, TRAINEE (smollm2; gemma3-270m: tier 1
+# again on the 32k-window model, `split` adds the 16k/32k tests, runs under runs/table3_v2/gemma3-270m,
+# results in docs/results/table3_v2/gemma3-270m; DESIGN.md's amendment of 2026-12-08).
 set -euo pipefail
 PY=${PY:-python3}
 if [[ -z ${CTX:-} ]]; then  # the command where installed, else the module (a GPU machine with carried wheels)
@@ -183,7 +185,7 @@ run() {  # $1 arm, $2 seed: train on general rows + the arm's slot, evaluate, sa
   [[ $DRY == 1 ]] || rm -rf "$RUN/train/$name/final"  # weights are not kept: the predictions are the result
 }
 
-arms() {  # $1 tier: a queue of arm x seed over GPUS x PER_GPU lanes
+arms() {  # $1 tier: a queue of arm x seed over GPUs x PER_GPU lanes
   local list=()
   case ${1:-1} in
     1) list=("${TIER1[*]}");; 2) list=("${TIER2[*]}");; all) list=("${TIER1[*]}" "${TIER2[*]}");;
